@@ -1,0 +1,3 @@
+from thpreplay.cli import main
+
+main()

@@ -1,0 +1,109 @@
+"""Capture bundles: a directory of plain copies of /proc and /sys files plus one trace file.
+
+Layout (every file optional except the trace; `thpreplay record` writes all of them and a manifest):
+
+    manifest.json                    written by `thpreplay record`; informational
+    kernel_release                   uname -r
+    thp_settings                     transparent_hugepage/enabled, then defrag, then khugepaged/defrag
+    zoneinfo[.before|.after]         /proc/zoneinfo        (also buddyinfo, pagetypeinfo, vmstat, meminfo)
+    nodeN.cpulist, nodeN.distance    /sys/devices/system/node/nodeN/{cpulist,distance}
+    nodeN.vmstat[.before|.after]     /sys/devices/system/node/nodeN/vmstat (also nodeN.meminfo)
+    perf.data | trace.txt | perf.txt | ...   the trace: perf.data, or text, plain/.gz/.zst/.xz
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from thpreplay import procfs
+from thpreplay.errors import InputError
+
+SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo")
+_NODE_FILE = re.compile(r"^node(\d+)\.(cpulist|distance|vmstat|meminfo)(\.before|\.after)?$")
+_SNAPSHOT_FILE = re.compile(r"^(%s)(\.before|\.after)?$" % "|".join(SNAPSHOTS))
+_NOT_TRACE = {"manifest.json", "kernel_release", "thp_settings"}
+_COMPRESSED = (".gz", ".zst", ".xz")
+
+
+@dataclass
+class Bundle:
+    path: Path
+    trace: Path
+    kernel_release: str | None = None
+    thp: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, Path] = field(default_factory=dict)  # e.g. "zoneinfo.before" -> path
+    node_files: dict[str, Path] = field(default_factory=dict)  # e.g. "node0.cpulist" -> path
+    manifest: dict = field(default_factory=dict)
+
+    def snapshot(self, name: str, when: str = "before") -> Path | None:
+        """zoneinfo.before, else the unsuffixed zoneinfo (taken at an unknown time)."""
+        return self.snapshots.get(f"{name}.{when}") or (self.snapshots.get(name) if when == "before" else None)
+
+    def cpus_by_node(self) -> dict[int, list[int]]:
+        out = {}
+        for key, p in self.node_files.items():
+            m = _NODE_FILE.match(key)
+            if m and m.group(2) == "cpulist":
+                out[int(m.group(1))] = procfs.parse_cpulist(p.read_text(), str(p))
+        return out
+
+    def distances(self) -> dict[int, list[int]]:
+        out = {}
+        for key, p in self.node_files.items():
+            m = _NODE_FILE.match(key)
+            if m and m.group(2) == "distance":
+                out[int(m.group(1))] = procfs.parse_distance(p.read_text(), str(p))
+        return out
+
+
+def _is_trace_candidate(name: str) -> bool:
+    if name in _NOT_TRACE or _NODE_FILE.match(name) or _SNAPSHOT_FILE.match(name):
+        return False
+    if name.startswith(".") or name.endswith((".log", ".md", ".json", ".sh")) or name.startswith("README"):
+        return False
+    base = name
+    for ext in _COMPRESSED:
+        base = base.removesuffix(ext)
+    return base == "perf.data" or base.startswith(("trace", "perf")) or base.endswith((".txt", ".dat"))
+
+
+def open_bundle(path: Path) -> Bundle:
+    if not path.is_dir():
+        raise InputError(str(path), "not a directory")
+    names = sorted(p.name for p in path.iterdir() if p.is_file())
+    candidates = [n for n in names if _is_trace_candidate(n)]
+    if not candidates:
+        raise InputError(
+            str(path),
+            "no trace file in bundle",
+            hint="a bundle holds one trace: perf.data, or text such as trace.txt or perf.txt (optionally .gz/.zst/.xz)",
+        )
+    if len(candidates) > 1:
+        raise InputError(str(path), f"several trace files in bundle: {', '.join(candidates)}; keep one")
+    bundle = Bundle(path=path, trace=path / candidates[0])
+    for n in names:
+        if _SNAPSHOT_FILE.match(n):
+            bundle.snapshots[n] = path / n
+        elif _NODE_FILE.match(n):
+            bundle.node_files[n] = path / n
+    release = path / "kernel_release"
+    if release.exists():
+        bundle.kernel_release = release.read_text().strip() or None
+    settings = path / "thp_settings"
+    if settings.exists():
+        lines = [ln for ln in settings.read_text().splitlines() if ln.strip()]
+        for key, line in zip(("enabled", "defrag", "khugepaged_defrag"), lines):
+            bundle.thp[key] = procfs.selected_setting(line)
+    manifest = path / "manifest.json"
+    if manifest.exists():
+        try:
+            bundle.manifest = json.loads(manifest.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(str(manifest), f"not valid JSON: {e.msg}", line=e.lineno) from None
+        bundle.kernel_release = bundle.kernel_release or bundle.manifest.get("kernel_release")
+        for key, value in (bundle.manifest.get("thp") or {}).items():
+            bundle.thp.setdefault(key, value)
+    return bundle

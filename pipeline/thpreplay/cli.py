@@ -1,0 +1,86 @@
+"""Command line: thin wrappers over the library. Library errors become one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thpreplay.errors import ThpreplayError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Replay Linux page-allocation traces through per-kernel-era THP policies.",
+)
+
+BIG_INPUT = 64 << 20
+
+
+def _fail(err: ThpreplayError) -> None:
+    typer.echo(f"thpreplay: {err.message}", err=True)
+    if err.hint:
+        typer.echo(f"hint: {err.hint}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[list[str], typer.Argument(help="Bundle dir, perf.data, perf script / ftrace / trace-cmd text (.gz/.zst/.xz), or -")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset directory to write")],
+    topology: Annotated[str | None, typer.Option("--topology", help="A saved /proc/zoneinfo giving nodes and pfn spans")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing dataset")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
+) -> None:
+    """Read traces into typed Parquet tables (one per event kind) plus topology, metadata and rejects."""
+    from thpreplay.ingest import ingest as run
+    from thpreplay.report_text import print_ingest_summary, progress_for
+
+    try:
+        with progress_for(inputs, BIG_INPUT, enabled=not quiet) as advance:
+            summary = run(inputs, output, topology_file=topology, force=force, progress=advance)
+    except ThpreplayError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        typer.echo("thpreplay: interrupted; no dataset written", err=True)
+        raise typer.Exit(130) from None
+    if not quiet:
+        print_ingest_summary(summary)
+
+
+@app.command()
+def record(
+    command: Annotated[list[str] | None, typer.Argument(help="Command to trace (after --)")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Bundle directory to create")] = Path("capture"),
+    duration: Annotated[float | None, typer.Option("--duration", help="Seconds to record when no command is given")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="perf (perf.data) or ftrace (tracefs text)")] = "perf",
+    buffer_kb: Annotated[int, typer.Option("--buffer-kb", help="ftrace: ring buffer per CPU, KiB")] = 131072,
+) -> None:
+    """Record page-allocation events system-wide into a capture bundle (needs root)."""
+    from thpreplay.record import record as run
+
+    if not command and duration is None:
+        typer.echo("thpreplay: give -- COMMAND ... or --duration SECONDS", err=True)
+        raise typer.Exit(2)
+    if backend not in ("perf", "ftrace"):
+        typer.echo("thpreplay: --backend is perf or ftrace", err=True)
+        raise typer.Exit(2)
+    try:
+        result = run(output, command=command or None, duration=duration, backend=backend, buffer_kb=buffer_kb,
+                     log=lambda msg: typer.echo(msg, err=True))
+    except ThpreplayError as e:
+        _fail(e)
+    typer.echo(f"bundle: {result.path}  ({result.trace_name}, command exit {result.exit_code})")
+    if result.exit_code not in (0, None):
+        raise typer.Exit(result.exit_code)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `thpreplay ... | head`
+        sys.stderr.close()
+        sys.exit(1)

@@ -1,0 +1,565 @@
+"""`thpreplay ingest`: traces and capture bundles into a dataset of typed Parquet tables.
+
+Data flow: inputs -> chunks of whole lines -> parse.text (one frame per event table) -> enrich
+(gfp decoding, pfn -> node, THP attempt flag) -> Parquet row groups, plus the few rows thp_faults
+needs. Everything is written into a temporary directory beside the output, which is renamed into
+place only when complete: an interrupted or failed ingest leaves no partial dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from thpreplay import __version__, procfs, schemas
+from thpreplay.bundle import Bundle, open_bundle
+from thpreplay.errors import InputError, OutputError, ThpreplayError
+from thpreplay.inputs import Chunk, describe_kind, read_chunks
+from thpreplay.kernel import gfp
+from thpreplay.kernel.counters import compact_stall_rule
+from thpreplay.kernel.events import EVENT_TABLES
+from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
+from thpreplay.thp_faults import MarkerCollector, vmstat_view
+from thpreplay.topology import Topology
+
+DATASET_FORMAT = 1
+WORKERS = 2
+# Dictionary pages cost more time than they save here: zstd already squeezes repeated strings.
+PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=False)
+# perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
+PERF_SCRIPT_ARGS = ["script", "-F", "comm,tid,cpu,time,event,trace", "--ns", "-i"]
+
+
+@dataclass
+class Source:
+    name: str  # as given (path or '-'), used in messages and the `source` column
+    kind: str  # text, perf.data
+    path: str
+
+
+@dataclass
+class IngestSummary:
+    output: Path
+    events: dict[str, int]
+    rejects: int
+    lines: int
+    ts_min_ns: int | None
+    ts_max_ns: int | None
+    nodes: list[int]
+    formats: dict[str, str]
+    gfp_table: str
+    topology_source: str
+    lost_events: int
+    thp_faults: dict[str, int]
+    vmstat_deltas: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+ProgressFn = Callable[[int], None]
+
+
+def _resolve_inputs(inputs: list[str]) -> tuple[list[Source], Bundle | None]:
+    sources: list[Source] = []
+    bundle: Bundle | None = None
+    for item in inputs:
+        if item == "-":
+            sources.append(Source("-", "text", "-"))
+            continue
+        p = Path(item)
+        if not p.exists():
+            raise InputError(item, "no such file or directory")
+        if p.is_dir():
+            if bundle is not None:
+                raise InputError(item, "ingest one capture bundle at a time (a second bundle was given)")
+            bundle = open_bundle(p)
+            trace = str(bundle.trace)
+            kind = describe_kind(trace)
+            sources.append(Source(trace, "perf.data" if kind == "perf.data" else "text", trace))
+            continue
+        kind = describe_kind(item)
+        sources.append(Source(item, "perf.data" if kind == "perf.data" else "text", item))
+    return sources, bundle
+
+
+def _topology(bundle: Bundle | None, topology_file: str | None) -> Topology:
+    cpus = bundle.cpus_by_node() if bundle else {}
+    distances = bundle.distances() if bundle else {}
+    if topology_file:
+        p = Path(topology_file)
+        if not p.is_file():
+            raise InputError(topology_file, "no such file (--topology takes a saved /proc/zoneinfo)")
+        zones = procfs.parse_zoneinfo(p.read_text(errors="replace"), topology_file)
+        return Topology(zones, cpus, distances, source=f"--topology {p.name}")
+    if bundle:
+        snap = bundle.snapshot("zoneinfo")
+        if snap:
+            zones = procfs.parse_zoneinfo(snap.read_text(errors="replace"), str(snap))
+            return Topology(zones, cpus, distances, source=f"bundle {snap.name}")
+    return Topology.single_node()
+
+
+def _perf_script_stream(path: str) -> subprocess.Popen:
+    perf = shutil.which("perf")
+    if perf is None:
+        raise InputError(
+            path,
+            "is a perf.data file and perf is not installed to decode it",
+            hint="install perf (Debian: linux-perf), or run `perf script` where it is and ingest the text",
+        )
+    return subprocess.Popen(
+        [perf, *PERF_SCRIPT_ARGS, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+
+
+def _lines_frame(chunk: Chunk) -> pl.DataFrame:
+    data = chunk.data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Non-UTF-8 bytes (e.g. a comm set by a program) are replaced, not dropped: the line stays.
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+    if not data:
+        return pl.DataFrame(schema={"line": pl.Int64, "text": pl.String})
+    frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=chunk.first_line)
+    return frame.with_columns(pl.col("line").cast(pl.Int64))
+
+
+class _Enricher:
+    """Turns parsed event frames into schema-shaped ones: gfp decoding, pfn -> node, THP flag."""
+
+    def __init__(self, topology: Topology, table_name: str | None):
+        self.topology = topology
+        self.table_name = table_name
+        self.unknown_gfp: set[str] = set()
+        self._gfp_cache: dict[str, tuple] = {}
+
+    def choose_table(self, result: ChunkResult, layout: Layout) -> tuple[str, str]:
+        printed: list[str] = []
+        for t in ("page_alloc", "compaction", "reclaim"):
+            f = result.tables.get(t)
+            if f is not None and "gfp_flags" in f.columns:
+                printed += f.get_column("gfp_flags").drop_nulls().unique().to_list()
+        preferred = ["6.13", "6.1", "5.4", "4.19", "4.0"]
+        if layout.lat_width == 4:  # ftrace before 6.1
+            preferred = ["5.4", "4.19", "4.0", "6.1", "6.13"]
+        name = gfp.best_table_for_names(printed, preferred)
+        if name is None:
+            return "6.13", "no kernel release and names from several eras; newest table used"
+        return name, f"inferred from the printed gfp names and line format (first match of {', '.join(preferred)})"
+
+    def _gfp_frame(self, values: list[str]) -> pl.DataFrame:
+        table = gfp.TABLES[self.table_name or "6.13"]
+        rows = []
+        for v in values:
+            if v not in self._gfp_cache:
+                mask, unknown = gfp.decode(v, table)
+                self.unknown_gfp.update(unknown)
+                flags = gfp.flag_values(mask, table)
+                self._gfp_cache[v] = (mask, flags)
+            mask, flags = self._gfp_cache[v]
+            rows.append({"gfp_flags": v, "gfp_mask": mask, **{f"gfp_{k}": flags[k] for k in flags}})
+        return pl.DataFrame(
+            rows,
+            schema={"gfp_flags": pl.String, "gfp_mask": pl.Int64,
+                    **{f"gfp_{k}": pl.Boolean for k in gfp.FLAGS + ("nomemalloc", "hardwall")}},
+        )
+
+    def _with_gfp(self, frame: pl.DataFrame, keep_flags: bool) -> pl.DataFrame:
+        if "gfp_flags" not in frame.columns:
+            return frame
+        values = frame.get_column("gfp_flags").drop_nulls().unique().sort().to_list()
+        lookup = self._gfp_frame(values)
+        idx = pl.col("gfp_flags").replace_strict(
+            lookup.get_column("gfp_flags"), pl.int_range(0, lookup.height, eager=True), default=None,
+            return_dtype=pl.Int64,
+        )
+        frame = frame.with_columns(idx.alias("_gi"))
+        cols = ["gfp_mask"] + ([c for c in lookup.columns if c.startswith("gfp_") and c not in
+                                ("gfp_flags", "gfp_mask")] if keep_flags else [])
+        gi = frame.get_column("_gi")
+        new = [lookup.get_column(c).gather(gi).alias(c) for c in cols] if lookup.height else [
+            pl.Series(c, [None] * frame.height, dtype=lookup.schema[c]) for c in cols]
+        return frame.with_columns(new).drop("_gi")
+
+    def enrich(self, tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+        out = {}
+        for name, frame in tables.items():
+            if name == "page_alloc":
+                frame = self._with_gfp(frame, keep_flags=True)
+                frame = frame.with_columns(
+                    (pl.col("pfn") != 0).alias("success"),
+                    pl.when(pl.col("pfn") != 0).then(pl.col("pfn")).alias("pfn"),
+                )
+                frame = frame.with_columns(
+                    (
+                        (pl.col("order") >= 2)
+                        & pl.col("gfp_comp").fill_null(False)
+                        & pl.col("gfp_movable").fill_null(False)
+                        & pl.col("gfp_nomemalloc").fill_null(False)
+                        & pl.col("gfp_hardwall").fill_null(False)
+                        & (pl.col("comm") != "khugepaged")
+                    ).alias("thp_attempt")
+                )
+                frame = self.topology.locate(frame)
+            elif name in ("page_free", "extfrag"):
+                frame = self.topology.locate(frame)
+            elif name == "reclaim":
+                frame = self._with_gfp(frame, keep_flags=False)
+                if "flags" in frame.columns:
+                    frame = frame.with_columns(pl.col("flags").str.contains("RECLAIM_WB_ANON").alias("anon"))
+                if "pfn" in frame.columns:
+                    located = self.topology.locate(frame.select(pl.col("pfn")))
+                    node = frame.get_column("node") if "node" in frame.columns else None
+                    frame = frame.with_columns(
+                        pl.coalesce(node, located.get_column("node")).alias("node") if node is not None
+                        else located.get_column("node").alias("node"),
+                    )
+            elif name == "compaction":
+                frame = self._with_gfp(frame, keep_flags=False)
+            elif name == "page_fault":
+                frame = frame.with_columns((pl.col("address") // (2 << 20) * (2 << 20)).alias("region"))
+            out[name] = frame
+        return out
+
+
+class _Writers:
+    """Each table is a directory of Parquet parts, one per input chunk (written by the worker that
+    parsed the chunk, so writing runs in parallel too); part names follow input order."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def write(self, table: str, frame: pl.DataFrame, part: int) -> None:
+        if frame.height == 0:
+            return
+        schema = schemas.load(table)
+        arrow = schema.to_arrow(frame)
+        folder = self.directory / table
+        folder.mkdir(exist_ok=True)
+        pq.write_table(arrow, folder / f"part-{part:06d}.parquet", **PARQUET_OPTIONS)
+        with self._lock:
+            self.counts[table] = self.counts.get(table, 0) + frame.height
+
+    def close(self, tables: list[str]) -> None:
+        """Tables that got no rows still get one empty part, so every table has a schema on disk."""
+        for table in tables:
+            folder = self.directory / table
+            if not folder.exists():
+                folder.mkdir()
+                pq.write_table(schemas.load(table).arrow().empty_table(), folder / "part-000000.parquet",
+                               **PARQUET_OPTIONS)
+                self.counts.setdefault(table, 0)
+
+
+def _chunks_of(source: Source) -> Iterator[Chunk]:
+    if source.kind != "perf.data":
+        yield from read_chunks(source.path)
+        return
+    proc = _perf_script_stream(source.path)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        yield from read_chunks(source.name, stream=proc.stdout)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace")
+        code = proc.wait()
+    if code != 0:
+        last = [ln for ln in err.splitlines() if ln.strip()]
+        raise InputError(source.name, f"perf script failed (exit {code}): {last[-1] if last else 'no message'}")
+
+
+def _write_small(directory: Path, table: str, frame: pl.DataFrame) -> None:
+    schema = schemas.load(table)
+    (directory / table).mkdir()
+    pq.write_table(schema.to_arrow(frame), directory / table / "part-000000.parquet", **PARQUET_OPTIONS)
+
+
+def _snapshot_tables(bundle: Bundle | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    vm_rows = []
+    fl_rows = []
+    if bundle:
+        scopes = {"system": "vmstat"}
+        for key in bundle.node_files:
+            if ".vmstat" in key:
+                scopes[key.split(".")[0]] = key.split(".")[0] + ".vmstat"
+        for scope, base in sorted(scopes.items()):
+            files = {**bundle.snapshots, **bundle.node_files}
+            before_p = files.get(f"{base}.before")
+            after_p = files.get(f"{base}.after")
+            if not before_p and not after_p:
+                continue
+            before = procfs.parse_vmstat(before_p.read_text(), str(before_p)) if before_p else {}
+            after = procfs.parse_vmstat(after_p.read_text(), str(after_p)) if after_p else {}
+            for counter in sorted(set(before) | set(after)):
+                b, a = before.get(counter), after.get(counter)
+                vm_rows.append(dict(scope=scope, counter=counter, before=b, after=a,
+                                    delta=(a - b) if a is not None and b is not None else None))
+        for when in ("before", "after"):
+            p = bundle.snapshots.get(f"pagetypeinfo.{when}")
+            rows = procfs.parse_pagetypeinfo(p.read_text(), str(p)) if p else []
+            if not rows:
+                b = bundle.snapshots.get(f"buddyinfo.{when}")
+                rows = procfs.parse_buddyinfo(b.read_text(), str(b)) if b else []
+            fl_rows += [dict(snapshot=when, **r) for r in rows]
+    vmstat = schemas.load("vmstat")
+    free = schemas.load("free_lists")
+    vm = vmstat.conform(pl.DataFrame(vm_rows, schema_overrides=vmstat.polars())) if vm_rows else vmstat.empty()
+    fl = free.conform(pl.DataFrame(fl_rows, schema_overrides=free.polars())) if fl_rows else free.empty()
+    return vm, fl
+
+
+def _prepare_output(output: Path, force: bool) -> Path:
+    if output.exists() and not force:
+        raise OutputError(f"{output}: already exists; use --force to replace it")
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output}: exists and is not a directory")
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise OutputError(f"{output}: parent directory {parent} does not exist")
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise OutputError(f"{output}: cannot write in {parent}: {e.strerror}") from None
+
+
+def _commit(tmp: Path, output: Path) -> None:
+    old = None
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{os.getpid()}"
+        os.rename(output, old)
+    os.rename(tmp, output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def ingest(
+    inputs: list[str],
+    output: str | Path,
+    *,
+    topology_file: str | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> IngestSummary:
+    if not inputs:
+        raise ThpreplayError("no input given")
+    output = Path(output)
+    sources, bundle = _resolve_inputs(inputs)
+    topology = _topology(bundle, topology_file)
+    release = bundle.kernel_release if bundle else None
+    table_name = gfp.table_for_release(release) if release else None
+    table_reason = f"kernel release {release}" if table_name else ""
+
+    tmp = _prepare_output(output, force)
+    try:
+        summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress)
+        _commit(tmp, output)
+        return summary
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{output}: write failed: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress) -> IngestSummary:
+    writers = _Writers(tmp)
+    collector = MarkerCollector()
+    enricher = _Enricher(topology, table_name)
+    formats: dict[str, str] = {}
+    stats = dict(lines=0, lost_events=0, lost_markers=0, backwards=0, fallback_rows=0, rejects=0)
+    ts_min = ts_max = None
+    pfn_min = pfn_max = None
+    tgid_seen = False
+    warnings: list[str] = []
+
+    def absorb(result: ChunkResult, tables: dict[str, pl.DataFrame], state: dict) -> None:
+        nonlocal ts_min, ts_max, pfn_min, pfn_max, tgid_seen
+        collector.add(tables)
+        for f in ("page_alloc", "page_free"):
+            if f in tables and tables[f].height:
+                lo, hi = tables[f].get_column("pfn").min(), tables[f].get_column("pfn").max()
+                if lo is not None:
+                    pfn_min = lo if pfn_min is None else min(pfn_min, lo)
+                    pfn_max = hi if pfn_max is None else max(pfn_max, hi)
+        stats["lines"] += result.lines
+        stats["lost_events"] += result.lost_events
+        stats["lost_markers"] += result.lost_markers
+        stats["backwards"] += result.backwards
+        if state["last_ts"] is not None and result.ts_min is not None and result.ts_min < state["last_ts"]:
+            stats["backwards"] += 1
+        stats["fallback_rows"] += result.fallback_rows
+        stats["rejects"] += result.rejects.height
+        tgid_seen = tgid_seen or result.has_tgid
+        if result.ts_min is not None:
+            ts_min = result.ts_min if ts_min is None else min(ts_min, result.ts_min)
+            ts_max = result.ts_max if ts_max is None else max(ts_max, result.ts_max)
+            state["last_ts"] = result.last_ts
+
+    def work(lines: pl.DataFrame, layout: Layout, name: str, unterminated: bool, part: int):
+        result = parse_lines(lines, layout, name, unterminated)
+        tables = enricher.enrich(result.tables)
+        for table, frame in tables.items():
+            writers.write(table, frame, part)
+        writers.write("rejects", result.rejects, part)
+        return result, tables
+
+    # Chunks are parsed and written two at a time (polars and pyarrow release the GIL); the rows
+    # kept for thp_faults and the counts are taken in input order.
+    part = 0
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for source in sources:
+            layout: Layout | None = None
+            state: dict = {"last_ts": None}
+            pending: deque = deque()
+            for chunk in _chunks_of(source):
+                lines = _lines_frame(chunk)
+                if progress:
+                    progress(len(chunk.data))
+                if layout is None:
+                    if lines.height == 0 or lines.get_column("text").str.strip_chars().eq("").all():
+                        if chunk.final:
+                            raise InputError(source.name, "empty trace (no event lines)")
+                        continue
+                    sample = lines.head(400).get_column("text").to_list()
+                    fmt = detect_format(sample, source.name)
+                    layout = detect_layout(sample, fmt)
+                    formats[source.name] = fmt
+                unterminated = chunk.final and bool(chunk.data) and not chunk.data.endswith(b"\n")
+                part += 1
+                if enricher.table_name is None:
+                    # The first chunk decides the gfp table, so it is parsed before any other.
+                    result = parse_lines(lines, layout, source.name, unterminated)
+                    if result.tables:
+                        enricher.table_name, table_reason = enricher.choose_table(result, layout)
+                    absorb(*work(lines, layout, source.name, unterminated, part), state)
+                    continue
+                pending.append(pool.submit(work, lines, layout, source.name, unterminated, part))
+                while len(pending) > WORKERS:
+                    absorb(*pending.popleft().result(), state)
+            while pending:
+                absorb(*pending.popleft().result(), state)
+            if layout is None:
+                raise InputError(source.name, "empty trace (no event lines)")
+
+    writers.close(list(EVENT_TABLES) + ["rejects"])
+    events = {t: writers.counts.get(t, 0) for t in EVENT_TABLES}
+    if sum(events.values()) == 0:
+        raise InputError(sources[0].name, "no events found (every line was rejected)")
+
+    faults = collector.faults(topology, compact_stall_rule(bundle.kernel_release if bundle else None))
+    _write_small(tmp, "thp_faults", faults)
+    topo_frame = topology.table(pfn_min, pfn_max)
+    _write_small(tmp, "topology", topo_frame)
+    vmstat, free_lists = _snapshot_tables(bundle)
+    _write_small(tmp, "vmstat", vmstat)
+    _write_small(tmp, "free_lists", free_lists)
+    if bundle:
+        snap_dir = tmp / "snapshots"
+        snap_dir.mkdir()
+        for p in list(bundle.snapshots.values()) + list(bundle.node_files.values()):
+            shutil.copyfile(p, snap_dir / p.name)
+        for extra in ("kernel_release", "thp_settings", "manifest.json"):
+            if (bundle.path / extra).exists():
+                shutil.copyfile(bundle.path / extra, snap_dir / extra)
+
+    trace_view = vmstat_view(faults)
+    deltas = {}
+    if vmstat.height:
+        sys_rows = vmstat.filter(pl.col("scope") == "system")
+        deltas = {r["counter"]: r["delta"] for r in sys_rows.iter_rows(named=True) if r["delta"] is not None}
+    if topology.inferred:
+        warnings.append("no zoneinfo: a single node was inferred (every pfn on node 0); pass --topology FILE")
+    if stats["lost_events"]:
+        warnings.append(f"the kernel dropped {stats['lost_events']} events (ring buffer overrun): counts are low")
+    if enricher.unknown_gfp:
+        warnings.append(f"gfp names unknown to table {enricher.table_name}: {', '.join(sorted(enricher.unknown_gfp))}")
+    if stats["rejects"]:
+        warnings.append(f"{stats['rejects']} lines rejected: see the rejects table")
+    not_located = 0
+    if not topology.inferred:
+        pa_path = tmp / "page_alloc" / "*.parquet"
+        not_located = (
+            pl.scan_parquet(pa_path).filter(pl.col("success") & pl.col("node").is_null()).select(pl.len()).collect()
+            .item()
+        )
+        if not_located:
+            warnings.append(f"{not_located} allocated pfns lie outside the topology's zones (node unknown)")
+    assumptions = []
+    if events.get("page_fault", 0) == 0:
+        assumptions.append("no exceptions:page_fault_user events: faults have no virtual address")
+    if topology.inferred:
+        assumptions.append("single NUMA node inferred: every pfn on node 0, every CPU local to it")
+
+    meta = {
+        "dataset_format": DATASET_FORMAT,
+        "thpreplay_version": __version__,
+        "inputs": [s.name for s in sources],
+        "bundle": str(bundle.path) if bundle else None,
+        "trace_formats": formats,
+        "kernel_release": bundle.kernel_release if bundle else None,
+        "thp_enabled": bundle.thp.get("enabled") if bundle else None,
+        "thp_defrag": bundle.thp.get("defrag") if bundle else None,
+        "khugepaged_defrag": bundle.thp.get("khugepaged_defrag") if bundle else None,
+        "gfp_table": enricher.table_name,
+        "gfp_table_reason": table_reason,
+        "gfp_unknown_names": sorted(enricher.unknown_gfp),
+        "topology_source": topology.source,
+        "nodes": topology.nodes,
+        "ts_min_ns": ts_min,
+        "ts_max_ns": ts_max,
+        "lines": stats["lines"],
+        "events": events,
+        "rejects": stats["rejects"],
+        "lost_events": stats["lost_events"],
+        "lost_markers": stats["lost_markers"],
+        "ts_backwards": stats["backwards"],
+        "header_fallback_rows": stats["fallback_rows"],
+        "pfns_outside_topology": not_located,
+        "has_tgid": tgid_seen,
+        "thp_faults_trace_view": trace_view,
+        "schemas": {t: schemas.load(t).id for t in schemas.all_tables()},
+        "assumptions": assumptions,
+        "warnings": warnings,
+    }
+    meta_frame = pl.DataFrame(
+        {"key": list(meta), "value": [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in
+                                      meta.values()]},
+    ).with_columns(pl.col("value").fill_null("null"))
+    _write_small(tmp, "metadata", meta_frame)
+    (tmp / "dataset.json").write_text(
+        json.dumps({"format": "thpreplay-dataset", "version": DATASET_FORMAT, "schemas": meta["schemas"]},
+                   indent=1, sort_keys=True) + "\n"
+    )
+    return IngestSummary(
+        output=output,
+        events=events,
+        rejects=stats["rejects"],
+        lines=stats["lines"],
+        ts_min_ns=ts_min,
+        ts_max_ns=ts_max,
+        nodes=topology.nodes,
+        formats=formats,
+        gfp_table=enricher.table_name or "-",
+        topology_source=topology.source,
+        lost_events=stats["lost_events"],
+        thp_faults={**trace_view, "faults": faults.height,
+                    **{o: faults.filter(pl.col("outcome") == o).height
+                       for o in ("huge_local", "huge_remote", "fallback")}},
+        vmstat_deltas={k: deltas[k] for k in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall") if k in deltas},
+        warnings=warnings,
+    )

@@ -1,0 +1,172 @@
+"""Opening trace inputs: compression detected from magic bytes, read in chunks of whole lines."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from thpreplay.errors import InputError
+
+MAGIC = {
+    b"\x1f\x8b": "gz",
+    b"\x28\xb5\x2f\xfd": "zst",
+    b"\xfd7zXZ\x00": "xz",
+}
+PERF_DATA_MAGIC = (b"PERFILE2", b"2ELIFREP")
+CHUNK_BYTES = 32 << 20
+
+
+@dataclass
+class Chunk:
+    data: bytes  # whole lines; the last line may lack its newline only at end of input
+    first_line: int  # 1-based number of the first line in data
+    final: bool
+
+
+def sniff(head: bytes) -> str:
+    """'gz', 'zst', 'xz', 'perf.data' or 'plain', from the first bytes of a file."""
+    if head[:8] in PERF_DATA_MAGIC:
+        return "perf.data"
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return "plain"
+
+
+def _raw_stream(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "no such file")
+    if p.is_dir():
+        raise InputError(path, "is a directory, not a trace file")
+    try:
+        return open(p, "rb")
+    except OSError as e:
+        raise InputError(path, f"cannot open: {e.strerror}") from None
+
+
+class _Peekable:
+    """Wraps a stream so that the first bytes can be inspected and then read again (stdin too)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.head = raw.read(16)
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = self.head, b""
+            if n < 0:
+                return out + self.raw.read()
+            return out + self.raw.read(max(0, n - len(out)))
+        return self.raw.read(n)
+
+
+def _zstd_blocks(src: _Peekable, path: str) -> Iterator[bytes]:
+    dctx = zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
+    pending = b""
+    while True:
+        block = pending or src.read(1 << 20)
+        pending = b""
+        if not block:
+            break
+        out = dobj.decompress(block)
+        if out:
+            yield out
+        if dobj.eof:  # a frame ended; the rest belongs to the next frame
+            pending = dobj.unused_data
+            dobj = dctx.decompressobj()
+            if not pending:
+                nxt = src.read(1 << 20)
+                if not nxt:
+                    return
+                pending = nxt
+    if not dobj.eof:
+        raise _Truncated("zst")
+
+
+class _Truncated(Exception):
+    def __init__(self, kind: str):
+        self.kind = kind
+
+
+def _decompressed_blocks(src: _Peekable, kind: str, path: str) -> Iterator[bytes]:
+    if kind == "plain":
+        while block := src.read(CHUNK_BYTES):
+            yield block
+        return
+    if kind == "zst":
+        yield from _zstd_blocks(src, path)
+        return
+    opener = {"gz": gzip.GzipFile, "xz": lzma.LZMAFile}[kind]
+    with opener(fileobj=src) as f:  # type: ignore[call-overload]
+        while True:
+            try:
+                block = f.read(CHUNK_BYTES)
+            except EOFError:
+                raise _Truncated(kind) from None
+            if not block:
+                return
+            yield block
+
+
+def describe_kind(path: str) -> str:
+    """The container kind of a file on disk: 'perf.data', 'gz', 'zst', 'xz' or 'plain'."""
+    with _raw_stream(path) as f:
+        return sniff(f.read(16))
+
+
+def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | None = None) -> Iterator[Chunk]:
+    """Yield the decompressed input as chunks of whole lines, numbered from 1.
+
+    `stream` reads from an open stream (e.g. perf script's stdout) named `path` in messages.
+    Raises InputError for a missing file, a truncated or corrupt compressed stream (naming the last
+    complete line), or a perf.data file (which must go through `perf script` first).
+    """
+    raw = stream if stream is not None else _raw_stream(path)
+    try:
+        src = _Peekable(raw)
+        kind = sniff(src.head)
+        if kind == "perf.data":
+            raise InputError(path, "is a perf.data file; decode it with perf script first")
+        parts: list[bytes] = []
+        size = 0
+        line = 1
+        try:
+            for block in _decompressed_blocks(src, kind, path):
+                parts.append(block)
+                size += len(block)
+                if size < chunk_bytes:
+                    continue
+                buf = b"".join(parts)
+                cut = buf.rfind(b"\n")
+                if cut < 0:  # one very long line so far: keep reading
+                    parts = [buf]
+                    continue
+                data, rest = buf[: cut + 1], buf[cut + 1 :]
+                yield Chunk(data, line, False)
+                line += data.count(b"\n")
+                parts, size = ([rest], len(rest)) if rest else ([], 0)
+        except _Truncated as t:
+            done = line - 1 + sum(p.count(b"\n") for p in parts)
+            raise InputError(
+                path,
+                f"compressed stream ends early (truncated .{t.kind}) after line {done}",
+                hint="the file was cut short, e.g. by a full disk; re-copy it or decompress what is there by hand",
+            ) from None
+        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
+            raise InputError(path, f"corrupt .{kind} stream after line {line - 1}: {e}") from None
+        yield Chunk(b"".join(parts), line, True)
+    finally:
+        if stream is None and raw is not sys.stdin.buffer:
+            raw.close()

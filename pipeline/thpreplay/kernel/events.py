@@ -1,0 +1,176 @@
+"""Tracepoint events thpreplay types, as data: which table each goes to and how its fields parse.
+
+Field names are the printed `name=` keys, matched anywhere in the payload, so the same spec reads
+every era's print format (reference §7) and libtraceevent's `[FAILED TO PARSE] name=value` fallback
+(§9.4), whatever the field order. Kinds:
+  int  signed integer, decimal or 0x-hex          pfn  as int; 0 means "no page" for mm_page_alloc
+  hex  unsigned integer printed as 0x...           str  a word (symbolic value), trailing ',' removed
+  gfp  a gfp mask as printed (names or raw hex)    bool 0/1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    table: str
+    # printed key -> (column, kind)
+    fields: dict[str, tuple[str, str]]
+    required: tuple[str, ...] = ()
+    # columns set to a constant for this event (e.g. order 0 for mm_page_free_batched)
+    constants: dict[str, object] = field(default_factory=dict)
+
+
+_ZONE_EVENT = {"node": ("node", "int"), "zone": ("zone", "str"), "order": ("order", "int")}
+_DEFER = {
+    **_ZONE_EVENT,
+    "order_failed": ("order_failed", "int"),
+    "consider": ("consider", "int"),
+    "limit": ("defer_limit", "int"),
+}
+_SCANNERS = {
+    "zone_start": ("zone_start", "int"),
+    "migrate_pfn": ("migrate_pfn", "int"),
+    "free_pfn": ("free_pfn", "int"),
+    "zone_end": ("zone_end", "int"),
+    "mode": ("mode", "str"),
+}
+
+EVENTS: dict[str, EventSpec] = {
+    # kmem
+    "mm_page_alloc": EventSpec(
+        "page_alloc",
+        {
+            "pfn": ("pfn", "pfn"),
+            "order": ("order", "int"),
+            "migratetype": ("migratetype", "int"),
+            "gfp_flags": ("gfp_flags", "gfp"),
+        },
+        required=("pfn", "order", "gfp_flags"),
+    ),
+    "mm_page_free": EventSpec(
+        "page_free", {"pfn": ("pfn", "pfn"), "order": ("order", "int")}, required=("pfn", "order")
+    ),
+    "mm_page_free_batched": EventSpec(
+        "page_free", {"pfn": ("pfn", "pfn")}, required=("pfn",), constants={"order": 0}
+    ),
+    "mm_page_alloc_extfrag": EventSpec(
+        "extfrag",
+        {
+            "pfn": ("pfn", "pfn"),
+            "alloc_order": ("alloc_order", "int"),
+            "fallback_order": ("fallback_order", "int"),
+            "pageblock_order": ("pageblock_order", "int"),
+            "alloc_migratetype": ("alloc_migratetype", "int"),
+            "fallback_migratetype": ("fallback_migratetype", "int"),
+            "fragmenting": ("fragmenting", "bool"),
+            "change_ownership": ("change_ownership", "bool"),
+        },
+        required=("pfn", "alloc_order", "fallback_order", "alloc_migratetype", "fallback_migratetype"),
+    ),
+    # compaction
+    "mm_compaction_try_to_compact_pages": EventSpec(
+        "compaction",
+        {
+            "order": ("order", "int"),
+            "gfp_mask": ("gfp_flags", "gfp"),
+            "priority": ("priority", "int"),
+            "mode": ("priority", "int"),  # 4.0-4.6 print mode=%d in this position
+        },
+        required=("order",),
+    ),
+    "mm_compaction_begin": EventSpec("compaction", _SCANNERS, required=("zone_start", "zone_end")),
+    "mm_compaction_end": EventSpec(
+        "compaction", {**_SCANNERS, "status": ("status", "str")}, required=("status",)
+    ),
+    "mm_compaction_suitable": EventSpec("compaction", {**_ZONE_EVENT, "ret": ("ret", "str")}),
+    "mm_compaction_finished": EventSpec("compaction", {**_ZONE_EVENT, "ret": ("ret", "str")}),
+    "mm_compaction_deferred": EventSpec("compaction", _DEFER),
+    "mm_compaction_defer_compaction": EventSpec("compaction", _DEFER),
+    "mm_compaction_defer_reset": EventSpec("compaction", _DEFER),
+    "mm_compaction_kcompactd_wake": EventSpec(
+        "compaction", {"nid": ("node", "int"), "order": ("order", "int"), "classzone_idx": ("zone", "str")}
+    ),
+    "mm_compaction_wakeup_kcompactd": EventSpec(
+        "compaction", {"nid": ("node", "int"), "order": ("order", "int"), "classzone_idx": ("zone", "str")}
+    ),
+    "mm_compaction_kcompactd_sleep": EventSpec("compaction", {"nid": ("node", "int")}),
+    "mm_compaction_migratepages": EventSpec(
+        "compaction",
+        {"nr_migrated": ("nr_migrated", "int"), "nr_failed": ("nr_failed", "int")},
+        required=("nr_migrated",),
+    ),
+    "mm_compaction_isolate_migratepages": EventSpec(
+        "compaction", {"nr_scanned": ("nr_scanned", "int"), "nr_taken": ("nr_taken", "int")}
+    ),
+    "mm_compaction_isolate_freepages": EventSpec(
+        "compaction", {"nr_scanned": ("nr_scanned", "int"), "nr_taken": ("nr_taken", "int")}
+    ),
+    "mm_compaction_fast_isolate_freepages": EventSpec(
+        "compaction", {"nr_scanned": ("nr_scanned", "int"), "nr_taken": ("nr_taken", "int")}
+    ),
+    # vmscan
+    "mm_vmscan_direct_reclaim_begin": EventSpec(
+        "reclaim", {"order": ("order", "int"), "gfp_flags": ("gfp_flags", "gfp")}, required=("order",)
+    ),
+    "mm_vmscan_direct_reclaim_end": EventSpec(
+        "reclaim", {"nr_reclaimed": ("nr_reclaimed", "int")}, required=("nr_reclaimed",)
+    ),
+    "mm_vmscan_node_reclaim_begin": EventSpec(
+        "reclaim", {"nid": ("node", "int"), "order": ("order", "int"), "gfp_flags": ("gfp_flags", "gfp")}
+    ),
+    "mm_vmscan_node_reclaim_end": EventSpec("reclaim", {"nr_reclaimed": ("nr_reclaimed", "int")}),
+    "mm_vmscan_kswapd_wake": EventSpec(
+        "reclaim", {"nid": ("node", "int"), "order": ("order", "int")}, required=("nid",)
+    ),
+    "mm_vmscan_kswapd_sleep": EventSpec("reclaim", {"nid": ("node", "int")}, required=("nid",)),
+    "mm_vmscan_wakeup_kswapd": EventSpec(
+        "reclaim", {"nid": ("node", "int"), "order": ("order", "int"), "gfp_flags": ("gfp_flags", "gfp")}
+    ),
+    # Swap-out / writeback of a reclaimed page: writepage up to 5.x, write_folio in 6.x.
+    "mm_vmscan_writepage": EventSpec(
+        "reclaim", {"pfn": ("pfn", "pfn"), "flags": ("flags", "str")}, required=("pfn",)
+    ),
+    "mm_vmscan_write_folio": EventSpec(
+        "reclaim", {"pfn": ("pfn", "pfn"), "flags": ("flags", "str")}, required=("pfn",)
+    ),
+    # exceptions (x86): ties faults to virtual addresses
+    "page_fault_user": EventSpec(
+        "page_fault",
+        {"address": ("address", "hex"), "ip": ("ip", "hex"), "error_code": ("error_code", "int")},
+        required=("address",),
+    ),
+    "page_fault_kernel": EventSpec(
+        "page_fault",
+        {"address": ("address", "hex"), "ip": ("ip", "hex"), "error_code": ("error_code", "int")},
+        required=("address",),
+    ),
+}
+
+TYPED_TABLES = ("page_alloc", "page_free", "extfrag", "compaction", "reclaim", "page_fault")
+EVENT_TABLES = TYPED_TABLES + ("other_events",)
+
+# What `thpreplay record` asks perf for: (subsystem, event) in the order of the ingest issue. Where a
+# kernel renamed an event, the alternatives are listed together and the first one present is used.
+RECORD_EVENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("kmem", ("mm_page_alloc",)),
+    ("kmem", ("mm_page_free",)),
+    ("kmem", ("mm_page_alloc_extfrag",)),
+    ("compaction", ("mm_compaction_try_to_compact_pages",)),
+    ("compaction", ("mm_compaction_begin",)),
+    ("compaction", ("mm_compaction_end",)),
+    ("compaction", ("mm_compaction_suitable",)),
+    ("compaction", ("mm_compaction_deferred",)),
+    ("compaction", ("mm_compaction_defer_compaction",)),
+    ("compaction", ("mm_compaction_defer_reset",)),
+    ("compaction", ("mm_compaction_migratepages",)),
+    ("compaction", ("mm_compaction_kcompactd_wake",)),
+    ("vmscan", ("mm_vmscan_direct_reclaim_begin",)),
+    ("vmscan", ("mm_vmscan_direct_reclaim_end",)),
+    ("vmscan", ("mm_vmscan_kswapd_wake",)),
+    ("vmscan", ("mm_vmscan_kswapd_sleep",)),
+    ("vmscan", ("mm_vmscan_write_folio", "mm_vmscan_writepage")),
+    ("exceptions", ("page_fault_user",)),
+]

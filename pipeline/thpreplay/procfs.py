@@ -1,0 +1,145 @@
+"""Parsers for the /proc and /sys snapshots a capture bundle holds (zoneinfo, buddyinfo, ...).
+
+Each takes the file's text and returns plain rows; they raise InputError naming the file and line
+for text they cannot read, so a hand-made bundle with a wrong file gets a clear message.
+"""
+
+from __future__ import annotations
+
+import re
+
+from thpreplay.errors import InputError
+
+_ZONE_HEAD = re.compile(r"^Node\s+(\d+),\s+zone\s+(\w+)\s*$")
+_ZONE_FIELDS = {
+    "pages free": "free_pages",
+    "min": "wmark_min",
+    "low": "wmark_low",
+    "high": "wmark_high",
+    "boost": "wmark_boost",
+    "spanned": "spanned",
+    "present": "present",
+    "managed": "managed",
+}
+_ZONE_FIELD_RE = re.compile(r"^\s+(pages free|min|low|high|boost|spanned|present|managed)\s+(\d+)\s*$")
+_PROTECTION_RE = re.compile(r"^\s+protection:\s*\(([\d,\s]*)\)\s*$")
+_START_PFN_RE = re.compile(r"^\s+start_pfn:\s+(\d+)\s*$")
+
+
+def parse_zoneinfo(text: str, path: str) -> list[dict]:
+    """Zones with pfn span, sizes, watermarks and lowmem reserve, in file order."""
+    zones: list[dict] = []
+    current: dict | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        head = _ZONE_HEAD.match(line)
+        if head:
+            current = {"node": int(head.group(1)), "zone": head.group(2), "_line": number}
+            zones.append(current)
+            continue
+        if current is None:
+            if line.strip():
+                raise InputError(path, "not a /proc/zoneinfo file (expected 'Node N, zone NAME')", line=number)
+            continue
+        m = _ZONE_FIELD_RE.match(line)
+        if m and _ZONE_FIELDS[m.group(1)] not in current:
+            current[_ZONE_FIELDS[m.group(1)]] = int(m.group(2))
+            continue
+        m = _PROTECTION_RE.match(line)
+        if m:
+            current["lowmem_reserve"] = [int(x) for x in m.group(1).replace(",", " ").split()]
+            continue
+        m = _START_PFN_RE.match(line)
+        if m:
+            current["start_pfn"] = int(m.group(1))
+    if not zones:
+        raise InputError(path, "not a /proc/zoneinfo file (no zones found)")
+    for z in zones:
+        for need in ("spanned", "present"):
+            if need not in z:
+                raise InputError(path, f"zone {z['zone']} of node {z['node']} has no {need}", line=z["_line"])
+        if "start_pfn" not in z:
+            # 6.x leaves start_pfn out for empty zones; any other zone must have one.
+            if z["spanned"]:
+                raise InputError(path, f"zone {z['zone']} of node {z['node']} has no start_pfn", line=z["_line"])
+            z["start_pfn"] = 0
+        z.setdefault("managed", z["present"])
+        z["end_pfn"] = z["start_pfn"] + z["spanned"]
+        del z["_line"]
+    return zones
+
+
+def parse_buddyinfo(text: str, path: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = re.match(r"^Node\s+(\d+),\s+zone\s+(\w+)\s+([\d\s]+)$", line)
+        if not m:
+            raise InputError(path, "not a /proc/buddyinfo line", line=number)
+        for order, count in enumerate(m.group(3).split()):
+            rows.append(
+                dict(node=int(m.group(1)), zone=m.group(2), migratetype="all", order=order, free_blocks=int(count))
+            )
+    return rows
+
+
+def parse_pagetypeinfo(text: str, path: str) -> list[dict]:
+    """The 'Free pages count per migrate type at order' section."""
+    rows = []
+    rx = re.compile(r"^Node\s+(\d+),\s+zone\s+(\w+),\s+type\s+(\w+)\s+([\d\s]+)$")
+    for line in text.splitlines():
+        m = rx.match(line)
+        if m:
+            for order, count in enumerate(m.group(4).split()):
+                rows.append(
+                    dict(
+                        node=int(m.group(1)),
+                        zone=m.group(2),
+                        migratetype=m.group(3),
+                        order=order,
+                        free_blocks=int(count),
+                    )
+                )
+    if not rows and text.strip():
+        raise InputError(path, "not a /proc/pagetypeinfo file (no 'Node N, zone Z, type T' rows)")
+    return rows
+
+
+def parse_vmstat(text: str, path: str) -> dict[str, int]:
+    out = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise InputError(path, "not a vmstat line ('name value')", line=number)
+        out[parts[0]] = int(parts[1])
+    return out
+
+
+def parse_cpulist(text: str, path: str) -> list[int]:
+    cpus: list[int] = []
+    body = text.strip()
+    if not body:
+        return cpus
+    for part in body.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if not m:
+            raise InputError(path, f"not a cpulist: {body!r}", line=1)
+        lo = int(m.group(1))
+        hi = int(m.group(2) or lo)
+        cpus.extend(range(lo, hi + 1))
+    return cpus
+
+
+def parse_distance(text: str, path: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split()]
+    except ValueError:
+        raise InputError(path, "not a node distance file (numbers separated by spaces)", line=1) from None
+
+
+def selected_setting(line: str) -> str:
+    """'always [madvise] never' -> 'madvise'; a bare word is returned as is."""
+    m = re.search(r"\[([^\]]+)\]", line)
+    return m.group(1) if m else line.strip()

@@ -1,0 +1,248 @@
+"""`thpreplay record`: capture page-allocation events system-wide into a capture bundle.
+
+The bundle is written into a temporary directory and renamed into place at the end, and an existing
+bundle is never overwritten. Two backends:
+  perf    `perf record -a -e <events>` into perf.data (the default; decoded at ingest by perf script)
+  ftrace  a private tracefs instance, read out as text into trace.txt.zst (no perf needed; the text
+          is rendered by the kernel, so gfp names are right even where perf prints raw hex)
+Only the events of kernel/events.py RECORD_EVENTS that this kernel has are enabled; the others are
+named in a warning and in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from thpreplay import __version__, procfs
+from thpreplay.errors import RecordError
+from thpreplay.kernel.events import RECORD_EVENTS
+
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+PROC_SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo")
+THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
+NODE_DIR = Path("/sys/devices/system/node")
+
+
+@dataclass
+class RecordResult:
+    path: Path
+    trace_name: str
+    exit_code: int | None
+    events: list[str]
+    missing: list[str]
+
+
+def _tracefs() -> Path:
+    for p in TRACEFS_CANDIDATES:
+        if (p / "events").is_dir():
+            if not os.access(p / "events", os.R_OK | os.X_OK):
+                raise RecordError(f"{p}: tracepoints are not readable; run as root")
+            return p
+    raise RecordError(
+        "tracefs is not mounted or not permitted (no /sys/kernel/tracing/events)",
+        hint="run as root; mount it with: mount -t tracefs nodev /sys/kernel/tracing",
+    )
+
+
+def available_events(tracefs: Path) -> tuple[list[str], list[str]]:
+    """(events to record as 'subsys:name', names this kernel lacks)."""
+    chosen, missing = [], []
+    for subsys, alternatives in RECORD_EVENTS:
+        for name in alternatives:
+            if (tracefs / "events" / subsys / name).is_dir():
+                chosen.append(f"{subsys}:{name}")
+                break
+        else:
+            missing.append(f"{subsys}:{'/'.join(alternatives)}")
+    return chosen, missing
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _nodes() -> list[int]:
+    if not NODE_DIR.is_dir():
+        return []
+    return sorted(int(p.name[4:]) for p in NODE_DIR.glob("node[0-9]*"))
+
+
+def snapshot(bundle: Path, when: str) -> None:
+    for name in PROC_SNAPSHOTS:
+        text = _read(Path("/proc") / name)
+        if text is not None:
+            (bundle / f"{name}.{when}").write_text(text)
+    for node in _nodes():
+        for name in ("vmstat", "meminfo"):
+            text = _read(NODE_DIR / f"node{node}" / name)
+            if text is not None:
+                (bundle / f"node{node}.{name}.{when}").write_text(text)
+
+
+def static_files(bundle: Path) -> dict:
+    """kernel_release, thp_settings, nodeN.cpulist/distance; returns what the manifest says of them."""
+    release = os.uname().release
+    (bundle / "kernel_release").write_text(release + "\n")
+    settings = [_read(THP_DIR / "enabled"), _read(THP_DIR / "defrag"), _read(THP_DIR / "khugepaged" / "defrag")]
+    lines = [(s or "").strip() for s in settings]
+    (bundle / "thp_settings").write_text("\n".join(lines) + "\n")
+    nodes = {}
+    for node in _nodes():
+        cpulist = _read(NODE_DIR / f"node{node}" / "cpulist") or ""
+        distance = _read(NODE_DIR / f"node{node}" / "distance") or ""
+        (bundle / f"node{node}.cpulist").write_text(cpulist)
+        (bundle / f"node{node}.distance").write_text(distance)
+        nodes[str(node)] = {
+            "cpus": procfs.parse_cpulist(cpulist, "cpulist"),
+            "distances": procfs.parse_distance(distance, "distance"),
+        }
+    zoneinfo = bundle / "zoneinfo.before"
+    if zoneinfo.exists():
+        for z in procfs.parse_zoneinfo(zoneinfo.read_text(), str(zoneinfo)):
+            spans = nodes.setdefault(str(z["node"]), {}).setdefault("zones", [])
+            spans.append({"zone": z["zone"], "start_pfn": z["start_pfn"], "end_pfn": z["end_pfn"]})
+    thp = {k: procfs.selected_setting(v) for k, v in zip(("enabled", "defrag", "khugepaged_defrag"), lines) if v}
+    return {"kernel_release": release, "thp": thp, "nodes": nodes}
+
+
+def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable[[str], None]) -> int:
+    perf = shutil.which("perf")
+    if perf is None:
+        raise RecordError("perf is not installed", hint="install perf (Debian: linux-perf) or use --backend ftrace")
+    args = [perf, "record", "-a", "-q", "-m", "16M", "-o", str(bundle / "perf.data")]
+    for e in events:
+        args += ["-e", e]
+    proc = subprocess.run(args + ["--", *command], stderr=subprocess.PIPE, text=True)
+    err = proc.stderr or ""
+    if "Permission" in err or "perf_event_paranoid" in err or "No permission" in err:
+        raise RecordError(
+            "perf may not open the tracepoints (permission denied)",
+            hint="run as root, or set kernel.perf_event_paranoid=-1",
+        )
+    if not (bundle / "perf.data").exists():
+        last = [ln for ln in err.splitlines() if ln.strip()]
+        raise RecordError(f"perf record failed: {last[-1] if last else 'no perf.data written'}")
+    for ln in err.splitlines():
+        if "lost" in ln.lower():
+            log(f"warning: perf: {ln.strip()}")
+    return proc.returncode
+
+
+def _run_ftrace(
+    bundle: Path, tracefs: Path, events: list[str], command: list[str], buffer_kb: int, log: Callable[[str], None]
+) -> tuple[int, dict]:
+    instance = tracefs / "instances" / f"thpreplay-{os.getpid()}"
+    try:
+        instance.mkdir()
+    except OSError as e:
+        raise RecordError(f"cannot create a tracefs instance at {instance}: {e.strerror}") from None
+    try:
+        (instance / "buffer_size_kb").write_text(str(buffer_kb))
+        (instance / "set_event").write_text("\n".join(events) + "\n")
+        (instance / "trace").write_text("")
+        (instance / "tracing_on").write_text("1")
+        try:
+            code = subprocess.run(command).returncode
+        finally:
+            (instance / "tracing_on").write_text("0")
+        overruns = {}
+        for cpu_dir in sorted((instance / "per_cpu").glob("cpu*")):
+            stats = _read(cpu_dir / "stats") or ""
+            for ln in stats.splitlines():
+                if ln.startswith("overrun:") and int(ln.split()[1]):
+                    overruns[cpu_dir.name] = int(ln.split()[1])
+        if overruns:
+            log(f"warning: ring buffer overruns (events lost): {overruns}; raise --buffer-kb")
+        cctx = zstandard.ZstdCompressor(level=10)
+        with open(instance / "trace", "rb") as src, open(bundle / "trace.txt.zst", "wb") as dst:
+            cctx.copy_stream(src, dst)
+        return code, overruns
+    finally:
+        (instance / "set_event").write_text("")
+        for _ in range(10):
+            try:
+                instance.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def record(
+    output: Path,
+    *,
+    command: list[str] | None,
+    duration: float | None,
+    backend: str = "perf",
+    buffer_kb: int = 131072,
+    log: Callable[[str], None] = print,
+) -> RecordResult:
+    output = Path(output)
+    if output.exists():
+        raise RecordError(f"{output}: already exists; record never overwrites a bundle")
+    parent = output.absolute().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise RecordError(f"{output}: cannot create it in {parent}")
+    tracefs = _tracefs()
+    events, missing = available_events(tracefs)
+    if not any(e.startswith("kmem:mm_page_alloc") for e in events):
+        raise RecordError("this kernel has no kmem:mm_page_alloc tracepoint; nothing to record")
+    if missing:
+        log(f"warning: this kernel lacks {', '.join(missing)}; recording without them")
+    run = command or ["sleep", str(duration)]
+
+    tmp = parent / f".{output.name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        # Let Ctrl-C reach the traced command; record finishes the bundle after it ends.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        snapshot(tmp, "before")
+        manifest = static_files(tmp)
+        started = time.time()
+        overruns: dict = {}
+        if backend == "perf":
+            code = _run_perf(tmp, events, run, log)
+            trace_name = "perf.data"
+        else:
+            code, overruns = _run_ftrace(tmp, tracefs, events, run, buffer_kb, log)
+            trace_name = "trace.txt.zst"
+        ended = time.time()
+        snapshot(tmp, "after")
+        manifest.update(
+            {
+                "format": "thpreplay-bundle",
+                "version": 1,
+                "thpreplay_version": __version__,
+                "backend": backend,
+                "trace": trace_name,
+                "events": events,
+                "events_missing": missing,
+                "command": command,
+                "duration_s": duration if not command else None,
+                "exit_code": code,
+                "started_unix": round(started, 3),
+                "ended_unix": round(ended, 3),
+                "ring_buffer_overruns": overruns,
+            }
+        )
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        os.rename(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    return RecordResult(output, trace_name, code, events, missing)

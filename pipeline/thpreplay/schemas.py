@@ -1,0 +1,125 @@
+"""Table schemas, declared once as JSON under the repository's schemas/ directory.
+
+Each schemas/<table>.v<N>.json lists columns (name, type, nullability, unit, description). This module
+turns them into Arrow and polars schemas, conforms frames to them, and stamps every Parquet file with
+the table name and schema version so that a dataset written by another version is recognised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from thpreplay.errors import SchemaError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+META_KEY = b"thpreplay.schema"
+
+_ARROW = {
+    "bool": pa.bool_(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint64": pa.uint64(),
+    "float64": pa.float64(),
+    # polars hands Arrow large_string/large_list; declaring them avoids a copy per chunk. Parquet
+    # stores both the same way.
+    "string": pa.large_string(),
+    "list<int64>": pa.large_list(pa.int64()),
+    "list<int32>": pa.large_list(pa.int32()),
+}
+_POLARS = {
+    "bool": pl.Boolean,
+    "int16": pl.Int16,
+    "int32": pl.Int32,
+    "int64": pl.Int64,
+    "uint64": pl.UInt64,
+    "float64": pl.Float64,
+    "string": pl.String,
+    "list<int64>": pl.List(pl.Int64),
+    "list<int32>": pl.List(pl.Int32),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    unit: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    table: str
+    version: int
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.table}.v{self.version}"
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def arrow(self) -> pa.Schema:
+        fields = [pa.field(c.name, _ARROW[c.type], nullable=c.nullable) for c in self.columns]
+        return pa.schema(fields, metadata={META_KEY: self.id.encode()})
+
+    def polars(self) -> dict[str, pl.DataType]:
+        return {c.name: _POLARS[c.type] for c in self.columns}
+
+    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Select the declared columns in order with the declared types; absent nullable ones become null."""
+        exprs = []
+        for c in self.columns:
+            dtype = _POLARS[c.type]
+            if c.name in frame.columns:
+                exprs.append(pl.col(c.name).cast(dtype))
+            elif c.nullable:
+                exprs.append(pl.lit(None, dtype=dtype).alias(c.name))
+            else:
+                raise SchemaError(f"{self.id}: required column {c.name!r} missing")
+        return frame.select(exprs)
+
+    def to_arrow(self, frame: pl.DataFrame) -> pa.Table:
+        table = self.conform(frame).to_arrow()
+        table = table.cast(self.arrow())  # same physical types: no copy; sets nullability and metadata
+        for c in self.columns:
+            if not c.nullable and table.column(c.name).null_count:
+                raise SchemaError(f"{self.id}: column {c.name!r} has nulls but is declared not nullable")
+        return table
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.polars())
+
+
+@cache
+def load(table: str) -> TableSchema:
+    files = sorted(SCHEMA_DIR.glob(f"{table}.v*.json"), key=lambda p: int(p.stem.rsplit(".v", 1)[1]))
+    if not files:
+        raise SchemaError(f"no schema declared for table {table!r} in {SCHEMA_DIR}")
+    doc = json.loads(files[-1].read_text())
+    cols = tuple(Column(**c) for c in doc["columns"])
+    return TableSchema(doc["table"], doc["version"], doc["description"], cols)
+
+
+def all_tables() -> list[str]:
+    return sorted({p.name.split(".v")[0] for p in SCHEMA_DIR.glob("*.v*.json")})
+
+
+def schema_id_of(path: Path) -> str | None:
+    """The schema id stamped in a Parquet file, e.g. 'page_alloc.v1'."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    value = meta.get(META_KEY)
+    return value.decode() if value else None

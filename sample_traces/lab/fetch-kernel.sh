@@ -1,0 +1,84 @@
+#!/bin/bash
+# fetch-kernel.sh [SUITE] [PACKAGE]
+#
+# Download a Debian kernel image package (default: the kernel that bookworm's
+# linux-image-amd64 metapackage points at, i.e. linux-image-6.1.0-N-amd64)
+# into the lab cache and extract it.  Uses a private apt sources list and
+# state dir under the cache, so the host's apt configuration is not touched.
+# The mirror is taken at run time from the host's apt sources (override with
+# DEBIAN_MIRROR=URL).
+#
+# Outputs (in $LAB_CACHE/kernel/):
+#   vmlinuz           the kernel to boot
+#   release           kernel release string (e.g. 6.1.0-37-amd64)
+#   package           "name version" of the .deb that was used
+#   root/             the extracted package (modules under root/lib/modules)
+set -euo pipefail
+
+SUITE=${1:-bookworm}
+PKG=${2:-linux-image-amd64}
+LAB_CACHE=${LAB_CACHE:-$HOME/.cache/thpreplay-lab}
+APTDIR=$LAB_CACHE/apt
+KDIR=$LAB_CACHE/kernel
+
+find_mirror() {
+	if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+	local f u
+	# deb822 .sources files: first URIs whose path ends in /debian
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -e "$f" ] || continue
+		u=$(awk 'tolower($1)=="uris:" {for (i=2;i<=NF;i++) print $i}' "$f" | grep -E '/debian/?$' | head -n1 || true)
+		if [ -n "$u" ]; then echo "${u%/}"; return; fi
+	done
+	# one-line format
+	u=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		awk '$1=="deb" { for (i=2;i<=NF;i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; break } }' |
+		grep -E '/debian/?$' | head -n1 || true)
+	if [ -n "$u" ]; then echo "${u%/}"; return; fi
+	echo "fetch-kernel.sh: no Debian mirror found in host apt sources; set DEBIAN_MIRROR" >&2
+	exit 1
+}
+
+MIRROR=$(find_mirror)
+mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$KDIR"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" > "$APTDIR/sources.list"
+
+APT_OPTS=(-o Dir::Etc::SourceList="$APTDIR/sources.list"
+	-o Dir::Etc::SourceParts=/dev/null
+	-o Dir::State::Lists="$APTDIR/lists"
+	-o Dir::Cache="$APTDIR/cache"
+	-o APT::Architecture=amd64
+	-o APT::Sandbox::User=root)
+
+apt-get "${APT_OPTS[@]}" -qq update
+
+# Resolve a metapackage (linux-image-amd64) to the versioned image package.
+resolve() {
+	local p=$1 dep
+	if [[ "$p" =~ ^linux-image-[0-9] ]]; then echo "$p"; return; fi
+	dep=$(apt-cache "${APT_OPTS[@]}" depends "$p" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+	if [ -z "$dep" ]; then echo "fetch-kernel.sh: cannot resolve $p" >&2; exit 1; fi
+	echo "$dep"
+}
+REAL=$(resolve "$PKG")
+VER=$(apt-cache "${APT_OPTS[@]}" show "$REAL" | awk '/^Version:/ {print $2; exit}')
+echo "fetch-kernel.sh: $REAL $VER from $SUITE"
+
+DEB=$(ls "$LAB_CACHE"/debs/"${REAL}"_"${VER//:/%3a}"_amd64.deb 2>/dev/null || true)
+if [ -z "$DEB" ]; then
+	mkdir -p "$LAB_CACHE/debs"
+	(cd "$LAB_CACHE/debs" && apt-get "${APT_OPTS[@]}" -qq download "$REAL=$VER")
+	DEB=$(ls "$LAB_CACHE"/debs/"${REAL}"_*_amd64.deb | grep -F "_${VER//:/%3a}_" | head -n1)
+fi
+
+if [ "$(cat "$KDIR/package" 2>/dev/null || true)" != "$REAL $VER" ] || [ ! -e "$KDIR/vmlinuz" ]; then
+	rm -rf "$KDIR/root"
+	mkdir -p "$KDIR/root"
+	dpkg-deb -x "$DEB" "$KDIR/root"
+	VMLINUZ=$(ls "$KDIR"/root/boot/vmlinuz-* | head -n1)
+	cp "$VMLINUZ" "$KDIR/vmlinuz"
+	basename "$VMLINUZ" | sed 's/^vmlinuz-//' > "$KDIR/release"
+	echo "$REAL $VER" > "$KDIR/package"
+fi
+echo "fetch-kernel.sh: kernel $(cat "$KDIR/release") in $KDIR/vmlinuz"
