@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -83,4 +84,10 @@ def main() -> None:
         app()
     except BrokenPipeError:  # e.g. `thpreplay ... | head`
         sys.stderr.close()
+        sys.exit(1)
+    except Exception as e:  # a bug: still one line, with a way to get the traceback
+        if os.environ.get("THPREPLAY_DEBUG"):
+            raise
+        print(f"thpreplay: internal error: {type(e).__name__}: {e} (set THPREPLAY_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         sys.exit(1)

@@ -8,6 +8,7 @@ place only when complete: an interrupted or failed ingest leaves no partial data
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 from thpreplay import __version__, procfs, schemas
 from thpreplay.bundle import Bundle, open_bundle
 from thpreplay.errors import InputError, OutputError, ThpreplayError
-from thpreplay.inputs import Chunk, describe_kind, read_chunks
+from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
 from thpreplay.kernel import gfp
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES
@@ -85,11 +86,9 @@ def _resolve_inputs(inputs: list[str]) -> tuple[list[Source], Bundle | None]:
                 raise InputError(item, "ingest one capture bundle at a time (a second bundle was given)")
             bundle = open_bundle(p)
             trace = str(bundle.trace)
-            kind = describe_kind(trace)
-            sources.append(Source(trace, "perf.data" if kind == "perf.data" else "text", trace))
+            sources.append(Source(trace, describe_kind(trace), trace))
             continue
-        kind = describe_kind(item)
-        sources.append(Source(item, "perf.data" if kind == "perf.data" else "text", item))
+        sources.append(Source(item, describe_kind(item), item))
     return sources, bundle
 
 
@@ -269,14 +268,21 @@ def _chunks_of(source: Source) -> Iterator[Chunk]:
     if source.kind != "perf.data":
         yield from read_chunks(source.path)
         return
-    proc = _perf_script_stream(source.path)
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        yield from read_chunks(source.name, stream=proc.stdout)
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace")
-        code = proc.wait()
+    with contextlib.ExitStack() as stack:
+        path = source.path
+        if describe_container(path) != "perf.data":  # perf.data.xz etc.: perf needs a plain file
+            plain = stack.enter_context(tempfile.NamedTemporaryFile(prefix="thpreplay-", suffix=".perf.data"))
+            decompress_to(path, plain)
+            plain.flush()
+            path = plain.name
+        proc = _perf_script_stream(path)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            yield from read_chunks(source.name, stream=proc.stdout)
+        finally:
+            proc.stdout.close()
+            err = proc.stderr.read().decode(errors="replace")
+            code = proc.wait()
     if code != 0:
         last = [ln for ln in err.splitlines() if ln.strip()]
         raise InputError(source.name, f"perf script failed (exit {code}): {last[-1] if last else 'no message'}")
@@ -461,7 +467,8 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     if sum(events.values()) == 0:
         raise InputError(sources[0].name, "no events found (every line was rejected)")
 
-    faults = collector.faults(topology, compact_stall_rule(bundle.kernel_release if bundle else None))
+    stall_rule = compact_stall_rule(bundle.kernel_release if bundle else None)
+    faults = collector.faults(topology, stall_rule)
     _write_small(tmp, "thp_faults", faults)
     topo_frame = topology.table(pfn_min, pfn_max)
     _write_small(tmp, "topology", topo_frame)
@@ -477,7 +484,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             if (bundle.path / extra).exists():
                 shutil.copyfile(bundle.path / extra, snap_dir / extra)
 
-    trace_view = vmstat_view(faults)
+    trace_view = {**vmstat_view(faults), "compact_stall_all_tasks": collector.compact_stalls_all_tasks(stall_rule)}
     deltas = {}
     if vmstat.height:
         sys_rows = vmstat.filter(pl.col("scope") == "system")

@@ -108,8 +108,8 @@ def _decompressed_blocks(src: _Peekable, kind: str, path: str) -> Iterator[bytes
     if kind == "zst":
         yield from _zstd_blocks(src, path)
         return
-    opener = {"gz": gzip.GzipFile, "xz": lzma.LZMAFile}[kind]
-    with opener(fileobj=src) as f:  # type: ignore[call-overload]
+    opened = gzip.GzipFile(fileobj=src) if kind == "gz" else lzma.LZMAFile(src)  # type: ignore[arg-type]
+    with opened as f:
         while True:
             try:
                 block = f.read(CHUNK_BYTES)
@@ -121,9 +121,35 @@ def _decompressed_blocks(src: _Peekable, kind: str, path: str) -> Iterator[bytes
 
 
 def describe_kind(path: str) -> str:
-    """The container kind of a file on disk: 'perf.data', 'gz', 'zst', 'xz' or 'plain'."""
+    """What a file on disk holds: 'perf.data' (plain or compressed) or 'text' (plain or compressed)."""
+    with _raw_stream(path) as f:
+        src = _Peekable(f)
+        kind = sniff(src.head)
+        if kind in ("perf.data", "plain"):
+            return "perf.data" if kind == "perf.data" else "text"
+        try:
+            first = next(_decompressed_blocks(src, kind, path), b"")
+        except (_Truncated, OSError, EOFError, lzma.LZMAError, zlib.error, zstandard.ZstdError):
+            return "text"  # read_chunks reports the damage with a line number
+        return "perf.data" if sniff(first[:16]) == "perf.data" else "text"
+
+
+def describe_container(path: str) -> str:
+    """The outer container of a file: 'perf.data', 'gz', 'zst', 'xz' or 'plain'."""
     with _raw_stream(path) as f:
         return sniff(f.read(16))
+
+
+def decompress_to(path: str, target: BinaryIO) -> None:
+    """Write the decompressed content of path (e.g. perf.data.xz) to an open file."""
+    with _raw_stream(path) as f:
+        src = _Peekable(f)
+        kind = sniff(src.head)
+        try:
+            for block in _decompressed_blocks(src, "plain" if kind == "perf.data" else kind, path):
+                target.write(block)
+        except _Truncated as t:
+            raise InputError(path, f"compressed stream ends early (truncated .{t.kind})") from None
 
 
 def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | None = None) -> Iterator[Chunk]:

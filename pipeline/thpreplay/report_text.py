@@ -67,7 +67,8 @@ def print_ingest_summary(s: IngestSummary) -> None:
     line = (
         f"THP faults: {f.get('huge_local', 0)} huge local, {f.get('huge_remote', 0)} huge remote, "
         f"{f.get('fallback', 0)} fallback; PMD thp_fault_alloc {f['thp_fault_alloc']}, "
-        f"thp_fault_fallback {f['thp_fault_fallback']}, compact_stall {f['compact_stall']}"
+        f"thp_fault_fallback {f['thp_fault_fallback']}, compact_stall {f['compact_stall']} "
+        f"(all tasks {f['compact_stall_all_tasks']})"
     )
     console.print(line, highlight=False)
     if s.vmstat_deltas:

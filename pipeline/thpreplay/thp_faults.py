@@ -29,6 +29,13 @@ SLOWPATH_EVENTS = (
     "mm_vmscan_direct_reclaim_begin",
     "mm_vmscan_direct_reclaim_end",
 )
+_TRY_EVENTS = (
+    "mm_compaction_try_to_compact_pages",
+    "mm_compaction_deferred",
+    "mm_compaction_suitable",
+    "mm_compaction_begin",
+    "mm_vmscan_direct_reclaim_begin",
+)
 _MARKER_COLS = {
     "pid": pl.Int32,
     "tgid": pl.Int32,
@@ -57,8 +64,18 @@ class MarkerCollector:
         self.thp_pids: set[int] = set()
         self.markers: list[pl.DataFrame] = []
         self.slowpath: list[pl.DataFrame] = []
+        self.all_tries: list[pl.DataFrame] = []  # every task's compaction calls, for compact_stall
 
     def add(self, tables: dict[str, pl.DataFrame]) -> None:
+        for table in ("compaction", "reclaim"):
+            frame = tables.get(table)
+            if frame is not None and frame.height:
+                self.all_tries.append(
+                    frame.filter(pl.col("event").is_in(_TRY_EVENTS)).select(
+                        "pid", "ts_ns", "line", "event",
+                        pl.col("ret") if "ret" in frame.columns else pl.lit(None, dtype=pl.String).alias("ret"),
+                    )
+                )
         alloc = tables.get("page_alloc")
         faults = tables.get("page_fault")
         if alloc is not None and alloc.height:
@@ -105,6 +122,14 @@ class MarkerCollector:
                         cols + extra
                     )
                 )
+
+    def compact_stalls_all_tasks(self, stall_rule: str) -> int:
+        """compact_stall as the kernel counts it, over every task in the trace (not only THP faults)."""
+        if not self.all_tries:
+            return 0
+        events = pl.concat(self.all_tries).sort("pid", "ts_ns", "line").rename({"pid": "_fk"})
+        stalls = _stalls_per_try(events, stall_rule)
+        return int(stalls.get_column("compact_stalls").sum() or 0)
 
     def faults(self, topology: Topology, stall_rule: str = "not_skipped") -> pl.DataFrame:
         schema = schemas.load("thp_faults")
@@ -169,29 +194,7 @@ def derive(markers: pl.DataFrame, slow: pl.DataFrame, topology: Topology, stall_
     ).sort("pid", "ts_ns", "line")
     both = both.with_columns(pl.col("_fk").backward_fill().over("pid").alias("_fk"))
     events = both.filter(~pl.col("_marker") & (pl.col("_fk") >= 0))
-    # Each try_to_compact_pages call owns the compaction events up to the next call, the next
-    # direct reclaim (whose own compaction_suitable checks are not the call's) or the attempt.
-    is_try = pl.col("event") == "mm_compaction_try_to_compact_pages"
-    cut = is_try | (pl.col("event") == "mm_vmscan_direct_reclaim_begin")
-    events = events.with_columns(
-        is_try.cast(pl.Int64).cum_sum().over("_fk").alias("_try"),
-        cut.cast(pl.Int64).cum_sum().over("_fk").alias("_seg"),
-    )
-    tries = events.filter(pl.col("_try") > 0).with_columns(
-        pl.col("_seg").first().over("_fk", "_try").alias("_try_seg")
-    ).filter(pl.col("_seg") == pl.col("_try_seg"))
-    if stall_rule == "ran":
-        counted = pl.col("event") == "mm_compaction_begin"
-    else:
-        counted = pl.col("event").is_in(["mm_compaction_begin", "mm_compaction_deferred"]) | (
-            (pl.col("event") == "mm_compaction_suitable") & (pl.col("ret") != "skipped")
-        )
-    per_try = (
-        tries.group_by("_fk", "_try")
-        .agg(counted.any().alias("_stall"))
-        .group_by("_fk")
-        .agg(pl.col("_stall").sum().cast(pl.Int16).alias("compact_stalls"))
-    )
+    per_try = _stalls_per_try(events, stall_rule)
     per_fault_events = events.group_by("_fk").agg(
         (pl.col("event") == "mm_compaction_try_to_compact_pages").sum().cast(pl.Int16).alias("compaction_calls"),
         pl.col("nr_migrated").filter(pl.col("event") == "mm_compaction_migratepages").sum().alias("pages_migrated"),
@@ -260,6 +263,35 @@ def derive(markers: pl.DataFrame, slow: pl.DataFrame, topology: Topology, stall_
         pl.col("fault_id").cast(pl.Int64)
     )
     return schema.conform(faults)
+
+
+def _stalls_per_try(events: pl.DataFrame, stall_rule: str) -> pl.DataFrame:
+    """compact_stalls per group `_fk` from its events (sorted by time within the group).
+
+    Each try_to_compact_pages call owns the compaction events up to the next call, the next direct
+    reclaim (whose own compaction_suitable checks are not the call's) or the end of the group.
+    """
+    is_try = pl.col("event") == "mm_compaction_try_to_compact_pages"
+    cut = is_try | (pl.col("event") == "mm_vmscan_direct_reclaim_begin")
+    events = events.with_columns(
+        is_try.cast(pl.Int64).cum_sum().over("_fk").alias("_try"),
+        cut.cast(pl.Int64).cum_sum().over("_fk").alias("_seg"),
+    )
+    tries = events.filter(pl.col("_try") > 0).with_columns(
+        pl.col("_seg").first().over("_fk", "_try").alias("_try_seg")
+    ).filter(pl.col("_seg") == pl.col("_try_seg"))
+    if stall_rule == "ran":
+        counted = pl.col("event") == "mm_compaction_begin"
+    else:
+        counted = pl.col("event").is_in(["mm_compaction_begin", "mm_compaction_deferred"]) | (
+            (pl.col("event") == "mm_compaction_suitable") & (pl.col("ret") != "skipped")
+        )
+    return (
+        tries.group_by("_fk", "_try")
+        .agg(counted.any().alias("_stall"))
+        .group_by("_fk")
+        .agg(pl.col("_stall").sum().cast(pl.Int16).alias("compact_stalls"))
+    )
 
 
 def vmstat_view(faults: pl.DataFrame) -> dict[str, int]:
