@@ -124,15 +124,27 @@ def _perf_script_stream(path: str) -> subprocess.Popen:
 
 def _lines_frame(chunk: Chunk) -> pl.DataFrame:
     data = chunk.data
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Non-UTF-8 bytes (e.g. a comm set by a program) are replaced, not dropped: the line stays.
-        data = data.decode("utf-8", errors="replace").encode("utf-8")
     if not data:
         return pl.DataFrame(schema={"line": pl.Int64, "text": pl.String})
-    frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=chunk.first_line)
+    try:
+        frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=chunk.first_line)
+    except pl.exceptions.ComputeError:
+        # Non-UTF-8 bytes (e.g. a comm set by a program) are replaced, not dropped: the line stays.
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+        frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=chunk.first_line)
     return frame.with_columns(pl.col("line").cast(pl.Int64))
+
+
+def _unterminated(chunk: Chunk) -> bool:
+    return chunk.final and bool(chunk.data) and not chunk.data.endswith(b"\n")
+
+
+def _sample_lines(chunk: Chunk, limit: int = 400) -> list[str]:
+    """The first lines of a chunk, for format detection (cheap: no frame is built)."""
+    head = chunk.data[: 1 << 16].decode("utf-8", errors="replace").split("\n")
+    if len(head) > 1 and len(chunk.data) > 1 << 16:
+        head = head[:-1]  # the last piece may be cut
+    return head[:limit]
 
 
 class _Enricher:
@@ -416,16 +428,17 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             ts_max = result.ts_max if ts_max is None else max(ts_max, result.ts_max)
             state["last_ts"] = result.last_ts
 
-    def work(lines: pl.DataFrame, layout: Layout, name: str, unterminated: bool, part: int):
-        result = parse_lines(lines, layout, name, unterminated)
+    def work(chunk: Chunk, layout: Layout, name: str, part: int, result: ChunkResult | None = None):
+        if result is None:
+            result = parse_lines(_lines_frame(chunk), layout, name, _unterminated(chunk))
         tables = enricher.enrich(result.tables)
         for table, frame in tables.items():
             writers.write(table, frame, part)
         writers.write("rejects", result.rejects, part)
         return result, tables
 
-    # Chunks are parsed and written two at a time (polars and pyarrow release the GIL); the rows
-    # kept for thp_faults and the counts are taken in input order.
+    # Chunks are split into lines, parsed and written two at a time (polars and pyarrow release the
+    # GIL); the rows kept for thp_faults and the counts are taken in input order.
     part = 0
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         for source in sources:
@@ -433,28 +446,26 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             state: dict = {"last_ts": None}
             pending: deque = deque()
             for chunk in _chunks_of(source):
-                lines = _lines_frame(chunk)
                 if progress:
                     progress(len(chunk.data))
                 if layout is None:
-                    if lines.height == 0 or lines.get_column("text").str.strip_chars().eq("").all():
+                    sample = _sample_lines(chunk)
+                    if not any(ln.strip() for ln in sample):
                         if chunk.final:
                             raise InputError(source.name, "empty trace (no event lines)")
                         continue
-                    sample = lines.head(400).get_column("text").to_list()
                     fmt = detect_format(sample, source.name)
                     layout = detect_layout(sample, fmt)
                     formats[source.name] = fmt
-                unterminated = chunk.final and bool(chunk.data) and not chunk.data.endswith(b"\n")
                 part += 1
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
-                    result = parse_lines(lines, layout, source.name, unterminated)
+                    result = parse_lines(_lines_frame(chunk), layout, source.name, _unterminated(chunk))
                     if result.tables:
                         enricher.table_name, table_reason = enricher.choose_table(result, layout)
-                    absorb(*work(lines, layout, source.name, unterminated, part), state)
+                    absorb(*work(chunk, layout, source.name, part, result), state)
                     continue
-                pending.append(pool.submit(work, lines, layout, source.name, unterminated, part))
+                pending.append(pool.submit(work, chunk, layout, source.name, part))
                 while len(pending) > WORKERS:
                     absorb(*pending.popleft().result(), state)
             while pending:

@@ -22,6 +22,7 @@ MAGIC = {
 }
 PERF_DATA_MAGIC = (b"PERFILE2", b"2ELIFREP")
 CHUNK_BYTES = 32 << 20
+FIRST_CHUNK_BYTES = 2 << 20
 
 
 @dataclass
@@ -152,9 +153,34 @@ def decompress_to(path: str, target: BinaryIO) -> None:
             raise InputError(path, f"compressed stream ends early (truncated .{t.kind})") from None
 
 
-def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | None = None) -> Iterator[Chunk]:
+def _plain_file_chunks(raw: BinaryIO, chunk_bytes: int, first_bytes: int) -> Iterator[Chunk]:
+    """Chunks of a plain seekable file: read, cut after the last newline, seek back (no copying)."""
+    raw.seek(0)
+    pos, line, target = 0, 1, first_bytes
+    while True:
+        block = raw.read(target)
+        if len(block) < target:
+            yield Chunk(block, line, True)
+            return
+        cut = block.rfind(b"\n")
+        if cut < 0:  # a line longer than the chunk: read a bigger one
+            raw.seek(pos)
+            target *= 2
+            continue
+        data = block if cut == len(block) - 1 else block[: cut + 1]
+        yield Chunk(data, line, False)
+        line += data.count(b"\n")
+        pos += cut + 1
+        raw.seek(pos)
+        target = chunk_bytes
+
+
+def read_chunks(
+    path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | None = None, first_bytes: int = FIRST_CHUNK_BYTES
+) -> Iterator[Chunk]:
     """Yield the decompressed input as chunks of whole lines, numbered from 1.
 
+    The first chunk is small (first_bytes) so that what it decides (format, gfp table) is known early.
     `stream` reads from an open stream (e.g. perf script's stdout) named `path` in messages.
     Raises InputError for a missing file, a truncated or corrupt compressed stream (naming the last
     complete line), or a perf.data file (which must go through `perf script` first).
@@ -165,14 +191,18 @@ def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | No
         kind = sniff(src.head)
         if kind == "perf.data":
             raise InputError(path, "is a perf.data file; decode it with perf script first")
+        if kind == "plain" and stream is None and raw is not sys.stdin.buffer and raw.seekable():
+            yield from _plain_file_chunks(raw, chunk_bytes, min(first_bytes, chunk_bytes))
+            return
         parts: list[bytes] = []
         size = 0
         line = 1
+        target = min(first_bytes, chunk_bytes)
         try:
             for block in _decompressed_blocks(src, kind, path):
                 parts.append(block)
                 size += len(block)
-                if size < chunk_bytes:
+                if size < target:
                     continue
                 buf = b"".join(parts)
                 cut = buf.rfind(b"\n")
@@ -183,6 +213,7 @@ def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | No
                 yield Chunk(data, line, False)
                 line += data.count(b"\n")
                 parts, size = ([rest], len(rest)) if rest else ([], 0)
+                target = chunk_bytes
         except _Truncated as t:
             done = line - 1 + sum(p.count(b"\n") for p in parts)
             raise InputError(

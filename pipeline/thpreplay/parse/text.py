@@ -96,6 +96,9 @@ class Layout:
     fmt: str
     lat_width: int  # 0: no latency column
     tgid: bool
+    # Byte offsets of " [", "] ", the ": " after the timestamp and (perf, whose event names are
+    # padded to one width) the ": " after the event, when the sampled lines all agree on them.
+    fixed: tuple[int, int, int, int] | None = None
 
 
 def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
@@ -111,7 +114,67 @@ def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
         lat_widths[w] = lat_widths.get(w, 0) + 1
         tgid += 1 if m.groupdict().get("tgid") else 0
     width = max(lat_widths, key=lambda k: lat_widths[k]) if lat_widths else 0
-    return Layout(fmt, width, tgid > 0 and fmt != "perf")
+    offsets = set()
+    for ln in sample_lines:
+        if rx.match(ln) and ln.isascii():
+            tc = ln.find(": ")
+            ec = ln.find(": ", tc + 2) if fmt == "perf" else -1
+            offsets.add((ln.find(" ["), ln.find("] "), tc, ec))
+    fixed = offsets.pop() if len(offsets) == 1 else None
+    return Layout(fmt, width, tgid > 0 and fmt != "perf", fixed)
+
+
+def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
+    """The common case: every column at the offsets the sample showed; constant slices only."""
+    assert layout.fixed is not None
+    ob, cb, tc, ec = layout.fixed
+    s = pl.col("text")
+    mid = s.str.slice(cb + 2, tc - cb - 2).str.strip_chars_start()
+    if layout.lat_width:
+        lat = mid.str.slice(0, layout.lat_width)
+        ts = mid.str.slice(layout.lat_width + 1)
+    else:
+        lat = pl.lit(None, dtype=pl.String)
+        ts = mid
+    if ec >= 0:  # perf: the event is padded to a fixed width
+        event = s.str.slice(tc + 2, ec - tc - 2).str.strip_chars_start()
+        payload = s.str.slice(ec + 2)
+        sep = s.str.slice(ec, 2) == ": "
+    else:
+        rest = s.str.slice(tc + 2)
+        e = rest.str.find(": ", literal=True)
+        event = rest.str.slice(0, e)
+        payload = rest.str.slice(e + 2)
+        sep = e.is_not_null()
+    if layout.fmt == "perf":
+        pid = s.str.slice(16, ob - 16).str.strip_chars_start()
+        tgid = pl.lit(None, dtype=pl.String)
+        sep = sep & (s.str.slice(ob, 2) == " [")
+    else:
+        pidpart = s.str.slice(17, ob - 17)
+        sep = sep & (s.str.slice(16, 1) == "-") & (s.str.slice(ob, 2) == " [")
+        if layout.tgid:
+            paren = pidpart.str.find("(", literal=True)
+            pid = pidpart.str.slice(0, paren).str.strip_chars_end()
+            tgid = pidpart.str.slice(paren + 1).str.strip_chars().str.strip_suffix(")").str.strip_chars()
+        else:
+            pid = pidpart.str.strip_chars_end()
+            tgid = pl.lit(None, dtype=pl.String)
+    sep = sep & (s.str.slice(cb, 2) == "] ") & (s.str.slice(tc, 2) == ": ")
+    return lines.with_columns(
+        s.str.slice(0, 16).str.strip_chars_start().alias("comm"),
+        s.str.slice(ob + 2, cb - ob - 2).str.to_integer(strict=False).alias("cpu"),
+        event.alias("event"),
+        payload.alias("payload"),
+        lat.alias("lat"),
+        ts.alias("_ts"),
+        pid.alias("_pid"),
+        tgid.alias("_tgid"),
+        sep.alias("_sep_ok"),
+        pl.lit(1, dtype=pl.UInt32).alias("_ob"),
+        pl.lit(2, dtype=pl.UInt32).alias("_cb"),
+        pl.lit(3, dtype=pl.UInt32).alias("_tc"),
+    )
 
 
 def _fast_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
@@ -243,9 +306,19 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
         )
         lines = lines.filter(~bad_row)
 
+    # Offsets are bytes and slices are characters: lines with non-ASCII bytes take the regex path.
+    ascii_ = text.str.len_bytes() == text.str.len_chars()
+    valid = _valid_header() & pl.col("_ascii")
+    lines = lines.with_columns(ascii_.alias("_ascii"))
+    if layout.fixed is not None:
+        fast = _finish_header(_fixed_header(lines, layout))
+        ok = fast.filter(valid).select(_HEADER_COLS)
+        lines = fast.filter(~valid).select("line", "text", "_ascii")
+    else:
+        ok = None
     fast = _finish_header(_fast_header(lines, layout))
-    valid = _valid_header()
-    ok = fast.filter(valid).select(_HEADER_COLS)
+    ok2 = fast.filter(valid).select(_HEADER_COLS)
+    ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
     bad = fast.filter(~valid).select("line", "text")
     result = ChunkResult(tables={}, rejects=pl.DataFrame(), lines=n)
     if bad.height:
