@@ -554,10 +554,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "assumptions": assumptions,
         "warnings": warnings,
     }
-    meta_frame = pl.DataFrame(
-        {"key": list(meta), "value": [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in
-                                      meta.values()]},
-    ).with_columns(pl.col("value").fill_null("null"))
+    meta_frame = pl.DataFrame({"key": list(meta), "value": [json.dumps(v, sort_keys=True) for v in meta.values()]})
     _write_small(tmp, "metadata", meta_frame)
     (tmp / "dataset.json").write_text(
         json.dumps({"format": "thpreplay-dataset", "version": DATASET_FORMAT, "schemas": meta["schemas"]},

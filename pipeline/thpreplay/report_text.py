@@ -48,8 +48,9 @@ def _fmt_ts(ns: int | None) -> str:
 
 
 def print_ingest_summary(s: IngestSummary) -> None:
-    console = Console()
-    table = Table(title=f"{s.output}", show_header=True, header_style="bold")
+    console = Console(soft_wrap=True)  # long lines stay whole when piped into files and scripts
+    console.print(f"dataset {s.output}", highlight=False)
+    table = Table(show_header=True, header_style="bold")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, n in s.events.items():
@@ -58,11 +59,9 @@ def print_ingest_summary(s: IngestSummary) -> None:
     table.add_row("thp_faults", f"{s.thp_faults.get('faults', 0):,}")
     console.print(table)
     fmts = ", ".join(sorted(set(s.formats.values())))
-    console.print(
-        f"lines {s.lines:,}  format {fmts}  gfp table {s.gfp_table}  "
-        f"time {_fmt_ts(s.ts_min_ns)} .. {_fmt_ts(s.ts_max_ns)}  nodes {s.nodes} ({s.topology_source})",
-        highlight=False,
-    )
+    console.print(f"lines {s.lines:,}  format {fmts}  gfp table {s.gfp_table}", highlight=False)
+    console.print(f"time {_fmt_ts(s.ts_min_ns)} .. {_fmt_ts(s.ts_max_ns)}", highlight=False)
+    console.print(f"nodes {s.nodes} ({s.topology_source})", highlight=False)
     f = s.thp_faults
     line = (
         f"THP faults: {f.get('huge_local', 0)} huge local, {f.get('huge_remote', 0)} huge remote, "

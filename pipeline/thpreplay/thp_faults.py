@@ -83,7 +83,7 @@ class MarkerCollector:
             self.thp_pids.update(new)
         if not self.thp_pids:
             return
-        pids = pl.Series(sorted(self.thp_pids), dtype=pl.Int32)
+        pids = sorted(self.thp_pids)
         parts = []
         if alloc is not None and alloc.height:
             parts.append(

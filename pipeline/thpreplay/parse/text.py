@@ -52,7 +52,7 @@ def detect_format(sample_lines: list[str], path: str) -> str:
         scores[fmt] = sum(1 for ln in candidates if rx.match(ln))
     best = max(scores, key=lambda k: scores[k])
     if scores[best] == 0:
-        first = next(i for i, ln in enumerate(sample_lines, 1) if ln.strip())
+        first = next(i for i, ln in enumerate(sample_lines, 1) if ln.strip() and not ln.lstrip().startswith("#"))
         raise InputError(
             path,
             "not a recognised trace format (expected ftrace, trace-cmd report or perf script text)",
@@ -132,7 +132,7 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
     mid = s.str.slice(cb + 2, tc - cb - 2).str.strip_chars_start()
     if layout.lat_width:
         lat = mid.str.slice(0, layout.lat_width)
-        ts = mid.str.slice(layout.lat_width + 1)
+        ts = mid.str.slice(layout.lat_width + 1).str.strip_chars_start()  # seconds are %5lu
     else:
         lat = pl.lit(None, dtype=pl.String)
         ts = mid
@@ -197,7 +197,7 @@ def _fast_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
     mid = pl.col("_mid")
     if layout.lat_width:
         lat = mid.str.slice(0, layout.lat_width)
-        ts = mid.str.slice(layout.lat_width + 1)
+        ts = mid.str.slice(layout.lat_width + 1).str.strip_chars_start()  # seconds are %5lu
     else:
         lat = pl.lit(None, dtype=pl.String)
         ts = mid

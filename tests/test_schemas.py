@@ -1,0 +1,54 @@
+"""Schemas are declared once (schemas/*.json); what ingest writes must be exactly that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from thpreplay import schemas
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "schemas.json"
+REGENERATE = "python tests/test_schemas.py  # after bumping the schema version"
+
+
+def _fingerprint() -> dict:
+    out = {}
+    for table in schemas.all_tables():
+        s = schemas.load(table)
+        out[s.id] = [[c.name, c.type, c.nullable, c.unit] for c in s.columns]
+    return out
+
+
+def test_schema_files_match_golden():
+    """A column change without a version bump fails here; regenerate with the command below."""
+    golden = json.loads(GOLDEN.read_text())
+    assert _fingerprint() == golden, f"schemas changed: bump the version, then run {REGENERATE}"
+
+
+def test_every_column_is_documented():
+    for table in schemas.all_tables():
+        for c in schemas.load(table).columns:
+            assert c.description.strip(), f"{table}.{c.name} has no description"
+
+
+@pytest.mark.parametrize("name", ["qemu-6.1-2node"])
+def test_written_parquet_has_declared_schema(sample_dataset, name):
+    ds = sample_dataset(name)
+    tables = sorted(p.name for p in ds.iterdir() if p.is_dir() and p.name != "snapshots")
+    assert tables == schemas.all_tables()
+    for table in tables:
+        declared = schemas.load(table).arrow()
+        for part in sorted((ds / table).glob("*.parquet")):
+            actual = pq.read_schema(part)
+            assert actual.equals(declared, check_metadata=False), f"{part}"
+            assert schemas.schema_id_of(part) == f"{table}.v1"
+    dataset = json.loads((ds / "dataset.json").read_text())
+    assert dataset["schemas"] == {t: f"{t}.v1" for t in tables}
+
+
+if __name__ == "__main__":
+    GOLDEN.write_text(json.dumps(_fingerprint(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}")
