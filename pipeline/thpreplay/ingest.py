@@ -346,6 +346,8 @@ def _prepare_output(output: Path, force: bool) -> Path:
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output}: exists and is not a directory")
     parent = output.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{output}: parent {parent} is not a directory")
     if not parent.is_dir():
         raise OutputError(f"{output}: parent directory {parent} does not exist")
     try:
@@ -418,7 +420,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         stats["lost_events"] += result.lost_events
         stats["lost_markers"] += result.lost_markers
         stats["backwards"] += result.backwards
-        if state["last_ts"] is not None and result.ts_min is not None and result.ts_min < state["last_ts"]:
+        if state["last_ts"] is not None and result.first_ts is not None and result.first_ts < state["last_ts"]:
             stats["backwards"] += 1
         stats["fallback_rows"] += result.fallback_rows
         stats["rejects"] += result.rejects.height

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import lzma
 import sys
 import zlib
@@ -65,35 +64,14 @@ class _Peekable:
 
     def read(self, n: int = -1) -> bytes:
         if self.head:
+            if 0 <= n < len(self.head):
+                out, self.head = self.head[:n], self.head[n:]
+                return out
             out, self.head = self.head, b""
             if n < 0:
                 return out + self.raw.read()
-            return out + self.raw.read(max(0, n - len(out)))
+            return out + self.raw.read(n - len(out))
         return self.raw.read(n)
-
-
-def _zstd_blocks(src: _Peekable, path: str) -> Iterator[bytes]:
-    dctx = zstandard.ZstdDecompressor()
-    dobj = dctx.decompressobj()
-    pending = b""
-    while True:
-        block = pending or src.read(1 << 20)
-        pending = b""
-        if not block:
-            break
-        out = dobj.decompress(block)
-        if out:
-            yield out
-        if dobj.eof:  # a frame ended; the rest belongs to the next frame
-            pending = dobj.unused_data
-            dobj = dctx.decompressobj()
-            if not pending:
-                nxt = src.read(1 << 20)
-                if not nxt:
-                    return
-                pending = nxt
-    if not dobj.eof:
-        raise _Truncated("zst")
 
 
 class _Truncated(Exception):
@@ -101,24 +79,42 @@ class _Truncated(Exception):
         self.kind = kind
 
 
+def _stream_blocks(src: _Peekable, make, kind: str) -> Iterator[bytes]:
+    """Decompress member after member (gzip and xz files may be concatenations), yielding output as
+    it comes, so that what precedes a truncation is still read and counted."""
+    dec = make()
+    pending = b""
+    while True:
+        block = pending or src.read(1 << 20)
+        pending = b""
+        if not block:
+            break
+        out = dec.decompress(block)
+        if out:
+            yield out
+        if dec.eof:
+            pending = dec.unused_data
+            dec = make()
+            if not pending:
+                nxt = src.read(1 << 20)
+                if not nxt:
+                    return
+                pending = nxt
+    if not dec.eof:
+        raise _Truncated(kind)
+
+
 def _decompressed_blocks(src: _Peekable, kind: str, path: str) -> Iterator[bytes]:
     if kind == "plain":
         while block := src.read(CHUNK_BYTES):
             yield block
         return
-    if kind == "zst":
-        yield from _zstd_blocks(src, path)
-        return
-    opened = gzip.GzipFile(fileobj=src) if kind == "gz" else lzma.LZMAFile(src)  # type: ignore[arg-type]
-    with opened as f:
-        while True:
-            try:
-                block = f.read(CHUNK_BYTES)
-            except EOFError:
-                raise _Truncated(kind) from None
-            if not block:
-                return
-            yield block
+    make = {
+        "zst": lambda: zstandard.ZstdDecompressor().decompressobj(),
+        "gz": lambda: zlib.decompressobj(wbits=31),
+        "xz": lambda: lzma.LZMADecompressor(),
+    }[kind]
+    yield from _stream_blocks(src, make, kind)
 
 
 def describe_kind(path: str) -> str:

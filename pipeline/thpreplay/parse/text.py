@@ -73,6 +73,7 @@ class ChunkResult:
     fallback_rows: int = 0
     ts_min: int | None = None
     ts_max: int | None = None
+    first_ts: int | None = None
     backwards: int = 0
     last_ts: int | None = None
     has_tgid: bool = False
@@ -357,7 +358,7 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
         ts = ok.get_column("ts_ns")
         result.ts_min, result.ts_max = int(ts.min()), int(ts.max())  # type: ignore[arg-type]
         result.backwards = int((ts.diff() < 0).sum())
-        result.last_ts = int(ts[-1])
+        result.first_ts, result.last_ts = int(ts[0]), int(ts[-1])
         result.has_tgid = ok.get_column("tgid").null_count() < ok.height
 
     common = ok.with_columns(pl.lit(source).alias("source"))
@@ -440,7 +441,9 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
         by_column.setdefault(column, []).append((f"_raw_{key}", kind))
 
     typed = []
+    raw_all = [pl.col(f"_raw_{k}") for k in spec.fields]
     problems = [pl.when(pl.col(f"_raw_{k}").is_null()).then(pl.lit(f"{event}: missing field {k}")) for k in spec.required]
+    problems.append(pl.when(pl.all_horizontal([c.is_null() for c in raw_all])).then(pl.lit(f"{event}: no known fields")))
     for column, sources in by_column.items():
         values = []
         for alias, kind in sources:
