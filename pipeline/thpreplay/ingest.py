@@ -9,6 +9,7 @@ place only when complete: an interrupted or failed ingest leaves no partial data
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,17 +123,42 @@ def _perf_script_stream(path: str) -> subprocess.Popen:
     )
 
 
-def _lines_frame(chunk: Chunk) -> pl.DataFrame:
+def _lines_frame(chunk: Chunk, first_line: int) -> pl.DataFrame:
     data = chunk.data
     if not data:
         return pl.DataFrame(schema={"line": pl.Int64, "text": pl.String})
     try:
-        frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=chunk.first_line)
+        frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=first_line)
     except pl.exceptions.ComputeError:
         # Non-UTF-8 bytes (e.g. a comm set by a program) are replaced, not dropped: the line stays.
         data = data.decode("utf-8", errors="replace").encode("utf-8")
-        frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=chunk.first_line)
+        frame = pl.read_lines(data, name="text", row_index_name="line", row_index_offset=first_line)
+    if chunk.partial_tail:
+        frame = frame.slice(0, frame.height - 1)
     return frame.with_columns(pl.col("line").cast(pl.Int64))
+
+
+class _LineNumbers:
+    """First line numbers of consecutive chunks, when the reader did not count them: chunk i's
+    worker learns its first line from chunk i-1's row count (workers start in chunk order)."""
+
+    def __init__(self) -> None:
+        self._next = Future()
+        self._next.set_result(1)
+
+    def claim(self, chunk: Chunk) -> tuple[Future, Future]:
+        mine, self._next = self._next, Future()
+        if chunk.first_line is not None:
+            mine = Future()
+            mine.set_result(chunk.first_line)
+        return mine, self._next
+
+    @staticmethod
+    def frame(chunk: Chunk, mine: Future, following: Future) -> pl.DataFrame:
+        first = mine.result()
+        frame = _lines_frame(chunk, first)
+        following.set_result(first + frame.height)
+        return frame
 
 
 def _unterminated(chunk: Chunk) -> bool:
@@ -384,6 +410,8 @@ def ingest(
     table_reason = f"kernel release {release}" if table_name else ""
 
     tmp = _prepare_output(output, force)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the loop makes no reference cycles; collections only cost time here
     try:
         summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress)
         _commit(tmp, output)
@@ -394,6 +422,9 @@ def ingest(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress) -> IngestSummary:
@@ -430,9 +461,10 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             ts_max = result.ts_max if ts_max is None else max(ts_max, result.ts_max)
             state["last_ts"] = result.last_ts
 
-    def work(chunk: Chunk, layout: Layout, name: str, part: int, result: ChunkResult | None = None):
+    def work(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str, part: int,
+             result: ChunkResult | None = None):
         if result is None:
-            result = parse_lines(_lines_frame(chunk), layout, name, _unterminated(chunk))
+            result = parse_lines(_LineNumbers.frame(chunk, *numbers), layout, name, _unterminated(chunk))
         tables = enricher.enrich(result.tables)
         for table, frame in tables.items():
             writers.write(table, frame, part)
@@ -447,14 +479,17 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             layout: Layout | None = None
             state: dict = {"last_ts": None}
             pending: deque = deque()
+            numbering = _LineNumbers()
             for chunk in _chunks_of(source):
                 if progress:
                     progress(len(chunk.data))
+                numbers = numbering.claim(chunk)
                 if layout is None:
                     sample = _sample_lines(chunk)
                     if not any(ln.strip() for ln in sample):
                         if chunk.final:
                             raise InputError(source.name, "empty trace (no event lines)")
+                        _LineNumbers.frame(chunk, *numbers)  # blank: only its line count matters
                         continue
                     fmt = detect_format(sample, source.name)
                     layout = detect_layout(sample, fmt)
@@ -462,12 +497,13 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                 part += 1
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
-                    result = parse_lines(_lines_frame(chunk), layout, source.name, _unterminated(chunk))
+                    lines = _LineNumbers.frame(chunk, *numbers)
+                    result = parse_lines(lines, layout, source.name, _unterminated(chunk))
                     if result.tables:
                         enricher.table_name, table_reason = enricher.choose_table(result, layout)
-                    absorb(*work(chunk, layout, source.name, part, result), state)
+                    absorb(*work(chunk, numbers, layout, source.name, part, result), state)
                     continue
-                pending.append(pool.submit(work, chunk, layout, source.name, part))
+                pending.append(pool.submit(work, chunk, numbers, layout, source.name, part))
                 while len(pending) > WORKERS:
                     absorb(*pending.popleft().result(), state)
             while pending:

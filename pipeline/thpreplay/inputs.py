@@ -27,8 +27,9 @@ FIRST_CHUNK_BYTES = 2 << 20
 @dataclass
 class Chunk:
     data: bytes  # whole lines; the last line may lack its newline only at end of input
-    first_line: int  # 1-based number of the first line in data
+    first_line: int | None  # 1-based number of the first line in data; None: not counted here
     final: bool
+    partial_tail: bool = False  # data ends with the start of a line that the next chunk holds whole
 
 
 def sniff(head: bytes) -> str:
@@ -150,22 +151,27 @@ def decompress_to(path: str, target: BinaryIO) -> None:
 
 
 def _plain_file_chunks(raw: BinaryIO, chunk_bytes: int, first_bytes: int) -> Iterator[Chunk]:
-    """Chunks of a plain seekable file: read, cut after the last newline, seek back (no copying)."""
+    """Chunks of a plain seekable file: read, note where the last line starts, seek back there.
+
+    Neither copied nor counted here (that would hold the GIL while the parsers wait for it): a chunk
+    keeps its cut-off tail (the reader drops that row) and its first line number is left for the
+    reader to derive from the previous chunk's row count.
+    """
     raw.seek(0)
-    pos, line, target = 0, 1, first_bytes
+    pos, target = 0, first_bytes
+    first: int | None = 1
     while True:
         block = raw.read(target)
         if len(block) < target:
-            yield Chunk(block, line, True)
+            yield Chunk(block, first, True)
             return
         cut = block.rfind(b"\n")
         if cut < 0:  # a line longer than the chunk: read a bigger one
             raw.seek(pos)
             target *= 2
             continue
-        data = block if cut == len(block) - 1 else block[: cut + 1]
-        yield Chunk(data, line, False)
-        line += data.count(b"\n")
+        yield Chunk(block, first, False, partial_tail=cut != len(block) - 1)
+        first = None
         pos += cut + 1
         raw.seek(pos)
         target = chunk_bytes

@@ -249,7 +249,8 @@ def _finish_header(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-_HEADER_COLS = ["line", "text", "comm", "pid", "tgid", "cpu", "lat", "ts_ns", "event", "payload"]
+# The raw text is not carried past the header: rejects look it up by line number.
+_HEADER_COLS = ["line", "comm", "pid", "tgid", "cpu", "lat", "ts_ns", "event", "payload"]
 
 
 def _valid_header() -> pl.Expr:
@@ -261,7 +262,8 @@ def _valid_header() -> pl.Expr:
         & pl.col("cpu").is_not_null()
         & pl.col("pid").is_not_null()
         & pl.col("ts_ns").is_not_null()
-        & pl.col("event").str.contains(r"^[\w:]+$")
+        & (pl.col("event").str.len_bytes() > 0)
+        & ~pl.col("event").str.contains(" ", literal=True)
         & (pl.col("lat").is_null() | pl.col("lat").str.contains(r"^[.a-zA-Z]\S{3,4}$"))
         & pl.col("payload").is_not_null()
     )
@@ -289,6 +291,7 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
     fmt = layout.fmt
     n = lines.height
     text = pl.col("text")
+    all_lines = lines
     bad_row = text.str.contains("\x00", literal=True)
     if unterminated_last and n:
         bad_row = bad_row | (pl.col("line") == lines.get_column("line").max())
@@ -368,7 +371,7 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
     for (name,), rows in sorted(by_event.items()):
         spec = EVENTS.get(name)
         if spec is None:
-            others.append(rows.drop("text", "lat"))
+            others.append(rows.drop("lat"))
             continue
         typed, rejected = _typed(rows, name, spec)
         by_table.setdefault(spec.table, []).append(typed)
@@ -381,6 +384,10 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
         result.tables[table] = frame.sort("line") if len(frames) > 1 else frame
 
     if reject_parts:
+        reject_parts = [
+            r if "text" in r.columns else r.join(all_lines, on="line", how="left").select("line", "text", "reason")
+            for r in reject_parts
+        ]
         result.rejects = (
             pl.concat(reject_parts)
             .select(
@@ -440,33 +447,37 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
     for key, (column, kind) in spec.fields.items():
         by_column.setdefault(column, []).append((f"_raw_{key}", kind))
 
-    typed = []
     raw_all = [pl.col(f"_raw_{k}") for k in spec.fields]
+    # Convert each printed field once (eager polars does not share common subexpressions), then
+    # take the column (first present source) and the problems from the converted values.
+    converted = []
+    for key, (column, kind) in spec.fields.items():
+        raw = pl.col(f"_raw_{key}")
+        if kind in ("str", "gfp"):
+            v = raw.str.strip_suffix(",") if kind == "str" else raw
+        elif kind == "hex":
+            v = raw.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+        else:
+            v = _int_expr(raw.str.strip_suffix(","))
+            if kind == "pfn":
+                # pfn -1UL (FAILED TO PARSE prints the stored field) means "no page", like pfn=0.
+                v = pl.when(raw.is_in(["0xffffffffffffffff", "18446744073709551615"])).then(0).otherwise(v)
+            elif kind == "bool":
+                v = v != 0
+        converted.append(v.alias(f"_v_{key}"))
+    df = df.with_columns(converted)
+    typed = []
+    for column, sources in by_column.items():
+        values = [pl.col(alias.replace("_raw_", "_v_", 1)) for alias, _ in sources]
+        typed.append((pl.coalesce(values) if len(values) > 1 else values[0]).alias(column))
     problems = [pl.when(pl.col(f"_raw_{k}").is_null()).then(pl.lit(f"{event}: missing field {k}")) for k in spec.required]
     problems.append(pl.when(pl.all_horizontal([c.is_null() for c in raw_all])).then(pl.lit(f"{event}: no known fields")))
-    for column, sources in by_column.items():
-        values = []
-        for alias, kind in sources:
-            raw = pl.col(alias)
-            if kind in ("str", "gfp"):
-                v = raw.str.strip_suffix(",") if kind == "str" else raw
-            elif kind == "hex":
-                v = raw.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-            else:
-                v = _int_expr(raw.str.strip_suffix(","))
-                if kind == "pfn":
-                    # pfn -1UL (FAILED TO PARSE prints the stored field) means "no page", like pfn=0.
-                    v = pl.when(raw.is_in(["0xffffffffffffffff", "18446744073709551615"])).then(0).otherwise(v)
-                elif kind == "bool":
-                    v = v != 0
-            values.append(v)
-            # A field that is present but does not convert is a bad value.
-            problems.append(
-                pl.when(raw.is_not_null() & v.is_null()).then(pl.lit(f"{event}: bad value for {alias[5:]}"))
-            )
-        typed.append((pl.coalesce(values) if len(values) > 1 else values[0]).alias(column))
+    for key in spec.fields:
+        # A field that is present but does not convert is a bad value.
+        bad = pl.col(f"_raw_{key}").is_not_null() & pl.col(f"_v_{key}").is_null()
+        problems.append(pl.when(bad).then(pl.lit(f"{event}: bad value for {key}")))
     df = df.with_columns(typed + [pl.coalesce(problems).alias("_problem")])
-    rejected = df.filter(pl.col("_problem").is_not_null()).select("line", "text", pl.col("_problem").alias("reason"))
+    rejected = df.filter(pl.col("_problem").is_not_null()).select("line", pl.col("_problem").alias("reason"))
     good = df.filter(pl.col("_problem").is_null()).select(
         ["ts_ns", "cpu", "pid", "tgid", "comm", "event", "source", "line", *by_column]
     )
