@@ -138,7 +138,7 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
         lat = pl.lit(None, dtype=pl.String)
         ts = mid
     if ec >= 0:  # perf: the event is padded to a fixed width
-        event = s.str.slice(tc + 2, ec - tc - 2).str.strip_chars_start()
+        event = s.str.slice(tc + 2, ec - tc - 2)
         payload = s.str.slice(ec + 2)
         sep = s.str.slice(ec, 2) == ": "
     else:
@@ -239,14 +239,22 @@ def _finish_header(df: pl.DataFrame) -> pl.DataFrame:
     # A timestamp without a fraction is a raw counter clock (trace_clock=counter, x86-tsc): kept as is.
     whole = ts.str.replace(".", "", literal=True).str.to_integer(strict=False)
     ts_ns = pl.when(dot.is_null()).then(whole).when(digits <= 9).then(whole * scale)
-    event = pl.col("event")
-    colon = event.str.find(":", literal=True)
+    # The event column stays as cut (perf pads it and adds "subsys:"); parse_lines names each
+    # distinct value once instead of cleaning every row.
     return df.with_columns(
         ts_ns.alias("ts_ns"),
         pl.col("_pid").str.to_integer(strict=False).cast(pl.Int32).alias("pid"),
         pl.col("_tgid").str.to_integer(strict=False).cast(pl.Int32).alias("tgid"),
-        pl.when(colon.is_null()).then(event).otherwise(event.str.slice(colon + 1)).alias("event"),
     )
+
+
+_EVENT_NAME = re.compile(r"\s*(?:[\w:]*:)?(\w+)\s*")
+
+
+def _event_name(raw: str) -> str | None:
+    """'   kmem:mm_page_alloc' -> 'mm_page_alloc'; None if it is not an event name."""
+    m = _EVENT_NAME.fullmatch(raw)
+    return m.group(1) if m else None
 
 
 # The raw text is not carried past the header: rejects look it up by line number.
@@ -262,8 +270,7 @@ def _valid_header() -> pl.Expr:
         & pl.col("cpu").is_not_null()
         & pl.col("pid").is_not_null()
         & pl.col("ts_ns").is_not_null()
-        & (pl.col("event").str.len_bytes() > 0)
-        & ~pl.col("event").str.contains(" ", literal=True)
+        & pl.col("event").is_not_null()
         & (pl.col("lat").is_null() | pl.col("lat").str.contains(r"^[.a-zA-Z]\S{3,4}$"))
         & pl.col("payload").is_not_null()
     )
@@ -324,6 +331,12 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
     ok2 = fast.filter(valid).select(_HEADER_COLS)
     ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
     bad = fast.filter(~valid).select("line", "text")
+    names = {raw: _event_name(raw) for raw in ok.get_column("event").unique().to_list()}
+    not_events = [raw for raw, name in names.items() if name is None]
+    if not_events:  # what was cut as the event name is not one: let the regex read these lines
+        rows = ok.filter(pl.col("event").is_in(not_events)).select("line")
+        bad = pl.concat([bad, rows.join(all_lines, on="line", how="left").select("line", "text")]).sort("line")
+        ok = ok.filter(~pl.col("event").is_in(not_events))
     result = ChunkResult(tables={}, rejects=pl.DataFrame(), lines=n)
     if bad.height:
         # Not every line that the fast path cannot read is bad: headers, blank lines, lost-event marks.
@@ -368,7 +381,12 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
     by_event = common.partition_by("event", as_dict=True, maintain_order=True)
     by_table: dict[str, list[pl.DataFrame]] = {}
     others = []
-    for (name,), rows in sorted(by_event.items()):
+    for raw, rows in sorted(by_event.items(), key=lambda kv: (_event_name(kv[0][0]) or "", kv[0][0])):
+        name = _event_name(raw[0])
+        if name is None:  # a regex-read line whose event field is not a name, e.g. "kmem:"
+            reject_parts.append(rows.select("line", pl.lit("no event name").alias("reason")))
+            continue
+        rows = rows.with_columns(pl.lit(name).alias("event"))
         spec = EVENTS.get(name)
         if spec is None:
             others.append(rows.drop("lat"))
@@ -450,6 +468,12 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
     raw_all = [pl.col(f"_raw_{k}") for k in spec.fields]
     # Convert each printed field once (eager polars does not share common subexpressions), then
     # take the column (first present source) and the problems from the converted values.
+    numeric = [k for k, (_, kind) in spec.fields.items() if kind in ("int", "pfn", "bool")]
+    # How each numeric field is printed in this chunk: a kernel prints a field one way (pfn is %lu
+    # before 5.14 and 0x%lx after), so usually one parse per value is enough.
+    radix = df.select(
+        [pl.col(f"_raw_{k}").str.starts_with("0x").mean().alias(k) for k in numeric]
+    ).row(0, named=True) if numeric else {}
     converted = []
     for key, (column, kind) in spec.fields.items():
         raw = pl.col(f"_raw_{key}")
@@ -458,7 +482,13 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
         elif kind == "hex":
             v = raw.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
         else:
-            v = _int_expr(raw.str.strip_suffix(","))
+            share = radix.get(key)
+            if share == 1.0:
+                v = raw.str.slice(2).str.strip_suffix(",").str.to_integer(base=16, strict=False)
+            elif share == 0.0:
+                v = raw.str.strip_suffix(",").str.to_integer(base=10, strict=False)
+            else:
+                v = _int_expr(raw.str.strip_suffix(","))
             if kind == "pfn":
                 # pfn -1UL (FAILED TO PARSE prints the stored field) means "no page", like pfn=0.
                 v = pl.when(raw.is_in(["0xffffffffffffffff", "18446744073709551615"])).then(0).otherwise(v)
