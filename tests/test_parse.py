@@ -129,3 +129,22 @@ def test_detect_format_errors_name_the_line():
         detect_format(["# c", "", "garbage", "more garbage"], "x")
     with pytest.raises(InputError, match="empty trace"):
         detect_format(["# only comments", ""], "x")
+
+
+def test_trace_cmd_report_real_output(tmp_path):
+    """200 lines of `trace-cmd report` (trace-cmd 3.1.6, kernel 6.18): `cpus=N` header, no latency
+    column, padded payloads. Made with: enable the events in tracefs, run dd, `trace-cmd extract`,
+    `trace-cmd report | head -200`."""
+    from thpreplay.ingest import ingest
+
+    from conftest import DATA, metadata, read_table
+
+    out = tmp_path / "ds"
+    ingest([str(DATA / "trace-cmd-report-6.18.txt")], out)
+    meta = metadata(out)
+    assert list(meta["trace_formats"].values()) == ["trace-cmd"]
+    assert meta["rejects"] == 0 and meta["header_fallback_rows"] == 0
+    assert meta["events"]["page_alloc"] + meta["events"]["page_fault"] == 199
+    first = read_table(out, "page_alloc").row(0, named=True)
+    assert (first["comm"], first["pid"], first["cpu"], first["ts_ns"], first["pfn"], first["line"]) == (
+        "bash", 20618, 0, 3052_267068_000, 0x6148CA, 2)

@@ -464,7 +464,8 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     def work(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str, part: int,
              result: ChunkResult | None = None):
         if result is None:
-            result = parse_lines(_LineNumbers.frame(chunk, *numbers), layout, name, _unterminated(chunk))
+            lines = _LineNumbers.frame(chunk, *numbers)
+            result = parse_lines(lines, layout, name, _unterminated(chunk), chunk.data.isascii())
         tables = enricher.enrich(result.tables)
         for table, frame in tables.items():
             writers.write(table, frame, part)
@@ -498,7 +499,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
                     lines = _LineNumbers.frame(chunk, *numbers)
-                    result = parse_lines(lines, layout, source.name, _unterminated(chunk))
+                    result = parse_lines(lines, layout, source.name, _unterminated(chunk), chunk.data.isascii())
                     if result.tables:
                         enricher.table_name, table_reason = enricher.choose_table(result, layout)
                     absorb(*work(chunk, numbers, layout, source.name, part, result), state)

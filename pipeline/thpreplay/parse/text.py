@@ -150,10 +150,9 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
     if layout.fmt == "perf":
         pid = s.str.slice(16, ob - 16).str.strip_chars_start()
         tgid = pl.lit(None, dtype=pl.String)
-        sep = sep & (s.str.slice(ob, 2) == " [")
     else:
         pidpart = s.str.slice(17, ob - 17)
-        sep = sep & (s.str.slice(16, 1) == "-") & (s.str.slice(ob, 2) == " [")
+        sep = sep & (s.str.slice(16, 1) == "-")
         if layout.tgid:
             paren = pidpart.str.find("(", literal=True)
             pid = pidpart.str.slice(0, paren).str.strip_chars_end()
@@ -161,7 +160,9 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
         else:
             pid = pidpart.str.strip_chars_end()
             tgid = pl.lit(None, dtype=pl.String)
-    sep = sep & (s.str.slice(cb, 2) == "] ") & (s.str.slice(tc, 2) == ": ")
+    # The cpu, pid and timestamp conversions fail on a shifted line, so only the separator in front
+    # of the payload (which nothing else checks) is compared.
+    sep = sep & (s.str.slice(tc, 2) == ": ")
     return lines.with_columns(
         s.str.slice(0, 16).str.strip_chars_start().alias("comm"),
         s.str.slice(ob + 2, cb - ob - 2).str.to_integer(strict=False).alias("cpu"),
@@ -293,8 +294,14 @@ def _regex_header(lines: pl.DataFrame, fmt: str) -> pl.DataFrame:
     return df.with_columns(ok.alias("_ok"))
 
 
-def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_last: bool) -> ChunkResult:
-    """Parse a frame of (line, text) into typed event frames and rejects."""
+def parse_lines(
+    lines: pl.DataFrame, layout: Layout, source: str, unterminated_last: bool, all_ascii: bool = False
+) -> ChunkResult:
+    """Parse a frame of (line, text) into typed event frames and rejects.
+
+    all_ascii: the caller checked that the chunk has no byte above 0x7f (bytes.isascii is far cheaper
+    than a per-row check).
+    """
     fmt = layout.fmt
     n = lines.height
     text = pl.col("text")
@@ -318,7 +325,7 @@ def parse_lines(lines: pl.DataFrame, layout: Layout, source: str, unterminated_l
         lines = lines.filter(~bad_row)
 
     # Offsets are bytes and slices are characters: lines with non-ASCII bytes take the regex path.
-    ascii_ = text.str.len_bytes() == text.str.len_chars()
+    ascii_ = pl.lit(True) if all_ascii else text.str.len_bytes() == text.str.len_chars()
     valid = _valid_header() & pl.col("_ascii")
     lines = lines.with_columns(ascii_.alias("_ascii"))
     if layout.fixed is not None:
