@@ -125,11 +125,24 @@ def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
     return Layout(fmt, width, tgid > 0 and fmt != "perf", fixed)
 
 
-def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
-    """The common case: every column at the offsets the sample showed; constant slices only."""
-    assert layout.fixed is not None
-    ob, cb, tc, ec = layout.fixed
+def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
+    """Cut the line prefix without regex: at the sampled offsets (fixed: constant slices, the common
+    case) or at the separators each line shows (literal finds)."""
     s = pl.col("text")
+    if fixed:
+        assert layout.fixed is not None
+        ob, cb, tc, ec = layout.fixed
+        df = lines.with_columns(  # satisfy _valid_header's order checks
+            pl.lit(1, dtype=pl.UInt32).alias("_ob"), pl.lit(2, dtype=pl.UInt32).alias("_cb"),
+            pl.lit(3, dtype=pl.UInt32).alias("_tc"),
+        )
+    else:
+        df = lines.with_columns(
+            s.str.find(" [", literal=True).alias("_ob"),
+            s.str.find("] ", literal=True).alias("_cb"),
+            s.str.find(": ", literal=True).alias("_tc"),
+        )
+        ob, cb, tc, ec = pl.col("_ob"), pl.col("_cb"), pl.col("_tc"), -1
     mid = s.str.slice(cb + 2, tc - cb - 2).str.strip_chars_start()
     if layout.lat_width:
         lat = mid.str.slice(0, layout.lat_width)
@@ -137,16 +150,16 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
     else:
         lat = pl.lit(None, dtype=pl.String)
         ts = mid
-    if ec >= 0:  # perf: the event is padded to a fixed width
+    if ec >= 0:  # fixed perf layout: the event name is padded to one width
         event = s.str.slice(tc + 2, ec - tc - 2)
         payload = s.str.slice(ec + 2)
         sep = s.str.slice(ec, 2) == ": "
     else:
         rest = s.str.slice(tc + 2)
-        e = rest.str.find(": ", literal=True)
-        event = rest.str.slice(0, e)
-        payload = rest.str.slice(e + 2)
-        sep = e.is_not_null()
+        end = rest.str.find(": ", literal=True)
+        event = rest.str.slice(0, end)
+        payload = rest.str.slice(end + 2)
+        sep = end.is_not_null()
     if layout.fmt == "perf":
         pid = s.str.slice(16, ob - 16).str.strip_chars_start()
         tgid = pl.lit(None, dtype=pl.String)
@@ -155,15 +168,16 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
         sep = sep & (s.str.slice(16, 1) == "-")
         if layout.tgid:
             paren = pidpart.str.find("(", literal=True)
-            pid = pidpart.str.slice(0, paren).str.strip_chars_end()
+            pid = pl.when(paren.is_null()).then(pidpart).otherwise(pidpart.str.slice(0, paren)).str.strip_chars_end()
             tgid = pidpart.str.slice(paren + 1).str.strip_chars().str.strip_suffix(")").str.strip_chars()
         else:
             pid = pidpart.str.strip_chars_end()
             tgid = pl.lit(None, dtype=pl.String)
-    # The cpu, pid and timestamp conversions fail on a shifted line, so only the separator in front
-    # of the payload (which nothing else checks) is compared.
-    sep = sep & (s.str.slice(tc, 2) == ": ")
-    return lines.with_columns(
+    if fixed:
+        # The cpu, pid and timestamp conversions fail on a shifted line, so only the separator in
+        # front of the payload (which nothing else checks) is compared.
+        sep = sep & (s.str.slice(tc, 2) == ": ")
+    return df.with_columns(
         s.str.slice(0, 16).str.strip_chars_start().alias("comm"),
         s.str.slice(ob + 2, cb - ob - 2).str.to_integer(strict=False).alias("cpu"),
         event.alias("event"),
@@ -173,63 +187,7 @@ def _fixed_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
         pid.alias("_pid"),
         tgid.alias("_tgid"),
         sep.alias("_sep_ok"),
-        pl.lit(1, dtype=pl.UInt32).alias("_ob"),
-        pl.lit(2, dtype=pl.UInt32).alias("_cb"),
-        pl.lit(3, dtype=pl.UInt32).alias("_tc"),
     )
-
-
-def _fast_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
-    """Cut the line prefix with literal finds and slices (no regex), per the detected layout."""
-    s = pl.col("text")
-    df = lines.with_columns(
-        s.str.find(" [", literal=True).alias("_ob"),
-        s.str.find("] ", literal=True).alias("_cb"),
-        s.str.find(": ", literal=True).alias("_tc"),
-    )
-    df = df.with_columns(
-        s.str.slice(pl.col("_tc") + 2).alias("_rest"),
-        s.str.slice(pl.col("_ob") + 2, pl.col("_cb") - pl.col("_ob") - 2).str.to_integer(strict=False).alias("cpu"),
-        s.str.slice(pl.col("_cb") + 2, pl.col("_tc") - pl.col("_cb") - 2).str.strip_chars_start().alias("_mid"),
-        s.str.slice(0, 16).str.strip_chars_start().alias("comm"),
-    )
-    rest = pl.col("_rest")
-    ec = rest.str.find(": ", literal=True)
-    df = df.with_columns(ec.alias("_ec"))
-    mid = pl.col("_mid")
-    if layout.lat_width:
-        lat = mid.str.slice(0, layout.lat_width)
-        ts = mid.str.slice(layout.lat_width + 1).str.strip_chars_start()  # seconds are %5lu
-    else:
-        lat = pl.lit(None, dtype=pl.String)
-        ts = mid
-    exprs = [
-        rest.str.slice(0, pl.col("_ec")).str.strip_chars_start().alias("event"),
-        rest.str.slice(pl.col("_ec") + 2).alias("payload"),
-        lat.alias("lat"),
-        ts.alias("_ts"),
-    ]
-    if layout.fmt == "perf":
-        exprs += [
-            s.str.slice(16, pl.col("_ob") - 16).str.strip_chars_start().alias("_pid"),
-            pl.lit(None, dtype=pl.String).alias("_tgid"),
-            pl.lit(True).alias("_sep_ok"),
-        ]
-    elif layout.tgid:
-        pidpart = s.str.slice(17, pl.col("_ob") - 17)
-        paren = pidpart.str.find("(", literal=True)
-        exprs += [
-            pidpart.str.slice(0, paren).str.strip_chars_end().alias("_pid"),
-            pidpart.str.slice(paren + 1).str.strip_chars().str.strip_suffix(")").str.strip_chars().alias("_tgid"),
-            (s.str.slice(16, 1) == "-").alias("_sep_ok"),
-        ]
-    else:
-        exprs += [
-            s.str.slice(17, pl.col("_ob") - 17).str.strip_chars_end().alias("_pid"),
-            pl.lit(None, dtype=pl.String).alias("_tgid"),
-            (s.str.slice(16, 1) == "-").alias("_sep_ok"),
-        ]
-    return df.with_columns(exprs)
 
 
 def _finish_header(df: pl.DataFrame) -> pl.DataFrame:
@@ -329,12 +287,12 @@ def parse_lines(
     valid = _valid_header() & pl.col("_ascii")
     lines = lines.with_columns(ascii_.alias("_ascii"))
     if layout.fixed is not None:
-        fast = _finish_header(_fixed_header(lines, layout))
+        fast = _finish_header(_header(lines, layout, fixed=True))
         ok = fast.filter(valid).select(_HEADER_COLS)
         lines = fast.filter(~valid).select("line", "text", "_ascii")
     else:
         ok = None
-    fast = _finish_header(_fast_header(lines, layout))
+    fast = _finish_header(_header(lines, layout, fixed=False))
     ok2 = fast.filter(valid).select(_HEADER_COLS)
     ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
     bad = fast.filter(~valid).select("line", "text")
