@@ -110,7 +110,7 @@ def _topology(bundle: Bundle | None, topology_file: str | None) -> Topology:
     return Topology.single_node()
 
 
-def _perf_script_stream(path: str) -> subprocess.Popen:
+def _perf_script_stream(path: str, stderr) -> subprocess.Popen:
     perf = shutil.which("perf")
     if perf is None:
         raise InputError(
@@ -119,7 +119,7 @@ def _perf_script_stream(path: str) -> subprocess.Popen:
             hint="install perf (Debian: linux-perf), or run `perf script` where it is and ingest the text",
         )
     return subprocess.Popen(
-        [perf, *PERF_SCRIPT_ARGS, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        [perf, *PERF_SCRIPT_ARGS, path], stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL
     )
 
 
@@ -313,14 +313,17 @@ def _chunks_of(source: Source) -> Iterator[Chunk]:
             decompress_to(path, plain)
             plain.flush()
             path = plain.name
-        proc = _perf_script_stream(path)
-        assert proc.stdout is not None and proc.stderr is not None
+        # perf's messages go to a file: a pipe nobody reads while perf writes could fill and stall it
+        errfile = stack.enter_context(tempfile.TemporaryFile())
+        proc = _perf_script_stream(path, errfile)
+        assert proc.stdout is not None
         try:
             yield from read_chunks(source.name, stream=proc.stdout)
         finally:
             proc.stdout.close()
-            err = proc.stderr.read().decode(errors="replace")
             code = proc.wait()
+            errfile.seek(0)
+            err = errfile.read().decode(errors="replace")
     if code != 0:
         last = [ln for ln in err.splitlines() if ln.strip()]
         raise InputError(source.name, f"perf script failed (exit {code}): {last[-1] if last else 'no message'}")
