@@ -148,3 +148,12 @@ def test_trace_cmd_report_real_output(tmp_path):
     first = read_table(out, "page_alloc").row(0, named=True)
     assert (first["comm"], first["pid"], first["cpu"], first["ts_ns"], first["pfn"], first["line"]) == (
         "bash", 20618, 0, 3052_267068_000, 0x6148CA, 2)
+
+
+def test_timestamp_with_other_precision_still_reads():
+    """The fixed path expects the sample's 9 fraction digits; a 6-digit line takes the slower path."""
+    odd = "            perf 13776 [001]  1705.370003:                    exceptions:page_fault_user: address=0x1 ip=0x2 error_code=0x7"
+    fmt, r = _parse(PERF * 3 + [odd])
+    ts = r.tables["page_fault"].sort("line").get_column("ts_ns").to_list()
+    assert ts[-1] == 1705_370003_000 and ts[0] == 1705_370002300
+    assert r.rejects.height == 0 and r.fallback_rows == 0

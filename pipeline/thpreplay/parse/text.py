@@ -100,6 +100,7 @@ class Layout:
     # Byte offsets of " [", "] ", the ": " after the timestamp and (perf, whose event names are
     # padded to one width) the ": " after the event, when the sampled lines all agree on them.
     fixed: tuple[int, int, int, int] | None = None
+    frac_digits: int | None = None  # digits after the timestamp's '.', when the sample agrees
 
 
 def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
@@ -122,7 +123,15 @@ def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
             ec = ln.find(": ", tc + 2) if fmt == "perf" else -1
             offsets.add((ln.find(" ["), ln.find("] "), tc, ec))
     fixed = offsets.pop() if len(offsets) == 1 else None
-    return Layout(fmt, width, tgid > 0 and fmt != "perf", fixed)
+    fracs = set()
+    for ln in sample_lines:
+        m = rx.match(ln)
+        if m:
+            ts = m.group("ts")
+            fracs.add(len(ts) - ts.index(".") - 1 if "." in ts else -1)
+    frac = fracs.pop() if len(fracs) == 1 else None
+    frac_digits = frac if frac is not None and 0 < frac <= 9 else None
+    return Layout(fmt, width, tgid > 0 and fmt != "perf", fixed, frac_digits)
 
 
 def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
@@ -190,14 +199,20 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
     )
 
 
-def _finish_header(df: pl.DataFrame) -> pl.DataFrame:
+def _finish_header(df: pl.DataFrame, frac_digits: int | None = None) -> pl.DataFrame:
+    """Timestamps to ns, pid and tgid to integers. frac_digits: every line's timestamp has this many
+    digits after its '.' (the sample says so): then only that is checked per row."""
     ts = pl.col("_ts")
-    dot = ts.str.find(".", literal=True)
-    digits = ts.str.len_bytes().cast(pl.Int64) - dot - 1
-    scale = pl.lit(10, dtype=pl.Int64).pow(pl.lit(9, dtype=pl.Int64) - digits)
-    # A timestamp without a fraction is a raw counter clock (trace_clock=counter, x86-tsc): kept as is.
     whole = ts.str.replace(".", "", literal=True).str.to_integer(strict=False)
-    ts_ns = pl.when(dot.is_null()).then(whole).when(digits <= 9).then(whole * scale)
+    if frac_digits is not None:
+        ok = ts.str.slice(-(frac_digits + 1), 1) == "."
+        ts_ns = pl.when(ok).then(whole * 10 ** (9 - frac_digits))
+    else:
+        dot = ts.str.find(".", literal=True)
+        digits = ts.str.len_bytes().cast(pl.Int64) - dot - 1
+        scale = pl.lit(10, dtype=pl.Int64).pow(pl.lit(9, dtype=pl.Int64) - digits)
+        # A timestamp without a fraction is a raw counter clock (trace_clock=counter, x86-tsc): kept as is.
+        ts_ns = pl.when(dot.is_null()).then(whole).when(digits <= 9).then(whole * scale)
     # The event column stays as cut (perf pads it and adds "subsys:"); parse_lines names each
     # distinct value once instead of cleaning every row.
     return df.with_columns(
@@ -287,7 +302,7 @@ def parse_lines(
     valid = _valid_header() & pl.col("_ascii")
     lines = lines.with_columns(ascii_.alias("_ascii"))
     if layout.fixed is not None:
-        fast = _finish_header(_header(lines, layout, fixed=True))
+        fast = _finish_header(_header(lines, layout, fixed=True), layout.frac_digits)
         ok = fast.filter(valid).select(_HEADER_COLS)
         lines = fast.filter(~valid).select("line", "text", "_ascii")
     else:
