@@ -64,6 +64,7 @@ class MarkerCollector:
         self.thp_pids: set[int] = set()
         self.markers: list[pl.DataFrame] = []
         self.slowpath: list[pl.DataFrame] = []
+        self.tails: list[pl.DataFrame] = []  # every task's last alloc and fault row of each chunk
         self.all_tries: list[pl.DataFrame] = []  # every task's compaction calls, for compact_stall
 
     def add(self, tables: dict[str, pl.DataFrame]) -> None:
@@ -76,52 +77,37 @@ class MarkerCollector:
                         pl.col("ret") if "ret" in frame.columns else pl.lit(None, dtype=pl.String).alias("ret"),
                     )
                 )
-        alloc = tables.get("page_alloc")
-        faults = tables.get("page_fault")
-        if alloc is not None and alloc.height:
-            new = alloc.filter(pl.col("thp_attempt")).get_column("pid").unique().to_list()
-            self.thp_pids.update(new)
-        if not self.thp_pids:
-            return
-        pids = sorted(self.thp_pids)
-        parts = []
-        if alloc is not None and alloc.height:
-            parts.append(
-                alloc.filter(pl.col("pid").is_in(pids)).select(
-                    *[c for c in _MARKER_COLS if c in alloc.columns and c not in ("kind", "thp")],
-                    pl.lit("alloc").alias("kind"),
-                    pl.col("thp_attempt").alias("thp"),
-                )
-            )
-        if faults is not None and faults.height:
-            parts.append(
-                faults.filter(pl.col("pid").is_in(pids) & (pl.col("event") == "page_fault_user")).select(
-                    "pid", "tgid", "comm", "cpu", "ts_ns", "source", "line", "address", "region",
-                    pl.lit("fault").alias("kind"), pl.lit(False).alias("thp"),
-                )
-            )
-        if parts:
-            m = _conform(pl.concat(parts, how="diagonal_relaxed")).sort("pid", "ts_ns", "line")
-            same_prev = pl.col("pid") == pl.col("pid").shift(1)
-            same_next = pl.col("pid") == pl.col("pid").shift(-1)
-            keep = (
-                pl.col("thp")
-                | (pl.col("thp").shift(1) & same_prev).fill_null(False)
-                | (pl.col("thp").shift(-1) & same_next).fill_null(False)
-                | ~same_prev.fill_null(False)
-                | ~same_next.fill_null(False)
-            )
-            self.markers.append(m.filter(keep))
         for table in ("compaction", "reclaim"):
             frame = tables.get(table)
             if frame is not None and frame.height:
-                cols = ["pid", "ts_ns", "source", "line", "event"]
                 extra = [c for c in ("nr_migrated", "nr_reclaimed", "ret") if c in frame.columns]
                 self.slowpath.append(
-                    frame.filter(pl.col("pid").is_in(pids) & pl.col("event").is_in(SLOWPATH_EVENTS)).select(
-                        cols + extra
+                    frame.filter(pl.col("event").is_in(SLOWPATH_EVENTS)).select(
+                        ["pid", "ts_ns", "source", "line", "event", *extra]
                     )
                 )
+        alloc = _marker_rows(tables.get("page_alloc"), "alloc")
+        faults = _marker_rows(tables.get("page_fault"), "fault")
+        parts = [f for f in (alloc, faults) if f is not None]
+        # A task's first THP fault may start (page fault, compaction) in the chunk before: keep every
+        # task's last row of each chunk, so that what came right before an attempt is always known.
+        self.tails += [f.group_by("pid").tail(1) for f in parts]
+        if alloc is not None:
+            self.thp_pids.update(alloc.filter(pl.col("thp")).get_column("pid").unique().to_list())
+        if not self.thp_pids or not parts:
+            return
+        pids = sorted(self.thp_pids)
+        m = pl.concat(parts).filter(pl.col("pid").is_in(pids)).sort("pid", "ts_ns", "line")
+        same_prev = pl.col("pid") == pl.col("pid").shift(1)
+        same_next = pl.col("pid") == pl.col("pid").shift(-1)
+        keep = (
+            pl.col("thp")
+            | (pl.col("thp").shift(1) & same_prev).fill_null(False)
+            | (pl.col("thp").shift(-1) & same_next).fill_null(False)
+            | ~same_prev.fill_null(False)
+            | ~same_next.fill_null(False)
+        )
+        self.markers.append(m.filter(keep))
 
     def compact_stalls_all_tasks(self, stall_rule: str) -> int:
         """compact_stall as the kernel counts it, over every task in the trace (not only THP faults)."""
@@ -135,9 +121,11 @@ class MarkerCollector:
         schema = schemas.load("thp_faults")
         if not self.markers:
             return schema.empty()
-        markers = pl.concat(self.markers).sort("pid", "ts_ns", "line")
+        pids = sorted(self.thp_pids)
+        tails = pl.concat(self.tails).filter(pl.col("pid").is_in(pids))
+        markers = pl.concat([*self.markers, tails]).unique(["source", "line"]).sort("pid", "ts_ns", "line")
         slow = (
-            pl.concat(self.slowpath, how="diagonal_relaxed")
+            pl.concat(self.slowpath, how="diagonal_relaxed").filter(pl.col("pid").is_in(pids))
             if self.slowpath
             else pl.DataFrame(schema={"pid": pl.Int32, "ts_ns": pl.Int64, "source": pl.String, "line": pl.Int64,
                                       "event": pl.String})
@@ -146,6 +134,19 @@ class MarkerCollector:
             if c not in slow.columns:
                 slow = slow.with_columns(pl.lit(None, dtype=t).alias(c))
         return derive(markers, slow, topology, stall_rule)
+
+
+def _marker_rows(frame: pl.DataFrame | None, kind: str) -> pl.DataFrame | None:
+    """page_alloc or page_fault_user rows in the shape thp_faults groups them in."""
+    if frame is None or frame.height == 0:
+        return None
+    if kind == "alloc":
+        rows = frame.with_columns(pl.lit("alloc").alias("kind"), pl.col("thp_attempt").alias("thp"))
+    else:
+        rows = frame.filter(pl.col("event") == "page_fault_user").with_columns(
+            pl.lit("fault").alias("kind"), pl.lit(False).alias("thp")
+        )
+    return _conform(rows)
 
 
 def _conform(frame: pl.DataFrame) -> pl.DataFrame:

@@ -455,7 +455,7 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
         [pl.col(f"_raw_{k}").str.starts_with("0x").mean().alias(k) for k in numeric]
     ).row(0, named=True) if numeric else {}
     converted = []
-    for key, (column, kind) in spec.fields.items():
+    for key, (_column, kind) in spec.fields.items():
         raw = pl.col(f"_raw_{key}")
         if kind in ("str", "gfp"):
             v = raw.str.strip_suffix(",") if kind == "str" else raw
