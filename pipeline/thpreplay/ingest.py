@@ -230,6 +230,17 @@ class _Enricher:
             pl.Series(c, [None] * frame.height, dtype=lookup.schema[c]) for c in cols]
         return frame.with_columns(new).drop("_gi")
 
+    def _fill_node(self, frame: pl.DataFrame, pfn: str) -> pl.DataFrame:
+        """Where an event names no node/zone itself, take them from a pfn it prints."""
+        if pfn not in frame.columns:
+            return frame
+        located = self.topology.locate(frame.select(pl.col(pfn).cast(pl.Int64).alias("pfn")))
+        fills = []
+        for col in ("node", "zone"):
+            found = located.get_column(col)
+            fills.append(pl.coalesce(pl.col(col), found).alias(col) if col in frame.columns else found.alias(col))
+        return frame.with_columns(fills)
+
     def enrich(self, tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         out = {}
         for name, frame in tables.items():
@@ -256,15 +267,10 @@ class _Enricher:
                 frame = self._with_gfp(frame, keep_flags=False)
                 if "flags" in frame.columns:
                     frame = frame.with_columns(pl.col("flags").str.contains("RECLAIM_WB_ANON").alias("anon"))
-                if "pfn" in frame.columns:
-                    located = self.topology.locate(frame.select(pl.col("pfn")))
-                    node = frame.get_column("node") if "node" in frame.columns else None
-                    frame = frame.with_columns(
-                        pl.coalesce(node, located.get_column("node")).alias("node") if node is not None
-                        else located.get_column("node").alias("node"),
-                    )
+                frame = self._fill_node(frame, "pfn")
             elif name == "compaction":
                 frame = self._with_gfp(frame, keep_flags=False)
+                frame = self._fill_node(frame, "zone_start")  # begin/end print the zone's pfn span
             elif name == "page_fault":
                 frame = frame.with_columns((pl.col("address") // (2 << 20) * (2 << 20)).alias("region"))
             out[name] = frame
