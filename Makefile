@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv test demo bench bench-big clean samples-local
+.PHONY: venv test demo bench bench-big lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ bench: venv
 
 bench-big: venv
 	$(PY) benchmarks/bench_big.py
+
+# Re-capture the 2-node QEMU sample (root; downloads a Debian kernel into $$LAB_CACHE; minutes).
+lab-qemu:
+	sample_traces/lab/capture-qemu.sh $(OUT)/qemu-6.1-2node
 
 clean:
 	rm -rf $(VENV) $(OUT)
