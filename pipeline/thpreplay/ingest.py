@@ -37,7 +37,8 @@ from thpreplay.thp_faults import MarkerCollector, vmstat_view
 from thpreplay.topology import Topology
 
 DATASET_FORMAT = 1
-WORKERS = 2
+# Three chunks parse at once on two cores: while one waits on the GIL or the disk, two compute.
+WORKERS = 3
 # Dictionary pages cost more time than they save here: zstd already squeezes repeated strings.
 PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=False)
 # perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
@@ -481,7 +482,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         writers.write("rejects", result.rejects, part)
         return result, tables
 
-    # Chunks are split into lines, parsed and written two at a time (polars and pyarrow release the
+    # Chunks are split into lines, parsed and written WORKERS at a time (polars and pyarrow release the
     # GIL); the rows kept for thp_faults and the counts are taken in input order.
     part = 0
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
