@@ -86,18 +86,22 @@ class MarkerCollector:
                         ["pid", "ts_ns", "source", "line", "event", *extra]
                     )
                 )
-        alloc = _marker_rows(tables.get("page_alloc"), "alloc")
-        faults = _marker_rows(tables.get("page_fault"), "fault")
-        parts = [f for f in (alloc, faults) if f is not None]
+        sources = []
+        alloc = tables.get("page_alloc")
+        if alloc is not None and alloc.height:
+            sources.append((alloc, "alloc"))
+            self.thp_pids.update(alloc.filter(pl.col("thp_attempt")).get_column("pid").unique().to_list())
+        faults = tables.get("page_fault")
+        if faults is not None and faults.height:
+            sources.append((faults.filter(pl.col("event") == "page_fault_user"), "fault"))
         # A task's first THP fault may start (page fault, compaction) in the chunk before: keep every
         # task's last row of each chunk, so that what came right before an attempt is always known.
-        self.tails += [f.group_by("pid").tail(1) for f in parts]
-        if alloc is not None:
-            self.thp_pids.update(alloc.filter(pl.col("thp")).get_column("pid").unique().to_list())
-        if not self.thp_pids or not parts:
+        self.tails += [_marker_rows(f.group_by("pid").tail(1), kind) for f, kind in sources]
+        if not self.thp_pids or not sources:
             return
         pids = sorted(self.thp_pids)
-        m = pl.concat(parts).filter(pl.col("pid").is_in(pids)).sort("pid", "ts_ns", "line")
+        parts = [_marker_rows(f.filter(pl.col("pid").is_in(pids)), kind) for f, kind in sources]
+        m = pl.concat(parts).sort("pid", "ts_ns", "line")
         same_prev = pl.col("pid") == pl.col("pid").shift(1)
         same_next = pl.col("pid") == pl.col("pid").shift(-1)
         keep = (
@@ -136,16 +140,12 @@ class MarkerCollector:
         return derive(markers, slow, topology, stall_rule)
 
 
-def _marker_rows(frame: pl.DataFrame | None, kind: str) -> pl.DataFrame | None:
+def _marker_rows(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
     """page_alloc or page_fault_user rows in the shape thp_faults groups them in."""
-    if frame is None or frame.height == 0:
-        return None
     if kind == "alloc":
         rows = frame.with_columns(pl.lit("alloc").alias("kind"), pl.col("thp_attempt").alias("thp"))
     else:
-        rows = frame.filter(pl.col("event") == "page_fault_user").with_columns(
-            pl.lit("fault").alias("kind"), pl.lit(False).alias("thp")
-        )
+        rows = frame.with_columns(pl.lit("fault").alias("kind"), pl.lit(False).alias("thp"))
     return _conform(rows)
 
 

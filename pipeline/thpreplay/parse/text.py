@@ -301,16 +301,19 @@ def parse_lines(
     ascii_ = pl.lit(True) if all_ascii else text.str.len_bytes() == text.str.len_chars()
     valid = _valid_header() & pl.col("_ascii")
     lines = lines.with_columns(ascii_.alias("_ascii"))
+    # Select before filtering: filtering a frame copies every column, and `text` is the big one.
     if layout.fixed is not None:
         fast = _finish_header(_header(lines, layout, fixed=True), layout.frac_digits)
-        ok = fast.filter(valid).select(_HEADER_COLS)
-        lines = fast.filter(~valid).select("line", "text", "_ascii")
+        mask = fast.select(valid).to_series()
+        ok = fast.select(_HEADER_COLS).filter(mask)
+        lines = fast.select("line", "text", "_ascii").filter(~mask)
     else:
         ok = None
     fast = _finish_header(_header(lines, layout, fixed=False))
-    ok2 = fast.filter(valid).select(_HEADER_COLS)
+    mask = fast.select(valid).to_series()
+    ok2 = fast.select(_HEADER_COLS).filter(mask)
     ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
-    bad = fast.filter(~valid).select("line", "text")
+    bad = fast.select("line", "text").filter(~mask)
     names = {raw: _event_name(raw) for raw in ok.get_column("event").unique().to_list()}
     not_events = [raw for raw, name in names.items() if name is None]
     if not_events:  # what was cut as the event name is not one: let the regex read these lines
@@ -427,9 +430,10 @@ def _raw_fields(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
                 exprs.append(tok.str.slice(len(k) + 1).alias(f"_raw_{k}"))
             else:
                 exprs.append(pl.lit(None, dtype=pl.String).alias(f"_raw_{k}"))
-        df = df.with_columns(exprs + [ok.fill_null(False).alias("_fast")])
-        fast = df.filter(pl.col("_fast")).drop("_parts", "_fast")
-        rows = df.filter(~pl.col("_fast")).drop([f"_raw_{k}" for k in keys] + ["_parts", "_fast"])
+        df = df.with_columns(exprs + [ok.fill_null(False).alias("_fast")]).drop("_parts")
+        mask = df.get_column("_fast")
+        fast = df.drop("_fast").filter(mask)
+        rows = df.drop([f"_raw_{k}" for k in keys] + ["_fast"]).filter(~mask)
         if rows.height == 0:
             return fast
     slow = rows.with_columns([_field_value(k).alias(f"_raw_{k}") for k in keys])
@@ -487,10 +491,9 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
         bad = pl.col(f"_raw_{key}").is_not_null() & pl.col(f"_v_{key}").is_null()
         problems.append(pl.when(bad).then(pl.lit(f"{event}: bad value for {key}")))
     df = df.with_columns(typed + [pl.coalesce(problems).alias("_problem")])
-    rejected = df.filter(pl.col("_problem").is_not_null()).select("line", pl.col("_problem").alias("reason"))
-    good = df.filter(pl.col("_problem").is_null()).select(
-        ["ts_ns", "cpu", "pid", "tgid", "comm", "event", "source", "line", *by_column]
-    )
+    bad = df.get_column("_problem").is_not_null()
+    rejected = df.select("line", pl.col("_problem").alias("reason")).filter(bad)
+    good = df.select(["ts_ns", "cpu", "pid", "tgid", "comm", "event", "source", "line", *by_column]).filter(~bad)
     if spec.constants:
         good = good.with_columns([pl.lit(v).alias(k) for k, v in spec.constants.items()])
     return good, rejected
