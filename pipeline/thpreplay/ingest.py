@@ -33,7 +33,7 @@ from thpreplay.kernel import gfp
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES
 from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
-from thpreplay.thp_faults import MarkerCollector, vmstat_view
+from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
 from thpreplay.topology import Topology
 
 DATASET_FORMAT = 1
@@ -448,15 +448,13 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     tgid_seen = False
     warnings: list[str] = []
 
-    def absorb(result: ChunkResult, tables: dict[str, pl.DataFrame], state: dict) -> None:
+    def absorb(result: ChunkResult, reduced: ChunkMarkers, pfns: tuple, state: dict) -> None:
         nonlocal ts_min, ts_max, pfn_min, pfn_max, tgid_seen
-        collector.add(tables)
-        for f in ("page_alloc", "page_free"):
-            if f in tables and tables[f].height:
-                lo, hi = tables[f].get_column("pfn").min(), tables[f].get_column("pfn").max()
-                if lo is not None:
-                    pfn_min = lo if pfn_min is None else min(pfn_min, lo)
-                    pfn_max = hi if pfn_max is None else max(pfn_max, hi)
+        collector.add(reduced)
+        lo, hi = pfns
+        if lo is not None:
+            pfn_min = lo if pfn_min is None else min(pfn_min, lo)
+            pfn_max = hi if pfn_max is None else max(pfn_max, hi)
         stats["lines"] += result.lines
         stats["lost_events"] += result.lost_events
         stats["lost_markers"] += result.lost_markers
@@ -480,7 +478,12 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         for table, frame in tables.items():
             writers.write(table, frame, part)
         writers.write("rejects", result.rejects, part)
-        return result, tables
+        pfns = [tables[t].get_column("pfn") for t in ("page_alloc", "page_free") if t in tables]
+        lows = [s.min() for s in pfns if s.null_count() < len(s)]
+        highs = [s.max() for s in pfns if s.null_count() < len(s)]
+        span = (min(lows), max(highs)) if lows else (None, None)
+        # Only small, compact frames go back to the main thread; the chunk's frames die here.
+        return result, reduce_chunk(tables), span
 
     # Chunks are split into lines, parsed and written WORKERS at a time (polars and pyarrow release the
     # GIL); the rows kept for thp_faults and the counts are taken in input order.

@@ -15,6 +15,9 @@ last row in the chunk. That preserves "what came right before/after each attempt
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+
 import polars as pl
 
 from thpreplay import schemas
@@ -57,50 +60,44 @@ _MARKER_COLS = {
 }
 
 
-class MarkerCollector:
-    """Accumulates, chunk by chunk, the few rows thp_faults needs (see module docstring)."""
+@dataclass
+class ChunkMarkers:
+    """What one chunk contributes to thp_faults: a few compact rows (see reduce_chunk)."""
 
-    def __init__(self) -> None:
-        self.thp_pids: set[int] = set()
-        self.markers: list[pl.DataFrame] = []
-        self.slowpath: list[pl.DataFrame] = []
-        self.tails: list[pl.DataFrame] = []  # every task's last alloc and fault row of each chunk
-        self.all_tries: list[pl.DataFrame] = []  # every task's compaction calls, for compact_stall
+    markers: list[pl.DataFrame]
+    slowpath: list[pl.DataFrame]
+    tries: list[pl.DataFrame]
+    thp_pids: list[int]
 
-    def add(self, tables: dict[str, pl.DataFrame]) -> None:
-        for table in ("compaction", "reclaim"):
-            frame = tables.get(table)
-            if frame is not None and frame.height:
-                self.all_tries.append(
-                    frame.filter(pl.col("event").is_in(_TRY_EVENTS)).select(
-                        "pid", "ts_ns", "line", "event",
-                        pl.col("ret") if "ret" in frame.columns else pl.lit(None, dtype=pl.String).alias("ret"),
-                    )
-                )
-        for table in ("compaction", "reclaim"):
-            frame = tables.get(table)
-            if frame is not None and frame.height:
-                extra = [c for c in ("nr_migrated", "nr_reclaimed", "ret") if c in frame.columns]
-                self.slowpath.append(
-                    frame.filter(pl.col("event").is_in(SLOWPATH_EVENTS)).select(
-                        ["pid", "ts_ns", "source", "line", "event", *extra]
-                    )
-                )
-        sources = []
-        alloc = tables.get("page_alloc")
-        if alloc is not None and alloc.height:
-            sources.append((alloc, "alloc"))
-            self.thp_pids.update(alloc.filter(pl.col("thp_attempt")).get_column("pid").unique().to_list())
-        faults = tables.get("page_fault")
-        if faults is not None and faults.height:
-            sources.append((faults.filter(pl.col("event") == "page_fault_user"), "fault"))
-        # A task's first THP fault may start (page fault, compaction) in the chunk before: keep every
-        # task's last row of each chunk, so that what came right before an attempt is always known.
-        self.tails += [_marker_rows(f.group_by("pid").tail(1), kind) for f, kind in sources]
-        if not self.thp_pids or not sources:
-            return
-        pids = sorted(self.thp_pids)
-        parts = [_marker_rows(f.filter(pl.col("pid").is_in(pids)), kind) for f, kind in sources]
+
+def reduce_chunk(tables: dict[str, pl.DataFrame]) -> ChunkMarkers:
+    """Keep, of one chunk's enriched tables, only what grouping faults needs. Stateless, so that it
+    runs in the worker that parsed the chunk: THP attempts with the rows right before and after them,
+    every task's first and last row (a fault can straddle chunks), and the slowpath events."""
+    out = ChunkMarkers([], [], [], [])
+    for table in ("compaction", "reclaim"):
+        frame = tables.get(table)
+        if frame is None or frame.height == 0:
+            continue
+        ret = pl.col("ret") if "ret" in frame.columns else pl.lit(None, dtype=pl.String).alias("ret")
+        out.tries.append(_detach(frame.filter(pl.col("event").is_in(_TRY_EVENTS)).select(
+            "pid", "ts_ns", "line", "event", ret)))
+        extra = [c for c in ("nr_migrated", "nr_reclaimed", "ret") if c in frame.columns]
+        out.slowpath.append(_detach(frame.filter(pl.col("event").is_in(SLOWPATH_EVENTS)).select(
+            ["pid", "ts_ns", "source", "line", "event", *extra])))
+    sources = []
+    alloc = tables.get("page_alloc")
+    if alloc is not None and alloc.height:
+        sources.append((alloc, "alloc"))
+        out.thp_pids = alloc.filter(pl.col("thp_attempt")).get_column("pid").unique().to_list()
+    faults = tables.get("page_fault")
+    if faults is not None and faults.height:
+        sources.append((faults.filter(pl.col("event") == "page_fault_user"), "fault"))
+    for f, kind in sources:
+        out.markers.append(_detach(_marker_rows(f.group_by("pid").head(1), kind)))
+        out.markers.append(_detach(_marker_rows(f.group_by("pid").tail(1), kind)))
+    if out.thp_pids and sources:
+        parts = [_marker_rows(f.filter(pl.col("pid").is_in(out.thp_pids)), kind) for f, kind in sources]
         m = pl.concat(parts).sort("pid", "ts_ns", "line")
         same_prev = pl.col("pid") == pl.col("pid").shift(1)
         same_next = pl.col("pid") == pl.col("pid").shift(-1)
@@ -108,10 +105,25 @@ class MarkerCollector:
             pl.col("thp")
             | (pl.col("thp").shift(1) & same_prev).fill_null(False)
             | (pl.col("thp").shift(-1) & same_next).fill_null(False)
-            | ~same_prev.fill_null(False)
-            | ~same_next.fill_null(False)
         )
-        self.markers.append(m.filter(keep))
+        out.markers.append(_detach(m.filter(keep)))
+    return out
+
+
+class MarkerCollector:
+    """Accumulates, chunk by chunk in input order, what reduce_chunk kept."""
+
+    def __init__(self) -> None:
+        self.thp_pids: set[int] = set()
+        self.markers: list[pl.DataFrame] = []
+        self.slowpath: list[pl.DataFrame] = []
+        self.all_tries: list[pl.DataFrame] = []  # every task's compaction calls, for compact_stall
+
+    def add(self, reduced: ChunkMarkers) -> None:
+        self.thp_pids.update(reduced.thp_pids)
+        self.markers += reduced.markers
+        self.slowpath += reduced.slowpath
+        self.all_tries += reduced.tries
 
     def compact_stalls_all_tasks(self, stall_rule: str) -> int:
         """compact_stall as the kernel counts it, over every task in the trace (not only THP faults)."""
@@ -123,11 +135,13 @@ class MarkerCollector:
 
     def faults(self, topology: Topology, stall_rule: str = "not_skipped") -> pl.DataFrame:
         schema = schemas.load("thp_faults")
-        if not self.markers:
+        if not self.thp_pids:
             return schema.empty()
         pids = sorted(self.thp_pids)
-        tails = pl.concat(self.tails).filter(pl.col("pid").is_in(pids))
-        markers = pl.concat([*self.markers, tails]).unique(["source", "line"]).sort("pid", "ts_ns", "line")
+        markers = (
+            pl.concat(self.markers).filter(pl.col("pid").is_in(pids)).unique(["source", "line"])
+            .sort("pid", "ts_ns", "line")
+        )
         slow = (
             pl.concat(self.slowpath, how="diagonal_relaxed").filter(pl.col("pid").is_in(pids))
             if self.slowpath
@@ -138,6 +152,16 @@ class MarkerCollector:
             if c not in slow.columns:
                 slow = slow.with_columns(pl.lit(None, dtype=t).alias(c))
         return derive(markers, slow, topology, stall_rule)
+
+
+def _detach(frame: pl.DataFrame) -> pl.DataFrame:
+    """A compact copy. Rows picked from a chunk's frame (filter, head, tail) are string views into
+    the whole chunk's buffers; kept as they are, every chunk would stay in memory to the end of the
+    ingest. An IPC round trip copies just the rows (to_arrow/from_arrow does not: measured)."""
+    buf = io.BytesIO()
+    frame.write_ipc(buf)
+    buf.seek(0)
+    return pl.read_ipc(buf)
 
 
 def _marker_rows(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
