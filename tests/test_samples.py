@@ -109,3 +109,24 @@ def test_chunk_boundaries_change_nothing(tmp_path, monkeypatch, sample_dataset):
     for table in ("thp_faults", "page_alloc", "compaction", "page_fault", "rejects"):
         a, b = read_table(out, table), read_table(reference, table)
         assert a.equals(b), table
+
+
+def _buffer_bytes(frame: pl.DataFrame) -> int:
+    """Bytes of the Arrow buffers a frame holds on to (string views count their whole buffers)."""
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    return sum(b.size for col in table.columns for chunk in col.chunks for b in chunk.buffers() if b is not None)
+
+
+def test_kept_fault_rows_do_not_hold_the_chunk(sample_dataset):
+    """reduce_chunk's rows stay alive to the end of an ingest: they must be copies, not views into
+    the chunk's string buffers (which kept every chunk in memory: peak RSS grew with trace size)."""
+    from thpreplay.thp_faults import reduce_chunk
+
+    ds = sample_dataset("qemu-6.1-2node")
+    tables = {t: read_table(ds, t) for t in ("page_alloc", "page_fault", "compaction", "reclaim")}
+    whole = sum(_buffer_bytes(f) for f in tables.values())
+    reduced = reduce_chunk(tables)
+    kept = reduced.markers + reduced.slowpath + reduced.tries
+    rows = sum(f.height for f in kept)
+    assert 0 < rows < 20_000
+    assert sum(_buffer_bytes(f) for f in kept) < 200 * rows < whole / 4
