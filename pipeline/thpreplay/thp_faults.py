@@ -94,8 +94,7 @@ def reduce_chunk(tables: dict[str, pl.DataFrame]) -> ChunkMarkers:
     if faults is not None and faults.height:
         sources.append((faults.filter(pl.col("event") == "page_fault_user"), "fault"))
     for f, kind in sources:
-        out.markers.append(_detach(_marker_rows(f.group_by("pid").head(1), kind)))
-        out.markers.append(_detach(_marker_rows(f.group_by("pid").tail(1), kind)))
+        out.markers.append(_detach(_marker_rows(_first_and_last_per_task(f), kind)))
     if out.thp_pids and sources:
         parts = [_marker_rows(f.filter(pl.col("pid").is_in(out.thp_pids)), kind) for f, kind in sources]
         m = pl.concat(parts).sort("pid", "ts_ns", "line")
@@ -152,6 +151,16 @@ class MarkerCollector:
             if c not in slow.columns:
                 slow = slow.with_columns(pl.lit(None, dtype=t).alias(c))
         return derive(markers, slow, topology, stall_rule)
+
+
+def _first_and_last_per_task(frame: pl.DataFrame) -> pl.DataFrame:
+    ends = (
+        frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"), "pid")
+        .group_by("pid")
+        .agg(pl.col("i").first().alias("first"), pl.col("i").last().alias("last"))
+    )
+    rows = pl.concat([ends.get_column("first"), ends.get_column("last")]).unique().sort()
+    return frame[rows]
 
 
 def _detach(frame: pl.DataFrame) -> pl.DataFrame:
