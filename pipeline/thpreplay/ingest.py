@@ -9,6 +9,7 @@ place only when complete: an interrupted or failed ingest leaves no partial data
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -278,6 +279,13 @@ class _Enricher:
         return out
 
 
+@functools.cache
+def _stat_columns(table: str) -> list[str]:
+    """Min/max statistics for the columns queries filter on (time, pid, pfn, ...); string columns
+    (comm, gfp_flags, source) cost more to summarise than they save."""
+    return [c.name for c in schemas.load(table).columns if c.type != "string" and not c.type.startswith("list")]
+
+
 class _Writers:
     """Each table is a directory of Parquet parts, one per input chunk (written by the worker that
     parsed the chunk, so writing runs in parallel too); part names follow input order."""
@@ -294,7 +302,8 @@ class _Writers:
         arrow = schema.to_arrow(frame)
         folder = self.directory / table
         folder.mkdir(exist_ok=True)
-        pq.write_table(arrow, folder / f"part-{part:06d}.parquet", **PARQUET_OPTIONS)
+        pq.write_table(arrow, folder / f"part-{part:06d}.parquet", write_statistics=_stat_columns(table),
+                       **PARQUET_OPTIONS)
         with self._lock:
             self.counts[table] = self.counts.get(table, 0) + frame.height
 
