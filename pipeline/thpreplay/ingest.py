@@ -9,7 +9,6 @@ place only when complete: an interrupted or failed ingest leaves no partial data
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import json
 import os
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from thpreplay import __version__, procfs, schemas
 from thpreplay.bundle import Bundle, open_bundle
@@ -40,8 +38,6 @@ from thpreplay.topology import Topology
 DATASET_FORMAT = 1
 # Three chunks parse at once on two cores: while one waits on the GIL or the disk, two compute.
 WORKERS = 3
-# Dictionary pages cost more time than they save here: zstd already squeezes repeated strings.
-PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=False)
 # perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
 PERF_SCRIPT_ARGS = ["script", "-F", "comm,tid,cpu,time,event,trace", "--ns", "-i"]
 
@@ -279,13 +275,6 @@ class _Enricher:
         return out
 
 
-@functools.cache
-def _stat_columns(table: str) -> list[str]:
-    """Min/max statistics for the columns queries filter on (time, pid, pfn, ...); string columns
-    (comm, gfp_flags, source) cost more to summarise than they save."""
-    return [c.name for c in schemas.load(table).columns if c.type != "string" and not c.type.startswith("list")]
-
-
 class _Writers:
     """Each table is a directory of Parquet parts, one per input chunk (written by the worker that
     parsed the chunk, so writing runs in parallel too); part names follow input order."""
@@ -298,12 +287,9 @@ class _Writers:
     def write(self, table: str, frame: pl.DataFrame, part: int) -> None:
         if frame.height == 0:
             return
-        schema = schemas.load(table)
-        arrow = schema.to_arrow(frame)
         folder = self.directory / table
         folder.mkdir(exist_ok=True)
-        pq.write_table(arrow, folder / f"part-{part:06d}.parquet", write_statistics=_stat_columns(table),
-                       **PARQUET_OPTIONS)
+        schemas.load(table).write(frame, folder / f"part-{part:06d}.parquet")
         with self._lock:
             self.counts[table] = self.counts.get(table, 0) + frame.height
 
@@ -313,8 +299,8 @@ class _Writers:
             folder = self.directory / table
             if not folder.exists():
                 folder.mkdir()
-                pq.write_table(schemas.load(table).arrow().empty_table(), folder / "part-000000.parquet",
-                               **PARQUET_OPTIONS)
+                schema = schemas.load(table)
+                schema.write(schema.empty(), folder / "part-000000.parquet")
                 self.counts.setdefault(table, 0)
 
 
@@ -346,9 +332,8 @@ def _chunks_of(source: Source) -> Iterator[Chunk]:
 
 
 def _write_small(directory: Path, table: str, frame: pl.DataFrame) -> None:
-    schema = schemas.load(table)
     (directory / table).mkdir()
-    pq.write_table(schema.to_arrow(frame), directory / table / "part-000000.parquet", **PARQUET_OPTIONS)
+    schemas.load(table).write(frame, directory / table / "part-000000.parquet")
 
 
 def _snapshot_tables(bundle: Bundle | None) -> tuple[pl.DataFrame, pl.DataFrame]:
