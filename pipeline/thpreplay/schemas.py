@@ -105,14 +105,6 @@ class TableSchema:
             path, compression="zstd", arrow_schema=self.arrow(), metadata={META_KEY.decode(): self.id}
         )
 
-    def to_arrow(self, frame: pl.DataFrame) -> pa.Table:
-        table = self.conform(frame).to_arrow()
-        table = table.cast(self.arrow())  # same physical types: no copy; sets nullability and metadata
-        for c in self.columns:
-            if not c.nullable and table.column(c.name).null_count:
-                raise SchemaError(f"{self.id}: column {c.name!r} has nulls but is declared not nullable")
-        return table
-
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.polars())
 
