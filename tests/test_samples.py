@@ -130,3 +130,18 @@ def test_kept_fault_rows_do_not_hold_the_chunk(sample_dataset):
     rows = sum(f.height for f in kept)
     assert 0 < rows < 20_000
     assert sum(_buffer_bytes(f) for f in kept) < 200 * rows < whole / 4
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_c_prefix_and_polars_paths_agree(tmp_path, monkeypatch, sample_dataset, name):
+    """The C helper (parse/_prefix.c) and the pure-polars path read every line the same way."""
+    from thpreplay.parse import prefix
+
+    if not prefix.AVAILABLE:
+        pytest.skip("the C helper is not built")
+    monkeypatch.setattr(prefix, "AVAILABLE", False)
+    out = tmp_path / "polars"
+    ingest([str(SAMPLES / name)], out)
+    reference = sample_dataset(name)
+    for table in ("page_alloc", "page_free", "compaction", "reclaim", "page_fault", "thp_faults", "rejects"):
+        assert read_table(out, table).equals(read_table(reference, table)), table

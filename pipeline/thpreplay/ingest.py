@@ -31,6 +31,7 @@ from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_
 from thpreplay.kernel import gfp
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES
+from thpreplay.parse import prefix
 from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
 from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
 from thpreplay.topology import Topology
@@ -157,6 +158,19 @@ class _LineNumbers:
         frame = _lines_frame(chunk, first)
         following.set_result(first + frame.height)
         return frame
+
+
+def _parse_chunk(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str) -> ChunkResult:
+    """Fixed-width files have their line prefix cut by the C helper when it is built (parse.prefix);
+    the lines it does not accept, and other files, go through polars."""
+    mine, following = numbers
+    if prefix.AVAILABLE and layout.fixed is not None and not layout.tgid and chunk.data:
+        first = mine.result()
+        cut = prefix.cut(chunk.data, first, chunk.partial_tail, layout)
+        following.set_result(first + cut.lines)
+        return parse_lines(cut.rest, layout, name, _unterminated(chunk), chunk.data.isascii(), cut=cut)
+    lines = _LineNumbers.frame(chunk, mine, following)
+    return parse_lines(lines, layout, name, _unterminated(chunk), chunk.data.isascii())
 
 
 def _unterminated(chunk: Chunk) -> bool:
@@ -466,8 +480,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     def work(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str, part: int,
              result: ChunkResult | None = None):
         if result is None:
-            lines = _LineNumbers.frame(chunk, *numbers)
-            result = parse_lines(lines, layout, name, _unterminated(chunk), chunk.data.isascii())
+            result = _parse_chunk(chunk, numbers, layout, name)
         tables = enricher.enrich(result.tables)
         for table, frame in tables.items():
             writers.write(table, frame, part)
@@ -505,8 +518,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                 part += 1
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
-                    lines = _LineNumbers.frame(chunk, *numbers)
-                    result = parse_lines(lines, layout, source.name, _unterminated(chunk), chunk.data.isascii())
+                    result = _parse_chunk(chunk, numbers, layout, source.name)
                     if result.tables:
                         enricher.table_name, table_reason = enricher.choose_table(result, layout)
                     absorb(*work(chunk, numbers, layout, source.name, part, result), state)

@@ -268,17 +268,33 @@ def _regex_header(lines: pl.DataFrame, fmt: str) -> pl.DataFrame:
 
 
 def parse_lines(
-    lines: pl.DataFrame, layout: Layout, source: str, unterminated_last: bool, all_ascii: bool = False
+    lines: pl.DataFrame,
+    layout: Layout,
+    source: str,
+    unterminated_last: bool,
+    all_ascii: bool = False,
+    cut=None,
 ) -> ChunkResult:
     """Parse a frame of (line, text) into typed event frames and rejects.
 
     all_ascii: the caller checked that the chunk has no byte above 0x7f (bytes.isascii is far cheaper
-    than a per-row check).
+    than a per-row check). cut: a parse.prefix.Cut whose header rows are already read; `lines` then
+    holds only the lines it did not accept.
     """
     fmt = layout.fmt
-    n = lines.height
+    n = lines.height + (cut.header.height if cut is not None else 0)
     text = pl.col("text")
     all_lines = lines
+
+    def texts(rows: pl.DataFrame) -> pl.DataFrame:
+        """(line, text, reason) for reject rows that have only their line number."""
+        found = rows.join(all_lines.select("line", "text"), on="line", how="left")
+        if cut is not None and found.get_column("text").null_count():
+            missing = found.filter(pl.col("text").is_null())
+            looked = cut.text_of(missing.get_column("line"))
+            found = pl.concat([found.filter(pl.col("text").is_not_null()),
+                               missing.drop("text").join(looked, on="line", how="left")])
+        return found.select("line", "text", "reason")
     bad_row = text.str.contains("\x00", literal=True)
     if unterminated_last and n:
         bad_row = bad_row | (pl.col("line") == lines.get_column("line").max())
@@ -302,7 +318,9 @@ def parse_lines(
     valid = _valid_header() & pl.col("_ascii")
     lines = lines.with_columns(ascii_.alias("_ascii"))
     # Select before filtering: filtering a frame copies every column, and `text` is the big one.
-    if layout.fixed is not None:
+    if cut is not None:
+        ok = cut.header.select(_HEADER_COLS)
+    elif layout.fixed is not None:
         fast = _finish_header(_header(lines, layout, fixed=True), layout.frac_digits)
         mask = fast.select(valid).to_series()
         ok = fast.select(_HEADER_COLS).filter(mask)
@@ -317,8 +335,8 @@ def parse_lines(
     names = {raw: _event_name(raw) for raw in ok.get_column("event").unique().to_list()}
     not_events = [raw for raw, name in names.items() if name is None]
     if not_events:  # what was cut as the event name is not one: let the regex read these lines
-        rows = ok.filter(pl.col("event").is_in(not_events)).select("line")
-        bad = pl.concat([bad, rows.join(all_lines, on="line", how="left").select("line", "text")]).sort("line")
+        rows = ok.filter(pl.col("event").is_in(not_events)).select("line", pl.lit("").alias("reason"))
+        bad = pl.concat([bad, texts(rows).select("line", "text")]).sort("line")
         ok = ok.filter(~pl.col("event").is_in(not_events))
     result = ChunkResult(tables={}, rejects=pl.DataFrame(), lines=n)
     if bad.height:
@@ -385,10 +403,7 @@ def parse_lines(
         result.tables[table] = frame.sort("line") if len(frames) > 1 else frame
 
     if reject_parts:
-        reject_parts = [
-            r if "text" in r.columns else r.join(all_lines, on="line", how="left").select("line", "text", "reason")
-            for r in reject_parts
-        ]
+        reject_parts = [r if "text" in r.columns else texts(r) for r in reject_parts]
         result.rejects = (
             pl.concat(reject_parts)
             .select(
