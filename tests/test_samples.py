@@ -126,7 +126,7 @@ def test_kept_fault_rows_do_not_hold_the_chunk(sample_dataset):
     tables = {t: read_table(ds, t) for t in ("page_alloc", "page_fault", "compaction", "reclaim")}
     whole = sum(_buffer_bytes(f) for f in tables.values())
     reduced = reduce_chunk(tables)
-    kept = reduced.markers + reduced.slowpath + reduced.tries
+    kept = reduced.markers + reduced.slowpath
     rows = sum(f.height for f in kept)
     assert 0 < rows < 20_000
     assert sum(_buffer_bytes(f) for f in kept) < 200 * rows < whole / 4

@@ -32,6 +32,7 @@ SLOWPATH_EVENTS = (
     "mm_vmscan_direct_reclaim_begin",
     "mm_vmscan_direct_reclaim_end",
 )
+# The events _stalls_per_try reads (a subset of SLOWPATH_EVENTS).
 _TRY_EVENTS = (
     "mm_compaction_try_to_compact_pages",
     "mm_compaction_deferred",
@@ -66,7 +67,6 @@ class ChunkMarkers:
 
     markers: list[pl.DataFrame]
     slowpath: list[pl.DataFrame]
-    tries: list[pl.DataFrame]
     thp_pids: list[int]
 
 
@@ -74,14 +74,11 @@ def reduce_chunk(tables: dict[str, pl.DataFrame]) -> ChunkMarkers:
     """Keep, of one chunk's enriched tables, only what grouping faults needs. Stateless, so that it
     runs in the worker that parsed the chunk: THP attempts with the rows right before and after them,
     every task's first and last row (a fault can straddle chunks), and the slowpath events."""
-    out = ChunkMarkers([], [], [], [])
+    out = ChunkMarkers([], [], [])
     for table in ("compaction", "reclaim"):
         frame = tables.get(table)
         if frame is None or frame.height == 0:
             continue
-        ret = pl.col("ret") if "ret" in frame.columns else pl.lit(None, dtype=pl.String).alias("ret")
-        out.tries.append(_detach(frame.filter(pl.col("event").is_in(_TRY_EVENTS)).select(
-            "pid", "ts_ns", "line", "event", ret)))
         extra = [c for c in ("nr_migrated", "nr_reclaimed", "ret") if c in frame.columns]
         out.slowpath.append(_detach(frame.filter(pl.col("event").is_in(SLOWPATH_EVENTS)).select(
             ["pid", "ts_ns", "source", "line", "event", *extra])))
@@ -115,20 +112,19 @@ class MarkerCollector:
     def __init__(self) -> None:
         self.thp_pids: set[int] = set()
         self.markers: list[pl.DataFrame] = []
-        self.slowpath: list[pl.DataFrame] = []
-        self.all_tries: list[pl.DataFrame] = []  # every task's compaction calls, for compact_stall
+        self.slowpath: list[pl.DataFrame] = []  # every task's, so compact_stall can be counted too
 
     def add(self, reduced: ChunkMarkers) -> None:
         self.thp_pids.update(reduced.thp_pids)
         self.markers += reduced.markers
         self.slowpath += reduced.slowpath
-        self.all_tries += reduced.tries
 
     def compact_stalls_all_tasks(self, stall_rule: str) -> int:
         """compact_stall as the kernel counts it, over every task in the trace (not only THP faults)."""
-        if not self.all_tries:
+        events = self._slowpath().filter(pl.col("event").is_in(_TRY_EVENTS))
+        if events.height == 0:
             return 0
-        events = pl.concat(self.all_tries).sort("pid", "ts_ns", "line").rename({"pid": "_fk"})
+        events = events.sort("pid", "ts_ns", "line").rename({"pid": "_fk"})
         stalls = _stalls_per_try(events, stall_rule)
         return int(stalls.get_column("compact_stalls").sum() or 0)
 
@@ -141,8 +137,12 @@ class MarkerCollector:
             pl.concat(self.markers).filter(pl.col("pid").is_in(pids)).unique(["source", "line"])
             .sort("pid", "ts_ns", "line")
         )
+        slow = self._slowpath().filter(pl.col("pid").is_in(pids))
+        return derive(markers, slow, topology, stall_rule)
+
+    def _slowpath(self) -> pl.DataFrame:
         slow = (
-            pl.concat(self.slowpath, how="diagonal_relaxed").filter(pl.col("pid").is_in(pids))
+            pl.concat(self.slowpath, how="diagonal_relaxed")
             if self.slowpath
             else pl.DataFrame(schema={"pid": pl.Int32, "ts_ns": pl.Int64, "source": pl.String, "line": pl.Int64,
                                       "event": pl.String})
@@ -150,7 +150,7 @@ class MarkerCollector:
         for c, t in (("nr_migrated", pl.Int64), ("nr_reclaimed", pl.Int64), ("ret", pl.String)):
             if c not in slow.columns:
                 slow = slow.with_columns(pl.lit(None, dtype=t).alias(c))
-        return derive(markers, slow, topology, stall_rule)
+        return slow
 
 
 def _first_and_last_per_task(frame: pl.DataFrame) -> pl.DataFrame:
