@@ -171,32 +171,22 @@ def _recoverable_lines(data: bytes, make) -> int:
     return out.count(b"\n")
 
 
-def test_truncated_gz(tmp_path):
-    data = _two_part_compressed(_gz)
-    (tmp_path / "trace.txt.gz").write_bytes(data)
-    n = _recoverable_lines(data, lambda: zlib.decompressobj(wbits=31))
+@pytest.mark.parametrize(
+    "ext, compress, decompressor",
+    [
+        ("gz", _gz, lambda: zlib.decompressobj(wbits=31)),
+        ("zst", _zst, lambda: zstandard.ZstdDecompressor().decompressobj()),
+        ("xz", _xz, lzma.LZMADecompressor),
+    ],
+)
+def test_truncated_stream(tmp_path, ext, compress, decompressor):
+    """The error names the last complete line that could be read before the stream breaks."""
+    data = _two_part_compressed(compress)
+    (tmp_path / f"trace.txt.{ext}").write_bytes(data)
+    n = _recoverable_lines(data, decompressor)
     assert n >= 30
-    proc = run_cli(["ingest", "trace.txt.gz", "-o", "ds"], tmp_path)
-    assert_fails(proc, f"thpreplay: trace.txt.gz: compressed stream ends early (truncated .gz) after line {n}",
-                 TRUNCATED_HINT)
-    assert_no_dataset(tmp_path)
-
-
-def test_truncated_zst(tmp_path):
-    (tmp_path / "trace.txt.zst").write_bytes(_two_part_compressed(_zst))
-    proc = run_cli(["ingest", "trace.txt.zst", "-o", "ds"], tmp_path)
-    assert_fails(proc, "thpreplay: trace.txt.zst: compressed stream ends early (truncated .zst) after line 30",
-                 TRUNCATED_HINT)
-    assert_no_dataset(tmp_path)
-
-
-def test_truncated_xz(tmp_path):
-    data = _two_part_compressed(_xz)
-    (tmp_path / "trace.txt.xz").write_bytes(data)
-    n = _recoverable_lines(data, lzma.LZMADecompressor)
-    assert n >= 30
-    proc = run_cli(["ingest", "trace.txt.xz", "-o", "ds"], tmp_path)
-    assert_fails(proc, f"thpreplay: trace.txt.xz: compressed stream ends early (truncated .xz) after line {n}",
+    proc = run_cli(["ingest", f"trace.txt.{ext}", "-o", "ds"], tmp_path)
+    assert_fails(proc, f"thpreplay: trace.txt.{ext}: compressed stream ends early (truncated .{ext}) after line {n}",
                  TRUNCATED_HINT)
     assert_no_dataset(tmp_path)
 
