@@ -105,7 +105,7 @@ def _stream_blocks(src: _Peekable, make, kind: str) -> Iterator[bytes]:
         raise _Truncated(kind)
 
 
-def _decompressed_blocks(src: _Peekable, kind: str, path: str) -> Iterator[bytes]:
+def _decompressed_blocks(src: _Peekable, kind: str) -> Iterator[bytes]:
     if kind == "plain":
         while block := src.read(CHUNK_BYTES):
             yield block
@@ -126,7 +126,7 @@ def describe_kind(path: str) -> str:
         if kind in ("perf.data", "plain"):
             return "perf.data" if kind == "perf.data" else "text"
         try:
-            first = next(_decompressed_blocks(src, kind, path), b"")
+            first = next(_decompressed_blocks(src, kind), b"")
         except (_Truncated, OSError, EOFError, lzma.LZMAError, zlib.error, zstandard.ZstdError):
             return "text"  # read_chunks reports the damage with a line number
         return "perf.data" if sniff(first[:16]) == "perf.data" else "text"
@@ -144,7 +144,7 @@ def decompress_to(path: str, target: BinaryIO) -> None:
         src = _Peekable(f)
         kind = sniff(src.head)
         try:
-            for block in _decompressed_blocks(src, "plain" if kind == "perf.data" else kind, path):
+            for block in _decompressed_blocks(src, "plain" if kind == "perf.data" else kind):
                 target.write(block)
         except _Truncated as t:
             raise InputError(path, f"compressed stream ends early (truncated .{t.kind})") from None
@@ -201,7 +201,7 @@ def read_chunks(
         line = 1
         target = min(first_bytes, chunk_bytes)
         try:
-            for block in _decompressed_blocks(src, kind, path):
+            for block in _decompressed_blocks(src, kind):
                 parts.append(block)
                 size += len(block)
                 if size < target:
