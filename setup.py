@@ -1,15 +1,25 @@
-"""The optional C helper for the line prefix (thpreplay.parse._prefix). If it cannot be built, the
-package installs without it and ingest uses its pure-polars path (same results, slower)."""
+"""C parts of thpreplay.
+
+- thpreplay.sim._engine, the replay core (required: the simulator has no pure-Python fallback, a
+  per-event Python loop would be ~100x slower).
+- thpreplay.parse._prefix, an optional helper for the line prefix. If it cannot be built, the package
+  installs without it and ingest uses its pure-polars path (same results, slower).
+"""
 
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
         Extension(
+            "thpreplay.sim._engine",
+            ["pipeline/thpreplay/sim/_engine.c"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
             "thpreplay.parse._prefix",
             ["pipeline/thpreplay/parse/_prefix.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
     ]
 )

@@ -372,10 +372,12 @@ def _snapshot_tables(bundle: Bundle | None) -> tuple[pl.DataFrame, pl.DataFrame]
                                     delta=(a - b) if a is not None and b is not None else None))
         for when in ("before", "after"):
             p = bundle.snapshots.get(f"pagetypeinfo.{when}")
+            b = bundle.snapshots.get(f"buddyinfo.{when}")
             rows = procfs.parse_pagetypeinfo(p.read_text(), str(p)) if p else []
+            buddy = procfs.parse_buddyinfo(b.read_text(), str(b)) if b else []
             if not rows:
-                b = bundle.snapshots.get(f"buddyinfo.{when}")
-                rows = procfs.parse_buddyinfo(b.read_text(), str(b)) if b else []
+                rows = buddy
+            rows = procfs.complete_capped(rows, buddy)
             fl_rows += [dict(snapshot=when, **r) for r in rows]
     vmstat = schemas.load("vmstat")
     free = schemas.load("free_lists")

@@ -86,7 +86,9 @@ def parse_buddyinfo(text: str, path: str) -> list[dict]:
 def parse_pagetypeinfo(text: str, path: str) -> list[dict]:
     """The 'Free pages count per migrate type at order' section."""
     rows = []
-    rx = re.compile(r"^Node\s+(\d+),\s+zone\s+(\w+),\s+type\s+(\w+)\s+([\d\s]+)$")
+    # Since 5.7 a count above 100000 prints as ">100000" (the kernel stops walking a long list); such a
+    # row is kept with capped=True and its lower bound, for the caller to complete from buddyinfo.
+    rx = re.compile(r"^Node\s+(\d+),\s+zone\s+(\w+),\s+type\s+(\w+)\s+([\d\s>]+)$")
     for line in text.splitlines():
         m = rx.match(line)
         if m:
@@ -97,7 +99,8 @@ def parse_pagetypeinfo(text: str, path: str) -> list[dict]:
                         zone=m.group(2),
                         migratetype=m.group(3),
                         order=order,
-                        free_blocks=int(count),
+                        free_blocks=int(count.lstrip(">")),
+                        capped=count.startswith(">"),
                     )
                 )
     if not rows and text.strip():
@@ -143,3 +146,20 @@ def selected_setting(line: str) -> str:
     """'always [madvise] never' -> 'madvise'; a bare word is returned as is."""
     m = re.search(r"\[([^\]]+)\]", line)
     return m.group(1) if m else line.strip()
+
+
+def complete_capped(rows: list[dict], buddy: list[dict]) -> list[dict]:
+    """Replace pagetypeinfo's ">100000" counts with the exact number buddyinfo implies: the zone's count
+    at that order minus the other migratetypes'. Without buddyinfo the lower bound stays."""
+    exact = {(r["node"], r["zone"], r["order"]): r["free_blocks"] for r in buddy}
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.pop("capped", False):
+            key = (r["node"], r["zone"], r["order"])
+            if key in exact:
+                others = sum(o["free_blocks"] for o in rows if (o["node"], o["zone"], o["order"]) == key and o is not r
+                             and o["migratetype"] != r["migratetype"])
+                r["free_blocks"] = max(exact[key] - others, r["free_blocks"])
+        out.append(r)
+    return out

@@ -1,0 +1,1216 @@
+/*
+ * thpreplay.sim._engine: the replay core. A model of the Linux buddy allocator (zones, pageblocks with
+ * migratetypes, free blocks per order), direct compaction with deferral, direct reclaim and kswapd,
+ * driven by a demand (small allocations and frees, THP faults, region releases) and a policy plan
+ * (the THP attempts of one fault, decided in Python by thpreplay.policy). The Python side
+ * (thpreplay.sim.engine) documents the model; comments here cite the kernel function each step mirrors.
+ *
+ * State is proportional to memory in pageblocks (struct block, ~400 bytes per 2 MiB) plus the trace's
+ * live pages that are not where the trace put them (hash maps), never to trace length.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PB_ORDER 9
+#define PB_PAGES 512
+#define NORD 10            /* orders 0..9 inside a pageblock; order 10 (two blocks) is not modelled */
+#define NMT 3              /* MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE */
+#define MT_UNMOVABLE 0
+#define MT_MOVABLE 1
+#define MT_RECLAIMABLE 2
+#define MAXNODES 64
+#define MAXATT 8
+
+/* page kinds of a used page */
+#define PK_PINNED 0   /* unmovable, slab, pinned, a simulated huge page: never migrated or reclaimed */
+#define PK_ANON 1     /* LRU anon: migratable, reclaimable by swap-out */
+#define PK_FILE 2     /* LRU page cache: migratable, reclaimable by dropping */
+#define PK_MLOCK 3    /* mlocked (unevictable LRU): migratable, not reclaimable */
+
+/* compaction results, in the kernel's order (include/linux/compaction.h); max() is taken over zones */
+enum { C_NOT_SUITABLE = 0, C_SKIPPED, C_DEFERRED, C_NO_SUITABLE_PAGE, C_CONTINUE, C_COMPLETE,
+       C_PARTIAL_SKIPPED, C_CONTENDED, C_SUCCESS };
+enum { PRIO_SYNC_FULL = 0, PRIO_SYNC_LIGHT = 1, PRIO_ASYNC = 2 };
+
+/* demand op kinds (thpreplay.sim.demand) */
+enum { OP_ALLOC = 0, OP_FREE = 1, OP_THP = 2, OP_RELEASE = 3 };
+/* fault results (schemas/outcomes) */
+enum { R_HUGE_LOCAL = 0, R_HUGE_REMOTE, R_BASE_LOCAL, R_BASE_REMOTE, R_FAILED };
+
+/* counters, in the order of thpreplay.sim.engine.COUNTERS */
+enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCESS, K_COMPACT_FAIL,
+       K_COMPACT_CALLS, K_COMPACT_DEFERRED, K_COMPACT_SKIPPED, K_PGMIGRATE, K_COMPACT_SCANNED,
+       K_ALLOCSTALL, K_PGSTEAL_DIRECT, K_PGSTEAL_KSWAPD, K_PSWPOUT, K_KSWAPD_WAKE, K_KCOMPACTD_WAKE,
+       K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
+       K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS, K_NCOUNTERS };
+
+/* params, in the order of thpreplay.sim.engine.PARAMS */
+enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
+       P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
+       P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
+       P_KCOMPACTD, P_STALL_RULE_RAN, P_SEED, P_NPARAMS };
+
+typedef struct {
+    uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
+    int32_t next[NORD], prev[NORD];
+    uint16_t cnt[NORD];
+    int16_t nfree, nanon, nfile, nmlock;
+    int16_t zone;
+    int8_t mt;
+    int8_t huge;          /* holds a huge page the model allocated */
+    int32_t fpos, apos;   /* positions in the node's file / anon block sets, -1 when absent */
+} Block;
+
+typedef struct {
+    int node, type;
+    int64_t b0, b1;               /* block index range [b0, b1) */
+    int64_t wmin, wlow, whigh, reserve;
+    int64_t free_pages;
+    int64_t nr_free[NORD];        /* maximal free blocks per order, all migratetypes */
+    int32_t head[NMT][NORD];
+    int defer_shift, considered, order_failed;
+    int64_t mig, fre;             /* cached compaction scanner positions (block index) */
+} Zone;
+
+typedef struct { int32_t *ids; int64_t n, cap; } IdxSet;
+
+typedef struct { int64_t *keys; int64_t *vals; int64_t cap, n, used; } Map;   /* open addressing */
+#define MAP_EMPTY INT64_MIN
+#define MAP_TOMB (INT64_MIN + 1)
+#define LOC_DROPPED (-1)          /* the model never allocated it (dropped or failed) */
+#define LOC_GONE (-2)             /* reclaimed by the model */
+
+typedef struct {
+    int8_t observed_huge;         /* the capture backed the region with a huge page (demand, not a decision) */
+    int8_t state;                 /* 0 untouched, 1 huge in the model, 2 base in the model, 3 released */
+    int64_t pfn;                  /* model pfn of the huge page */
+} Region;
+
+typedef struct {
+    int nnodes, nzones;
+    Zone *zones;
+    int32_t zonelist[MAXNODES][64];
+    int zl_len[MAXNODES];
+    int32_t dist[MAXNODES][MAXNODES];
+    int64_t base_pfn, nblocks;
+    Block *blocks;
+    IdxSet fileset[MAXNODES], anonset[MAXNODES];
+    int64_t node_anon[MAXNODES], node_file[MAXNODES];
+    Map fwd, rev;
+    Region *regions;
+    int64_t nregions;
+    double p[P_NPARAMS];
+    int64_t k[K_NCOUNTERS];
+    int32_t plan[2][MAXATT][5];   /* [madvised][attempt] = order, scope_local, direct, kswapd, noretry */
+    int nplan[2];
+    int sp_second_sync, sp_bail_deferred_noretry, sp_bail_skip_mode, sp_bail_thisnode, sp_thisnode_nowait,
+        sp_min_retry;
+    uint64_t rng;
+    int64_t next_sample;
+    int64_t swap_left;
+    /* time series: ts, node, free pages, free huge blocks */
+    int64_t *series; int64_t nseries, capseries;
+} Engine;
+
+/* ---------- small helpers ---------- */
+
+static inline uint64_t rnd(Engine *e) {   /* xorshift64*: deterministic for a seed */
+    e->rng ^= e->rng >> 12; e->rng ^= e->rng << 25; e->rng ^= e->rng >> 27;
+    return e->rng * 2685821657736338717ULL;
+}
+
+static uint64_t mhash(int64_t k) { uint64_t x = (uint64_t)k * 0x9E3779B97F4A7C15ULL; return x ^ (x >> 29); }
+
+static int map_init(Map *m, int64_t cap) {
+    m->cap = cap; m->n = m->used = 0;
+    m->keys = malloc(cap * sizeof(int64_t)); m->vals = malloc(cap * sizeof(int64_t));
+    if (!m->keys || !m->vals) return -1;
+    for (int64_t i = 0; i < cap; i++) m->keys[i] = MAP_EMPTY;
+    return 0;
+}
+static void map_free(Map *m) { free(m->keys); free(m->vals); }
+static int64_t *map_find(Map *m, int64_t key) {
+    uint64_t i = mhash(key) & (m->cap - 1);
+    while (m->keys[i] != MAP_EMPTY) {
+        if (m->keys[i] == key) return &m->vals[i];
+        i = (i + 1) & (m->cap - 1);
+    }
+    return NULL;
+}
+static int map_put(Map *m, int64_t key, int64_t val);
+static int map_grow(Map *m) {
+    Map n;
+    if (map_init(&n, m->cap * 2)) return -1;
+    for (int64_t i = 0; i < m->cap; i++)
+        if (m->keys[i] != MAP_EMPTY && m->keys[i] != MAP_TOMB) map_put(&n, m->keys[i], m->vals[i]);
+    map_free(m); *m = n; return 0;
+}
+static int map_put(Map *m, int64_t key, int64_t val) {
+    if ((m->used + 1) * 10 >= m->cap * 7 && map_grow(m)) return -1;
+    uint64_t i = mhash(key) & (m->cap - 1);
+    int64_t tomb = -1;
+    while (m->keys[i] != MAP_EMPTY) {
+        if (m->keys[i] == key) { m->vals[i] = val; return 0; }
+        if (m->keys[i] == MAP_TOMB && tomb < 0) tomb = (int64_t)i;
+        i = (i + 1) & (m->cap - 1);
+    }
+    if (tomb >= 0) i = (uint64_t)tomb; else m->used++;
+    m->keys[i] = key; m->vals[i] = val; m->n++;
+    return 0;
+}
+static void map_del(Map *m, int64_t key) {
+    uint64_t i = mhash(key) & (m->cap - 1);
+    while (m->keys[i] != MAP_EMPTY) {
+        if (m->keys[i] == key) { m->keys[i] = MAP_TOMB; m->n--; return; }
+        i = (i + 1) & (m->cap - 1);
+    }
+}
+
+static int set_add(IdxSet *s, int32_t id, int32_t *pos) {
+    if (s->n == s->cap) {
+        int64_t cap = s->cap ? s->cap * 2 : 64;
+        int32_t *ids = realloc(s->ids, cap * sizeof(int32_t));
+        if (!ids) return -1;
+        s->ids = ids; s->cap = cap;
+    }
+    *pos = (int32_t)s->n; s->ids[s->n++] = id; return 0;
+}
+
+/* ---------- pageblock free structure ---------- */
+
+/* Keep the even bits of x (bit 2i) packed into the low 32 bits (bit i). */
+static inline uint64_t pack_even(uint64_t x) {
+    x &= 0x5555555555555555ULL;
+    x = (x | (x >> 1)) & 0x3333333333333333ULL;
+    x = (x | (x >> 2)) & 0x0F0F0F0F0F0F0F0FULL;
+    x = (x | (x >> 4)) & 0x00FF00FF00FF00FFULL;
+    x = (x | (x >> 8)) & 0x0000FFFF0000FFFFULL;
+    x = (x | (x >> 16)) & 0x00000000FFFFFFFFULL;
+    return x;
+}
+
+/* L[j] holds one bit per aligned 2^j-page chunk of the block: set when the chunk is all free.
+   Level j has 512>>j bits, stored in (512>>j)/64 words (at least one). */
+typedef struct { uint64_t w[10][8]; } Levels;
+
+static void levels_of(const uint64_t used[8], Levels *L) {
+    for (int i = 0; i < 8; i++) L->w[0][i] = ~used[i];
+    int words = 8;
+    for (int j = 1; j < NORD; j++) {
+        int nbits_prev = PB_PAGES >> (j - 1);
+        if (nbits_prev >= 128) {            /* two words of level j-1 make one of level j */
+            int nw = words / 2;
+            for (int i = 0; i < nw; i++) {
+                uint64_t a = L->w[j - 1][2 * i], b = L->w[j - 1][2 * i + 1];
+                L->w[j][i] = pack_even(a & (a >> 1)) | (pack_even(b & (b >> 1)) << 32);
+            }
+            words = nw;
+        } else {                            /* one word, nbits_prev bits -> nbits_prev/2 bits */
+            uint64_t a = L->w[j - 1][0];
+            L->w[j][0] = pack_even(a & (a >> 1)) & ((nbits_prev / 2 >= 64) ? ~0ULL : ((1ULL << (nbits_prev / 2)) - 1));
+            words = 1;
+        }
+    }
+}
+
+static inline int level_words(int j) { int n = (PB_PAGES >> j) / 64; return n ? n : 1; }
+
+static int popcount_level(const Levels *L, int j) {
+    int c = 0;
+    for (int i = 0; i < level_words(j); i++) c += __builtin_popcountll(L->w[j][i]);
+    return c;
+}
+
+static inline int level_bit(const Levels *L, int j, int idx) { return (L->w[j][idx >> 6] >> (idx & 63)) & 1; }
+
+/* Offset (in pages) of the first maximal free block of exactly order j, or -1. */
+static int find_maximal(const Levels *L, int j) {
+    for (int i = 0; i < level_words(j); i++) {
+        uint64_t w = L->w[j][i];
+        while (w) {
+            int bit = __builtin_ctzll(w);
+            int idx = i * 64 + bit;
+            if (j == NORD - 1 || !level_bit(L, j + 1, idx >> 1)) return idx << j;
+            w &= w - 1;
+        }
+    }
+    return -1;
+}
+
+static void list_del(Engine *e, int64_t b, int mt, int j) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    if (B->prev[j] >= 0) e->blocks[B->prev[j]].next[j] = B->next[j]; else z->head[mt][j] = B->next[j];
+    if (B->next[j] >= 0) e->blocks[B->next[j]].prev[j] = B->prev[j];
+    B->next[j] = B->prev[j] = -1;
+}
+static void list_add(Engine *e, int64_t b, int mt, int j) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    B->prev[j] = -1; B->next[j] = z->head[mt][j];
+    if (z->head[mt][j] >= 0) e->blocks[z->head[mt][j]].prev[j] = (int32_t)b;
+    z->head[mt][j] = (int32_t)b;
+}
+
+/* Recompute a block's free-block histogram after its used bitmap changed (what the buddy allocator's
+   merging in __free_one_page and splitting in expand() maintain incrementally). */
+static void refresh(Engine *e, int64_t b) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    Levels L;
+    levels_of(B->used, &L);
+    int pc[NORD];
+    for (int j = 0; j < NORD; j++) pc[j] = popcount_level(&L, j);
+    int nfree = pc[0];
+    z->free_pages += nfree - B->nfree;
+    B->nfree = (int16_t)nfree;
+    for (int j = 0; j < NORD; j++) {
+        int c = (j == NORD - 1) ? pc[j] : pc[j] - 2 * pc[j + 1];
+        if (c == B->cnt[j]) continue;
+        z->nr_free[j] += c - B->cnt[j];
+        if (B->cnt[j] == 0) list_add(e, b, B->mt, j);
+        else if (c == 0) list_del(e, b, B->mt, j);
+        B->cnt[j] = (uint16_t)c;
+    }
+}
+
+static void set_mt(Engine *e, int64_t b, int mt) {
+    Block *B = &e->blocks[b];
+    if (B->mt == mt) return;
+    for (int j = 0; j < NORD; j++) if (B->cnt[j]) list_del(e, b, B->mt, j);
+    B->mt = (int8_t)mt;
+    for (int j = 0; j < NORD; j++) if (B->cnt[j]) list_add(e, b, B->mt, j);
+}
+
+static inline int bit_get(const uint64_t *m, int off) { return (m[off >> 6] >> (off & 63)) & 1; }
+static inline void bit_set(uint64_t *m, int off) { m[off >> 6] |= 1ULL << (off & 63); }
+static inline void bit_clr(uint64_t *m, int off) { m[off >> 6] &= ~(1ULL << (off & 63)); }
+
+static int range_free(const Block *B, int off, int n) {
+    for (int i = off; i < off + n; i++) if (bit_get(B->used, i)) return 0;
+    return 1;
+}
+
+static inline int node_of_block(Engine *e, int64_t b) { return e->zones[e->blocks[b].zone].node; }
+
+static void lru_add(Engine *e, int64_t b, int kind, int delta) {
+    Block *B = &e->blocks[b];
+    int node = node_of_block(e, b);
+    if (kind == PK_ANON) {
+        if (B->nanon == 0 && delta > 0) set_add(&e->anonset[node], (int32_t)b, &B->apos);
+        B->nanon += delta; e->node_anon[node] += delta;
+        if (B->nanon == 0 && B->apos >= 0) {   /* swap-remove */
+            IdxSet *s = &e->anonset[node];
+            int32_t last = s->ids[--s->n];
+            s->ids[B->apos] = last; e->blocks[last].apos = B->apos; B->apos = -1;
+        }
+    } else if (kind == PK_FILE) {
+        if (B->nfile == 0 && delta > 0) set_add(&e->fileset[node], (int32_t)b, &B->fpos);
+        B->nfile += delta; e->node_file[node] += delta;
+        if (B->nfile == 0 && B->fpos >= 0) {
+            IdxSet *s = &e->fileset[node];
+            int32_t last = s->ids[--s->n];
+            s->ids[B->fpos] = last; e->blocks[last].fpos = B->fpos; B->fpos = -1;
+        }
+    }
+}
+
+/* Mark [off, off+n) of block b used (caller checked it is free). */
+static void take(Engine *e, int64_t b, int off, int n, int kind, int traced) {
+    Block *B = &e->blocks[b];
+    for (int i = off; i < off + n; i++) {
+        bit_set(B->used, i);
+        if (traced) bit_set(B->traced, i);
+        if (kind == PK_ANON) bit_set(B->anon, i);
+        else if (kind == PK_FILE) bit_set(B->file, i);
+        else if (kind == PK_MLOCK) bit_set(B->mlock, i);
+    }
+    if (kind == PK_MLOCK) B->nmlock += n;
+    else if (kind != PK_PINNED) lru_add(e, b, kind, n);
+    refresh(e, b);
+}
+
+static void release(Engine *e, int64_t b, int off, int n) {
+    Block *B = &e->blocks[b];
+    int na = 0, nf = 0;
+    for (int i = off; i < off + n; i++) {
+        if (bit_get(B->anon, i)) na++;
+        if (bit_get(B->file, i)) nf++;
+        if (bit_get(B->mlock, i)) B->nmlock--;
+        bit_clr(B->used, i); bit_clr(B->anon, i); bit_clr(B->file, i); bit_clr(B->mlock, i); bit_clr(B->traced, i);
+    }
+    if (na) lru_add(e, b, PK_ANON, -na);
+    if (nf) lru_add(e, b, PK_FILE, -nf);
+    refresh(e, b);
+}
+
+static inline int64_t block_of(Engine *e, int64_t pfn) {
+    if (pfn < e->base_pfn) return -1;
+    int64_t b = (pfn - e->base_pfn) >> PB_ORDER;
+    return (b < e->nblocks && e->blocks[b].zone >= 0) ? b : -1;
+}
+static inline int64_t pfn_of(Engine *e, int64_t b, int off) { return e->base_pfn + (b << PB_ORDER) + off; }
+
+/* ---------- the allocator ---------- */
+
+/* __zone_watermark_ok(): free pages above mark + lowmem reserve after the request, and a free block of
+   at least the order (highatomic and CMA reserves not modelled). */
+static int wmark_ok(const Zone *z, int order, int64_t mark) {
+    int64_t free = z->free_pages - ((1LL << order) - 1);
+    if (free <= mark + z->reserve) return 0;
+    if (order == 0) return 1;
+    for (int j = order; j < NORD; j++) if (z->nr_free[j] > 0) return 1;
+    return 0;
+}
+
+/* fallbacks[] of mm/page_alloc.c */
+static const int FALLBACK[NMT][2] = {{MT_RECLAIMABLE, MT_MOVABLE}, {MT_RECLAIMABLE, MT_UNMOVABLE},
+                                     {MT_UNMOVABLE, MT_MOVABLE}};
+
+/* __rmqueue(): the smallest free block of the migratetype, else steal the largest of a fallback type
+   (__rmqueue_fallback; the whole pageblock changes type when the block is at least half free or the
+   order is >= pageblock_order/2, as steal_suitable_fallback()). Returns a pfn or -1. */
+static int64_t rmqueue(Engine *e, Zone *z, int order, int mt, int kind, int traced) {
+    for (int j = order; j < NORD; j++) {
+        int64_t b = z->head[mt][j];
+        if (b < 0) continue;
+        Levels L; levels_of(e->blocks[b].used, &L);
+        int off = find_maximal(&L, j);
+        take(e, b, off, 1 << order, kind, traced);
+        return pfn_of(e, b, off);
+    }
+    for (int j = NORD - 1; j >= order; j--) {
+        for (int f = 0; f < 2; f++) {
+            int fmt = FALLBACK[mt][f];
+            int64_t b = z->head[fmt][j];
+            if (b < 0) continue;
+            Block *B = &e->blocks[b];
+            if (j >= PB_ORDER / 2 || mt != MT_MOVABLE || B->nfree >= PB_PAGES / 2) {
+                set_mt(e, b, mt);
+                e->k[K_STEALS]++;
+            }
+            Levels L; levels_of(B->used, &L);
+            int off = find_maximal(&L, j);
+            take(e, b, off, 1 << order, kind, traced);
+            return pfn_of(e, b, off);
+        }
+    }
+    return -1;
+}
+
+static int64_t mark_of(const Zone *z, int which) { return which == 0 ? z->wmin : which == 1 ? z->wlow : z->whigh; }
+
+/* get_page_from_freelist() over a zonelist (node scope: -1 all nodes, else that node only). */
+static int64_t alloc_zonelist(Engine *e, int pref, int only_node, int order, int mt, int kind, int traced, int which) {
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (!wmark_ok(z, order, mark_of(z, which))) continue;
+        int64_t pfn = rmqueue(e, z, order, mt, kind, traced);
+        if (pfn >= 0) return pfn;
+    }
+    return -1;
+}
+
+/* ---------- reclaim ---------- */
+
+static int nth_set(const uint64_t m[8], int n) {
+    for (int i = 0; i < 8; i++) {
+        int c = __builtin_popcountll(m[i]);
+        if (n < c) {
+            uint64_t w = m[i];
+            while (n--) w &= w - 1;
+            return i * 64 + __builtin_ctzll(w);
+        }
+        n -= c;
+    }
+    return -1;
+}
+
+/* A traced page the model reclaimed: its trace free (or region release) must not free the pfn again. */
+static void forget_traced(Engine *e, int64_t pfn) {
+    int64_t *key = map_find(&e->rev, pfn);
+    int64_t k = key ? *key : pfn;
+    if (key) map_del(&e->rev, pfn);
+    map_put(&e->fwd, k, LOC_GONE);
+}
+
+/* Reclaim one LRU page of the node: page cache first, then anon if swap is left (shrink_node's
+   file/anon balance simplified to "file first"). Pages are taken at random: LRU order is unrelated to
+   physical address. Returns 1 for a file page, 2 for a swapped anon page, 0 when nothing is left. */
+static int reclaim_one(Engine *e, int node) {
+    IdxSet *s = &e->fileset[node];
+    int kind = PK_FILE;
+    if (s->n == 0) {
+        if (e->swap_left <= 0) return 0;
+        s = &e->anonset[node]; kind = PK_ANON;
+        if (s->n == 0) return 0;
+    }
+    int64_t b = s->ids[rnd(e) % (uint64_t)s->n];
+    Block *B = &e->blocks[b];
+    const uint64_t *m = kind == PK_FILE ? B->file : B->anon;
+    int cnt = kind == PK_FILE ? B->nfile : B->nanon;
+    int off = nth_set(m, (int)(rnd(e) % (uint64_t)cnt));
+    if (bit_get(B->traced, off)) forget_traced(e, pfn_of(e, b, off));
+    release(e, b, off, 1);
+    if (kind == PK_ANON) { e->swap_left--; return 2; }
+    return 1;
+}
+
+static Zone *top_zone(Engine *e, int node) {   /* the node's highest populated zone */
+    Zone *best = NULL;
+    for (int i = 0; i < e->nzones; i++)
+        if (e->zones[i].node == node && (!best || e->zones[i].type > best->type)) best = &e->zones[i];
+    return best;
+}
+
+/* kswapd (balance_pgdat simplified): reclaim the node until its highest zone is above the high
+   watermark; runs at once and costs the faulting task nothing. */
+static void kswapd(Engine *e, int node) {
+    if (!e->p[P_KSWAPD]) return;
+    Zone *z = top_zone(e, node);
+    if (!z || z->free_pages >= z->wlow + z->reserve) return;
+    e->k[K_KSWAPD_WAKE]++;
+    while (z->free_pages < z->whigh + z->reserve) {
+        int r = reclaim_one(e, node);
+        if (!r) break;
+        e->k[K_PGSTEAL_KSWAPD]++;
+        if (r == 2) e->k[K_PSWPOUT]++;
+    }
+}
+
+/* ---------- compaction ---------- */
+
+/* fragmentation_index() in thousandths; -1000 when a free block of the order exists. */
+static int64_t frag_index(const Zone *z, int order) {
+    int64_t blocks = 0, suitable = 0;
+    for (int j = 0; j < NORD; j++) { blocks += z->nr_free[j]; if (j >= order) suitable += z->nr_free[j]; }
+    if (blocks == 0) return 0;
+    if (suitable) return -1000;
+    return 1000 - (1000 + z->free_pages * 1000 / (1LL << order)) / blocks;
+}
+
+/* compaction_suitable(): SKIPPED unless the zone has low watermark + compact_gap(order) free pages;
+   NOT_SUITABLE when the fragmentation index says the failure is lack of memory. */
+static int suitable(Engine *e, const Zone *z, int order) {
+    int64_t gap = 2LL << order;
+    if (!wmark_ok(z, 0, z->wlow + gap)) return C_SKIPPED;
+    int64_t fi = frag_index(z, order);
+    if (fi >= 0 && fi <= (int64_t)e->p[P_EXTFRAG_THRESHOLD]) return C_NOT_SUITABLE;
+    return C_CONTINUE;
+}
+
+/* compaction_deferred() / defer_compaction() / compaction_defer_reset(), mm/compaction.c */
+static int deferred(Zone *z, int order) {
+    if (order < z->order_failed) return 0;
+    if (++z->considered >= (1 << z->defer_shift)) { z->considered = 1 << z->defer_shift; return 0; }
+    return 1;
+}
+static void defer(Zone *z, int order) {
+    z->considered = 0;
+    if (++z->defer_shift > 6) z->defer_shift = 6;
+    if (order < z->order_failed) z->order_failed = order;
+}
+static void defer_reset(Zone *z, int order, int success) {
+    if (success) { z->considered = 0; z->defer_shift = 0; }
+    if (order >= z->order_failed) z->order_failed = order + 1;
+}
+
+/* Move one migratable page from (b, off) to a free page of block t (migrate_pages()). The traced
+   page's key follows it through the fwd/rev maps. */
+static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff) {
+    Block *B = &e->blocks[b];
+    int kind = bit_get(B->anon, off) ? PK_ANON : bit_get(B->file, off) ? PK_FILE : PK_MLOCK;
+    int traced = bit_get(B->traced, off);
+    int64_t from = pfn_of(e, b, off), to = pfn_of(e, t, toff);
+    if (traced) {
+        int64_t *kp = map_find(&e->rev, from);
+        int64_t key = kp ? *kp : from;
+        if (kp) map_del(&e->rev, from);
+        if (key == to) map_del(&e->fwd, key);
+        else { map_put(&e->fwd, key, to); map_put(&e->rev, to, key); }
+    }
+    Block *T = &e->blocks[t];
+    bit_set(T->used, toff);
+    if (traced) bit_set(T->traced, toff);
+    bit_set(kind == PK_ANON ? T->anon : kind == PK_FILE ? T->file : T->mlock, toff);
+    bit_clr(B->used, off); bit_clr(B->anon, off); bit_clr(B->file, off); bit_clr(B->mlock, off); bit_clr(B->traced, off);
+    if (kind == PK_MLOCK) { T->nmlock++; B->nmlock--; }
+    else { lru_add(e, t, kind, 1); lru_add(e, b, kind, -1); }
+}
+
+/* compact_zone(), as two scanners over pageblocks: the migrate scanner walks up from the zone start
+   (cached position), the free scanner down from the end. A source block is emptied only when every
+   used page in it is migratable (LRU anon/file); one pinned or unmovable page makes compaction pass it
+   by (async mode abandons such a block, isolate_migratepages_block). Async mode only takes MOVABLE
+   blocks as sources and targets (suitable_migration_source/target); whole free pageblocks are never
+   targets. Success when a source block becomes a free pageblock (it is captured for the request).
+   Returns the result; *captured is the block index on success. */
+static int compact_zone(Engine *e, Zone *z, int order, int prio, int64_t *migrated, int64_t *scanned, int64_t *captured) {
+    int async = prio == PRIO_ASYNC;
+    while (1) {
+        if (z->mig >= z->fre) {                     /* scanners met: reset_cached_positions() */
+            z->mig = z->b0; z->fre = z->b1 - 1;
+            return C_COMPLETE;
+        }
+        int64_t b = z->mig++;
+        Block *B = &e->blocks[b];
+        *scanned += PB_PAGES;
+        if (B->zone < 0 || &e->zones[B->zone] != z) continue;
+        int nused = PB_PAGES - B->nfree;
+        if (nused == 0 || nused == PB_PAGES) continue;
+        if (async && B->mt != MT_MOVABLE) continue;
+        if (nused != B->nanon + B->nfile + B->nmlock) continue;   /* something in it cannot move */
+        /* enough free target pages above the source? */
+        int64_t avail = 0;
+        for (int64_t t = z->fre; t > b && avail < nused; t--) {
+            Block *T = &e->blocks[t];
+            if (T->zone < 0 || T->nfree == PB_PAGES || (async && T->mt != MT_MOVABLE)) continue;
+            avail += T->nfree;
+        }
+        if (avail < nused) {                          /* the free scanner would meet the migrate scanner */
+            z->mig = z->b0; z->fre = z->b1 - 1;
+            return C_COMPLETE;
+        }
+        int off = 0;
+        while (B->nanon + B->nfile + B->nmlock > 0) {
+            Block *T = &e->blocks[z->fre];
+            if (z->fre <= b || T->zone < 0 || T->nfree == 0 || T->nfree == PB_PAGES || (async && T->mt != MT_MOVABLE)) {
+                z->fre--;
+                *scanned += PB_PAGES;
+                continue;
+            }
+            int toff = 0, tfree = T->nfree;
+            while (tfree > 0 && B->nanon + B->nfile + B->nmlock > 0) {
+                while (!(bit_get(B->anon, off) || bit_get(B->file, off) || bit_get(B->mlock, off))) off++;
+                while (bit_get(T->used, toff)) toff++;
+                move_page(e, b, off, z->fre, toff);
+                tfree--;
+                (*migrated)++;
+            }
+            refresh(e, z->fre);
+        }
+        refresh(e, b);
+        *captured = b;
+        return C_SUCCESS;
+    }
+}
+
+/* try_to_compact_pages() over the attempt's zones; on success the captured block is allocated. */
+static int direct_compact(Engine *e, int pref, int only_node, int order, int prio, int64_t *migrated,
+                          int64_t *scanned, int64_t *pfn_out) {
+    int rc = C_SKIPPED;
+    *pfn_out = -1;
+    e->k[K_COMPACT_CALLS]++;
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (prio > PRIO_SYNC_FULL && deferred(z, order)) {
+            if (rc < C_DEFERRED) rc = C_DEFERRED;
+            e->k[K_COMPACT_DEFERRED]++;
+            continue;
+        }
+        int st = suitable(e, z, order);
+        if (st == C_CONTINUE) {
+            int64_t cap = -1;
+            st = compact_zone(e, z, order, prio, migrated, scanned, &cap);
+            if (st == C_SUCCESS) {
+                defer_reset(z, order, 0);
+                take(e, cap, 0, 1 << order, PK_PINNED, 0);
+                set_mt(e, cap, MT_MOVABLE);
+                *pfn_out = pfn_of(e, cap, 0);
+                defer_reset(z, order, 1);
+                return C_SUCCESS;
+            }
+        } else {
+            e->k[K_COMPACT_SKIPPED]++;
+        }
+        if (st == C_NOT_SUITABLE) st = C_SKIPPED;   /* callers see NOT_SUITABLE_ZONE as SKIPPED */
+        if (st > rc) rc = st;
+        if (prio != PRIO_ASYNC && (st == C_COMPLETE || st == C_PARTIAL_SKIPPED)) defer(z, order);
+    }
+    return rc;
+}
+
+/* ---------- direct reclaim ---------- */
+
+/* __perform_reclaim -> try_to_free_pages for a costly order: per node of the attempt, reclaim until
+   compact_gap(order) pages are freed or compaction becomes suitable (should_continue_reclaim); a node
+   already "compaction ready" (free >= high + gap, compaction_ready()) is skipped. */
+static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int64_t *swapped) {
+    int64_t total = 0, gap = 2LL << order;
+    int seen[MAXNODES] = {0};
+    e->k[K_ALLOCSTALL]++;
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (seen[z->node]) continue;
+        seen[z->node] = 1;
+        Zone *top = top_zone(e, z->node);
+        if (top->free_pages >= top->whigh + gap + top->reserve) continue;
+        int64_t got = 0;
+        while (got < gap && !(top->free_pages > top->wlow + gap + top->reserve)) {
+            int r = reclaim_one(e, z->node);
+            if (!r) break;
+            got++;
+            if (r == 2) { (*swapped)++; e->k[K_PSWPOUT]++; }
+        }
+        total += got;
+    }
+    e->k[K_PGSTEAL_DIRECT] += total;
+    return total;
+}
+
+/* ---------- one THP fault ---------- */
+
+typedef struct {
+    int8_t result; int16_t node; int8_t attempts; int16_t compact_calls; int8_t compact_ok;
+    int64_t migrated, scanned, reclaimed, swapped, latency_ns; double access;
+} Outcome;
+
+static void count_stall(Engine *e, int rc, int success, Outcome *o) {
+    int ran = e->p[P_STALL_RULE_RAN] ? rc > C_DEFERRED : rc != C_SKIPPED;
+    if (rc > C_DEFERRED) o->compact_calls++;
+    if (!ran) return;
+    e->k[K_COMPACT_STALL]++;
+    e->k[success ? K_COMPACT_SUCCESS : K_COMPACT_FAIL]++;
+}
+
+static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct) {
+    int seen[MAXNODES] = {0};
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (seen[z->node]) continue;
+        seen[z->node] = 1;
+        Zone *top = top_zone(e, z->node);
+        /* wakeup_kswapd(): an unbalanced node gets kswapd (reclaim to the high watermark); a node
+           without a free block of the order then gets kcompactd, unless the caller will compact
+           directly (kcompactd_do_work: sync-light, skips deferred zones, defers on failure) */
+        if (top->free_pages < top->whigh + top->reserve && e->p[P_KSWAPD]) {
+            e->k[K_KSWAPD_WAKE]++;
+            while (top->free_pages < top->whigh + top->reserve) {
+                int r = reclaim_one(e, z->node);
+                if (!r) break;
+                e->k[K_PGSTEAL_KSWAPD]++;
+                if (r == 2) e->k[K_PSWPOUT]++;
+            }
+        }
+        if (direct || !e->p[P_KCOMPACTD]) continue;
+        e->k[K_KCOMPACTD_WAKE]++;
+        for (int zi = 0; zi < e->nzones; zi++) {
+            Zone *zz = &e->zones[zi];
+            if (zz->node != z->node || wmark_ok(zz, order, zz->wmin)) continue;
+            if (deferred(zz, order) || suitable(e, zz, order) != C_CONTINUE) continue;
+            int64_t m = 0, s = 0, cap = -1;
+            int st = compact_zone(e, zz, order, PRIO_SYNC_LIGHT, &m, &s, &cap);
+            e->k[K_PGMIGRATE] += m;
+            if (st == C_SUCCESS) defer_reset(zz, order, 0); else defer(zz, order);
+        }
+    }
+}
+
+static double access_mult(Engine *e, int local, int node, int huge) {
+    int d = e->dist[local][node];
+    if (node == local || d <= 10) return huge ? e->p[P_M_LOCAL_HUGE] : e->p[P_M_LOCAL_BASE];
+    if (d <= 21) return huge ? e->p[P_M_HOP1_HUGE] : e->p[P_M_HOP1_BASE];
+    return huge ? e->p[P_M_HOP2_HUGE] : e->p[P_M_HOP2_BASE];
+}
+
+/* Try the plan's attempts (one __alloc_pages_slowpath each, reference §6.2) until one succeeds. */
+static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
+    double us = 0;
+    for (int a = 0; a < e->nplan[madvised]; a++) {
+        int32_t *at = e->plan[madvised][a];
+        int order = at[0], only = at[1] ? local : -1, direct = at[2], ksw = at[3], noretry = at[4];
+        int64_t pfn, m = 0, s = 0, swp = 0;
+        o->attempts++;
+        /* fast path at the low watermark */
+        pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 1);
+        if (pfn >= 0) goto done;
+        if (ksw) wake_kswapds(e, local, only, order, direct);
+        if (e->sp_thisnode_nowait && only >= 0 && !direct) continue;
+        if (e->sp_min_retry) {
+            pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
+            if (pfn >= 0) goto done;
+        }
+        if (!direct) continue;
+        int rc = direct_compact(e, local, only, order, PRIO_ASYNC, &m, &s, &pfn);
+        us += e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US];
+        o->migrated += m; o->scanned += s; e->k[K_PGMIGRATE] += m; e->k[K_COMPACT_SCANNED] += s;
+        count_stall(e, rc, pfn >= 0, o);
+        if (pfn >= 0) { o->compact_ok = 1; goto done; }
+        int skip_or_def = rc == C_SKIPPED || rc == C_DEFERRED;
+        if (e->sp_bail_skip_mode == 1 && skip_or_def) continue;              /* 5.4 b39d0ee2632d */
+        if (e->sp_bail_skip_mode == 2 && noretry && skip_or_def) continue;   /* 5.6+ cc638f329ef6 */
+        if (e->sp_bail_thisnode && noretry && only >= 0) continue;           /* 9c9828d3ead6 */
+        if (e->sp_bail_deferred_noretry && noretry && rc == C_DEFERRED) continue;
+        int prio = (e->sp_second_sync && !noretry) ? PRIO_SYNC_LIGHT : PRIO_ASYNC;
+        int64_t got = direct_reclaim(e, local, only, order, &swp);
+        o->reclaimed += got; o->swapped += swp;
+        us += (got - swp) * e->p[P_RECLAIM_US] + swp * e->p[P_SWAP_OUT_US];
+        pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
+        if (pfn >= 0) goto done;
+        m = s = 0;
+        rc = direct_compact(e, local, only, order, prio, &m, &s, &pfn);
+        us += (e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US])
+              * (prio == PRIO_ASYNC ? 1.0 : e->p[P_SYNC_FACTOR]);
+        o->migrated += m; o->scanned += s; e->k[K_PGMIGRATE] += m; e->k[K_COMPACT_SCANNED] += s;
+        count_stall(e, rc, pfn >= 0, o);
+        if (pfn >= 0) { o->compact_ok = 1; goto done; }
+        continue;   /* NORETRY, or a costly order without __GFP_RETRY_MAYFAIL: give up */
+    done:
+        o->latency_ns = (int64_t)((us + e->p[P_THP_ZERO_US]) * 1000.0);
+        return pfn;
+    }
+    o->latency_ns = (int64_t)((us + e->p[P_BASE_FAULT_US]) * 1000.0);
+    return -1;
+}
+
+/* The node an order-0 movable page would come from now (for base_local / base_remote / failed). */
+static int base_node(Engine *e, int local) {
+    for (int i = 0; i < e->zl_len[local]; i++) {
+        Zone *z = &e->zones[e->zonelist[local][i]];
+        if (wmark_ok(z, 0, z->wmin)) return z->node;
+    }
+    return -1;
+}
+
+static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
+    memset(o, 0, sizeof(*o));
+    Region *R = &e->regions[r];
+    e->k[K_THP_FAULTS]++;
+    int64_t pfn = thp_attempts(e, local, madvised, o);
+    if (pfn >= 0) {
+        int64_t b = block_of(e, pfn);
+        int node = node_of_block(e, b);
+        e->blocks[b].huge = 1;
+        R->state = 1; R->pfn = pfn;
+        o->result = node == local ? R_HUGE_LOCAL : R_HUGE_REMOTE;
+        o->node = (int16_t)node;
+        o->access = access_mult(e, local, node, 1);
+        if (node != local) e->k[K_NUMA_MISS] += PB_PAGES;
+        e->k[K_THP_FAULT_ALLOC]++;
+        return;
+    }
+    e->k[K_THP_FAULT_FALLBACK]++;
+    R->state = 2;
+    int node = base_node(e, local);
+    o->node = (int16_t)node;
+    if (node < 0) { o->result = R_FAILED; o->access = 0; return; }
+    o->result = node == local ? R_BASE_LOCAL : R_BASE_REMOTE;
+    o->access = access_mult(e, local, node, 0);
+    if (R->observed_huge) {
+        /* The capture backed the region with a huge page, so its 4 KiB touches never faulted: assume
+           the whole region is touched, now, as 512 order-0 pages (keys -(r*512+i)-2). */
+        for (int i = 0; i < PB_PAGES; i++) {
+            int64_t key = -(r * PB_PAGES + i) - 2;
+            int64_t p = alloc_zonelist(e, local, -1, 0, MT_MOVABLE, PK_ANON, 1, 0);
+            if (p < 0) { map_put(&e->fwd, key, LOC_DROPPED); e->k[K_SMALL_FAILED]++; continue; }
+            map_put(&e->fwd, key, p); map_put(&e->rev, p, key);
+            if (node_of_block(e, block_of(e, p)) != local) e->k[K_NUMA_MISS]++;
+            e->k[K_SYNTHESIZED]++;
+        }
+        kswapd(e, local);
+    }
+}
+
+/* ---------- small allocations and frees ---------- */
+
+static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int pref, int64_t region) {
+    e->k[K_ALLOCS]++;
+    if (region >= 0 && e->regions[region].state == 1) {   /* the model gave this region a huge page */
+        map_put(&e->fwd, key, LOC_DROPPED);
+        e->k[K_DROPPED]++;
+        return;
+    }
+    int n = 1 << order;
+    int64_t b = block_of(e, key);
+    if (b >= 0) {
+        int off = (int)((key - e->base_pfn) & (PB_PAGES - 1));
+        Block *B = &e->blocks[b];
+        if (off + n <= PB_PAGES && range_free(B, off, n)) {   /* follow the trace */
+            if (B->nfree == PB_PAGES && B->mt != mt) set_mt(e, b, mt);
+            take(e, b, off, n, kind, 1);
+            map_del(&e->fwd, key);
+            e->k[K_FOLLOWED]++;
+            int node = node_of_block(e, b);
+            if (pref >= 0 && node != pref) e->k[K_NUMA_MISS] += n;
+            kswapd(e, node);
+            return;
+        }
+    }
+    int home = (pref >= 0 && pref < e->nnodes) ? pref : (b >= 0 ? node_of_block(e, b) : 0);
+    int64_t p = alloc_zonelist(e, home, -1, order, mt, kind, 1, 0);
+    if (p < 0) {
+        map_put(&e->fwd, key, LOC_DROPPED);
+        e->k[K_SMALL_FAILED]++;
+        return;
+    }
+    e->k[K_RELOCATED]++;
+    if (p == key) map_del(&e->fwd, key);
+    else { map_put(&e->fwd, key, p); map_put(&e->rev, p, key); }
+    int node = node_of_block(e, block_of(e, p));
+    if (node != home) e->k[K_NUMA_MISS] += n;
+    kswapd(e, node);
+}
+
+/* A trace free (or a region release) of key: free the model page the key lives on. With no map entry
+   the key is its own pfn; a page the model holds for another key, or a huge page of the model, is not
+   the trace's to free (counted as unknown). */
+static void small_free(Engine *e, int64_t key, int order) {
+    e->k[K_FREES]++;
+    int64_t *loc = map_find(&e->fwd, key);
+    int64_t p = key;
+    if (loc) {
+        p = *loc;
+        map_del(&e->fwd, key);
+        if (p == LOC_GONE) { e->k[K_FREE_GONE]++; return; }
+        if (p < 0) return;                     /* dropped or failed: nothing to free */
+        map_del(&e->rev, p);
+    } else if (map_find(&e->rev, p)) {
+        e->k[K_FREE_UNKNOWN]++;
+        return;
+    }
+    int64_t b = block_of(e, p);
+    int n = 1 << order;
+    if (b < 0 || e->blocks[b].huge) { e->k[K_FREE_UNKNOWN]++; return; }
+    int off = (int)((p - e->base_pfn) & (PB_PAGES - 1));
+    Block *B = &e->blocks[b];
+    if (off + n > PB_PAGES) n = PB_PAGES - off;
+    int inuse = 0;
+    for (int i = off; i < off + n; i++) inuse += bit_get(B->used, i);
+    if (inuse == 0) { e->k[K_FREE_UNKNOWN]++; return; }
+    if (inuse < n) {   /* part of it was already free (a page the kernel had migrated): free the rest */
+        for (int i = off; i < off + n; i++) if (bit_get(B->used, i)) release(e, b, i, 1);
+        e->k[K_FREE_UNKNOWN]++;
+        return;
+    }
+    release(e, b, off, n);
+}
+
+static void region_release(Engine *e, int64_t r) {
+    Region *R = &e->regions[r];
+    if (R->state == 1) {
+        int64_t b = block_of(e, R->pfn);
+        e->blocks[b].huge = 0;
+        release(e, b, 0, PB_PAGES);
+    } else if (R->state == 2 && R->observed_huge) {
+        for (int i = 0; i < PB_PAGES; i++) small_free(e, -(r * PB_PAGES + i) - 2, 0);
+    }
+    R->state = 3;
+}
+
+static void sample(Engine *e, int64_t ts) {
+    for (int n = 0; n < e->nnodes; n++) {
+        int64_t free = 0, huge = 0;
+        for (int i = 0; i < e->nzones; i++) {
+            if (e->zones[i].node != n) continue;
+            free += e->zones[i].free_pages; huge += e->zones[i].nr_free[NORD - 1];
+        }
+        if (e->nseries + 4 > e->capseries) {
+            int64_t cap = e->capseries ? e->capseries * 2 : 4096;
+            int64_t *s = realloc(e->series, cap * sizeof(int64_t));
+            if (!s) return;
+            e->series = s; e->capseries = cap;
+        }
+        int64_t *row = &e->series[e->nseries];
+        row[0] = ts; row[1] = n; row[2] = free; row[3] = huge;
+        e->nseries += 4;
+    }
+}
+
+/* ---------- Python glue ---------- */
+
+static void engine_free(PyObject *cap) {
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return;
+    free(e->zones); free(e->blocks); free(e->regions); free(e->series);
+    for (int n = 0; n < MAXNODES; n++) { free(e->fileset[n].ids); free(e->anonset[n].ids); }
+    map_free(&e->fwd); map_free(&e->rev);
+    free(e);
+}
+
+typedef struct { Py_buffer buf; int ok; } Buf;
+
+static int getbuf(PyObject *o, Buf *b, Py_ssize_t itemsize, int writable) {
+    b->ok = 0;
+    if (PyObject_GetBuffer(o, &b->buf, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
+    b->ok = 1;
+    if (b->buf.len % itemsize) {
+        PyErr_SetString(PyExc_ValueError, "buffer has the wrong item size");
+        return -1;
+    }
+    return 0;
+}
+static void relbuf(Buf *b) { if (b->ok) PyBuffer_Release(&b->buf); b->ok = 0; }
+
+/* new(zones:int64[nz*12], zonelist:int32[nn*64], dist:int32[nn*nn], block_zone:int16[nb], block_mt:int8[nb],
+       used:uint64[nb*8], anon:uint64[nb*8], file:uint64[nb*8], base_pfn, nregions, observed_huge:int8[nr],
+       plan:int32[2*8*5], nplan:int32[2], slowpath:int32[6], params:float64[P_NPARAMS], mlock:uint64[nb*8]) */
+static PyObject *py_new(PyObject *self, PyObject *args) {
+    PyObject *o[16];
+    long long base_pfn, nregions;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOLLOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &base_pfn, &nregions, &o[10], &o[11], &o[12], &o[13], &o[14], &o[15]))
+        return NULL;
+    Buf zb, zlb, db, bzb, bmb, ub, ab, fb, ohb, pb, npb, spb, parb, mb;
+    Buf *all[] = {&zb, &zlb, &db, &bzb, &bmb, &ub, &ab, &fb, &ohb, &pb, &npb, &spb, &parb, &mb};
+    for (int i = 0; i < 14; i++) all[i]->ok = 0;
+    Engine *e = NULL;
+    if (getbuf(o[0], &zb, 8, 0) || getbuf(o[1], &zlb, 4, 0) || getbuf(o[2], &db, 4, 0) || getbuf(o[3], &bzb, 2, 0) ||
+        getbuf(o[4], &bmb, 1, 0) || getbuf(o[5], &ub, 8, 0) || getbuf(o[6], &ab, 8, 0) || getbuf(o[7], &fb, 8, 0) ||
+        getbuf(o[10], &ohb, 1, 0) || getbuf(o[11], &pb, 4, 0) || getbuf(o[12], &npb, 4, 0) ||
+        getbuf(o[13], &spb, 4, 0) || getbuf(o[14], &parb, 8, 0) || getbuf(o[15], &mb, 8, 0))
+        goto fail;
+    e = calloc(1, sizeof(Engine));
+    if (!e) { PyErr_NoMemory(); goto fail; }
+    int64_t *zz = zb.buf.buf;
+    e->nzones = (int)(zb.buf.len / 8 / 12);
+    int nn = 0;
+    e->zones = calloc(e->nzones, sizeof(Zone));
+    for (int i = 0; i < e->nzones; i++) {
+        Zone *z = &e->zones[i];
+        int64_t *r = &zz[i * 12];
+        z->node = (int)r[0]; z->type = (int)r[1]; z->b0 = r[2]; z->b1 = r[3];
+        z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
+        z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
+        z->mig = z->b0; z->fre = z->b1 - 1;
+        for (int m = 0; m < NMT; m++) for (int j = 0; j < NORD; j++) z->head[m][j] = -1;
+        if (z->node + 1 > nn) nn = z->node + 1;
+    }
+    if (nn > MAXNODES) { PyErr_SetString(PyExc_ValueError, "too many nodes"); goto fail; }
+    e->nnodes = nn;
+    int32_t *zl = zlb.buf.buf;
+    for (int n = 0; n < nn; n++) {
+        e->zl_len[n] = 0;
+        for (int i = 0; i < 64 && zl[n * 64 + i] >= 0; i++) e->zonelist[n][e->zl_len[n]++] = zl[n * 64 + i];
+    }
+    int32_t *dd = db.buf.buf;
+    for (int a = 0; a < nn; a++) for (int b = 0; b < nn; b++) e->dist[a][b] = dd[a * nn + b];
+    e->nblocks = bzb.buf.len / 2;
+    e->base_pfn = base_pfn;
+    e->blocks = calloc(e->nblocks ? e->nblocks : 1, sizeof(Block));
+    if (!e->zones || !e->blocks) { PyErr_NoMemory(); goto fail; }
+    int16_t *bz = bzb.buf.buf; int8_t *bm = bmb.buf.buf;
+    uint64_t *U = ub.buf.buf, *A = ab.buf.buf, *F = fb.buf.buf, *M = mb.buf.buf;
+    for (int64_t b = 0; b < e->nblocks; b++) {
+        Block *B = &e->blocks[b];
+        B->zone = bz[b]; B->mt = bm[b]; B->fpos = B->apos = -1;
+        for (int j = 0; j < NORD; j++) B->next[j] = B->prev[j] = -1;
+        if (B->zone < 0) { for (int i = 0; i < 8; i++) B->used[i] = ~0ULL; continue; }
+        for (int i = 0; i < 8; i++) { B->used[i] = U[b * 8 + i]; B->anon[i] = A[b * 8 + i] & B->used[i]; B->file[i] = F[b * 8 + i] & B->used[i] & ~B->anon[i];
+                                      B->mlock[i] = M[b * 8 + i] & B->used[i] & ~B->anon[i] & ~B->file[i]; }
+        int na = 0, nf = 0;
+        for (int i = 0; i < 8; i++) { na += __builtin_popcountll(B->anon[i]); nf += __builtin_popcountll(B->file[i]); B->nmlock += __builtin_popcountll(B->mlock[i]); }
+        B->nfree = 0;
+        if (na) lru_add(e, b, PK_ANON, na);
+        if (nf) lru_add(e, b, PK_FILE, nf);
+        refresh(e, b);
+    }
+    e->nregions = nregions;
+    e->regions = calloc(nregions ? nregions : 1, sizeof(Region));
+    int8_t *oh = ohb.buf.buf;
+    for (int64_t r = 0; r < nregions; r++) e->regions[r].observed_huge = oh[r];
+    int32_t *pl = pb.buf.buf, *np = npb.buf.buf, *sp = spb.buf.buf;
+    for (int m = 0; m < 2; m++) {
+        e->nplan[m] = np[m];
+        for (int a = 0; a < MAXATT; a++) for (int f = 0; f < 5; f++) e->plan[m][a][f] = pl[(m * MAXATT + a) * 5 + f];
+    }
+    e->sp_second_sync = sp[0]; e->sp_bail_deferred_noretry = sp[1]; e->sp_bail_skip_mode = sp[2];
+    e->sp_bail_thisnode = sp[3]; e->sp_thisnode_nowait = sp[4]; e->sp_min_retry = sp[5];
+    double *pp = parb.buf.buf;
+    for (int i = 0; i < P_NPARAMS; i++) e->p[i] = pp[i];
+    e->rng = (uint64_t)(e->p[P_SEED] >= 0 ? e->p[P_SEED] : 1) * 0x2545F4914F6CDD1DULL + 0x9E3779B97F4A7C15ULL;
+    e->swap_left = (int64_t)e->p[P_SWAP_PAGES];
+    e->next_sample = INT64_MIN;
+    if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16)) { PyErr_NoMemory(); goto fail; }
+    for (int i = 0; i < 14; i++) relbuf(all[i]);
+    return PyCapsule_New(e, "thpreplay.engine", engine_free);
+fail:
+    for (int i = 0; i < 14; i++) relbuf(all[i]);
+    if (e) { free(e->zones); free(e->blocks); free(e->regions); free(e); }
+    return NULL;
+}
+
+/* run(engine, kind:int8, ts:int64, pfn:int64, order:int8, mt:int8, pkind:int8, node:int16, region:int64,
+       madvised:int8, out_result:int8, out_node:int16, out_attempts:int8, out_compact:int16, out_compact_ok:int8,
+       out_migrated:int64, out_scanned:int64, out_reclaimed:int64, out_swapped:int64, out_latency:int64,
+       out_access:float64). Outputs are indexed by region (= fault) number. */
+static PyObject *py_run(PyObject *self, PyObject *args) {
+    PyObject *cap, *o[20];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOOOOO", &cap, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                          &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &o[14], &o[15], &o[16], &o[17],
+                          &o[18], &o[19]))
+        return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    static const int sizes[20] = {1, 8, 8, 1, 1, 1, 2, 8, 1, 1, 2, 1, 2, 1, 8, 8, 8, 8, 8, 8};
+    Buf b[20];
+    for (int i = 0; i < 20; i++) b[i].ok = 0;
+    for (int i = 0; i < 20; i++)
+        if (getbuf(o[i], &b[i], sizes[i], i >= 9)) { for (int k = 0; k < 20; k++) relbuf(&b[k]); return NULL; }
+    int64_t n = b[0].buf.len;
+    int8_t *kind = b[0].buf.buf, *order = b[3].buf.buf, *mt = b[4].buf.buf, *pk = b[5].buf.buf, *madv = b[8].buf.buf;
+    int64_t *ts = b[1].buf.buf, *pfn = b[2].buf.buf, *region = b[7].buf.buf;
+    int16_t *node = b[6].buf.buf;
+    int64_t nfaults = b[9].buf.len;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        if (e->p[P_SAMPLE_NS] > 0 && ts[i] >= e->next_sample) {
+            if (e->next_sample == INT64_MIN) e->next_sample = ts[i];
+            sample(e, ts[i]);
+            int64_t step = (int64_t)e->p[P_SAMPLE_NS];
+            while (e->next_sample <= ts[i]) e->next_sample += step;
+        }
+        switch (kind[i]) {
+        case OP_ALLOC: small_alloc(e, pfn[i], order[i], mt[i], pk[i], node[i], region[i]); break;
+        case OP_FREE: small_free(e, pfn[i], order[i]); break;
+        case OP_THP: {
+            int64_t r = region[i];
+            if (r < 0 || r >= e->nregions || r >= nfaults) break;
+            Outcome oc;
+            int local = (node[i] >= 0 && node[i] < e->nnodes) ? node[i] : 0;
+            fault(e, r, local, madv[i] ? 1 : 0, &oc);
+            ((int8_t *)b[9].buf.buf)[r] = oc.result;
+            ((int16_t *)b[10].buf.buf)[r] = oc.node;
+            ((int8_t *)b[11].buf.buf)[r] = oc.attempts;
+            ((int16_t *)b[12].buf.buf)[r] = oc.compact_calls;
+            ((int8_t *)b[13].buf.buf)[r] = oc.compact_ok;
+            ((int64_t *)b[14].buf.buf)[r] = oc.migrated;
+            ((int64_t *)b[15].buf.buf)[r] = oc.scanned;
+            ((int64_t *)b[16].buf.buf)[r] = oc.reclaimed;
+            ((int64_t *)b[17].buf.buf)[r] = oc.swapped;
+            ((int64_t *)b[18].buf.buf)[r] = oc.latency_ns;
+            ((double *)b[19].buf.buf)[r] = oc.access;
+            break;
+        }
+        case OP_RELEASE: if (region[i] >= 0 && region[i] < e->nregions) region_release(e, region[i]); break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (int k = 0; k < 20; k++) relbuf(&b[k]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_counters(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    PyObject *l = PyList_New(K_NCOUNTERS);
+    for (int i = 0; i < K_NCOUNTERS; i++) PyList_SET_ITEM(l, i, PyLong_FromLongLong(e->k[i]));
+    return l;
+}
+
+static PyObject *py_series(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    return PyBytes_FromStringAndSize((const char *)e->series, e->nseries * (Py_ssize_t)sizeof(int64_t));
+}
+
+/* Per zone: free pages and nr_free by order (for tests and the initial-state report). */
+static PyObject *py_zones(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    PyObject *l = PyList_New(e->nzones);
+    for (int i = 0; i < e->nzones; i++) {
+        Zone *z = &e->zones[i];
+        PyObject *t = PyTuple_New(2 + NORD);
+        PyTuple_SET_ITEM(t, 0, PyLong_FromLongLong(z->free_pages));
+        PyTuple_SET_ITEM(t, 1, PyLong_FromLong(z->defer_shift));
+        for (int j = 0; j < NORD; j++) PyTuple_SET_ITEM(t, 2 + j, PyLong_FromLongLong(z->nr_free[j]));
+        PyList_SET_ITEM(l, i, t);
+    }
+    return l;
+}
+
+/* Invariants, recomputed from scratch: every block's histogram and list membership, every zone's
+   counts, the LRU sets. Returns None, or a string naming the first violation. */
+static PyObject *py_check(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    int64_t zfree[256] = {0}, znr[256][NORD];
+    memset(znr, 0, sizeof(znr));
+    for (int64_t b = 0; b < e->nblocks; b++) {
+        Block *B = &e->blocks[b];
+        if (B->zone < 0) continue;
+        Levels L; levels_of(B->used, &L);
+        int pc[NORD];
+        for (int j = 0; j < NORD; j++) pc[j] = popcount_level(&L, j);
+        if (pc[0] != B->nfree) return PyUnicode_FromFormat("block %lld: nfree %d, bitmap says %d", (long long)b, B->nfree, pc[0]);
+        zfree[B->zone] += pc[0];
+        for (int j = 0; j < NORD; j++) {
+            int c = (j == NORD - 1) ? pc[j] : pc[j] - 2 * pc[j + 1];
+            if (c != B->cnt[j]) return PyUnicode_FromFormat("block %lld: order %d count %d, bitmap says %d", (long long)b, j, B->cnt[j], c);
+            znr[B->zone][j] += c;
+        }
+        int na = 0, nf = 0;
+        for (int i = 0; i < 8; i++) {
+            if ((B->anon[i] | B->file[i] | B->mlock[i] | B->traced[i]) & ~B->used[i]) return PyUnicode_FromFormat("block %lld: a free page is marked in use", (long long)b);
+            if (B->anon[i] & B->file[i]) return PyUnicode_FromFormat("block %lld: a page is both anon and file", (long long)b);
+            na += __builtin_popcountll(B->anon[i]); nf += __builtin_popcountll(B->file[i]);
+        }
+        int nm = 0;
+        for (int i = 0; i < 8; i++) nm += __builtin_popcountll(B->mlock[i]);
+        if (nm != B->nmlock) return PyUnicode_FromFormat("block %lld: mlock count differs", (long long)b);
+        if (na != B->nanon || nf != B->nfile) return PyUnicode_FromFormat("block %lld: LRU counts differ", (long long)b);
+        if ((na > 0) != (B->apos >= 0) || (nf > 0) != (B->fpos >= 0)) return PyUnicode_FromFormat("block %lld: LRU set membership", (long long)b);
+    }
+    for (int i = 0; i < e->nzones && i < 256; i++) {
+        Zone *z = &e->zones[i];
+        if (z->free_pages != zfree[i]) return PyUnicode_FromFormat("zone %d: free_pages %lld, blocks say %lld", i, (long long)z->free_pages, (long long)zfree[i]);
+        for (int j = 0; j < NORD; j++) {
+            if (z->nr_free[j] != znr[i][j]) return PyUnicode_FromFormat("zone %d: nr_free[%d] differs", i, j);
+            int64_t inlist = 0;
+            for (int m = 0; m < NMT; m++)
+                for (int64_t b = z->head[m][j]; b >= 0; b = e->blocks[b].next[j]) {
+                    Block *B = &e->blocks[b];
+                    if (B->mt != m || B->cnt[j] == 0 || &e->zones[B->zone] != z) return PyUnicode_FromFormat("zone %d: list [%d][%d] holds a wrong block", i, m, j);
+                    inlist++;
+                    if (inlist > e->nblocks) return PyUnicode_FromFormat("zone %d: list loop", i);
+                }
+            int64_t want = 0;
+            for (int64_t b = z->b0; b < z->b1 && b < e->nblocks; b++)
+                if (e->blocks[b].zone == i && e->blocks[b].cnt[j]) want++;
+            if (want != inlist) return PyUnicode_FromFormat("zone %d: order %d lists hold %lld blocks, %lld expected", i, j, (long long)inlist, (long long)want);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* used bitmap of every block (tests: pages conserved, no double allocation) */
+static PyObject *py_used(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, e->nblocks * 64);
+    if (!out) return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    for (int64_t b = 0; b < e->nblocks; b++) memcpy(p + b * 64, e->blocks[b].used, 64);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"new", py_new, METH_VARARGS, "Create an engine from the initial state and a policy plan."},
+    {"run", py_run, METH_VARARGS, "Replay a chunk of demand ops."},
+    {"counters", py_counters, METH_VARARGS, "vmstat-like counters."},
+    {"series", py_series, METH_VARARGS, "Time series rows (ts, node, free pages, free huge blocks) as int64 bytes."},
+    {"zones", py_zones, METH_VARARGS, "Per-zone free pages, defer shift and free blocks by order."},
+    {"check", py_check, METH_VARARGS, "Check the allocator invariants; None or the first violation."},
+    {"used", py_used, METH_VARARGS, "The used bitmap of every pageblock, 64 bytes each."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_engine", "thpreplay replay core", -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__engine(void) { return PyModule_Create(&module); }

@@ -1,0 +1,160 @@
+"""Run one policy over a demand: the Python face of the C replay core (sim/_engine.c).
+
+The model (what the core does per op; kernel functions it mirrors are cited in the C source):
+
+- Memory: zones (pfn span, min/low/high watermarks, one lowmem reserve: the largest of the zone's
+  protection values, which is what a movable user allocation faces), zonelists by node distance, and
+  pageblocks of 512 pages with a migratetype and a used bitmap; free blocks per order (0..9) and
+  migratetype are derived from the bitmaps exactly as the buddy allocator would merge them. Order 10
+  (two free pageblocks) is not modelled: a free pageblock is the largest unit.
+- Used pages are pinned (kernel, unmovable, mlocked when not migratable, huge pages the model
+  placed), mlocked (migratable, not reclaimable), anon (migratable, swappable) or file (migratable,
+  droppable).
+- Small allocations follow the trace's pfn when that range is free in the model ("followed");
+  otherwise the allocator places them (__rmqueue with migratetype fallback and stealing; "relocated").
+  A free releases wherever the page is in the model.
+- A THP fault runs the policy's attempts: fast path at the low watermark, kswapd/kcompactd wake when
+  the mask allows, min-watermark retry, async direct compaction, the era's bail-outs, direct reclaim
+  (compact_gap pages per node, page cache first, then anon to swap), then compaction again at the
+  era's priority; deferral per zone as mm/compaction.c.
+- Direct compaction is a two-scanner walk over pageblocks with cached positions: a source block is
+  emptied only when every used page in it can move; success when it becomes a free pageblock.
+- kswapd reclaims a node below its low watermark up to the high one, at once and off the fault's
+  clock. kcompactd compacts (sync-light) when a THP attempt wakes a balanced node.
+
+Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no watermark boost, no
+node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on contention, reclaim takes LRU
+pages at random (no ageing), huge pages are never split, migrated or reclaimed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from thpreplay.policy.base import Policy, ThpSettings
+from thpreplay.sim import _engine
+from thpreplay.sim.demand import Demand
+from thpreplay.sim.params import Params
+from thpreplay.sim.state import InitialState
+
+COUNTERS = (
+    "thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
+    "compact_calls", "compact_deferred", "compact_skipped", "pgmigrate_success", "compact_scanned",
+    "allocstall", "pgsteal_direct", "pgsteal_kswapd", "pswpout", "kswapd_wakes", "kcompactd_wakes",
+    "numa_miss", "placed_as_traced", "placed_by_allocator", "small_alloc_failed", "dropped_by_huge_region",
+    "synthesized_base_pages", "free_of_unknown_page", "free_of_reclaimed_page", "migratetype_steals",
+    "small_allocs", "frees", "thp_faults",
+)
+RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
+MAX_ATTEMPTS = 8
+CHUNK = 1 << 20
+
+
+@dataclass
+class Run:
+    policy: str
+    outcomes: pl.DataFrame
+    counters: dict[str, int]
+    series: pl.DataFrame
+
+
+def _plan(policy: Policy, settings: ThpSettings) -> tuple[np.ndarray, np.ndarray]:
+    plan = np.zeros((2, MAX_ATTEMPTS, 5), dtype=np.int32)
+    nplan = np.zeros(2, dtype=np.int32)
+    for madvised in (0, 1):
+        attempts = [a for a in policy.attempts(settings, bool(madvised)) if a.order == 9]
+        # mTHP orders (6.8+) are not replayed: a region is either one PMD huge page or base pages
+        for i, a in enumerate(attempts[:MAX_ATTEMPTS]):
+            plan[madvised, i] = (a.order, a.scope == "local", a.direct_reclaim, a.kswapd_reclaim, a.noretry)
+        nplan[madvised] = min(len(attempts), MAX_ATTEMPTS)
+    return plan.ravel(), nplan
+
+
+def _slowpath(policy: Policy) -> np.ndarray:
+    sp = policy.slowpath
+    skip_mode = {"never": 0, "costly_direct": 1, "if_noretry": 2}[sp.bail_skipped_or_deferred]
+    return np.array([sp.second_compaction_sync, sp.bail_deferred_if_noretry, skip_mode, sp.bail_thisnode_noretry,
+                     sp.thisnode_without_wait_fails, sp.min_watermark_retry], dtype=np.int32)
+
+
+def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str) -> np.ndarray:
+    p = params
+    return np.array([
+        p.thp_zero_us, p.base_fault_us, p.compact_call_us, p.scan_ns_per_page, p.migrate_us_per_page,
+        p.sync_light_factor, p.reclaim_us_per_page, p.swap_out_us_per_page,
+        p.access_local_huge, p.access_local_base, p.access_hop1_huge, p.access_hop1_base,
+        p.access_hop2_huge, p.access_hop2_base, p.extfrag_threshold, state.swap_pages, sample_ns,
+        float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "ran" else 0.0, float(p.seed),
+    ], dtype=np.float64)
+
+
+def _zones(state: InitialState) -> np.ndarray:
+    rows = []
+    for z in state.zones:
+        b0 = (z.start - state.base_pfn) // 512
+        b1 = -(-(z.end - state.base_pfn) // 512)
+        # deferral starts clear: (defer_shift, considered, order_failed) = (0, 0, MAX_ORDER)
+        rows.append([z.node, z.type, b0, b1, z.wmin, z.wlow, z.whigh, z.reserve, 0, 0, 11, 0])
+    return np.array(rows, dtype=np.int64).ravel()
+
+
+def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
+        stall_rule: str, progress=None) -> Run:
+    """Replay the demand under one policy. Deterministic: same inputs, same outputs."""
+    ops = demand.ops
+    plan, nplan = _plan(policy, settings)
+    ts = ops["ts_ns"]
+    span = int(ts.max() - ts.min()) if ops.height else 0
+    sample_ns = params.sample_interval_ns or max(span // 200, 1)
+    eng = _engine.new(
+        _zones(state), state.zonelists.astype(np.int32), state.distances.astype(np.int32),
+        state.block_zone.astype(np.int16), state.block_mt.astype(np.int8), state.used, state.anon, state.file,
+        int(state.base_pfn), int(len(demand.observed_huge)), demand.observed_huge.astype(np.int8), plan, nplan,
+        _slowpath(policy), _params(params, state, sample_ns, stall_rule), state.mlock,
+    )
+    n = len(demand.observed_huge)
+    out = dict(
+        result=np.full(n, 4, dtype=np.int8), node=np.full(n, -1, dtype=np.int16), attempts=np.zeros(n, dtype=np.int8),
+        compact=np.zeros(n, dtype=np.int16), compact_ok=np.zeros(n, dtype=np.int8), migrated=np.zeros(n, dtype=np.int64),
+        scanned=np.zeros(n, dtype=np.int64), reclaimed=np.zeros(n, dtype=np.int64), swapped=np.zeros(n, dtype=np.int64),
+        latency=np.zeros(n, dtype=np.int64), access=np.zeros(n, dtype=np.float64),
+    )
+    cols = [("kind", np.int8), ("ts_ns", np.int64), ("pfn", np.int64), ("order", np.int8), ("mt", np.int8),
+            ("pkind", np.int8), ("node", np.int16), ("region", np.int64), ("madvised", np.int8)]
+    for start in range(0, ops.height, CHUNK):
+        chunk = ops.slice(start, CHUNK)
+        arrays = [np.ascontiguousarray(chunk[c].to_numpy(), dtype=t) for c, t in cols]
+        _engine.run(eng, *arrays, *out.values())
+        if progress:
+            progress(chunk.height)
+    counters = dict(zip(COUNTERS, _engine.counters(eng)))
+    series = np.frombuffer(_engine.series(eng), dtype=np.int64).reshape(-1, 4)
+    faults = demand.faults
+    outcomes = faults.select(
+        pl.lit(policy.name).alias("policy"), "fault_id", "ts_ns", "pid", "comm", "local_node", "madvised",
+    ).with_columns(
+        pl.Series("result", np.array(RESULTS)[out["result"]]),
+        pl.Series("node", out["node"]).replace(-1, None).cast(pl.Int16),
+        pl.Series("attempts", out["attempts"]).cast(pl.Int16),
+        pl.Series("compaction_attempted", out["compact"]).cast(pl.Int16),
+        pl.Series("compaction_succeeded", out["compact_ok"].astype(bool)),
+        pl.Series("pages_migrated", out["migrated"]),
+        pl.Series("pages_scanned", out["scanned"]),
+        pl.Series("pages_reclaimed", out["reclaimed"]),
+        pl.Series("swap_outs", out["swapped"]),
+        pl.Series("latency_ns", out["latency"]),
+        pl.Series("access_cost", out["access"]),
+        faults["observed_outcome"],
+    )
+    series_df = pl.DataFrame({
+        "policy": [policy.name] * len(series), "ts_ns": series[:, 0], "node": series[:, 1].astype(np.int16),
+        "free_pages": series[:, 2], "free_huge_pages": series[:, 3],
+    })
+    return Run(policy.name, outcomes, counters, series_df)
+
+
+def check(eng) -> str | None:
+    return _engine.check(eng)

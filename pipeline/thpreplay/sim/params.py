@@ -1,0 +1,81 @@
+"""Cost and model parameters: documented defaults, overridable from a TOML file (`--params FILE`).
+
+Defaults come from the measurements in the reference (kernel-thp-history.md §10); where the reference
+only suggests a range, the value chosen is stated. Every value is one a user can replace, and
+`simulate` records the values it used in the dataset (simulation/simulation.json).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from thpreplay.errors import InputError
+
+
+@dataclass(frozen=True)
+class Params:
+    # Fault latency (µs). A successful THP fault zeroes 2 MiB: "Min fault-huge 297" (Mel Gorman,
+    # thpfioscale 5.2, §10.2) -> 300 µs. A 4K fault is "cheap (µs)" (§10.4) -> 1 µs.
+    thp_zero_us: float = 300.0
+    base_fault_us: float = 1.0
+    # Compaction: a fixed cost per call plus per page scanned and migrated. 512 migrated pages at
+    # 2 µs make ~1 ms, inside the 0.5-3 ms of a typical async attempt (BAmean-50..99, §10.4).
+    compact_call_us: float = 20.0
+    scan_ns_per_page: float = 5.0
+    migrate_us_per_page: float = 2.0
+    sync_light_factor: float = 2.0       # sync-light waits on page locks and writeback: costlier per page
+    # Reclaim: dropping a clean page-cache page, and writing an anon page to swap (no device model:
+    # 20 µs per 4 KiB page is ~200 MB/s of swap bandwidth).
+    reclaim_us_per_page: float = 1.0
+    swap_out_us_per_page: float = 20.0
+    # Access-cost multipliers relative to a local THP access (AMD Naples, Andrea Arcangeli's
+    # a8282608c88e changelog, §10.1): local 4K +43 %, 1 hop THP +45 %, 1 hop 4K +106 %,
+    # 2 hops THP +131 %, 2 hops 4K +224 %. Node distance <= 10 is local, <= 21 one hop, more two.
+    access_local_huge: float = 1.00
+    access_local_base: float = 1.43
+    access_hop1_huge: float = 1.45
+    access_hop1_base: float = 2.06
+    access_hop2_huge: float = 2.31
+    access_hop2_base: float = 3.24
+    # vm.extfrag_threshold (default 500): compaction is "not suitable" below this fragmentation index.
+    extfrag_threshold: float = 500.0
+    # Background work, on by default: kswapd reclaims a node below its low watermark up to its high
+    # watermark; kcompactd compacts when a THP attempt wakes kswapd on a balanced node.
+    kswapd: bool = True
+    kcompactd: bool = True
+    # vm.compact_unevictable_allowed (default 1): 0 makes mlocked pages unmovable for compaction.
+    # Read from the bundle's vm_sysctl file when it has one; this value is the fallback.
+    compact_unevictable_allowed: int = 1
+    # Time-series sampling interval; 0 picks ~200 samples over the trace.
+    sample_interval_ns: int = 0
+    # Seed of the model's pseudo-random choices (which LRU page reclaim takes, which movable blocks hold
+    # which kind of page at the start). Same seed, same result.
+    seed: int = 1
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Params:
+        if path is None:
+            return cls()
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as e:
+            raise InputError(str(path), f"cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(str(path), f"not valid TOML: {e}") from None
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key not in known:
+                raise InputError(str(path), f"unknown parameter '{key}' (known: {', '.join(sorted(known))})")
+            want = type(getattr(cls(), key))
+            if want is bool and not isinstance(value, bool) or want is not bool and isinstance(value, bool):
+                raise InputError(str(path), f"parameter '{key}' must be {want.__name__}")
+            if want in (int, float) and not isinstance(value, (int, float)):
+                raise InputError(str(path), f"parameter '{key}' must be a number")
+            values[key] = want(value)
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,0 +1,382 @@
+"""The model's memory at the start of the trace, rebuilt from the capture's snapshots and the trace.
+
+Sources, in order of authority:
+1. zoneinfo (topology table): zones, pfn spans, present pages, watermarks, lowmem reserves.
+2. pagetypeinfo (free_lists table, snapshot "before"): free blocks per zone, migratetype and order; its
+   "Number of blocks type" section (raw snapshot): pageblocks per migratetype. buddyinfo when there is no
+   pagetypeinfo (free blocks per order, all taken as MOVABLE).
+3. The trace's evidence: a page whose first event is a free was in use at the start; one whose first
+   event is an allocation was free.
+4. Per-node meminfo: how the used pages of MOVABLE pageblocks divide into page cache (file), anon and
+   mlocked pages (pinned when vm.compact_unevictable_allowed=0).
+
+How it is laid out (assumptions, reported by `simulate`):
+- whole free pageblocks (free order 9 and 10 blocks) go to blocks the trace never shows in use,
+  preferring blocks the trace allocates from first;
+- pages the trace shows free at the start are free; the remaining free blocks of each order are
+  placed in partly used blocks of their migratetype, spread round-robin, at positions that do not merge
+  with a neighbour (so the per-order counts come out as the snapshot says);
+- pageblock migratetypes: blocks with whole free blocks take the type of that free list; unmovable and
+  reclaimable counts go first to blocks where the trace allocates unmovable / reclaimable pages, then
+  from the top of the zone down (memblock allocates top-down); the rest are MOVABLE;
+- used pages of UNMOVABLE/RECLAIMABLE blocks are pinned. In MOVABLE blocks, the used pages beyond
+  meminfo's LRU counts (kernel memory that fell back into movable blocks) are scattered at random in
+  aligned runs of 8 pages (slab pages, order 3);
+  the LRU pages are mlocked, file and anon in meminfo's amounts, assigned block by block in a seeded
+  pseudo-random block order (a process's pages come in runs);
+- without snapshots: every zone is taken as all free, all MOVABLE, and the note says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from thpreplay.errors import InputError
+
+PB = 512
+KERNEL_RUN = 8
+ZONE_TYPES = {"DMA": 0, "DMA32": 1, "Normal": 2, "Movable": 3, "Device": 4, "all": 2}
+MT_INDEX = {"Unmovable": 0, "Movable": 1, "Reclaimable": 2, "HighAtomic": 0, "CMA": 1, "Isolate": 1, "all": 1}
+
+
+def read_table(dataset: Path, table: str) -> pl.DataFrame:
+    files = sorted((dataset / table).glob("*.parquet"))
+    if not files:
+        raise InputError(str(dataset / table), "table missing from the dataset (run thpreplay ingest again)")
+    return pl.read_parquet([str(f) for f in files])
+
+
+def snapshot_text(dataset: Path, name: str) -> str | None:
+    p = dataset / "snapshots" / name
+    return p.read_text(errors="replace") if p.is_file() else None
+
+
+def parse_block_counts(text: str) -> dict[tuple[int, str], dict[str, int]]:
+    """pagetypeinfo's "Number of blocks type" table: (node, zone) -> {migratetype: blocks}."""
+    out: dict[tuple[int, str], dict[str, int]] = {}
+    header: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("Number of blocks type"):
+            header = line.split()[4:]
+            continue
+        m = re.match(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)$", line)
+        if header and m:
+            counts = [int(x) for x in m.group(3).split()]
+            out[(int(m.group(1)), m.group(2))] = dict(zip(header, counts))
+    return out
+
+
+def parse_node_meminfo(text: str) -> dict[str, int]:
+    """nodeN/meminfo: field -> pages."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"Node\s+\d+\s+([\w()]+):\s+(\d+)\s*kB", line)
+        if m:
+            out[m.group(1)] = int(m.group(2)) // 4
+    return out
+
+
+def parse_sysctl(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            out[k.strip().removeprefix("vm.")] = v.strip()
+    return out
+
+
+@dataclass
+class Zone:
+    index: int
+    node: int
+    name: str
+    type: int
+    start: int
+    end: int
+    present: int
+    wmin: int
+    wlow: int
+    whigh: int
+    reserve: int
+
+
+@dataclass
+class InitialState:
+    zones: list[Zone]
+    base_pfn: int
+    block_zone: np.ndarray  # int16, -1 outside every zone
+    block_mt: np.ndarray  # int8
+    used: np.ndarray  # uint64 [nblocks*8]
+    anon: np.ndarray
+    file: np.ndarray
+    mlock: np.ndarray
+    zonelists: np.ndarray  # int32 [nnodes*64], -1 terminated
+    distances: np.ndarray  # int32 [nnodes*nnodes]
+    nodes: list[int]
+    cpu_node: dict[int, int]
+    swap_pages: int
+    assumptions: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _cpulist(text: str | None) -> list[int]:
+    cpus: list[int] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-")
+            cpus += list(range(int(a), int(b) + 1))
+        else:
+            cpus.append(int(part))
+    return cpus
+
+
+def _zones(topo: pl.DataFrame) -> list[Zone]:
+    zones = []
+    for row in topo.sort("node", "start_pfn").iter_rows(named=True):
+        if not row["spanned"] or not row["present"]:
+            continue
+        reserve = max(row["lowmem_reserve"] or [0])
+        zones.append(Zone(len(zones), row["node"], row["zone"], ZONE_TYPES.get(row["zone"], 2), row["start_pfn"],
+                          row["end_pfn"], row["present"], row["wmark_min"] or 0, row["wmark_low"] or 0,
+                          row["wmark_high"] or 0, reserve))
+    return zones
+
+
+def _place_free_runs(page_free: np.ndarray, page_used_evidence: np.ndarray, blocks: np.ndarray, order: int,
+                     count: int) -> int:
+    """Free `count` blocks of `order` in the given pageblocks (global page array views), at even slots
+    whose pages are all used and not known in use, round-robin over blocks. Returns how many fit."""
+    if count <= 0 or len(blocks) == 0:
+        return 0
+    size = 1 << order
+    slots = np.arange(0, PB // size, 2)  # even slots only: an odd slot never becomes wholly free
+    # candidate (block, slot) pairs, slot-major so that consecutive picks go to different blocks
+    cand_blocks = np.tile(blocks, len(slots))
+    cand_slots = np.repeat(slots, len(blocks))
+    starts = cand_blocks * PB + cand_slots * size
+    idx = starts[:, None] + np.arange(size)[None, :]
+    ok = ~page_free[idx].any(axis=1) & ~page_used_evidence[idx].any(axis=1)
+    chosen = starts[ok][:count]
+    if len(chosen):
+        page_free[(chosen[:, None] + np.arange(size)[None, :]).ravel()] = True
+    return len(chosen)
+
+
+def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, small_mt_pfns: dict[int, np.ndarray],
+          compact_unevictable_allowed: int, seed: int) -> InitialState:
+    assumptions: list[str] = []
+    topo = read_table(dataset, "topology")
+    zones = _zones(topo)
+    if not zones:
+        raise InputError(str(dataset / "topology"), "no zone with pages: the dataset has no usable topology")
+    inferred = topo["source"].str.starts_with("inferred").any()
+    nodes = sorted({z.node for z in zones})
+    base = min(z.start for z in zones) // PB * PB
+    end = -(-max(z.end for z in zones) // PB) * PB
+    nblocks = (end - base) // PB
+    npages = nblocks * PB
+
+    # zonelists: own zones highest first, then other nodes by distance (ties by node id)
+    dist_rows = {row["node"]: row["distances"] for row in topo.unique("node").iter_rows(named=True)}
+    nn = max(nodes) + 1
+    distances = np.full((nn, nn), 20, dtype=np.int32)
+    for a in range(nn):
+        distances[a, a] = 10
+        d = dist_rows.get(a)
+        if d:
+            for b, v in enumerate(d[:nn]):
+                distances[a, b] = v
+    zonelists = np.full((nn, 64), -1, dtype=np.int32)
+    for n in range(nn):
+        order = sorted(nodes, key=lambda m: (distances[n, m] if m != n else -1, m))
+        zl = [z.index for m in order for z in sorted((z for z in zones if z.node == m), key=lambda z: -z.type)]
+        zonelists[n, :len(zl)] = zl[:64]
+    cpu_node = {}
+    for row in topo.unique("node").iter_rows(named=True):
+        for c in _cpulist(row["cpus"]):
+            cpu_node[c] = row["node"]
+
+    block_zone = np.full(nblocks, -1, dtype=np.int16)
+    page_in_zone = np.zeros(npages, dtype=bool)
+    for z in zones:
+        b0, b1 = (z.start - base) // PB, -(-(z.end - base) // PB)
+        block_zone[b0:b1] = z.index  # a block straddling two zones belongs to the later one, as pfn order
+        page_in_zone[z.start - base:z.end - base] = True
+    evidence_used = np.zeros(npages, dtype=bool)
+    evidence_free = np.zeros(npages, dtype=bool)
+    for arr, target in ((used_at_start, evidence_used), (free_at_start, evidence_free)):
+        a = arr[(arr >= base) & (arr < end)] - base
+        target[a] = True
+    evidence_free &= ~evidence_used
+    # pages outside every zone, and holes (spanned - present), are never free
+    block_mt = np.ones(nblocks, dtype=np.int8)
+    page_free = np.zeros(npages, dtype=bool)
+
+    free_lists = read_table(dataset, "free_lists")
+    before = free_lists.filter(pl.col("snapshot") == "before")
+    counts_text = snapshot_text(dataset, "pagetypeinfo.before")
+    block_counts = parse_block_counts(counts_text) if counts_text else {}
+    if before.is_empty() or inferred:
+        assumptions.append("no free-list snapshot: every zone starts all free, all MOVABLE")
+        page_free[:] = page_in_zone
+    else:
+        for z in zones:
+            zb = np.nonzero(block_zone == z.index)[0]
+            rows = before.filter((pl.col("node") == z.node) & (pl.col("zone") == z.name))
+            target = np.zeros((3, 11), dtype=np.int64)
+            for r in rows.iter_rows(named=True):
+                if r["order"] <= 10:
+                    target[MT_INDEX.get(r["migratetype"], 1), r["order"]] += r["free_blocks"]
+            # pageblock migratetypes
+            bc = block_counts.get((z.node, z.name))
+            n_unmov = (bc.get("Unmovable", 0) + bc.get("HighAtomic", 0)) if bc else 0
+            n_recl = bc.get("Reclaimable", 0) if bc else 0
+            if not bc:
+                assumptions.append(f"node {z.node} {z.name}: no pageblock counts; all blocks taken as MOVABLE")
+            whole = target[:, 9] + 2 * target[:, 10]
+            # blocks that can be wholly free: no page known in use, wholly inside the zone
+            zpages = (zb[:, None] * PB + np.arange(PB)[None, :])
+            clean = ~evidence_used[zpages].any(axis=1) & page_in_zone[zpages].all(axis=1)
+            free_score = evidence_free[zpages].sum(axis=1)
+            prefer = zb[np.lexsort((zb, -free_score))]
+            prefer = prefer[clean[np.searchsorted(zb, prefer)]]
+            taken = 0
+            for mt in (1, 0, 2):
+                want = int(whole[mt])
+                pick = prefer[taken:taken + want]
+                taken += len(pick)
+                block_mt[pick] = mt
+                for b in pick:
+                    page_free[b * PB:(b + 1) * PB] = True
+            if taken < whole.sum():
+                assumptions.append(f"node {z.node} {z.name}: {int(whole.sum()) - taken} free pageblocks did not fit "
+                                   "(the trace shows pages in use everywhere)")
+            wholly_free = set(prefer[:taken].tolist())
+            rest = np.array([b for b in zb if b not in wholly_free], dtype=np.int64)
+            # unmovable / reclaimable blocks: where the trace allocates such pages, then top-down
+            for mt, n in ((0, n_unmov - int(whole[0])), (2, n_recl - int(whole[2]))):
+                if n <= 0 or not len(rest):
+                    continue
+                ev = small_mt_pfns.get(mt, np.empty(0, dtype=np.int64))
+                ev_blocks = np.unique((ev[(ev >= base) & (ev < end)] - base) // PB)
+                cand = [b for b in ev_blocks if b in set(rest.tolist()) and block_mt[b] == 1]
+                cand += [b for b in rest[::-1] if block_mt[b] == 1 and b not in set(cand)]
+                block_mt[np.array(cand[:n], dtype=np.int64)] = mt
+            # pages known free at the start, then the snapshot's remaining free blocks per order
+            for b in rest:
+                sl = slice(b * PB, (b + 1) * PB)
+                page_free[sl] |= evidence_free[sl] & page_in_zone[sl]
+            have = _histogram(page_free, rest, block_mt)
+            for mt in (1, 0, 2):
+                mblocks = rest[block_mt[rest] == mt]
+                for order in range(8, -1, -1):
+                    need = int(target[mt, order] - have[mt, order])
+                    if need > 0:
+                        got = _place_free_runs(page_free, evidence_used, mblocks, order, need)
+                        if got < need:
+                            # spill into blocks of the other types
+                            others = rest[block_mt[rest] != mt]
+                            got += _place_free_runs(page_free, evidence_used, others, order, need - got)
+                        if got < need:
+                            assumptions.append(f"node {z.node} {z.name}: {need - got} free order-{order} blocks did not fit")
+            page_free &= page_in_zone
+
+    # kinds of used pages in MOVABLE blocks, from meminfo per node
+    anon_bits = np.zeros(npages, dtype=bool)
+    file_bits = np.zeros(npages, dtype=bool)
+    mlock_bits = np.zeros(npages, dtype=bool)
+    rng = np.random.default_rng(seed)
+    swap_pages = 0
+    mi = snapshot_text(dataset, "meminfo.before")
+    if mi:
+        m = re.search(r"SwapFree:\s+(\d+)\s*kB", mi)
+        swap_pages = int(m.group(1)) // 4 if m else 0
+    movable_page = np.repeat(block_mt == 1, PB) & np.repeat(block_zone >= 0, PB)
+    for n in nodes:
+        text = snapshot_text(dataset, f"node{n}.meminfo.before")
+        info = parse_node_meminfo(text) if text else {}
+        nblk = np.nonzero(np.isin(block_zone, [z.index for z in zones if z.node == n]) & (block_mt == 1))[0]
+        nblk = nblk[rng.permutation(len(nblk))]
+        pages = (nblk[:, None] * PB + np.arange(PB)[None, :]).ravel()
+        usable = pages[~page_free[pages] & page_in_zone[pages]]
+        if not info:
+            assumptions.append(f"node {n}: no meminfo; used pages of MOVABLE blocks taken as anon")
+            anon_bits[usable] = True
+            continue
+        # Used pages beyond meminfo's LRU counts are kernel memory that fell back into movable blocks
+        # (slab, page tables): scattered at random, as fallback allocations into the holes of
+        # fragmented memory are. The LRU pages then go in block order: unevictable
+        # (mlocked), page cache, anon, so that a process's pages come in runs.
+        unevictable = info.get("Unevictable", 0)
+        file_pages = info.get("Active(file)", 0) + info.get("Inactive(file)", 0)
+        anon_pages = info.get("Active(anon)", 0) + info.get("Inactive(anon)", 0)
+        n_kernel = max(len(usable) - (unevictable + file_pages + anon_pages), 0)
+        if n_kernel:
+            # in aligned runs of 8 pages: fallen-back kernel allocations are mostly slab pages of order 3
+            groups = np.unique(usable // KERNEL_RUN)
+            order = rng.permutation(len(groups))
+            member = np.isin(usable // KERNEL_RUN, groups[order])
+            rank = np.empty(len(groups), dtype=np.int64)
+            rank[order] = np.arange(len(groups))
+            by_rank = np.argsort(rank[np.searchsorted(groups, usable // KERNEL_RUN)], kind="stable")
+            kernel = by_rank[:n_kernel]
+            usable = np.delete(usable, np.sort(kernel)) if member.all() else usable
+        k0 = min(len(usable), unevictable)
+        k1 = min(len(usable), k0 + file_pages)
+        k2 = min(len(usable), k1 + anon_pages)
+        if compact_unevictable_allowed:
+            mlock_bits[usable[:k0]] = True
+        file_bits[usable[k0:k1]] = True
+        anon_bits[usable[k1:k2]] = True
+    if not compact_unevictable_allowed:
+        assumptions.append("vm.compact_unevictable_allowed=0: mlocked pages are not migratable")
+    # pages the trace frees (in use at the start) in movable blocks are the workload's: anon
+    kinded = anon_bits | file_bits | mlock_bits
+    anon_bits |= evidence_used & ~page_free & movable_page & ~kinded
+
+    used = ~page_free
+    summary = dict(
+        pageblocks=int((block_zone >= 0).sum()),
+        free_pages=int(page_free.sum()),
+        free_pageblocks=int(page_free.reshape(-1, PB).all(axis=1).sum()),
+        snapshot_free_pages=int(topo["free_pages"].fill_null(0).sum()),
+        pages_used_at_start_by_trace=int(evidence_used.sum()),
+        pages_free_at_start_by_trace=int(evidence_free.sum()),
+    )
+    return InitialState(
+        zones=zones, base_pfn=base, block_zone=block_zone, block_mt=block_mt,
+        used=_pack(used), anon=_pack(anon_bits & used), file=_pack(file_bits & used & ~anon_bits),
+        mlock=_pack(mlock_bits & used & ~anon_bits & ~file_bits),
+        zonelists=zonelists.ravel(), distances=distances.ravel(), nodes=nodes, cpu_node=cpu_node,
+        swap_pages=swap_pages, assumptions=assumptions, summary=summary,
+    )
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    return np.packbits(bits, bitorder="little").view(np.uint64)
+
+
+def _histogram(page_free: np.ndarray, blocks: np.ndarray, block_mt: np.ndarray) -> np.ndarray:
+    """Maximal free blocks per (migratetype, order) in the given pageblocks, as the buddy allocator sees them."""
+    hist = np.zeros((3, 11), dtype=np.int64)
+    if not len(blocks):
+        return hist
+    level = page_free[(blocks[:, None] * PB + np.arange(PB)[None, :])]
+    levels = [level]
+    for _ in range(9):
+        level = level[:, 0::2] & level[:, 1::2]
+        levels.append(level)
+    mts = block_mt[blocks]
+    for j in range(10):
+        cnt = levels[j].sum(axis=1) - (2 * levels[j + 1].sum(axis=1) if j < 9 else 0)
+        for mt in range(3):
+            hist[mt, j] += int(cnt[mts == mt].sum())
+    return hist
