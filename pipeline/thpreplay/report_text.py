@@ -76,3 +76,79 @@ def print_ingest_summary(s: IngestSummary) -> None:
         )
     for w in s.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+@contextlib.contextmanager
+def progress_counter(label: str, enabled: bool = True) -> Iterator:
+    """A rich progress bar on stderr over a known number of items: yields (start(total), advance(n))."""
+    if not enabled or not sys.stderr.isatty():
+        yield (lambda total: None, None)
+        return
+    console = Console(stderr=True)
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} events"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield (lambda total: bar.update(task, total=total), lambda n: bar.advance(task, n))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, fmt: str = ",.0f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def summary_table(summary) -> Table:
+    """The headline table of a simulation: one row per policy."""
+    table = Table(show_header=True, header_style="bold")
+    for name, justify in (("policy", "left"), ("huge local", "right"), ("huge remote", "right"),
+                          ("base", "right"), ("THP", "right"), ("local", "right"), ("latency mean µs", "right"),
+                          ("p99 µs", "right"), ("stalls", "right"), ("reclaimed", "right"), ("swap-outs", "right"),
+                          ("access cost", "right")):
+        table.add_column(name, justify=justify)
+    for r in summary.iter_rows(named=True):
+        table.add_row(
+            r["policy"], f"{r['huge_local']:,}", f"{r['huge_remote']:,}", f"{r['base_local'] + r['base_remote']:,}",
+            _pct(r["thp_coverage"]), _pct(r["local_share"]), _num(r["latency_mean_us"]), _num(r["latency_p99_us"]),
+            f"{r['compact_stall']:,}", f"{r['pgsteal_direct']:,}", f"{r['pswpout']:,}",
+            _num(r["access_cost_mean"], ".2f"),
+        )
+    return table
+
+
+def _wide_console() -> Console:
+    """Tables stay whole when piped into files and scripts (rich would wrap them at 80 columns)."""
+    console = Console(soft_wrap=True)
+    return console if console.is_terminal else Console(soft_wrap=True, width=160)
+
+
+def print_simulation(result) -> None:
+    console = _wide_console()
+    inp = result.inputs
+    d = inp.demand.counts
+    console.print(f"simulated {inp.dataset}  (enabled={inp.settings.enabled} defrag={inp.settings.defrag}; "
+                  f"{d['thp_faults']:,} THP faults, {d['ops']:,} demand ops)", highlight=False)
+    console.print(summary_table(result.summary))
+    for note in inp.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    console.print(f"tables: {inp.dataset}/simulation/{{outcomes,outcome_summary,memory_series}}", highlight=False)
+
+
+def print_validation(v) -> None:
+    console = _wide_console()
+    console.print(f"validate {v.result.inputs.dataset}: kernel {v.kernel_release or '?'} -> policy {v.policy}; "
+                  f"tolerance {100 * v.tolerance:.0f}% or ±{v.small}", highlight=False)
+    table = Table(show_header=True, header_style="bold")
+    for name, justify in (("figure", "left"), ("source", "left"), ("observed", "right"), ("simulated", "right"),
+                          ("rel. error", "right"), ("", "left")):
+        table.add_column(name, justify=justify)
+    for r in v.rows:
+        ok = r.ok(v.tolerance, v.small)
+        table.add_row(r.figure, r.source, f"{r.observed:,}", f"{r.simulated:,}", f"{100 * r.error():.1f}%",
+                      "ok" if ok else "[red]off[/red]")
+    console.print(table)
+    for note in v.result.inputs.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    bad = v.failures
+    console.print(f"{len(v.rows) - len(bad)} of {len(v.rows)} figures within tolerance", highlight=False)

@@ -54,6 +54,7 @@ enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_U
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
+    uint64_t hint[8];     /* pages the trace allocates at some time: the model's own placements avoid them */
     int32_t next[NORD], prev[NORD];
     uint16_t cnt[NORD];
     int16_t nfree, nanon, nfile, nmlock;
@@ -400,6 +401,35 @@ static int64_t rmqueue(Engine *e, Zone *z, int order, int mt, int kind, int trac
     return -1;
 }
 
+/* First aligned free run of the order that avoids the trace's pages, or -1. */
+static int find_unhinted(const Block *B, int order) {
+    uint64_t busy[8];
+    for (int i = 0; i < 8; i++) busy[i] = B->used[i] | B->hint[i];
+    Levels L;
+    levels_of(busy, &L);
+    for (int i = 0; i < level_words(order); i++)
+        if (L.w[order][i]) return (i * 64 + __builtin_ctzll(L.w[order][i])) << order;
+    return -1;
+}
+
+/* Where the model places a page itself (a relocated or synthesized page, a huge page), it prefers free
+   pages the trace never allocates: otherwise each such placement would take a page the trace uses
+   later and push that allocation elsewhere too, a cascade that is an artefact of replay. Looks at up to
+   HINT_SCAN blocks of the migratetype's lists, smallest order first; else __rmqueue as usual. */
+#define HINT_SCAN 64
+static int64_t rmqueue_unhinted(Engine *e, Zone *z, int order, int mt, int kind, int traced) {
+    int scanned = 0;
+    for (int j = order; j < NORD && scanned < HINT_SCAN; j++)
+        for (int64_t b = z->head[mt][j]; b >= 0 && scanned < HINT_SCAN; b = e->blocks[b].next[j], scanned++) {
+            int off = find_unhinted(&e->blocks[b], order);
+            if (off >= 0) {
+                take(e, b, off, 1 << order, kind, traced);
+                return pfn_of(e, b, off);
+            }
+        }
+    return rmqueue(e, z, order, mt, kind, traced);
+}
+
 static int64_t mark_of(const Zone *z, int which) { return which == 0 ? z->wmin : which == 1 ? z->wlow : z->whigh; }
 
 /* get_page_from_freelist() over a zonelist (node scope: -1 all nodes, else that node only). */
@@ -408,7 +438,7 @@ static int64_t alloc_zonelist(Engine *e, int pref, int only_node, int order, int
         Zone *z = &e->zones[e->zonelist[pref][i]];
         if (only_node >= 0 && z->node != only_node) continue;
         if (!wmark_ok(z, order, mark_of(z, which))) continue;
-        int64_t pfn = rmqueue(e, z, order, mt, kind, traced);
+        int64_t pfn = rmqueue_unhinted(e, z, order, mt, kind, traced);
         if (pfn >= 0) return pfn;
     }
     return -1;
@@ -791,7 +821,7 @@ static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
         o->result = node == local ? R_HUGE_LOCAL : R_HUGE_REMOTE;
         o->node = (int16_t)node;
         o->access = access_mult(e, local, node, 1);
-        if (node != local) e->k[K_NUMA_MISS] += PB_PAGES;
+        if (node != local) e->k[K_NUMA_MISS]++;
         e->k[K_THP_FAULT_ALLOC]++;
         return;
     }
@@ -837,7 +867,7 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
             map_del(&e->fwd, key);
             e->k[K_FOLLOWED]++;
             int node = node_of_block(e, b);
-            if (pref >= 0 && node != pref) e->k[K_NUMA_MISS] += n;
+            if (pref >= 0 && node != pref) e->k[K_NUMA_MISS]++;
             kswapd(e, node);
             return;
         }
@@ -853,7 +883,7 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
     if (p == key) map_del(&e->fwd, key);
     else { map_put(&e->fwd, key, p); map_put(&e->rev, p, key); }
     int node = node_of_block(e, block_of(e, p));
-    if (node != home) e->k[K_NUMA_MISS] += n;
+    if (node != home) e->k[K_NUMA_MISS]++;
     kswapd(e, node);
 }
 
@@ -949,21 +979,22 @@ static void relbuf(Buf *b) { if (b->ok) PyBuffer_Release(&b->buf); b->ok = 0; }
 
 /* new(zones:int64[nz*12], zonelist:int32[nn*64], dist:int32[nn*nn], block_zone:int16[nb], block_mt:int8[nb],
        used:uint64[nb*8], anon:uint64[nb*8], file:uint64[nb*8], base_pfn, nregions, observed_huge:int8[nr],
-       plan:int32[2*8*5], nplan:int32[2], slowpath:int32[6], params:float64[P_NPARAMS], mlock:uint64[nb*8]) */
+       plan:int32[2*8*5], nplan:int32[2], slowpath:int32[6], params:float64[P_NPARAMS], mlock:uint64[nb*8], hint:uint64[nb*8]) */
 static PyObject *py_new(PyObject *self, PyObject *args) {
-    PyObject *o[16];
+    PyObject *o[17];
     long long base_pfn, nregions;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOLLOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
-                          &base_pfn, &nregions, &o[10], &o[11], &o[12], &o[13], &o[14], &o[15]))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOLLOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &base_pfn, &nregions, &o[10], &o[11], &o[12], &o[13], &o[14], &o[15], &o[16]))
         return NULL;
-    Buf zb, zlb, db, bzb, bmb, ub, ab, fb, ohb, pb, npb, spb, parb, mb;
-    Buf *all[] = {&zb, &zlb, &db, &bzb, &bmb, &ub, &ab, &fb, &ohb, &pb, &npb, &spb, &parb, &mb};
-    for (int i = 0; i < 14; i++) all[i]->ok = 0;
+    Buf zb, zlb, db, bzb, bmb, ub, ab, fb, ohb, pb, npb, spb, parb, mb, hb;
+    Buf *all[] = {&zb, &zlb, &db, &bzb, &bmb, &ub, &ab, &fb, &ohb, &pb, &npb, &spb, &parb, &mb, &hb};
+    for (int i = 0; i < 15; i++) all[i]->ok = 0;
     Engine *e = NULL;
     if (getbuf(o[0], &zb, 8, 0) || getbuf(o[1], &zlb, 4, 0) || getbuf(o[2], &db, 4, 0) || getbuf(o[3], &bzb, 2, 0) ||
         getbuf(o[4], &bmb, 1, 0) || getbuf(o[5], &ub, 8, 0) || getbuf(o[6], &ab, 8, 0) || getbuf(o[7], &fb, 8, 0) ||
         getbuf(o[10], &ohb, 1, 0) || getbuf(o[11], &pb, 4, 0) || getbuf(o[12], &npb, 4, 0) ||
-        getbuf(o[13], &spb, 4, 0) || getbuf(o[14], &parb, 8, 0) || getbuf(o[15], &mb, 8, 0))
+        getbuf(o[13], &spb, 4, 0) || getbuf(o[14], &parb, 8, 0) || getbuf(o[15], &mb, 8, 0) ||
+        getbuf(o[16], &hb, 8, 0))
         goto fail;
     e = calloc(1, sizeof(Engine));
     if (!e) { PyErr_NoMemory(); goto fail; }
@@ -995,14 +1026,15 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e->blocks = calloc(e->nblocks ? e->nblocks : 1, sizeof(Block));
     if (!e->zones || !e->blocks) { PyErr_NoMemory(); goto fail; }
     int16_t *bz = bzb.buf.buf; int8_t *bm = bmb.buf.buf;
-    uint64_t *U = ub.buf.buf, *A = ab.buf.buf, *F = fb.buf.buf, *M = mb.buf.buf;
+    uint64_t *U = ub.buf.buf, *A = ab.buf.buf, *F = fb.buf.buf, *M = mb.buf.buf, *H = hb.buf.buf;
     for (int64_t b = 0; b < e->nblocks; b++) {
         Block *B = &e->blocks[b];
         B->zone = bz[b]; B->mt = bm[b]; B->fpos = B->apos = -1;
         for (int j = 0; j < NORD; j++) B->next[j] = B->prev[j] = -1;
         if (B->zone < 0) { for (int i = 0; i < 8; i++) B->used[i] = ~0ULL; continue; }
         for (int i = 0; i < 8; i++) { B->used[i] = U[b * 8 + i]; B->anon[i] = A[b * 8 + i] & B->used[i]; B->file[i] = F[b * 8 + i] & B->used[i] & ~B->anon[i];
-                                      B->mlock[i] = M[b * 8 + i] & B->used[i] & ~B->anon[i] & ~B->file[i]; }
+                                      B->mlock[i] = M[b * 8 + i] & B->used[i] & ~B->anon[i] & ~B->file[i];
+                                      B->hint[i] = H[b * 8 + i]; }
         int na = 0, nf = 0;
         for (int i = 0; i < 8; i++) { na += __builtin_popcountll(B->anon[i]); nf += __builtin_popcountll(B->file[i]); B->nmlock += __builtin_popcountll(B->mlock[i]); }
         B->nfree = 0;
@@ -1027,10 +1059,10 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e->swap_left = (int64_t)e->p[P_SWAP_PAGES];
     e->next_sample = INT64_MIN;
     if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16)) { PyErr_NoMemory(); goto fail; }
-    for (int i = 0; i < 14; i++) relbuf(all[i]);
+    for (int i = 0; i < 15; i++) relbuf(all[i]);
     return PyCapsule_New(e, "thpreplay.engine", engine_free);
 fail:
-    for (int i = 0; i < 14; i++) relbuf(all[i]);
+    for (int i = 0; i < 15; i++) relbuf(all[i]);
     if (e) { free(e->zones); free(e->blocks); free(e->regions); free(e); }
     return NULL;
 }

@@ -56,6 +56,7 @@ class Demand:
     observed_huge: np.ndarray  # int8 per region
     used_at_start: np.ndarray  # pfns the trace shows in use before it began (freed before allocated)
     free_at_start: np.ndarray  # pfns the trace shows free when it began (allocated before freed)
+    traced_pages: np.ndarray  # every pfn a small allocation of the trace uses
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -212,6 +213,8 @@ def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None
     pages = first.with_columns(pl.int_ranges(pl.col("pfn"), pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order")).cast(pl.Int64)).alias("page")).explode("page")
     used_at_start = np.unique(pages.filter(~pl.col("alloc"))["page"].to_numpy())
     free_at_start = np.unique(pages.filter(pl.col("alloc"))["page"].to_numpy())
+    span = pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order")).cast(pl.Int64)
+    traced_pages = np.unique(small.filter(pl.col("order") < 9).select(pl.int_ranges("pfn", span).alias("p")).explode("p")["p"].to_numpy())
 
     observed = np.zeros(faults.height, dtype=np.int8)
     if observed_huge_regions:
@@ -223,4 +226,4 @@ def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None
     )
     counts.update(ops=ops.height, thp_faults=faults.height, releases=releases.height)
     return Demand(ops=ops, faults=fault_table, observed_huge=observed, used_at_start=used_at_start,
-                  free_at_start=free_at_start, notes=notes, counts=counts)
+                  free_at_start=free_at_start, traced_pages=traced_pages, notes=notes, counts=counts)

@@ -113,7 +113,7 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
         _zones(state), state.zonelists.astype(np.int32), state.distances.astype(np.int32),
         state.block_zone.astype(np.int16), state.block_mt.astype(np.int8), state.used, state.anon, state.file,
         int(state.base_pfn), int(len(demand.observed_huge)), demand.observed_huge.astype(np.int8), plan, nplan,
-        _slowpath(policy), _params(params, state, sample_ns, stall_rule), state.mlock,
+        _slowpath(policy), _params(params, state, sample_ns, stall_rule), state.mlock, state.hint,
     )
     n = len(demand.observed_huge)
     out = dict(

@@ -115,6 +115,7 @@ class InitialState:
     anon: np.ndarray
     file: np.ndarray
     mlock: np.ndarray
+    hint: np.ndarray  # pages the trace allocates at some time (placement hint for the model's own pages)
     zonelists: np.ndarray  # int32 [nnodes*64], -1 terminated
     distances: np.ndarray  # int32 [nnodes*nnodes]
     nodes: list[int]
@@ -171,7 +172,7 @@ def _place_free_runs(page_free: np.ndarray, page_used_evidence: np.ndarray, bloc
 
 
 def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, small_mt_pfns: dict[int, np.ndarray],
-          compact_unevictable_allowed: int, seed: int) -> InitialState:
+          compact_unevictable_allowed: int, seed: int, traced_pages: np.ndarray | None = None) -> InitialState:
     assumptions: list[str] = []
     topo = read_table(dataset, "topology")
     zones = _zones(topo)
@@ -354,10 +355,17 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     return InitialState(
         zones=zones, base_pfn=base, block_zone=block_zone, block_mt=block_mt,
         used=_pack(used), anon=_pack(anon_bits & used), file=_pack(file_bits & used & ~anon_bits),
-        mlock=_pack(mlock_bits & used & ~anon_bits & ~file_bits),
+        mlock=_pack(mlock_bits & used & ~anon_bits & ~file_bits), hint=_pack(_mark(npages, base, end, traced_pages)),
         zonelists=zonelists.ravel(), distances=distances.ravel(), nodes=nodes, cpu_node=cpu_node,
         swap_pages=swap_pages, assumptions=assumptions, summary=summary,
     )
+
+
+def _mark(npages: int, base: int, end: int, pfns: np.ndarray | None) -> np.ndarray:
+    bits = np.zeros(npages, dtype=bool)
+    if pfns is not None and len(pfns):
+        bits[pfns[(pfns >= base) & (pfns < end)] - base] = True
+    return bits
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,239 @@
+"""`thpreplay simulate`: replay a dataset's demand under one or more policies and write the outcomes.
+
+Writes DATASET/simulation/ with the tables outcomes, outcome_summary and memory_series, plus
+simulation.json (settings, params, policies, demand notes, initial-state assumptions, counters). The
+directory is built next to the dataset and swapped in by rename, so a reader sees the old simulation or
+the new one, never a mix; a lock file refuses a second simulate of the same dataset while one runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from thpreplay import schemas
+from thpreplay.errors import InputError, OutputError
+from thpreplay.kernel.counters import compact_stall_rule
+from thpreplay.policy.base import Policy, ThpSettings
+from thpreplay.policy.registry import all_policies, get_policy, resolve_kernel
+from thpreplay.procfs import selected_setting
+from thpreplay.sim import demand as demand_mod
+from thpreplay.sim import engine, state
+from thpreplay.sim.params import Params
+
+SIM_DIR = "simulation"
+TABLES = ("outcomes", "outcome_summary", "memory_series")
+
+
+@dataclass
+class Inputs:
+    """Everything a replay needs, built once per dataset and shared by every policy."""
+
+    dataset: Path
+    settings: ThpSettings
+    params: Params
+    demand: demand_mod.Demand
+    state: state.InitialState
+    kernel_release: str | None
+    stall_rule: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _metadata(dataset: Path) -> dict:
+    meta = state.read_table(dataset, "metadata")
+    out = {}
+    for k, v in meta.iter_rows():
+        try:
+            out[k] = json.loads(v)
+        except (TypeError, ValueError):
+            out[k] = v
+    return out
+
+
+def _sysctl(dataset: Path) -> dict[str, str]:
+    text = state.snapshot_text(dataset, "vm_sysctl")
+    return state.parse_sysctl(text) if text else {}
+
+
+def check_dataset(dataset: Path) -> None:
+    if not (dataset / "dataset.json").is_file():
+        raise InputError(str(dataset), "not a thpreplay dataset (no dataset.json); make one with thpreplay ingest")
+
+
+def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | None = None,
+            madvised: bool | None = None, params: Params | None = None) -> Inputs:
+    dataset = Path(dataset)
+    check_dataset(dataset)
+    params = params or Params()
+    meta = _metadata(dataset)
+    notes: list[str] = []
+    cap_enabled = meta.get("thp_enabled")
+    cap_defrag = meta.get("thp_defrag")
+    if not cap_enabled or not cap_defrag:
+        text = state.snapshot_text(dataset, "thp_settings")
+        if text:
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            cap_enabled = cap_enabled or (selected_setting(lines[0]) if lines else None)
+            cap_defrag = cap_defrag or (selected_setting(lines[1]) if len(lines) > 1 else None)
+    if enabled is None:
+        enabled = cap_enabled or "always"
+        if not cap_enabled:
+            notes.append("THP enabled setting not in the capture: taken as 'always'")
+    if defrag is None:
+        defrag = cap_defrag or "madvise"
+        if not cap_defrag:
+            notes.append("THP defrag setting not in the capture: taken as 'madvise' (the default since 4.6)")
+    settings = ThpSettings(enabled=enabled, defrag=defrag)
+    sysctl = _sysctl(dataset)
+    cua = int(sysctl.get("compact_unevictable_allowed", params.compact_unevictable_allowed))
+    if "extfrag_threshold" in sysctl:
+        params = Params(**{**params.as_dict(), "extfrag_threshold": float(sysctl["extfrag_threshold"])})
+    release = meta.get("kernel_release")
+    demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised)
+    alloc = state.read_table(dataset, "page_alloc").filter(~pl.col("thp_attempt") & pl.col("success"))
+    mt_pfns = {mt: alloc.filter(pl.col("migratetype") == mt)["pfn"].to_numpy() for mt in (0, 2)}
+    init = state.build(dataset, demand.used_at_start, demand.free_at_start, mt_pfns, cua, params.seed,
+                       demand.traced_pages)
+    return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
+                  notes + demand.notes + init.assumptions)
+
+
+def select_policies(names: list[str] | None, kernels: list[str] | None) -> list[Policy]:
+    chosen: list[Policy] = []
+    for name in names or []:
+        chosen.append(get_policy(name))
+    for version in kernels or []:
+        chosen.append(resolve_kernel(version))
+    if not chosen:
+        chosen = [p for p in all_policies() if getattr(p, "builtin", True)]
+    seen, out = set(), []
+    for p in chosen:
+        if p.name not in seen:
+            seen.add(p.name)
+            out.append(p)
+    return out
+
+
+def _quantile(values: np.ndarray, q: float) -> float | None:
+    return float(np.quantile(values, q)) if len(values) else None
+
+
+def summarize(run: engine.Run, policy: Policy, settings: ThpSettings) -> dict:
+    o = run.outcomes
+    c = run.counters
+    n = o.height
+    counts = {r: int((o["result"] == r).sum()) for r in engine.RESULTS}
+    lat = o["latency_ns"].to_numpy() / 1000.0
+    got = o.filter(pl.col("result") != "failed")["access_cost"]
+    return dict(
+        policy=policy.name, kernels=policy.kernels, enabled=settings.enabled, defrag=settings.defrag, faults=n,
+        **counts,
+        thp_coverage=(counts["huge_local"] + counts["huge_remote"]) / n if n else None,
+        local_share=(counts["huge_local"] + counts["base_local"]) / n if n else None,
+        latency_mean_us=float(lat.mean()) if n else None,
+        latency_p50_us=_quantile(lat, 0.5), latency_p99_us=_quantile(lat, 0.99),
+        access_cost_mean=float(got.mean()) if got.len() else None,
+        compact_stall=c["compact_stall"], compact_success=c["compact_success"], compact_fail=c["compact_fail"],
+        pages_migrated=c["pgmigrate_success"], allocstall=c["allocstall"], pgsteal_direct=c["pgsteal_direct"],
+        pgsteal_kswapd=c["pgsteal_kswapd"], pswpout=c["pswpout"], numa_miss=c["numa_miss"],
+        placed_as_traced=c["placed_as_traced"], placed_by_allocator=c["placed_by_allocator"],
+        dropped_by_huge_region=c["dropped_by_huge_region"], synthesized_base_pages=c["synthesized_base_pages"],
+        free_of_unknown_page=c["free_of_unknown_page"],
+    )
+
+
+@dataclass
+class SimulationResult:
+    inputs: Inputs
+    runs: list[engine.Run]
+    summary: pl.DataFrame
+
+
+def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationResult:
+    runs, rows = [], []
+    for policy in policies:
+        run = engine.run(policy, inputs.settings, inputs.demand, inputs.state, inputs.params, inputs.stall_rule,
+                         progress=progress)
+        runs.append(run)
+        rows.append(summarize(run, policy, inputs.settings))
+    summary = schemas.load("outcome_summary").conform(
+        pl.DataFrame(rows, schema_overrides=schemas.load("outcome_summary").polars(), strict=False))
+    return SimulationResult(inputs, runs, summary)
+
+
+def _lock(dataset: Path):
+    fd = os.open(dataset / ".simulate.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputError(f"{dataset}: another thpreplay simulate is writing this dataset") from None
+    return fd
+
+
+def write(result: SimulationResult) -> Path:
+    dataset = result.inputs.dataset
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{SIM_DIR}.tmp-", dir=dataset))
+    except OSError as e:
+        raise OutputError(f"{dataset}: cannot write: {e.strerror}") from None
+    try:
+        outcomes = pl.concat([r.outcomes for r in result.runs]) if result.runs else schemas.load("outcomes").empty()
+        series = pl.concat([r.series for r in result.runs]) if result.runs else schemas.load("memory_series").empty()
+        for name, frame in (("outcomes", outcomes), ("outcome_summary", result.summary), ("memory_series", series)):
+            (tmp / name).mkdir()
+            table = schemas.load(name)
+            table.write(table.conform(frame), tmp / name / "part-000000.parquet")
+        inp = result.inputs
+        info = dict(
+            policies=[r.policy for r in result.runs],
+            settings=dict(enabled=inp.settings.enabled, defrag=inp.settings.defrag),
+            kernel_release=inp.kernel_release, compact_stall_rule=inp.stall_rule,
+            params=inp.params.as_dict(), notes=inp.notes, demand=inp.demand.counts,
+            initial_state=inp.state.summary,
+            counters={r.policy: r.counters for r in result.runs},
+            schemas={name: schemas.load(name).id for name in TABLES},
+        )
+        (tmp / "simulation.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        final = dataset / SIM_DIR
+        old = None
+        if final.exists():
+            old = dataset / f".{SIM_DIR}.old-{os.getpid()}"
+            os.rename(final, old)
+        os.rename(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{dataset}: writing the simulation failed: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels: list[str] | None = None,
+             enabled: str | None = None, defrag: str | None = None, madvised: bool | None = None,
+             params_file: str | None = None, progress=None, on_start=None) -> SimulationResult:
+    dataset = Path(dataset)
+    check_dataset(dataset)
+    chosen = select_policies(policies, kernels)
+    params = Params.load(params_file)
+    fd = _lock(dataset)
+    try:
+        inputs = prepare(dataset, enabled=enabled, defrag=defrag, madvised=madvised, params=params)
+        if on_start:
+            on_start(inputs.demand.ops.height * len(chosen))
+        result = replay(inputs, chosen, progress=progress)
+        write(result)
+        return result
+    finally:
+        os.close(fd)
