@@ -4,6 +4,9 @@ Layout (every file optional except the trace; `thpreplay record` writes all of t
 
     manifest.json                    written by `thpreplay record`; informational
     kernel_release                   uname -r
+    kernel_version                   the upstream version when uname -r hides it (a distribution ABI name
+                                     such as 6.1.0-50-amd64 for 6.1.176); record takes it from /proc/version
+    vm_sysctl                        name=value lines of vm sysctls (compact_unevictable_allowed, ...)
     thp_settings                     transparent_hugepage/enabled, then defrag, then khugepaged/defrag
     zoneinfo[.before|.after]         /proc/zoneinfo        (also buddyinfo, pagetypeinfo, vmstat, meminfo)
     nodeN.cpulist, nodeN.distance    /sys/devices/system/node/nodeN/{cpulist,distance}
@@ -24,7 +27,7 @@ from thpreplay.errors import InputError
 SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo")
 _NODE_FILE = re.compile(r"^node(\d+)\.(cpulist|distance|vmstat|meminfo)(\.before|\.after)?$")
 _SNAPSHOT_FILE = re.compile(r"^(%s)(\.before|\.after)?$" % "|".join(SNAPSHOTS))
-_NOT_TRACE = {"manifest.json", "kernel_release", "thp_settings"}
+_NOT_TRACE = {"manifest.json", "kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version"}
 _COMPRESSED = (".gz", ".zst", ".xz")
 
 
@@ -33,6 +36,7 @@ class Bundle:
     path: Path
     trace: Path
     kernel_release: str | None = None
+    kernel_version: str | None = None
     thp: dict[str, str] = field(default_factory=dict)
     snapshots: dict[str, Path] = field(default_factory=dict)  # e.g. "zoneinfo.before" -> path
     node_files: dict[str, Path] = field(default_factory=dict)  # e.g. "node0.cpulist" -> path
@@ -92,6 +96,9 @@ def open_bundle(path: Path) -> Bundle:
     release = path / "kernel_release"
     if release.exists():
         bundle.kernel_release = release.read_text().strip() or None
+    version = path / "kernel_version"
+    if version.exists():
+        bundle.kernel_version = version.read_text().strip() or None
     settings = path / "thp_settings"
     if settings.exists():
         lines = [ln for ln in settings.read_text().splitlines() if ln.strip()]

@@ -79,6 +79,86 @@ def record(
         raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def policies(
+    resolve: Annotated[str | None, typer.Option("--resolve", metavar="VERSION",
+                                                help="Print only the policy name of this kernel release")] = None,
+) -> None:
+    """List the THP fault policies (built-in and plugins): name, kernels, commits."""
+    from thpreplay.policy import all_policies, resolve_kernel
+
+    try:
+        if resolve is not None:
+            typer.echo(resolve_kernel(resolve).name)
+            return
+        found = all_policies()
+    except ThpreplayError as e:
+        _fail(e)
+    width = max(len(p.name) for p in found)
+    for p in found:
+        typer.echo(f"{p.name:<{width}}  {p.kernels}")
+        for commit in p.commits:
+            typer.echo(f"{'':<{width}}    {commit}")
+
+
+def _madvised_option(value: str) -> bool | None:
+    if value not in ("auto", "yes", "no"):
+        typer.echo("thpreplay: --madvised is auto, yes or no", err=True)
+        raise typer.Exit(2)
+    return None if value == "auto" else value == "yes"
+
+
+@app.command()
+def simulate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory made by thpreplay ingest")],
+    policy: Annotated[list[str] | None, typer.Option("--policy", help="Policy name (repeatable)")] = None,
+    kernel: Annotated[list[str] | None, typer.Option("--kernel", help="Kernel version; its era's policy (repeatable)")] = None,
+    enabled: Annotated[str | None, typer.Option("--enabled", help="THP enabled setting (default: the capture's)")] = None,
+    defrag: Annotated[str | None, typer.Option("--defrag", help="THP defrag setting (default: the capture's)")] = None,
+    madvised: Annotated[str, typer.Option("--madvised", help="auto (from the capture), yes or no")] = "auto",
+    params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
+) -> None:
+    """Replay the dataset's demand under each policy (default: every built-in) and write the outcomes."""
+    from thpreplay.report_text import print_simulation, progress_counter
+    from thpreplay.simulate import simulate as run
+
+    madv = _madvised_option(madvised)
+    try:
+        with progress_counter("replaying", enabled=not quiet) as (start, advance):
+            result = run(dataset, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag, madvised=madv,
+                         params_file=params, progress=advance, on_start=start)
+    except ThpreplayError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        typer.echo("thpreplay: interrupted; the dataset's simulation is unchanged", err=True)
+        raise typer.Exit(130) from None
+    if not quiet:
+        print_simulation(result)
+
+
+@app.command()
+def validate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory made by thpreplay ingest (from a bundle)")],
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest relative error allowed")] = 0.10,
+    small: Annotated[int, typer.Option("--small", help="Absolute difference always allowed (small counts)")] = 5,
+    policy: Annotated[str | None, typer.Option("--policy", help="Policy to validate (default: the capture's kernel's)")] = None,
+    kernel: Annotated[str | None, typer.Option("--kernel", help="Kernel version that made the capture, if the bundle lacks it")] = None,
+    params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
+) -> None:
+    """Replay under the capturing kernel's policy and compare with what that kernel did."""
+    from thpreplay.report_text import print_validation
+    from thpreplay.validate import validate as run
+
+    try:
+        result = run(dataset, policy=policy, kernel=kernel, tolerance=tolerance, small=small, params_file=params)
+    except ThpreplayError as e:
+        _fail(e)
+    print_validation(result)
+    if result.failures:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -551,7 +551,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         snap_dir.mkdir()
         for p in list(bundle.snapshots.values()) + list(bundle.node_files.values()):
             shutil.copyfile(p, snap_dir / p.name)
-        for extra in ("kernel_release", "thp_settings", "manifest.json"):
+        for extra in ("kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version", "manifest.json"):
             if (bundle.path / extra).exists():
                 shutil.copyfile(bundle.path / extra, snap_dir / extra)
 
@@ -590,6 +590,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "bundle": str(bundle.path) if bundle else None,
         "trace_formats": formats,
         "kernel_release": bundle.kernel_release if bundle else None,
+        "kernel_version": bundle.kernel_version if bundle else None,
         "thp_enabled": bundle.thp.get("enabled") if bundle else None,
         "thp_defrag": bundle.thp.get("defrag") if bundle else None,
         "khugepaged_defrag": bundle.thp.get("khugepaged_defrag") if bundle else None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -92,10 +93,30 @@ def snapshot(bundle: Path, when: str) -> None:
                 (bundle / f"node{node}.{name}.{when}").write_text(text)
 
 
+# vm sysctls the model reads or that change what a capture shows
+VM_SYSCTLS = ("compact_unevictable_allowed", "compaction_proactiveness", "extfrag_threshold", "min_free_kbytes",
+              "watermark_boost_factor", "watermark_scale_factor", "zone_reclaim_mode", "swappiness")
+
+
+def kernel_version_of(proc_version: str) -> str | None:
+    """The upstream version a distribution kernel names in /proc/version, e.g. '... Debian 6.1.176-1 ...'
+    -> '6.1.176' (uname -r says 6.1.0-50-amd64)."""
+    m = re.search(r"\b(?:Debian|Ubuntu)\s+(\d+\.\d+\.\d+)", proc_version)
+    return m.group(1) if m else None
+
+
 def static_files(bundle: Path) -> dict:
     """kernel_release, thp_settings, nodeN.cpulist/distance; returns what the manifest says of them."""
     release = os.uname().release
     (bundle / "kernel_release").write_text(release + "\n")
+    proc_version = _read(Path("/proc/version"))
+    if proc_version:
+        (bundle / "proc_version").write_text(proc_version)
+        upstream = kernel_version_of(proc_version)
+        if upstream:
+            (bundle / "kernel_version").write_text(upstream + "\n")
+    sysctls = [f"{name}={value.strip()}" for name in VM_SYSCTLS if (value := _read(Path("/proc/sys/vm") / name)) is not None]
+    (bundle / "vm_sysctl").write_text("\n".join(sysctls) + "\n")
     settings = [_read(THP_DIR / "enabled"), _read(THP_DIR / "defrag"), _read(THP_DIR / "khugepaged" / "defrag")]
     lines = [(s or "").strip() for s in settings]
     (bundle / "thp_settings").write_text("\n".join(lines) + "\n")

@@ -23,7 +23,7 @@ from thpreplay import schemas
 from thpreplay.errors import InputError, OutputError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.policy.base import Policy, ThpSettings
-from thpreplay.policy.registry import all_policies, get_policy, resolve_kernel
+from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
 from thpreplay.procfs import selected_setting
 from thpreplay.sim import demand as demand_mod
 from thpreplay.sim import engine, state
@@ -96,7 +96,7 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     cua = int(sysctl.get("compact_unevictable_allowed", params.compact_unevictable_allowed))
     if "extfrag_threshold" in sysctl:
         params = Params(**{**params.as_dict(), "extfrag_threshold": float(sysctl["extfrag_threshold"])})
-    release = meta.get("kernel_release")
+    release = meta.get("kernel_version") or meta.get("kernel_release")
     demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised)
     alloc = state.read_table(dataset, "page_alloc").filter(~pl.col("thp_attempt") & pl.col("success"))
     mt_pfns = {mt: alloc.filter(pl.col("migratetype") == mt)["pfn"].to_numpy() for mt in (0, 2)}
@@ -113,7 +113,7 @@ def select_policies(names: list[str] | None, kernels: list[str] | None) -> list[
     for version in kernels or []:
         chosen.append(resolve_kernel(version))
     if not chosen:
-        chosen = [p for p in all_policies() if getattr(p, "builtin", True)]
+        chosen = [p for p in all_policies() if is_builtin(p)]
     seen, out = set(), []
     for p in chosen:
         if p.name not in seen:

@@ -59,16 +59,18 @@ def _vmstat(dataset) -> dict[str, int]:
     return dict(zip(vm["counter"].to_list(), vm["delta"].to_list()))
 
 
-def validate(dataset, *, policy: str | None = None, tolerance: float = 0.10, small: int = 5,
-             params_file: str | None = None) -> Validation:
+def validate(dataset, *, policy: str | None = None, kernel: str | None = None, tolerance: float = 0.10,
+             small: int = 5, params_file: str | None = None) -> Validation:
     params = Params.load(params_file)
     inputs = prepare(dataset, params=params)
     if policy:
         chosen = get_policy(policy)
+    elif kernel:
+        chosen = resolve_kernel(kernel)
     elif inputs.kernel_release:
         chosen = resolve_kernel(inputs.kernel_release)
     else:
-        raise ThpreplayError(f"{dataset}: the capture does not say which kernel made it; give --policy")
+        raise ThpreplayError(f"{dataset}: the capture does not say which kernel made it; give --kernel or --policy")
     result = replay(inputs, [chosen])
     run = result.runs[0]
     c = run.counters
