@@ -119,8 +119,16 @@ def load(table: str) -> TableSchema:
     return TableSchema(doc["table"], doc["version"], doc["description"], cols)
 
 
+# Tables `thpreplay simulate` writes under DATASET/simulation/; every other table is written by ingest.
+SIMULATION_TABLES = ("memory_series", "outcome_summary", "outcomes")
+
+
 def all_tables() -> list[str]:
     return sorted({p.name.split(".v")[0] for p in SCHEMA_DIR.glob("*.v*.json")})
+
+
+def ingest_tables() -> list[str]:
+    return [t for t in all_tables() if t not in SIMULATION_TABLES]
 
 
 def schema_id_of(path: Path) -> str | None:

@@ -22,7 +22,7 @@ import polars as pl
 from thpreplay import schemas
 from thpreplay.errors import InputError, OutputError
 from thpreplay.kernel.counters import compact_stall_rule
-from thpreplay.policy.base import Policy, ThpSettings
+from thpreplay.policy.base import Policy, PolicyError, ThpSettings
 from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
 from thpreplay.procfs import selected_setting
 from thpreplay.sim import demand as demand_mod
@@ -30,7 +30,7 @@ from thpreplay.sim import engine, state
 from thpreplay.sim.params import Params
 
 SIM_DIR = "simulation"
-TABLES = ("outcomes", "outcome_summary", "memory_series")
+TABLES = schemas.SIMULATION_TABLES
 
 
 @dataclass
@@ -158,8 +158,19 @@ class SimulationResult:
 
 
 def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationResult:
+    """Run every policy. A policy that refuses the settings (a defrag mode its era did not have) is left
+    out with a note when others run; alone, its error is the result."""
     runs, rows = [], []
+    usable = []
     for policy in policies:
+        try:
+            policy.attempts(inputs.settings, True)
+            usable.append(policy)
+        except PolicyError as e:
+            if len(policies) == 1:
+                raise
+            inputs.notes.append(f"{policy.name} skipped: {e.message}")
+    for policy in usable:
         run = engine.run(policy, inputs.settings, inputs.demand, inputs.state, inputs.params, inputs.stall_rule,
                          progress=progress)
         runs.append(run)

@@ -44,7 +44,8 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_COMPACT_CALLS, K_COMPACT_DEFERRED, K_COMPACT_SKIPPED, K_PGMIGRATE, K_COMPACT_SCANNED,
        K_ALLOCSTALL, K_PGSTEAL_DIRECT, K_PGSTEAL_KSWAPD, K_PSWPOUT, K_KSWAPD_WAKE, K_KCOMPACTD_WAKE,
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
-       K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS, K_NCOUNTERS };
+       K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
+       K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
@@ -322,6 +323,7 @@ static void lru_add(Engine *e, int64_t b, int kind, int delta) {
 static void take(Engine *e, int64_t b, int off, int n, int kind, int traced) {
     Block *B = &e->blocks[b];
     for (int i = off; i < off + n; i++) {
+        if (bit_get(B->used, i)) e->k[K_BUG_DOUBLE_ALLOC]++;   /* never: the tests watch this counter */
         bit_set(B->used, i);
         if (traced) bit_set(B->traced, i);
         if (kind == PK_ANON) bit_set(B->anon, i);
@@ -337,6 +339,7 @@ static void release(Engine *e, int64_t b, int off, int n) {
     Block *B = &e->blocks[b];
     int na = 0, nf = 0;
     for (int i = off; i < off + n; i++) {
+        if (!bit_get(B->used, i)) e->k[K_BUG_DOUBLE_FREE]++;   /* never: the tests watch this counter */
         if (bit_get(B->anon, i)) na++;
         if (bit_get(B->file, i)) nf++;
         if (bit_get(B->mlock, i)) B->nmlock--;
@@ -693,6 +696,31 @@ static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int
     return total;
 }
 
+/* An order-0 (small) allocation that finds every zone below its min watermark enters direct reclaim
+   as the kernel's would: SWAP_CLUSTER_MAX (32) pages per pass from the zonelist's nodes in order, up to
+   MAX_RECLAIM_RETRIES (16) passes, retrying the free lists after each (should_reclaim_retry simplified). */
+static int64_t alloc_small(Engine *e, int pref, int order, int mt, int kind, int traced) {
+    int64_t p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 0);
+    if (p >= 0) return p;
+    e->k[K_ALLOCSTALL]++;
+    for (int pass = 0; pass < 16 && p < 0; pass++) {
+        int64_t got = 0;
+        for (int i = 0; i < e->zl_len[pref] && got < 32; i++) {
+            int node = e->zones[e->zonelist[pref][i]].node;
+            while (got < 32) {
+                int r = reclaim_one(e, node);
+                if (!r) break;
+                got++;
+                if (r == 2) e->k[K_PSWPOUT]++;
+            }
+        }
+        e->k[K_PGSTEAL_DIRECT] += got;
+        if (!got) break;
+        p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 0);
+    }
+    return p;
+}
+
 /* ---------- one THP fault ---------- */
 
 typedef struct {
@@ -837,13 +865,14 @@ static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
            the whole region is touched, now, as 512 order-0 pages (keys -(r*512+i)-2). */
         for (int i = 0; i < PB_PAGES; i++) {
             int64_t key = -(r * PB_PAGES + i) - 2;
-            int64_t p = alloc_zonelist(e, local, -1, 0, MT_MOVABLE, PK_ANON, 1, 0);
+            int64_t p = alloc_small(e, local, 0, MT_MOVABLE, PK_ANON, 1);
             if (p < 0) { map_put(&e->fwd, key, LOC_DROPPED); e->k[K_SMALL_FAILED]++; continue; }
             map_put(&e->fwd, key, p); map_put(&e->rev, p, key);
-            if (node_of_block(e, block_of(e, p)) != local) e->k[K_NUMA_MISS]++;
+            int pnode = node_of_block(e, block_of(e, p));
+            if (pnode != local) e->k[K_NUMA_MISS]++;
             e->k[K_SYNTHESIZED]++;
+            kswapd(e, pnode);
         }
-        kswapd(e, local);
     }
 }
 
@@ -873,7 +902,7 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
         }
     }
     int home = (pref >= 0 && pref < e->nnodes) ? pref : (b >= 0 ? node_of_block(e, b) : 0);
-    int64_t p = alloc_zonelist(e, home, -1, order, mt, kind, 1, 0);
+    int64_t p = alloc_small(e, home, order, mt, kind, 1);
     if (p < 0) {
         map_put(&e->fwd, key, LOC_DROPPED);
         e->k[K_SMALL_FAILED]++;

@@ -46,7 +46,7 @@ COUNTERS = (
     "allocstall", "pgsteal_direct", "pgsteal_kswapd", "pswpout", "kswapd_wakes", "kcompactd_wakes",
     "numa_miss", "placed_as_traced", "placed_by_allocator", "small_alloc_failed", "dropped_by_huge_region",
     "synthesized_base_pages", "free_of_unknown_page", "free_of_reclaimed_page", "migratetype_steals",
-    "small_allocs", "frees", "thp_faults",
+    "small_allocs", "frees", "thp_faults", "bug_double_alloc", "bug_double_free",
 )
 RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
 MAX_ATTEMPTS = 8
@@ -101,33 +101,50 @@ def _zones(state: InitialState) -> np.ndarray:
     return np.array(rows, dtype=np.int64).ravel()
 
 
-def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
-        stall_rule: str, progress=None) -> Run:
-    """Replay the demand under one policy. Deterministic: same inputs, same outputs."""
-    ops = demand.ops
+def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
+               stall_rule: str):
+    """The C engine at the initial state, with the policy's plan loaded (tests drive it op by op)."""
     plan, nplan = _plan(policy, settings)
-    ts = ops["ts_ns"]
-    span = int(ts.max() - ts.min()) if ops.height else 0
+    ts = demand.ops["ts_ns"]
+    span = int(ts.max() - ts.min()) if demand.ops.height else 0
     sample_ns = params.sample_interval_ns or max(span // 200, 1)
-    eng = _engine.new(
+    return _engine.new(
         _zones(state), state.zonelists.astype(np.int32), state.distances.astype(np.int32),
         state.block_zone.astype(np.int16), state.block_mt.astype(np.int8), state.used, state.anon, state.file,
         int(state.base_pfn), int(len(demand.observed_huge)), demand.observed_huge.astype(np.int8), plan, nplan,
         _slowpath(policy), _params(params, state, sample_ns, stall_rule), state.mlock, state.hint,
     )
-    n = len(demand.observed_huge)
-    out = dict(
+
+
+OP_COLUMNS = (("kind", np.int8), ("ts_ns", np.int64), ("pfn", np.int64), ("order", np.int8), ("mt", np.int8),
+              ("pkind", np.int8), ("node", np.int16), ("region", np.int64), ("madvised", np.int8))
+
+
+def outputs(n: int) -> dict[str, np.ndarray]:
+    """Per-fault output arrays the engine fills (indexed by region = fault)."""
+    return dict(
         result=np.full(n, 4, dtype=np.int8), node=np.full(n, -1, dtype=np.int16), attempts=np.zeros(n, dtype=np.int8),
         compact=np.zeros(n, dtype=np.int16), compact_ok=np.zeros(n, dtype=np.int8), migrated=np.zeros(n, dtype=np.int64),
         scanned=np.zeros(n, dtype=np.int64), reclaimed=np.zeros(n, dtype=np.int64), swapped=np.zeros(n, dtype=np.int64),
         latency=np.zeros(n, dtype=np.int64), access=np.zeros(n, dtype=np.float64),
     )
-    cols = [("kind", np.int8), ("ts_ns", np.int64), ("pfn", np.int64), ("order", np.int8), ("mt", np.int8),
-            ("pkind", np.int8), ("node", np.int16), ("region", np.int64), ("madvised", np.int8)]
+
+
+def feed(eng, ops: pl.DataFrame, out: dict[str, np.ndarray]) -> None:
+    arrays = [np.ascontiguousarray(ops[c].to_numpy(), dtype=t) for c, t in OP_COLUMNS]
+    _engine.run(eng, *arrays, *out.values())
+
+
+def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
+        stall_rule: str, progress=None) -> Run:
+    """Replay the demand under one policy. Deterministic: same inputs, same outputs."""
+    ops = demand.ops
+    eng = new_engine(policy, settings, demand, state, params, stall_rule)
+    n = len(demand.observed_huge)
+    out = outputs(n)
     for start in range(0, ops.height, CHUNK):
         chunk = ops.slice(start, CHUNK)
-        arrays = [np.ascontiguousarray(chunk[c].to_numpy(), dtype=t) for c, t in cols]
-        _engine.run(eng, *arrays, *out.values())
+        feed(eng, chunk, out)
         if progress:
             progress(chunk.height)
     counters = dict(zip(COUNTERS, _engine.counters(eng)))
@@ -153,8 +170,6 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
         "policy": [policy.name] * len(series), "ts_ns": series[:, 0], "node": series[:, 1].astype(np.int16),
         "free_pages": series[:, 2], "free_huge_pages": series[:, 3],
     })
+    if counters["bug_double_alloc"] or counters["bug_double_free"]:
+        raise AssertionError(f"replay core inconsistency under {policy.name}: {counters}")
     return Run(policy.name, outcomes, counters, series_df)
-
-
-def check(eng) -> str | None:
-    return _engine.check(eng)

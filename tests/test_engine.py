@@ -1,0 +1,179 @@
+"""The replay core's allocator invariants, on small synthetic memories (hypothesis).
+
+Pages are conserved, no page is allocated twice or freed while free, the free lists always match the
+bitmaps (the engine's own check recomputes them from scratch), freed buddies merge back, and a replay
+is deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from thpreplay.policy.base import ThpSettings
+from thpreplay.policy.registry import all_policies, get_policy
+from thpreplay.sim import _engine, engine
+from thpreplay.sim.demand import Demand
+from thpreplay.sim.params import Params
+from thpreplay.sim.state import InitialState, Zone, _histogram, _pack
+
+PB = 512
+BLOCKS_PER_NODE = 6
+BASE = 4096  # not zero: pfn 0 is never a page here, as on x86
+
+
+def small_state(used: np.ndarray, kinds: np.ndarray, swap: int = 0, hint: np.ndarray | None = None) -> InitialState:
+    """Two nodes of BLOCKS_PER_NODE pageblocks each, one Normal zone per node."""
+    nb = 2 * BLOCKS_PER_NODE
+    hint = hint if hint is not None else np.zeros(nb * PB, bool)
+    zones = [Zone(n, n, "Normal", 2, BASE + n * BLOCKS_PER_NODE * PB, BASE + (n + 1) * BLOCKS_PER_NODE * PB,
+                  BLOCKS_PER_NODE * PB, 8, 10, 12, 0) for n in (0, 1)]
+    zonelists = np.full((2, 64), -1, dtype=np.int32)
+    zonelists[0, :2] = [0, 1]
+    zonelists[1, :2] = [1, 0]
+    return InitialState(
+        zones=zones, base_pfn=BASE, block_zone=np.repeat(np.arange(2, dtype=np.int16), BLOCKS_PER_NODE),
+        block_mt=np.ones(nb, dtype=np.int8), used=_pack(used), anon=_pack(used & (kinds == 1)),
+        file=_pack(used & (kinds == 2)), mlock=_pack(used & (kinds == 3)), hint=_pack(hint),
+        zonelists=zonelists.ravel(), distances=np.array([10, 20, 20, 10], dtype=np.int32), nodes=[0, 1],
+        cpu_node={0: 0, 1: 1}, swap_pages=swap,
+    )
+
+
+def demand_of(rows: list[tuple], nfaults: int, observed_huge: np.ndarray | None = None) -> Demand:
+    cols = [c for c, _ in engine.OP_COLUMNS]
+    ops = pl.DataFrame([dict(zip(cols, r)) for r in rows] if rows else None,
+                       schema={c: pl.Int64 for c in cols}).with_columns(pl.int_range(pl.len()).alias("line"))
+    faults = pl.DataFrame({"region": list(range(nfaults)), "fault_id": list(range(nfaults)),
+                           "ts_ns": [0] * nfaults, "pid": [1] * nfaults, "comm": ["t"] * nfaults,
+                           "cpu": [0] * nfaults, "local_node": [0] * nfaults, "madvised": [True] * nfaults,
+                           "order": [9] * nfaults, "observed_outcome": [None] * nfaults, "observed_node": [None] * nfaults},
+                          schema_overrides={"pid": pl.Int32, "local_node": pl.Int16, "observed_outcome": pl.String,
+                                            "observed_node": pl.Int16})
+    oh = observed_huge if observed_huge is not None else np.zeros(nfaults, dtype=np.int8)
+    empty = np.empty(0, dtype=np.int64)
+    return Demand(ops=ops, faults=faults, observed_huge=oh.astype(np.int8), used_at_start=empty,
+                  free_at_start=empty, traced_pages=empty)
+
+
+def used_bits(eng) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(_engine.used(eng), dtype=np.uint8), bitorder="little").astype(bool)
+
+
+memories = st.tuples(
+    st.integers(0, 2**32 - 1),  # seed of the initial layout
+    st.floats(0.0, 0.9),  # how full
+)
+
+
+def layout(seed: int, fullness: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = 2 * BLOCKS_PER_NODE * PB
+    used = rng.random(n) < fullness
+    used[rng.integers(0, 2 * BLOCKS_PER_NODE) * PB:][:PB] = False  # at least one free pageblock, often
+    kinds = rng.integers(0, 4, n)
+    return used, kinds
+
+
+op_lists = st.lists(
+    st.tuples(st.sampled_from(["alloc", "free", "thp", "release"]), st.integers(0, 2 * BLOCKS_PER_NODE * PB - 1),
+              st.integers(0, 3), st.integers(0, 2), st.integers(0, 3), st.integers(0, 1)),
+    max_size=300,
+)
+
+
+def to_rows(ops, nfaults: int) -> list[tuple]:
+    rows = []
+    for i, (what, page, order, mt, pkind, node) in enumerate(ops):
+        pfn = BASE + (page & ~((1 << order) - 1))
+        if what == "alloc":
+            rows.append((0, i, pfn, order, mt, min(pkind, 2), node, -1, 0))
+        elif what == "free":
+            rows.append((1, i, pfn, order, 0, 0, -1, -1, 0))
+        elif what == "thp":
+            rows.append((2, i, -1, 9, 1, 1, node, page % nfaults, 1))
+        else:
+            rows.append((3, i, -1, 9, 0, 0, -1, page % nfaults, 0))
+    return rows
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(memories, op_lists, st.sampled_from([p.name for p in all_policies()]), st.integers(0, 2000))
+def test_invariants_hold_after_any_demand(memory, ops, policy_name, swap):
+    used, kinds = layout(*memory)
+    rng = np.random.default_rng(memory[0])
+    # pages "the trace uses later": the model's own placements avoid them when they can
+    state = small_state(used, kinds, swap, hint=rng.random(used.size) < rng.random())
+    nfaults = 8
+    demand = demand_of(to_rows(ops, nfaults), nfaults, (rng.random(nfaults) < 0.5).astype(np.int8))
+    policy = get_policy(policy_name)
+    eng = engine.new_engine(policy, ThpSettings("madvise", "madvise"), demand, state, Params(), "not_skipped")
+    out = engine.outputs(nfaults)
+    engine.feed(eng, demand.ops, out)
+    assert _engine.check(eng) is None
+    counters = dict(zip(engine.COUNTERS, _engine.counters(eng)))
+    assert counters["bug_double_alloc"] == 0 and counters["bug_double_free"] == 0
+    # pages conserved: every page of a zone is free or used, and the zones' free counts say how many
+    zones_free = sum(z[0] for z in _engine.zones(eng))
+    assert zones_free == int((~used_bits(eng)).sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(memories, st.lists(st.tuples(st.integers(0, 2 * BLOCKS_PER_NODE * PB - 1), st.integers(0, 4)), max_size=200))
+def test_freed_buddies_merge_back(memory, picks):
+    """Allocate at free places (as a trace would), free everything: the memory is as it was, and every
+    free block has merged with its buddy exactly as before (same histogram per order)."""
+    used, kinds = layout(*memory)
+    state = small_state(used, kinds)
+    before_hist = None
+    taken = used.copy()
+    rows = []
+    for i, (page, order) in enumerate(picks):
+        start = page & ~((1 << order) - 1)
+        if not taken[start:start + (1 << order)].any():
+            taken[start:start + (1 << order)] = True
+            rows.append((0, i, BASE + start, order, 1, 0, 0, -1, 0))
+    allocs = list(rows)
+    rows += [(1, len(picks) + j, r[2], r[3], 0, 0, -1, -1, 0) for j, r in enumerate(reversed(allocs))]
+    demand = demand_of(rows, 0)
+    eng = engine.new_engine(get_policy("thisnode-noretry-5.6"), ThpSettings("madvise", "madvise"), demand, state,
+                            Params(kswapd=False, kcompactd=False), "not_skipped")
+    before_hist = _engine.zones(eng)
+    engine.feed(eng, demand.ops.slice(0, len(allocs)), engine.outputs(0))
+    counters = dict(zip(engine.COUNTERS, _engine.counters(eng)))
+    assert counters["placed_as_traced"] == len(allocs)
+    assert np.array_equal(used_bits(eng), taken)
+    engine.feed(eng, demand.ops.slice(len(allocs)), engine.outputs(0))
+    assert np.array_equal(used_bits(eng), used)
+    assert _engine.zones(eng) == before_hist
+    assert _engine.check(eng) is None
+
+
+def test_histogram_of_the_layout_matches_the_engine():
+    """The Python layout builder and the C core count free blocks the same way."""
+    used, kinds = layout(7, 0.5)
+    state = small_state(used, kinds)
+    eng = engine.new_engine(get_policy("thisnode-noretry-5.6"), ThpSettings(), demand_of([], 0), state, Params(),
+                            "not_skipped")
+    blocks = np.arange(2 * BLOCKS_PER_NODE)
+    hist = _histogram(~used, blocks, state.block_mt)
+    c_total = np.sum([z[2:] for z in _engine.zones(eng)], axis=0)
+    assert list(hist[1, :10]) == list(c_total)
+
+
+@settings(max_examples=15, deadline=None)
+@given(memories, op_lists)
+def test_replay_is_deterministic(memory, ops):
+    used, kinds = layout(*memory)
+    results = []
+    for _ in range(2):
+        state = small_state(used, kinds, 500)
+        demand = demand_of(to_rows(ops, 4), 4, np.array([1, 0, 1, 0], dtype=np.int8))
+        run = engine.run(get_policy("local-only-4.8"), ThpSettings("madvise", "madvise"), demand, state, Params(),
+                         "not_skipped")
+        results.append((run.outcomes, run.counters, run.series))
+    assert results[0][0].equals(results[1][0])
+    assert results[0][1] == results[1][1]
+    assert results[0][2].equals(results[1][2])

@@ -1,0 +1,396 @@
+"""Golden scenarios: what the September 2019 "swap storm" thread says each policy does, replayed on
+synthetic machines (tests/scenarios.py). Reference: ../shared/reference/kernel-thp-history.md §1.4,
+§4.6-§4.11, §6, §10.3.
+
+Every built-in policy runs on the same scenario. Each scenario has
+* claim tests: the thread's qualitative statements, with clear margins;
+* a golden table: the exact figures of every policy, so that any change of the model shows up here
+  (when a change is intended, update the table from the printed actual figures);
+* after every run: the engine's own invariant check and page conservation.
+
+The machine is two nodes of 512 MiB (131072 pages, 256 pageblocks each; watermarks min/low/high =
+655/818/982 pages), distances 10/20. The workload is qemu's MADV_HUGEPAGE guest RAM
+(enabled=madvise, defrag=madvise) faulting from a CPU on node 0; node 1 is free in every scenario.
+compact_stall is counted as the policy's own era counted it (before 5.12, a call where every zone was
+deferred is not a stall).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from scenarios import PB, POLICIES, Machine, Result, replay, thp_faults
+
+NODE = 131072   # pages per node
+OLD_LOCAL = ("thisnode-4.1", "defrag-modes-4.6", "local-only-4.8")   # one __GFP_THISNODE attempt, reclaim included
+TWO_STEP = ("rientjes-2019", "two-step-5.4", "thisnode-noretry-5.6", "no-local-reclaim-7.0")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------------------
+
+def small_fragmented():
+    """1. A workload smaller than a node: 96 faults (192 MiB). Node 0 is fragmented but compactable:
+    every other page is a movable anon page (50 % free, no free block above order 0, nothing pinned)."""
+    m = Machine(nodes=2, mib_per_node=512).fragment(0)
+    return m, thp_faults(m, 96)
+
+
+def larger_than_node():
+    """2. A workload larger than a node: 288 faults (576 MiB) on 512 MiB nodes. Node 0 is full: 50 %
+    page cache, 48 % anon, 2 % free at random places; 1 GiB of swap."""
+    m = Machine(nodes=2, mib_per_node=512).fill(0, file=0.50, anon=0.48).set_swap(1024)
+    return m, thp_faults(m, 288)
+
+
+def pinned_low_memory():
+    """3. Local compaction cannot succeed: node 0 is 50 % page cache, 49 % anon (1 % free, below
+    low + compact_gap, so compaction is SKIPPED until something reclaims) and every pageblock holds 4
+    pinned pages. 96 faults; the capture fell back on each, so the demand carries the 512 base-page
+    touches of every region (touches=True)."""
+    m = Machine(nodes=2, mib_per_node=512).fill(0, file=0.50, anon=0.49).pollute(0, per_block=4).set_swap(1024)
+    return m, thp_faults(m, 96, touches=True)
+
+
+def pinned_fragmented():
+    """4. Local compaction runs and fails: node 0 as in 1 (every other page anon, 50 % free) but with 4
+    pinned pages in every pageblock. Compaction is suitable (plenty of free memory), walks the zone and
+    finds nothing it can empty: COMPLETE, not SKIPPED. 96 faults."""
+    m = Machine(nodes=2, mib_per_node=512).fragment(0).pollute(0, per_block=4).set_swap(1024)
+    return m, thp_faults(m, 96)
+
+
+SCENARIOS = {f.__name__: f for f in (small_fragmented, larger_than_node, pinned_low_memory, pinned_fragmented)}
+
+
+@functools.cache
+def scenario(name: str):
+    m, demand = SCENARIOS[name]()
+    return m, m.state(), demand
+
+
+@functools.cache
+def result(name: str, policy: str) -> Result:
+    _, state, demand = scenario(name)
+    return replay(policy, state, demand)
+
+
+def faults(name: str) -> int:
+    return scenario(name)[2].faults.height
+
+
+def res(name: str, policy: str) -> dict[str, int]:
+    return result(name, policy).results()
+
+
+def ctr(name: str, policy: str) -> dict[str, int]:
+    return result(name, policy).counters
+
+
+def mean_access_cost(name: str, policy: str) -> float:
+    return float(result(name, policy).outcomes["access_cost"].mean())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Golden figures: (huge_local, huge_remote, base_local, base_remote, failed, compact_stall,
+# compact_success, allocstall, pgsteal_direct, pgsteal_kswapd, pswpout, pgmigrate_success)
+# ---------------------------------------------------------------------------------------------------
+
+COLUMNS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed", "compact_stall", "compact_success",
+           "allocstall", "pgsteal_direct", "pgsteal_kswapd", "pswpout", "pgmigrate_success")
+
+GOLDEN = {
+    "small_fragmented": {
+        'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'thisnode-4.1': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'defrag-modes-4.6': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'local-only-4.8': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'rientjes-2019': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'two-step-5.4': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'thisnode-noretry-5.6': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'no-local-reclaim-7.0': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+    },
+    "larger_than_node": {
+        'prefer-local-4.0': (29, 254, 5, 0, 0, 34, 29, 32, 16118, 0, 0, 14019),
+        'thisnode-4.1': (247, 0, 41, 0, 0, 288, 247, 286, 146166, 0, 80630, 112892),
+        'defrag-modes-4.6': (247, 0, 41, 0, 0, 288, 247, 286, 146166, 0, 80630, 112892),
+        'local-only-4.8': (247, 0, 41, 0, 0, 288, 247, 286, 146166, 0, 80630, 112892),
+        'relaxed-5.3-rc5': (29, 254, 5, 0, 0, 34, 29, 32, 16118, 0, 0, 14019),
+        'rientjes-2019': (2, 254, 32, 0, 0, 2, 2, 0, 0, 15675, 0, 1010),
+        'two-step-5.4': (2, 254, 32, 0, 0, 2, 2, 0, 0, 15675, 0, 1010),
+        'thisnode-noretry-5.6': (29, 254, 5, 0, 0, 39, 29, 32, 16118, 0, 0, 14019),
+        'no-local-reclaim-7.0': (29, 254, 5, 0, 0, 39, 29, 32, 16118, 0, 0, 14019),
+    },
+    "pinned_low_memory": {
+        'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'thisnode-4.1': (0, 0, 96, 0, 0, 96, 0, 96, 49180, 0, 0, 0),
+        'defrag-modes-4.6': (0, 0, 96, 0, 0, 96, 0, 96, 49180, 0, 0, 0),
+        'local-only-4.8': (0, 0, 96, 0, 0, 8, 0, 96, 49180, 0, 0, 0),
+        'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'rientjes-2019': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'two-step-5.4': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'thisnode-noretry-5.6': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'no-local-reclaim-7.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    },
+    "pinned_fragmented": {
+        'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'thisnode-4.1': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 0),
+        'defrag-modes-4.6': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 0),
+        'local-only-4.8': (0, 0, 96, 0, 0, 9, 0, 96, 0, 0, 0, 0),
+        'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'rientjes-2019': (0, 96, 0, 0, 0, 12, 0, 6, 0, 0, 0, 0),
+        'two-step-5.4': (0, 96, 0, 0, 0, 12, 0, 6, 0, 0, 0, 0),
+        'thisnode-noretry-5.6': (0, 96, 0, 0, 0, 192, 0, 96, 0, 0, 0, 0),
+        'no-local-reclaim-7.0': (0, 96, 0, 0, 0, 96, 0, 0, 0, 0, 0, 0),
+    },
+}
+
+
+def figures(name: str, policy: str) -> tuple[int, ...]:
+    g = result(name, policy).golden()
+    return tuple(g[c] for c in COLUMNS)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_golden_figures(name):
+    actual = {p: figures(name, p) for p in POLICIES}
+    header = "(" + ", ".join(COLUMNS) + ")"
+    table = "\n".join(f"        {p!r}: {v}," for p, v in actual.items())
+    assert actual == GOLDEN[name], f"{name}: figures changed; actual {header}:\n{table}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every run: the engine's invariants, page conservation, one outcome per fault
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_engine_invariants_after_run(name, policy):
+    r = result(name, policy)
+    assert r.check is None, f"{name} under {policy}: {r.check}"
+    assert r.unbalanced_pages() == 0, f"{name} under {policy}: pages not conserved"
+    c = r.counters
+    assert c.get("bug_double_alloc", 0) == 0 and c.get("bug_double_free", 0) == 0
+    assert r.outcomes.height == faults(name) == c["thp_faults"]
+    assert sum(r.results().values()) == faults(name)
+    assert c["thp_fault_alloc"] + c["thp_fault_fallback"] == faults(name)
+    assert c["thp_fault_alloc"] == res(name, policy)["huge_local"] + res(name, policy)["huge_remote"]
+    assert c["pswpout"] <= scenario(name)[0].swap_pages
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Workload smaller than a node, local node fragmented but compactable, remote node free
+# ---------------------------------------------------------------------------------------------------
+
+S1 = "small_fragmented"
+
+
+def test_s1_local_only_compacts_locally():
+    """5.3-rc4 and before (__GFP_THISNODE): every fault compacts node 0 and gets a local THP."""
+    n = faults(S1)
+    for p in OLD_LOCAL:
+        r, c = res(S1, p), ctr(S1, p)
+        assert r["huge_local"] >= 0.9 * n, (p, r)
+        assert r["huge_remote"] == 0, (p, r)
+        assert c["compact_stall"] >= 0.9 * n and c["compact_success"] >= 0.9 * n, (p, c)
+        assert c["allocstall"] == 0 and c["pswpout"] == 0, (p, c)
+
+
+def test_s1_relaxed_takes_remote_thps_without_compacting():
+    """5.3-rc5 (Andrea's reverts): the all-node fast path hands out remote THPs before any local
+    compaction: "remote hugepages when the local node is fragmented" (Rientjes), +45 % access cost."""
+    n = faults(S1)
+    r, c = res(S1, "relaxed-5.3-rc5"), ctr(S1, "relaxed-5.3-rc5")
+    assert r["huge_remote"] >= 0.9 * n, r
+    assert c["compact_stall"] <= 0.1 * n, c
+    assert c["compact_stall"] <= 0.1 * ctr(S1, "local-only-4.8")["compact_stall"]
+    assert mean_access_cost(S1, "relaxed-5.3-rc5") >= 1.4      # one hop, huge: +45 % (a8282608c88e)
+    assert mean_access_cost(S1, "local-only-4.8") <= 1.05
+
+
+def test_s1_two_step_keeps_thps_local():
+    """5.4 and later try the local node first (compaction), so a compactable node gives local THPs."""
+    n = faults(S1)
+    for p in TWO_STEP:
+        r = res(S1, p)
+        assert r["huge_local"] >= 0.9 * n, (p, r)
+        assert r["huge_remote"] <= 0.1 * n, (p, r)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Workload larger than a node, local node full of page cache and anon, remote node free, swap
+# ---------------------------------------------------------------------------------------------------
+
+S2 = "larger_than_node"
+
+
+def test_s2_local_only_swap_storm():
+    """Andrea (ac5b2c18911f): __GFP_THISNODE + __GFP_DIRECT_RECLAIM reclaims and swaps the local node
+    when the VM is larger than a node, while the remote node sits free (Mel's usemem: 3.6M swap-outs on
+    5.2, none on 5.3)."""
+    n = faults(S2)
+    for p in OLD_LOCAL:
+        r, c = res(S2, p), ctr(S2, p)
+        assert r["huge_remote"] == 0 and r["base_remote"] == 0, (p, r)   # node 1 never used
+        assert c["numa_miss"] == 0, (p, c)
+        assert c["allocstall"] >= 0.8 * n, (p, c)                          # direct reclaim on nearly every fault
+        assert c["pgsteal_direct"] >= 0.75 * NODE, (p, c)                  # most of node 0 reclaimed
+        assert c["pswpout"] >= 0.25 * NODE, (p, c)                         # >= 128 MiB swapped out
+
+
+def test_s2_others_spill_to_remote_without_swap():
+    """5.3-rc5, and 5.4+ after the local attempt, take the free remote node: no swap storm."""
+    n = faults(S2)
+    storm = ctr(S2, "local-only-4.8")
+    for p in ("relaxed-5.3-rc5",) + TWO_STEP:
+        r, c = res(S2, p), ctr(S2, p)
+        assert r["huge_remote"] >= 0.75 * n, (p, r)
+        assert c["pswpout"] <= 0.01 * storm["pswpout"], (p, c)
+        assert c["pgsteal_direct"] <= 0.2 * storm["pgsteal_direct"], (p, c)
+        assert c["allocstall"] <= 0.2 * storm["allocstall"], (p, c)
+
+
+def test_s2_local_only_stalls_far_longer():
+    """The swap storm is time: Stefan Priebe's 194 s allocation stall; Mel's usemem 42 s on 5.2, 27 s on 5.3."""
+    storm = result(S2, "local-only-4.8").outcomes["latency_ns"].sum()
+    for p in ("relaxed-5.3-rc5",) + TWO_STEP:
+        assert storm >= 5 * result(S2, p).outcomes["latency_ns"].sum(), p
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_s2_fallback_base_pages_are_all_placed(policy):
+    """A base-page fallback fault's order-0 allocations (GFP_HIGHUSER_MOVABLE) direct-reclaim until they
+    succeed; with page cache left on node 0 none of the region's 512 pages can fail."""
+    c = ctr(S2, policy)
+    assert c["small_alloc_failed"] == 0, c
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Local compaction cannot succeed (pinned pages in every pageblock), little free memory, remote free
+# ---------------------------------------------------------------------------------------------------
+
+S3 = "pinned_low_memory"
+
+
+def test_s3_local_only_reclaims_then_falls_back():
+    """4.8-5.3-rc4: async compaction (SKIPPED), local direct reclaim, sync-light compaction (fails on the
+    pinned pages), then 4K pages on node 0: a stall and ~2 MiB reclaimed on every fault."""
+    n = faults(S3)
+    for p in OLD_LOCAL:
+        r, c = res(S3, p), ctr(S3, p)
+        assert r["base_local"] >= 0.9 * n, (p, r)
+        assert r["huge_local"] + r["huge_remote"] == 0, (p, r)
+        assert c["allocstall"] >= 0.9 * n, (p, c)
+        assert c["pgsteal_direct"] >= 0.25 * PB * n, (p, c)
+        assert c["compact_success"] == 0, (p, c)
+
+
+def test_s3_two_step_bails_out_and_goes_remote():
+    """5.4 (b39d0ee2632d: SKIPPED/DEFERRED -> no reclaim), 5.6+ (same for the NORETRY local attempt) and
+    7.0 (no local reclaim at all) give up on node 0 at once and take a remote THP."""
+    n = faults(S3)
+    storm = ctr(S3, "local-only-4.8")
+    for p in TWO_STEP:
+        r, c = res(S3, p), ctr(S3, p)
+        assert r["huge_remote"] >= 0.9 * n, (p, r)
+        assert c["allocstall"] <= 0.1 * n, (p, c)
+        assert c["pgsteal_direct"] <= 0.05 * storm["pgsteal_direct"], (p, c)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Local compaction runs and fails (free memory plenty, pinned pages everywhere): 9c9828d3ead6
+# ---------------------------------------------------------------------------------------------------
+
+S4 = "pinned_fragmented"
+
+
+def test_s4_every_era_after_5_3_ends_remote():
+    n = faults(S4)
+    for p in ("relaxed-5.3-rc5",) + TWO_STEP:
+        assert res(S4, p)["huge_remote"] == n, p
+    for p in OLD_LOCAL:
+        assert res(S4, p)["base_local"] == n, p
+
+
+def test_s4_noretry_local_attempt_still_enters_reclaim():
+    """cc638f329ef6's local attempt bails only on SKIPPED/DEFERRED: async compaction that ran and failed
+    (COMPLETE) drops into local direct reclaim on every fault ("zone_reclaim_mode-like", 9c9828d3ead6).
+    7.0 gives up after the compaction. 5.4's local attempt reclaims too, but its sync-light compaction
+    defers, and the DEFERRED bail-out then skips it for 2^shift faults."""
+    n = faults(S4)
+    assert ctr(S4, "thisnode-noretry-5.6")["allocstall"] == n
+    assert ctr(S4, "no-local-reclaim-7.0")["allocstall"] == 0
+    assert ctr(S4, "two-step-5.4")["allocstall"] <= 8 + n // 32
+
+
+# ---------------------------------------------------------------------------------------------------
+# Determinism and the builder itself
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["local-only-4.8", "thisnode-noretry-5.6"])
+def test_same_scenario_twice_same_outcomes(policy):
+    """Built from scratch twice (seeded layout), replayed twice (seeded reclaim): identical frames."""
+    (m1, d1), (m2, d2) = larger_than_node(), larger_than_node()
+    s1, s2 = m1.state(), m2.state()
+    for field in ("used", "anon", "file", "mlock", "block_mt", "block_zone", "zonelists", "distances"):
+        assert np.array_equal(getattr(s1, field), getattr(s2, field)), field
+    assert d1.ops.equals(d2.ops) and d1.faults.equals(d2.faults)
+    a, b = replay(policy, s1, d1), replay(policy, s2, d2)
+    assert a.outcomes.equals(b.outcomes)
+    assert a.counters == b.counters
+    assert a.outcomes.equals(result(S2, policy).outcomes)
+    assert a.run.series.equals(b.run.series)
+
+
+def test_seed_changes_layout_not_shape():
+    a = Machine(seed=1).fill(0, file=0.5, anon=0.48)
+    b = Machine(seed=2).fill(0, file=0.5, anon=0.48)
+    assert not np.array_equal(a.used, b.used)
+    assert a.free_pages(0) == b.free_pages(0) == NODE - round(0.98 * NODE)
+
+
+def test_builder_layouts():
+    m = Machine(nodes=2, mib_per_node=512)
+    assert (m.node_pages, m.wmin, m.wlow, m.whigh) == (NODE, 655, 818, 982)
+    assert 0.003 * NODE <= m.wmin <= 0.01 * NODE
+    m.fragment(0)
+    s0 = m.span(0)
+    assert m.free_pages(0) == NODE // 2 and m.free_pages(1) == NODE
+    assert not (~m.used[s0][:-1] & ~m.used[s0][1:]).any()         # no two neighbouring free pages
+    assert m.anon[s0].sum() == NODE // 2
+    m.pollute(0, per_block=4)
+    pinned = m.used & ~m.anon & ~m.file & ~m.mlock
+    assert (pinned[s0].reshape(-1, PB).sum(axis=1) == 4).all()
+    assert not pinned[m.span(1)].any()
+
+    f = Machine().fill(0, file=0.5, anon=0.25).fill(0, anon=0.4)   # fractions of the node, cumulative
+    assert (f.file[f.span(0)].sum(), f.anon[f.span(0)].sum()) == (NODE // 2, round(0.4 * NODE))
+    with pytest.raises(ValueError):
+        f.fill(0, anon=0.6)
+
+    st = m.set_swap(1024).state()
+    assert st.swap_pages == 1024 * 256
+    assert [(z.node, z.start - st.base_pfn, z.end - z.start) for z in st.zones] == [(0, 0, NODE), (1, NODE, NODE)]
+    zl = st.zonelists.reshape(2, 64)
+    assert zl[0, :3].tolist() == [0, 1, -1] and zl[1, :3].tolist() == [1, 0, -1]
+    assert st.distances.tolist() == [10, 20, 20, 10]
+    unpacked = np.unpackbits(st.used.view(np.uint8), bitorder="little").astype(bool)
+    assert np.array_equal(unpacked, m.used)
+
+
+def test_demand_shapes():
+    m = Machine()
+    d = thp_faults(m, 3)
+    assert d.ops["kind"].to_list() == [2, 2, 2] and d.observed_huge.tolist() == [1, 1, 1]
+    assert d.ops["madvised"].to_list() == [1, 1, 1] and d.ops["node"].to_list() == [0, 0, 0]
+    t = thp_faults(m, 2, touches=True, node=1)
+    assert t.ops.height == 2 * (1 + 512) and t.observed_huge.tolist() == [0, 0]
+    allocs = t.ops.filter(t.ops["kind"] == 0)
+    assert allocs["pfn"].n_unique() == 1024 and allocs["pfn"].min() >= m.base_pfn + m.total_pages
+    assert (allocs["region"].to_numpy() == np.repeat([0, 1], 512)).all()
+    assert t.ops["ts_ns"].is_sorted() and t.ops["line"].is_sorted()
+    assert t.faults["local_node"].to_list() == [1, 1] and t.faults["cpu"].to_list() == [4, 4]
