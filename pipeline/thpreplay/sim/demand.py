@@ -33,8 +33,6 @@ import polars as pl
 
 from thpreplay.sim.state import read_table
 
-# join_asof with `by` cannot check sortedness; every frame is sorted on `line` before it is joined
-warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
 
 OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE = 0, 1, 2, 3
 PK_PINNED, PK_ANON, PK_FILE = 0, 1, 2
@@ -77,6 +75,13 @@ def _madvised(faults: pl.DataFrame, enabled: str, defrag: str, override: bool | 
 
 
 def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None) -> Demand:
+    with warnings.catch_warnings():
+        # join_asof with `by` cannot check sortedness; every frame is sorted on `line` before it is joined
+        warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
+        return _build(dataset, enabled, defrag, madvised)
+
+
+def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> Demand:
     notes: list[str] = []
     counts: dict[str, int] = {}
     alloc = read_table(dataset, "page_alloc").select(
