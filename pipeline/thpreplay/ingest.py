@@ -611,7 +611,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "pfns_outside_topology": not_located,
         "has_tgid": tgid_seen,
         "thp_faults_trace_view": trace_view,
-        "schemas": {t: schemas.load(t).id for t in schemas.all_tables()},
+        "schemas": {t: schemas.load(t).id for t in schemas.ingest_tables()},
         "assumptions": assumptions,
         "warnings": warnings,
     }

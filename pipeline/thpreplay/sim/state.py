@@ -227,7 +227,7 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     block_counts = parse_block_counts(counts_text) if counts_text else {}
     if before.is_empty() or inferred:
         assumptions.append("no free-list snapshot: every zone starts all free, all MOVABLE")
-        page_free[:] = page_in_zone
+        page_free[:] = page_in_zone & ~evidence_used
     else:
         for z in zones:
             zb = np.nonzero(block_zone == z.index)[0]
