@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv test demo bench bench-big lab-qemu clean
+.PHONY: venv test demo bench bench-big bench-sim lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ bench: venv
 
 bench-big: venv
 	$(PY) benchmarks/bench_big.py
+
+# Replay-core speed per policy on a real THP capture (root, perf, ~18 GiB available for the capture).
+bench-sim: venv
+	$(PY) benchmarks/bench_simulate.py
 
 # Re-capture the 2-node QEMU sample (root; downloads a Debian kernel into $$LAB_CACHE; minutes).
 lab-qemu:

@@ -63,3 +63,149 @@ def count_lines(path: Path) -> int:
 
 def rmtree(p: Path) -> None:
     shutil.rmtree(p, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A real capture with THP faults (for bench_simulate.py): fragmented memory, madvised faults that get
+# huge pages directly, after compaction, or fall back; plus 4 KiB faults for volume.
+
+# The protocol. Background (not recorded): an mlocked fragmenter (every 8th page kept and mlocked in
+# FRAG_MLOCK_MB; with vm.compact_unevictable_allowed=0 compaction cannot empty those pageblocks), a
+# movable one (every 8th page kept, migratable: compaction can empty them), and a madvised holder that
+# takes the free pageblocks down to about LEAVE_FREE_MB. Recorded: SIM_WORKLOAD.
+FRAG_MLOCK_MB = 8000
+FRAG_MOVABLE_MB = 2000
+KEEP_EVERY = 8
+LEAVE_FREE_MB = 1000
+FAULT_MADVISE_MB = 8000
+FAULT_4K_MB = 2000
+MIN_AVAILABLE_MB = 4096  # never let MemAvailable go below this: the watchdog kills what it started
+
+
+def meminfo_mb(key: str = "MemAvailable") -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) // 1024
+    raise KeyError(key)
+
+
+def free_pageblock_mb() -> int:
+    """MiB of free memory in blocks of order >= 9 (whole free pageblocks), from /proc/buddyinfo."""
+    pages = 0
+    with open("/proc/buddyinfo") as f:
+        for line in f:
+            counts = [int(x) for x in line.split()[4:]]
+            pages += sum(c << o for o, c in enumerate(counts) if o >= 9)
+    return pages * 4 // 1024
+
+
+def _sysctl_get(name: str) -> str:
+    return Path("/proc/sys/vm", name).read_text().strip()
+
+
+def _sysctl_set(name: str, value: str) -> None:
+    Path("/proc/sys/vm", name).write_text(value + "\n")
+
+
+class _Watchdog:
+    """Polls MemAvailable; below MIN_AVAILABLE_MB it kills the processes it was given (by pid)."""
+
+    def __init__(self, procs: list[subprocess.Popen]):
+        import threading
+        self.procs = procs
+        self.min_mb = meminfo_mb()
+        self.tripped = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            mb = meminfo_mb()
+            self.min_mb = min(self.min_mb, mb)
+            if mb < MIN_AVAILABLE_MB and not self.tripped:
+                self.tripped = True
+                for p in self.procs:
+                    if p.poll() is None:
+                        p.kill()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _start_ready(cmd: list[str], marker: str) -> subprocess.Popen:
+    """Start a background thpfrag and wait for the line that says it holds its memory."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if marker not in line:
+        p.kill()
+        p.wait()
+        raise RuntimeError(f"{' '.join(cmd)}: exited before {marker!r} (got {line!r})")
+    return p
+
+
+def sim_workload(exe: Path) -> str:
+    return f"{exe} fault {FAULT_MADVISE_MB}; {exe} fault {FAULT_4K_MB} --no-madvise"
+
+
+def capture_thp(work: Path, log=print) -> Path:
+    """A real multi-million-event capture with many madvised THP faults (direct successes, compaction,
+    fallbacks): WORK/sim-bundle (reused when present). Needs root, perf and about 18 GiB available."""
+    bundle = work / "sim-bundle"
+    if (bundle / "perf.data").exists():
+        return bundle
+    exe = thpfrag(work)
+    avail = meminfo_mb()
+    need = FRAG_MLOCK_MB + FRAG_MOVABLE_MB // KEEP_EVERY + FAULT_MADVISE_MB + MIN_AVAILABLE_MB
+    if avail < need:
+        raise RuntimeError(f"MemAvailable {avail} MiB < {need} MiB needed for the THP capture")
+    saved = {n: _sysctl_get(n) for n in ("compact_unevictable_allowed", "max_map_count")}
+    procs: list[subprocess.Popen] = []
+    dog = None
+    info: dict = {"available_mb_at_start": avail}
+    try:
+        _sysctl_set("compact_unevictable_allowed", "0")
+        # every mlocked page is its own VMA (and so is every hole between two of them)
+        _sysctl_set("max_map_count", str(max(int(saved["max_map_count"]), 2 * (FRAG_MLOCK_MB * 256 // KEEP_EVERY) + 65536)))
+        dog = _Watchdog(procs)
+        procs.append(_start_ready([str(exe), "frag", str(FRAG_MLOCK_MB), "--mlock", "--keep-every", str(KEEP_EVERY)], "ready"))
+        procs.append(_start_ready([str(exe), "frag", str(FRAG_MOVABLE_MB), "--keep-every", str(KEEP_EVERY)], "ready"))
+        free_pb = free_pageblock_mb()
+        hold = max(0, (free_pb - LEAVE_FREE_MB) // 2 * 2)
+        hold = min(hold, max(0, (meminfo_mb() - FAULT_MADVISE_MB - MIN_AVAILABLE_MB - 1024) // 2 * 2))
+        info.update(free_pageblock_mb_after_frag=free_pb, holder_mb=hold)
+        if hold:
+            procs.append(_start_ready([str(exe), "fault", str(hold), "--hold"], "regions="))
+        info.update(free_pageblock_mb_before=free_pageblock_mb(), available_mb_before=meminfo_mb())
+        log(f"capture_thp: {info}")
+        wl = work / "sim-workload.log"
+        with open(wl, "w") as out:
+            subprocess.run([THP, "record", "-o", str(bundle), "--", "sh", "-c", sim_workload(exe)], check=True, stdout=out)
+        info["workload_output"] = wl.read_text().split("\n")
+        (bundle / "workload.log").write_text(wl.read_text())
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if dog:
+            dog.stop()
+        for n, v in saved.items():
+            _sysctl_set(n, v)
+    info["min_available_mb"] = dog.min_mb
+    if dog.tripped:
+        rmtree(bundle)
+        raise RuntimeError(f"MemAvailable fell below {MIN_AVAILABLE_MB} MiB: background processes killed, capture dropped")
+    info.update(
+        background=[f"thpfrag frag {FRAG_MLOCK_MB} --mlock --keep-every {KEEP_EVERY}",
+                    f"thpfrag frag {FRAG_MOVABLE_MB} --keep-every {KEEP_EVERY}",
+                    f"thpfrag fault {info['holder_mb']} --hold"],
+        sysctl={"compact_unevictable_allowed": "0", "max_map_count": "raised"},
+        recorded=f"thpreplay record -o {bundle} -- sh -c 'thpfrag fault {FAULT_MADVISE_MB}; thpfrag fault {FAULT_4K_MB} --no-madvise'",
+    )
+    import json
+    (bundle / "bench_capture.json").write_text(json.dumps(info, indent=1) + "\n")
+    log(f"capture_thp: done, {info}")
+    return bundle

@@ -139,7 +139,7 @@ def test_freed_buddies_merge_back(memory, picks):
     rows += [(1, len(picks) + j, r[2], r[3], 0, 0, -1, -1, 0) for j, r in enumerate(reversed(allocs))]
     demand = demand_of(rows, 0)
     eng = engine.new_engine(get_policy("thisnode-noretry-5.6"), ThpSettings("madvise", "madvise"), demand, state,
-                            Params(kswapd=False, kcompactd=False), "not_skipped")
+                            Params(kswapd=False, kcompactd=False, compaction_proactiveness=0), "not_skipped")
     before_hist = _engine.zones(eng)
     engine.feed(eng, demand.ops.slice(0, len(allocs)), engine.outputs(0))
     counters = dict(zip(engine.COUNTERS, _engine.counters(eng)))

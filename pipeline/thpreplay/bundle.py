@@ -7,6 +7,7 @@ Layout (every file optional except the trace; `thpreplay record` writes all of t
     kernel_version                   the upstream version when uname -r hides it (a distribution ABI name
                                      such as 6.1.0-50-amd64 for 6.1.176); record takes it from /proc/version
     vm_sysctl                        name=value lines of vm sysctls (compact_unevictable_allowed, ...)
+    kpageflags.before.zst            /proc/kpageflags (zstd): the flags of every page when recording began
     thp_settings                     transparent_hugepage/enabled, then defrag, then khugepaged/defrag
     zoneinfo[.before|.after]         /proc/zoneinfo        (also buddyinfo, pagetypeinfo, vmstat, meminfo)
     nodeN.cpulist, nodeN.distance    /sys/devices/system/node/nodeN/{cpulist,distance}
@@ -27,6 +28,7 @@ from thpreplay.errors import InputError
 SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo")
 _NODE_FILE = re.compile(r"^node(\d+)\.(cpulist|distance|vmstat|meminfo)(\.before|\.after)?$")
 _SNAPSHOT_FILE = re.compile(r"^(%s)(\.before|\.after)?$" % "|".join(SNAPSHOTS))
+_KPAGEFLAGS_FILE = re.compile(r"^kpageflags(\.before|\.after)?\.zst$")
 _NOT_TRACE = {"manifest.json", "kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version"}
 _COMPRESSED = (".gz", ".zst", ".xz")
 
@@ -64,7 +66,7 @@ class Bundle:
 
 
 def _is_trace_candidate(name: str) -> bool:
-    if name in _NOT_TRACE or _NODE_FILE.match(name) or _SNAPSHOT_FILE.match(name):
+    if name in _NOT_TRACE or _NODE_FILE.match(name) or _SNAPSHOT_FILE.match(name) or _KPAGEFLAGS_FILE.match(name):
         return False
     if name.startswith(".") or name.endswith((".log", ".md", ".json", ".sh")) or name.startswith("README"):
         return False
@@ -91,6 +93,8 @@ def open_bundle(path: Path) -> Bundle:
     for n in names:
         if _SNAPSHOT_FILE.match(n):
             bundle.snapshots[n] = path / n
+        elif _KPAGEFLAGS_FILE.match(n):
+            bundle.snapshots[n.removesuffix(".zst")] = path / n
         elif _NODE_FILE.match(n):
             bundle.node_files[n] = path / n
     release = path / "kernel_release"

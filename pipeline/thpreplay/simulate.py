@@ -22,6 +22,7 @@ import polars as pl
 from thpreplay import schemas
 from thpreplay.errors import InputError, OutputError
 from thpreplay.kernel.counters import compact_stall_rule
+from thpreplay.kernel.gfp import parse_release
 from thpreplay.policy.base import Policy, PolicyError, ThpSettings
 from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
 from thpreplay.procfs import selected_setting
@@ -94,9 +95,18 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     settings = ThpSettings(enabled=enabled, defrag=defrag)
     sysctl = _sysctl(dataset)
     cua = int(sysctl.get("compact_unevictable_allowed", params.compact_unevictable_allowed))
-    if "extfrag_threshold" in sysctl:
-        params = Params(**{**params.as_dict(), "extfrag_threshold": float(sysctl["extfrag_threshold"])})
     release = meta.get("kernel_version") or meta.get("kernel_release")
+    overrides = {}
+    if "extfrag_threshold" in sysctl:
+        overrides["extfrag_threshold"] = float(sysctl["extfrag_threshold"])
+    if "compaction_proactiveness" in sysctl:
+        overrides["compaction_proactiveness"] = int(sysctl["compaction_proactiveness"])
+    elif release and (parse_release(release) or (99, 0)) < (5, 9):
+        overrides["compaction_proactiveness"] = 0  # proactive compaction (Nitin Gupta) came with 5.9
+    # the capture's own settings apply unless the --params file set the value
+    overrides = {k: v for k, v in overrides.items() if k not in params.explicit}
+    if overrides:
+        params = Params(**{**params.as_dict(), **overrides, "explicit": params.explicit})
     demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised)
     alloc = state.read_table(dataset, "page_alloc").filter(~pl.col("thp_attempt") & pl.col("success"))
     mt_pfns = {mt: alloc.filter(pl.col("migratetype") == mt)["pfn"].to_numpy() for mt in (0, 2)}

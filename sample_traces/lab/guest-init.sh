@@ -110,6 +110,14 @@ snap() { # suffix
 	done
 }
 uname -r > $B/kernel_release
+cp /proc/version $B/proc_version
+# the upstream version Debian's ABI name hides (/proc/version: "... Debian 6.1.176-1 ...")
+sed -n 's/.*Debian \([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p' /proc/version > $B/kernel_version
+[ -s $B/kernel_version ] || rm -f $B/kernel_version
+for s in compact_unevictable_allowed compaction_proactiveness extfrag_threshold min_free_kbytes \
+	watermark_boost_factor watermark_scale_factor zone_reclaim_mode swappiness; do
+	[ -e /proc/sys/vm/$s ] && echo "$s=$(cat /proc/sys/vm/$s)"
+done > $B/vm_sysctl
 { cat $THP/enabled; cat $THP/defrag; cat $THP/khugepaged/defrag; } > $B/thp_settings
 for n in /sys/devices/system/node/node[0-9]*; do
 	nn=${n##*/}
@@ -118,6 +126,9 @@ for n in /sys/devices/system/node/node[0-9]*; do
 done
 
 snap before
+# every page's flags (free, LRU anon/file, unevictable, slab...): the model's exact starting layout;
+# the host compresses it to kpageflags.before.zst (run-guest.sh)
+cat /proc/kpageflags > $B/kpageflags.before
 echo 1 > $T/tracing_on
 t0=$(cut -d' ' -f1 /proc/uptime)
 taskset -c 0 /bin/thpfrag fault "$FAULT" > $B/workload.log 2>&1 || log "fault exit $?"

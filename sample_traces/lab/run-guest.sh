@@ -63,4 +63,5 @@ tar -xzf "$RUN/bundle.tgz" -C "$OUTDIR" --strip-components=1 --no-same-owner
 find "$OUTDIR" -maxdepth 1 -type f -exec chmod 0644 {} +
 rm -f "$OUTDIR/trace.txt.zst"
 zstd -q -19 --rm "$OUTDIR/trace.txt" -o "$OUTDIR/trace.txt.zst"
+[ -f "$OUTDIR/kpageflags.before" ] && zstd -q -19 --rm "$OUTDIR/kpageflags.before" -o "$OUTDIR/kpageflags.before.zst"
 echo "run-guest.sh: bundle in $OUTDIR ($(du -sh "$OUTDIR" | cut -f1)); run files in $RUN"

@@ -213,6 +213,9 @@ class EraPolicy:
     steps: tuple[Step, ...]
     gfp_hex: dict[tuple[str, bool], tuple[int, ...]] | None = None
     mthp: bool = False  # the era can have anon mTHP orders below PMD (6.8+)
+    # kcompactd's proactive compaction (vm.compaction_proactiveness, Nitin Gupta, 5.9): the era's kernels
+    # can have it. The simulator runs it only for such policies, with the capture's setting.
+    proactive_compaction: bool = False
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -423,6 +426,7 @@ THISNODE_NORETRY_5_6 = EraPolicy(
         "mTHP orders (6.8+) are accepted for the whole era; before 6.8 the kernel has none. Small mTHP orders "
         "(<= 3) go through the non-costly retry loop and possibly OOM, which the Slowpath (costly orders) does "
         "not describe. The policy nodemask of the second call (5.16+) is not modelled (MPOL_DEFAULT)."),
+    proactive_compaction=True,
 )
 
 NO_LOCAL_RECLAIM_7_0 = EraPolicy(
@@ -439,6 +443,7 @@ NO_LOCAL_RECLAIM_7_0 = EraPolicy(
     simplifications=(
         "As thisnode-noretry-5.6. gfp_hex is None: the reference tabulates no kernel of this era, though the "
         "patch leaves the masks of 5.8.1-6.13.7 unchanged. The 5.10/5.15 backports have no mTHP."),
+    proactive_compaction=True,
 )
 
 BUILTINS: tuple[EraPolicy, ...] = (

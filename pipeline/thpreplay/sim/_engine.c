@@ -45,13 +45,14 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_ALLOCSTALL, K_PGSTEAL_DIRECT, K_PGSTEAL_KSWAPD, K_PSWPOUT, K_KSWAPD_WAKE, K_KCOMPACTD_WAKE,
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
        K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
-       K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_NCOUNTERS };
+       K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
+       K_RELOC_OUTSIDE, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
-       P_KCOMPACTD, P_STALL_RULE_RAN, P_SEED, P_NPARAMS };
+       P_KCOMPACTD, P_STALL_RULE_RAN, P_SEED, P_PROACTIVENESS, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -111,6 +112,7 @@ typedef struct {
         sp_min_retry;
     uint64_t rng;
     int64_t next_sample;
+    int64_t next_proactive, proactive_defer_until[MAXNODES];
     int64_t swap_left;
     /* time series: ts, node, free pages, free huge blocks */
     int64_t *series; int64_t nseries, capseries;
@@ -876,6 +878,52 @@ static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
     }
 }
 
+/* ---------- proactive compaction (5.9+, vm.compaction_proactiveness) ---------- */
+
+/* extfrag_for_order(): the share (percent) of a zone's free memory not in blocks of the order. */
+static int64_t extfrag_score(const Zone *z, int order) {
+    if (z->free_pages <= 0) return 0;
+    int64_t suitable = 0;
+    for (int j = order; j < NORD; j++) suitable += z->nr_free[j] << j;
+    return (z->free_pages - suitable) * 100 / z->free_pages;
+}
+
+static int64_t node_score(Engine *e, int node) {   /* fragmentation_score_node(): present-weighted */
+    int64_t present = 0, score = 0;
+    for (int i = 0; i < e->nzones; i++) if (e->zones[i].node == node) present += (e->zones[i].b1 - e->zones[i].b0) * PB_PAGES;
+    for (int i = 0; i < e->nzones; i++) {
+        Zone *z = &e->zones[i];
+        if (z->node == node) score += (z->b1 - z->b0) * PB_PAGES * extfrag_score(z, PB_ORDER) / (present + 1);
+    }
+    return score;
+}
+
+/* kcompactd's periodic check (every HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500 ms of trace time): a node
+   whose fragmentation score is above the high mark (100 - proactiveness + 10) is compacted, zone by
+   zone, sync-light, until each zone is below the low mark (proactive_compact_node, __compact_finished);
+   a pass that does not lower the score defers the next check by 64 intervals (kcompactd). */
+static void proactive(Engine *e, int64_t ts) {
+    int64_t low = 100 - (int64_t)e->p[P_PROACTIVENESS];
+    if (low < 5) low = 5;
+    int64_t high = low + 10 > 100 ? 100 : low + 10;
+    for (int n = 0; n < e->nnodes; n++) {
+        if (ts < e->proactive_defer_until[n]) continue;
+        int64_t before = node_score(e, n);
+        if (before <= high) continue;
+        for (int i = 0; i < e->nzones; i++) {
+            Zone *z = &e->zones[i];
+            if (z->node != n) continue;
+            for (int pass = 0; pass < 4096 && extfrag_score(z, PB_ORDER) > low; pass++) {
+                int64_t m = 0, sc = 0, cap = -1;
+                int st = compact_zone(e, z, PB_ORDER, PRIO_SYNC_LIGHT, &m, &sc, &cap);
+                e->k[K_PGMIGRATE] += m;
+                if (st != C_SUCCESS) break;
+            }
+        }
+        if (node_score(e, n) >= before) e->proactive_defer_until[n] = ts + 64 * 500000000LL;
+    }
+}
+
 /* ---------- small allocations and frees ---------- */
 
 static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int pref, int64_t region) {
@@ -901,6 +949,11 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
             return;
         }
     }
+    /* why the trace's place was taken in the model */
+    if (b < 0) e->k[K_RELOC_OUTSIDE]++;
+    else if (e->blocks[b].huge) e->k[K_RELOC_BY_HUGE]++;
+    else if (bit_get(e->blocks[b].traced, (int)((key - e->base_pfn) & (PB_PAGES - 1)))) e->k[K_RELOC_BY_TRACED]++;
+    else e->k[K_RELOC_BY_OTHER]++;
     int home = (pref >= 0 && pref < e->nnodes) ? pref : (b >= 0 ? node_of_block(e, b) : 0);
     int64_t p = alloc_small(e, home, order, mt, kind, 1);
     if (p < 0) {
@@ -1087,6 +1140,7 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e->rng = (uint64_t)(e->p[P_SEED] >= 0 ? e->p[P_SEED] : 1) * 0x2545F4914F6CDD1DULL + 0x9E3779B97F4A7C15ULL;
     e->swap_left = (int64_t)e->p[P_SWAP_PAGES];
     e->next_sample = INT64_MIN;
+    e->next_proactive = INT64_MIN;
     if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16)) { PyErr_NoMemory(); goto fail; }
     for (int i = 0; i < 15; i++) relbuf(all[i]);
     return PyCapsule_New(e, "thpreplay.engine", engine_free);
@@ -1125,6 +1179,11 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             sample(e, ts[i]);
             int64_t step = (int64_t)e->p[P_SAMPLE_NS];
             while (e->next_sample <= ts[i]) e->next_sample += step;
+        }
+        if (e->p[P_PROACTIVENESS] > 0 && ts[i] >= e->next_proactive) {
+            if (e->next_proactive == INT64_MIN) e->next_proactive = ts[i];
+            proactive(e, ts[i]);
+            while (e->next_proactive <= ts[i]) e->next_proactive += 500000000LL;
         }
         switch (kind[i]) {
         case OP_ALLOC: small_alloc(e, pfn[i], order[i], mt[i], pk[i], node[i], region[i]); break;

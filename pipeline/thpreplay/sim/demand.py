@@ -212,7 +212,8 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
     # -- evidence about the start: a page's first event --
     first = pl.concat([
         small.select("pfn", "order", "line", pl.lit(True).alias("alloc")),
-        free.filter(~pl.col("is_huge_release")).select("pfn", "order", "line", pl.lit(False).alias("alloc")),
+        # the kernel's own frees (reclaim, migration: isolated free pages released too) say nothing of the start
+        free.filter(~pl.col("is_huge_release") & ~pl.col("kernel_own")).select("pfn", "order", "line", pl.lit(False).alias("alloc")),
     ]).filter(pl.col("order") < 9).join(thp_pfn_lines, on="line", how="anti")
     first = first.sort("line").group_by("pfn", maintain_order=True).first()
     pages = first.with_columns(pl.int_ranges(pl.col("pfn"), pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order")).cast(pl.Int64)).alias("page")).explode("page")

@@ -47,6 +47,7 @@ COUNTERS = (
     "numa_miss", "placed_as_traced", "placed_by_allocator", "small_alloc_failed", "dropped_by_huge_region",
     "synthesized_base_pages", "free_of_unknown_page", "free_of_reclaimed_page", "migratetype_steals",
     "small_allocs", "frees", "thp_faults", "bug_double_alloc", "bug_double_free",
+    "relocated_from_huge_page", "relocated_from_traced_page", "relocated_from_other_page", "relocated_outside_zones",
 )
 RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
 MAX_ATTEMPTS = 8
@@ -80,14 +81,17 @@ def _slowpath(policy: Policy) -> np.ndarray:
                      sp.thisnode_without_wait_fails, sp.min_watermark_retry], dtype=np.int32)
 
 
-def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str) -> np.ndarray:
+def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str, policy: Policy) -> np.ndarray:
     p = params
+    # proactive compaction only for eras that have it (5.9+); a plugin without the attribute gets it
+    proactive = p.compaction_proactiveness if getattr(policy, "proactive_compaction", True) else 0
     return np.array([
         p.thp_zero_us, p.base_fault_us, p.compact_call_us, p.scan_ns_per_page, p.migrate_us_per_page,
         p.sync_light_factor, p.reclaim_us_per_page, p.swap_out_us_per_page,
         p.access_local_huge, p.access_local_base, p.access_hop1_huge, p.access_hop1_base,
         p.access_hop2_huge, p.access_hop2_base, p.extfrag_threshold, state.swap_pages, sample_ns,
         float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "ran" else 0.0, float(p.seed),
+        float(proactive),
     ], dtype=np.float64)
 
 
@@ -112,7 +116,7 @@ def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: Ini
         _zones(state), state.zonelists.astype(np.int32), state.distances.astype(np.int32),
         state.block_zone.astype(np.int16), state.block_mt.astype(np.int8), state.used, state.anon, state.file,
         int(state.base_pfn), int(len(demand.observed_huge)), demand.observed_huge.astype(np.int8), plan, nplan,
-        _slowpath(policy), _params(params, state, sample_ns, stall_rule), state.mlock, state.hint,
+        _slowpath(policy), _params(params, state, sample_ns, stall_rule, policy), state.mlock, state.hint,
     )
 
 

@@ -48,11 +48,17 @@ class Params:
     # vm.compact_unevictable_allowed (default 1): 0 makes mlocked pages unmovable for compaction.
     # Read from the bundle's vm_sysctl file when it has one; this value is the fallback.
     compact_unevictable_allowed: int = 1
+    # vm.compaction_proactiveness (5.9+, default 20): kcompactd compacts a node in the background when
+    # its fragmentation score passes 100 - proactiveness + 10. Read from the bundle's vm_sysctl when it
+    # has one; otherwise 20 for a capture from 5.9 or later and 0 before (simulate decides).
+    compaction_proactiveness: int = 20
     # Time-series sampling interval; 0 picks ~200 samples over the trace.
     sample_interval_ns: int = 0
     # Seed of the model's pseudo-random choices (which LRU page reclaim takes, which movable blocks hold
     # which kind of page at the start). Same seed, same result.
     seed: int = 1
+    # names the --params file set (they win over the capture's own sysctls)
+    explicit: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path | None) -> Params:
@@ -64,7 +70,7 @@ class Params:
             raise InputError(str(path), f"cannot read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise InputError(str(path), f"not valid TOML: {e}") from None
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name: f for f in fields(cls) if f.name != "explicit"}
         values = {}
         for key, value in data.items():
             if key not in known:
@@ -75,7 +81,7 @@ class Params:
             if want in (int, float) and not isinstance(value, (int, float)):
                 raise InputError(str(path), f"parameter '{key}' must be a number")
             values[key] = want(value)
-        return cls(**values)
+        return cls(**values, explicit=tuple(sorted(values)))
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explicit"}

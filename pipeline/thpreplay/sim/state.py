@@ -11,8 +11,9 @@ Sources, in order of authority:
    mlocked pages (pinned when vm.compact_unevictable_allowed=0).
 
 How it is laid out (assumptions, reported by `simulate`):
-- whole free pageblocks (free order 9 and 10 blocks) go to blocks the trace never shows in use,
-  preferring blocks the trace allocates from first;
+- whole free pageblocks (free order 9 and 10 blocks) go to blocks the trace never shows in use: first
+  blocks the trace fills entirely with small allocations, then blocks it never touches (top of the zone
+  down), last partly touched ones;
 - pages the trace shows free at the start are free; the remaining free blocks of each order are
   placed in partly used blocks of their migratetype, spread round-robin, at positions that do not merge
   with a neighbour (so the per-order counts come out as the snapshot says);
@@ -79,6 +80,42 @@ def parse_node_meminfo(text: str) -> dict[str, int]:
         if m:
             out[m.group(1)] = int(m.group(2)) // 4
     return out
+
+
+# include/uapi/linux/kernel-page-flags.h
+KPF_LRU, KPF_SLAB, KPF_BUDDY, KPF_ANON, KPF_SWAPBACKED, KPF_UNEVICTABLE, KPF_NOPAGE, KPF_PGTABLE = 5, 7, 10, 12, 14, 18, 20, 26
+
+
+def read_kpageflags(dataset: Path) -> np.ndarray | None:
+    p = dataset / "snapshots" / "kpageflags.before.zst"
+    if not p.is_file():
+        return None
+    import zstandard
+
+    with open(p, "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
+    return np.frombuffer(data[: len(data) // 8 * 8], dtype=np.uint64)
+
+
+def free_from_kpageflags(flags: np.ndarray) -> np.ndarray:
+    """Free pages: a free block of order k has PG_buddy on its first page only (pagemap.rst), so each
+    buddy head owns the largest aligned 2^k run (k <= 10) of flagless pages behind it."""
+    nz = flags != 0
+    prefix = np.concatenate([[0], np.cumsum(nz)])
+    heads = np.nonzero((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1))[0]
+    order = np.zeros(len(heads), dtype=np.int64)
+    for k in range(1, 11):
+        size = 1 << k
+        ok = (heads % size == 0) & (heads + size <= len(flags))
+        end = np.minimum(heads + size, len(flags))
+        ok &= (prefix[end] - prefix[np.minimum(heads + 1, len(flags))]) == 0
+        order[ok & (order == k - 1)] = k
+    free = np.zeros(len(flags), dtype=bool)
+    for k in range(11):
+        h = heads[order == k]
+        if len(h):
+            free[(h[:, None] + np.arange(1 << k)[None, :]).ravel()] = True
+    return free
 
 
 def parse_sysctl(text: str) -> dict[str, str]:
@@ -225,6 +262,11 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     before = free_lists.filter(pl.col("snapshot") == "before")
     counts_text = snapshot_text(dataset, "pagetypeinfo.before")
     block_counts = parse_block_counts(counts_text) if counts_text else {}
+    kpf = read_kpageflags(dataset)
+    if kpf is not None and not inferred:
+        return _from_kpageflags(kpf, zones, base, end, block_zone, page_in_zone, block_counts, evidence_used,
+                                evidence_free, compact_unevictable_allowed, dataset, topo, zonelists, distances,
+                                nodes, cpu_node, traced_pages)
     if before.is_empty() or inferred:
         assumptions.append("no free-list snapshot: every zone starts all free, all MOVABLE")
         page_free[:] = page_in_zone & ~evidence_used
@@ -246,8 +288,13 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
             # blocks that can be wholly free: no page known in use, wholly inside the zone
             zpages = (zb[:, None] * PB + np.arange(PB)[None, :])
             clean = ~evidence_used[zpages].any(axis=1) & page_in_zone[zpages].all(axis=1)
+            # Which blocks were the free pageblocks: first those the trace fills entirely with small
+            # allocations (all 512 pages free at the start); then blocks the trace never touches (a
+            # free pageblock the kernel gave a huge page shows no small allocation either), from the top
+            # of the zone down; last the partly touched ones.
             free_score = evidence_free[zpages].sum(axis=1)
-            prefer = zb[np.lexsort((zb, -free_score))]
+            rank = np.where(free_score == PB, 0, np.where(free_score == 0, 1, 2))
+            prefer = zb[np.lexsort((-zb, rank))]
             prefer = prefer[clean[np.searchsorted(zb, prefer)]]
             taken = 0
             for mt in (1, 0, 2):
@@ -358,6 +405,67 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
         mlock=_pack(mlock_bits & used & ~anon_bits & ~file_bits), hint=_pack(_mark(npages, base, end, traced_pages)),
         zonelists=zonelists.ravel(), distances=distances.ravel(), nodes=nodes, cpu_node=cpu_node,
         swap_pages=swap_pages, assumptions=assumptions, summary=summary,
+    )
+
+
+def _swap_pages(dataset: Path) -> int:
+    mi = snapshot_text(dataset, "meminfo.before")
+    m = re.search(r"SwapFree:\s+(\d+)\s*kB", mi) if mi else None
+    return int(m.group(1)) // 4 if m else 0
+
+
+def _from_kpageflags(kpf, zones, base, end, block_zone, page_in_zone, block_counts, evidence_used, evidence_free,
+                     compact_unevictable_allowed, dataset, topo, zonelists, distances, nodes, cpu_node,
+                     traced_pages) -> InitialState:
+    """The start, page by page, from /proc/kpageflags: free (buddy, and per-cpu-list pages the trace shows
+    free), LRU anon / file / unevictable pages, everything else (slab, page tables, other kernel pages)
+    pinned. Pageblock migratetypes are
+    not in /proc: pagetypeinfo's counts per type go to the blocks holding the most kernel pages."""
+    npages = len(block_zone) * PB
+    flags = np.zeros(npages, dtype=np.uint64)
+    lo, hi = base, min(end, len(kpf))
+    flags[: hi - lo] = kpf[lo:hi]
+    free = free_from_kpageflags(flags)
+    # Free pages on the per-cpu lists carry no flags and no buddy head: where the trace allocates a
+    # flagless page before freeing it, it was one of those.
+    free |= evidence_free & (flags == 0)
+    free &= page_in_zone
+    bit = lambda k: ((flags >> np.uint64(k)) & np.uint64(1)).astype(bool)  # noqa: E731
+    lru, unevictable = bit(KPF_LRU), bit(KPF_UNEVICTABLE)
+    anonish = bit(KPF_ANON) | bit(KPF_SWAPBACKED)
+    used = ~free
+    anon = used & lru & anonish & ~unevictable
+    file = used & lru & ~anonish & ~unevictable
+    mlock = used & unevictable & bool(compact_unevictable_allowed)
+    kernel = used & page_in_zone & ~lru & ~unevictable
+    block_mt = np.ones(len(block_zone), dtype=np.int8)
+    per_block_kernel = kernel.reshape(-1, PB).sum(axis=1)
+    for z in zones:
+        bc = block_counts.get((z.node, z.name)) or {}
+        zb = np.nonzero(block_zone == z.index)[0]
+        by_kernel = zb[np.argsort(-per_block_kernel[zb], kind="stable")]
+        n_unmov = bc.get("Unmovable", 0) + bc.get("HighAtomic", 0)
+        n_recl = bc.get("Reclaimable", 0)
+        block_mt[by_kernel[:n_unmov]] = 0
+        block_mt[by_kernel[n_unmov:n_unmov + n_recl]] = 2
+    assumptions = ["start from /proc/kpageflags: free, LRU and kernel pages as they were"]
+    if not compact_unevictable_allowed:
+        assumptions.append("vm.compact_unevictable_allowed=0: mlocked pages are not migratable")
+    summary = dict(
+        pageblocks=int((block_zone >= 0).sum()), free_pages=int(free.sum()),
+        free_pageblocks=int(free.reshape(-1, PB).all(axis=1).sum()),
+        snapshot_free_pages=int(topo["free_pages"].fill_null(0).sum()),
+        pages_used_at_start_by_trace=int(evidence_used.sum()), pages_free_at_start_by_trace=int(evidence_free.sum()),
+        trace_free_but_kpageflags_used=int((evidence_free & used).sum()),
+        trace_used_but_kpageflags_free=int((evidence_used & free).sum()),
+        kernel_pages_in_movable_blocks=int((kernel & np.repeat(block_mt == 1, PB)).sum()),
+        source="kpageflags",
+    )
+    return InitialState(
+        zones=zones, base_pfn=base, block_zone=block_zone, block_mt=block_mt, used=_pack(used), anon=_pack(anon),
+        file=_pack(file), mlock=_pack(mlock), hint=_pack(_mark(npages, base, end, traced_pages)),
+        zonelists=zonelists.ravel(), distances=distances.ravel(), nodes=nodes, cpu_node=cpu_node,
+        swap_pages=_swap_pages(dataset), assumptions=assumptions, summary=summary,
     )
 
 
