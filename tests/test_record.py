@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import zstandard
 
+from thpreplay import procfs
 from thpreplay.ingest import ingest
 from thpreplay.record import record
 
@@ -26,6 +28,11 @@ def _check_bundle(b: Path, trace: str) -> dict:
         assert need in names
     for snap in ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo", "node0.vmstat", "node0.meminfo"):
         assert f"{snap}.before" in names and f"{snap}.after" in names
+    assert "vm_sysctl" in names and "compact_unevictable_allowed=" in (b / "vm_sysctl").read_text()
+    # every page's flags at the start (the model's exact layout), as many as the kernel has pfns
+    flags = zstandard.ZstdDecompressor().stream_reader(open(b / "kpageflags.before.zst", "rb")).read()
+    spans = [z["end_pfn"] for z in procfs.parse_zoneinfo((b / "zoneinfo.before").read_text(), "zoneinfo")]
+    assert len(flags) // 8 >= max(spans)
     manifest = json.loads((b / "manifest.json").read_text())
     assert manifest["kernel_release"] == os.uname().release
     assert "kmem:mm_page_alloc" in manifest["events"]

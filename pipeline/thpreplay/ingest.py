@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from thpreplay import __version__, procfs, schemas
+from thpreplay.atomic import replace_dir
 from thpreplay.bundle import Bundle, open_bundle
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
@@ -402,16 +402,6 @@ def _prepare_output(output: Path, force: bool) -> Path:
         raise OutputError(f"{output}: cannot write in {parent}: {e.strerror}") from None
 
 
-def _commit(tmp: Path, output: Path) -> None:
-    old = None
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{os.getpid()}"
-        os.rename(output, old)
-    os.rename(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def ingest(
     inputs: list[str],
     output: str | Path,
@@ -434,7 +424,7 @@ def ingest(
     gc.disable()  # the loop makes no reference cycles; collections only cost time here
     try:
         summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress)
-        _commit(tmp, output)
+        replace_dir(tmp, output)
         return summary
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from thpreplay import schemas
+from thpreplay.atomic import replace_dir
 from thpreplay.errors import InputError, OutputError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.gfp import parse_release
@@ -225,13 +226,7 @@ def write(result: SimulationResult) -> Path:
         )
         (tmp / "simulation.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
         final = dataset / SIM_DIR
-        old = None
-        if final.exists():
-            old = dataset / f".{SIM_DIR}.old-{os.getpid()}"
-            os.rename(final, old)
-        os.rename(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, final)
         return final
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -144,9 +144,10 @@ static int64_t *map_find(Map *m, int64_t key) {
     return NULL;
 }
 static int map_put(Map *m, int64_t key, int64_t val);
+/* Rehash: double when more than a quarter is live, else the same size (clears tombstones). */
 static int map_grow(Map *m) {
     Map n;
-    if (map_init(&n, m->cap * 2)) return -1;
+    if (map_init(&n, m->n * 4 > m->cap ? m->cap * 2 : m->cap)) return -1;
     for (int64_t i = 0; i < m->cap; i++)
         if (m->keys[i] != MAP_EMPTY && m->keys[i] != MAP_TOMB) map_put(&n, m->keys[i], m->vals[i]);
     map_free(m); *m = n; return 0;
@@ -322,8 +323,36 @@ static void lru_add(Engine *e, int64_t b, int kind, int delta) {
 }
 
 /* Mark [off, off+n) of block b used (caller checked it is free). */
+/* Whether the aligned 2^j-page chunk at off is all free (all used). */
+static inline int chunk_is(const uint64_t used[8], int off, int j, int want_used) {
+    uint64_t full = want_used ? ~0ULL : 0;
+    if (j >= 6) {
+        for (int w = off >> 6; w < (off >> 6) + (1 << (j - 6)); w++) if (used[w] != full) return 0;
+        return 1;
+    }
+    uint64_t mask = ((1ULL << (1 << j)) - 1) << (off & 63);
+    return (used[off >> 6] & mask) == (full & mask);
+}
+
+/* cnt[j] += d for a block, with its zone's count and free-list membership. */
+static void adjust(Engine *e, int64_t b, int j, int d) {
+    Block *B = &e->blocks[b];
+    int old = B->cnt[j];
+    B->cnt[j] = (uint16_t)(old + d);
+    e->zones[B->zone].nr_free[j] += d;
+    if (old == 0 && B->cnt[j] > 0) list_add(e, b, B->mt, j);
+    else if (old > 0 && B->cnt[j] == 0) list_del(e, b, B->mt, j);
+}
+
+/* Mark [off, off+n) of block b used (caller checked it is free). An aligned power-of-two run is
+   accounted as the buddy allocator's expand() does: the free block of order m around it loses it and
+   leaves one free buddy per order between; anything else is recounted from the bitmap. */
 static void take(Engine *e, int64_t b, int off, int n, int kind, int traced) {
     Block *B = &e->blocks[b];
+    int k = __builtin_ctz((unsigned)n), m = k;
+    int fast = (n & (n - 1)) == 0 && !(off & (n - 1)) && chunk_is(B->used, off, k, 0);
+    if (fast)
+        while (m < NORD - 1 && chunk_is(B->used, off & ~((2 << m) - 1), m + 1, 0)) m++;
     for (int i = off; i < off + n; i++) {
         if (bit_get(B->used, i)) e->k[K_BUG_DOUBLE_ALLOC]++;   /* never: the tests watch this counter */
         bit_set(B->used, i);
@@ -334,11 +363,19 @@ static void take(Engine *e, int64_t b, int off, int n, int kind, int traced) {
     }
     if (kind == PK_MLOCK) B->nmlock += n;
     else if (kind != PK_PINNED) lru_add(e, b, kind, n);
-    refresh(e, b);
+    if (!fast) { refresh(e, b); return; }
+    adjust(e, b, m, -1);
+    for (int j = k; j < m; j++) adjust(e, b, j, +1);
+    B->nfree -= n;
+    e->zones[B->zone].free_pages -= n;
 }
 
+/* Free [off, off+n) of block b. An aligned power-of-two run that was all in use merges with its free
+   buddies as __free_one_page() does; anything else is recounted from the bitmap. */
 static void release(Engine *e, int64_t b, int off, int n) {
     Block *B = &e->blocks[b];
+    int k = __builtin_ctz((unsigned)n);
+    int fast = (n & (n - 1)) == 0 && !(off & (n - 1)) && chunk_is(B->used, off, k, 1);
     int na = 0, nf = 0;
     for (int i = off; i < off + n; i++) {
         if (!bit_get(B->used, i)) e->k[K_BUG_DOUBLE_FREE]++;   /* never: the tests watch this counter */
@@ -349,7 +386,17 @@ static void release(Engine *e, int64_t b, int off, int n) {
     }
     if (na) lru_add(e, b, PK_ANON, -na);
     if (nf) lru_add(e, b, PK_FILE, -nf);
-    refresh(e, b);
+    if (!fast) { refresh(e, b); return; }
+    int m = k;
+    while (m < NORD - 1) {
+        int buddy = (off & ~((1 << m) - 1)) ^ (1 << m);
+        if (!chunk_is(B->used, buddy, m, 0)) break;
+        adjust(e, b, m, -1);
+        m++;
+    }
+    adjust(e, b, m, +1);
+    B->nfree += n;
+    e->zones[B->zone].free_pages += n;
 }
 
 static inline int64_t block_of(Engine *e, int64_t pfn) {
@@ -406,14 +453,26 @@ static int64_t rmqueue(Engine *e, Zone *z, int order, int mt, int kind, int trac
     return -1;
 }
 
-/* First aligned free run of the order that avoids the trace's pages, or -1. */
+/* First aligned free run of the order that avoids the trace's pages, or -1. Bit tricks per word: after
+   x &= x >> 2^s for s < k, bit i is set when pages i .. i+2^k-1 are all free. */
+static const uint64_t ALIGNED[6] = {~0ULL, 0x5555555555555555ULL, 0x1111111111111111ULL,
+                                    0x0101010101010101ULL, 0x0001000100010001ULL, 0x0000000100000001ULL};
 static int find_unhinted(const Block *B, int order) {
-    uint64_t busy[8];
-    for (int i = 0; i < 8; i++) busy[i] = B->used[i] | B->hint[i];
-    Levels L;
-    levels_of(busy, &L);
-    for (int i = 0; i < level_words(order); i++)
-        if (L.w[order][i]) return (i * 64 + __builtin_ctzll(L.w[order][i])) << order;
+    if (order < 6) {
+        for (int w = 0; w < 8; w++) {
+            uint64_t x = ~(B->used[w] | B->hint[w]);
+            for (int sh = 0; sh < order && x; sh++) x &= x >> (1 << sh);
+            x &= ALIGNED[order];
+            if (x) return w * 64 + __builtin_ctzll(x);
+        }
+        return -1;
+    }
+    int words = 1 << (order - 6);
+    for (int w = 0; w < 8; w += words) {
+        int ok = 1;
+        for (int i = w; i < w + words; i++) if (B->used[i] | B->hint[i]) { ok = 0; break; }
+        if (ok) return w * 64;
+    }
     return -1;
 }
 
@@ -421,7 +480,7 @@ static int find_unhinted(const Block *B, int order) {
    pages the trace never allocates: otherwise each such placement would take a page the trace uses
    later and push that allocation elsewhere too, a cascade that is an artefact of replay. Looks at up to
    HINT_SCAN blocks of the migratetype's lists, smallest order first; else __rmqueue as usual. */
-#define HINT_SCAN 64
+#define HINT_SCAN 16
 static int64_t rmqueue_unhinted(Engine *e, Zone *z, int order, int mt, int kind, int traced) {
     int scanned = 0;
     for (int j = order; j < NORD && scanned < HINT_SCAN; j++)
