@@ -75,6 +75,8 @@ typedef struct {
     int32_t head[NMT][NORD];
     int defer_shift, considered, order_failed;
     int64_t mig, fre;             /* cached compaction scanner positions (block index) */
+    int64_t hcur[NMT];            /* where the search for free pages the trace never uses resumes */
+    int hfail[NMT];               /* smallest order a whole sweep found none of (NORD: none failed) */
 } Zone;
 
 typedef struct { int32_t *ids; int64_t n, cap; } IdxSet;
@@ -287,6 +289,7 @@ static void set_mt(Engine *e, int64_t b, int mt) {
     for (int j = 0; j < NORD; j++) if (B->cnt[j]) list_del(e, b, B->mt, j);
     B->mt = (int8_t)mt;
     for (int j = 0; j < NORD; j++) if (B->cnt[j]) list_add(e, b, B->mt, j);
+    e->zones[B->zone].hfail[mt] = NORD;
 }
 
 static inline int bit_get(const uint64_t *m, int off) { return (m[off >> 6] >> (off & 63)) & 1; }
@@ -370,6 +373,8 @@ static void take(Engine *e, int64_t b, int off, int n, int kind, int traced) {
     e->zones[B->zone].free_pages -= n;
 }
 
+static inline void unhinted_freed(Engine *e, int64_t b);
+
 /* Free [off, off+n) of block b. An aligned power-of-two run that was all in use merges with its free
    buddies as __free_one_page() does; anything else is recounted from the bitmap. */
 static void release(Engine *e, int64_t b, int off, int n) {
@@ -386,6 +391,7 @@ static void release(Engine *e, int64_t b, int off, int n) {
     }
     if (na) lru_add(e, b, PK_ANON, -na);
     if (nf) lru_add(e, b, PK_FILE, -nf);
+    for (int i = off; i < off + n; i++) if (!bit_get(B->hint, i)) { unhinted_freed(e, b); break; }
     if (!fast) { refresh(e, b); return; }
     int m = k;
     while (m < NORD - 1) {
@@ -478,20 +484,31 @@ static int find_unhinted(const Block *B, int order) {
 
 /* Where the model places a page itself (a relocated or synthesized page, a huge page), it prefers free
    pages the trace never allocates: otherwise each such placement would take a page the trace uses
-   later and push that allocation elsewhere too, a cascade that is an artefact of replay. Looks at up to
-   HINT_SCAN blocks of the migratetype's lists, smallest order first; else __rmqueue as usual. */
-#define HINT_SCAN 16
+   later and push that allocation elsewhere too, a cascade that is an artefact of replay. The search
+   walks the zone's blocks of the migratetype from where it last succeeded; a sweep that finds nothing
+   is remembered (per order) until a page the trace never uses is freed. Else __rmqueue as usual. */
 static int64_t rmqueue_unhinted(Engine *e, Zone *z, int order, int mt, int kind, int traced) {
-    int scanned = 0;
-    for (int j = order; j < NORD && scanned < HINT_SCAN; j++)
-        for (int64_t b = z->head[mt][j]; b >= 0 && scanned < HINT_SCAN; b = e->blocks[b].next[j], scanned++) {
-            int off = find_unhinted(&e->blocks[b], order);
-            if (off >= 0) {
-                take(e, b, off, 1 << order, kind, traced);
-                return pfn_of(e, b, off);
+    if (order < z->hfail[mt]) {
+        for (int64_t step = 0, n = z->b1 - z->b0; step < n; step++) {
+            Block *B = &e->blocks[z->hcur[mt]];
+            if (B->zone >= 0 && &e->zones[B->zone] == z && B->mt == mt && B->nfree >= (1 << order)) {
+                int off = find_unhinted(B, order);
+                if (off >= 0) {
+                    take(e, z->hcur[mt], off, 1 << order, kind, traced);
+                    return pfn_of(e, z->hcur[mt], off);
+                }
             }
+            if (++z->hcur[mt] >= z->b1) z->hcur[mt] = z->b0;
         }
+        z->hfail[mt] = order;
+    }
     return rmqueue(e, z, order, mt, kind, traced);
+}
+
+/* A page the trace never uses became free (or a block changed type): the search may succeed again. */
+static inline void unhinted_freed(Engine *e, int64_t b) {
+    Zone *z = &e->zones[e->blocks[b].zone];
+    z->hfail[e->blocks[b].mt] = NORD;
 }
 
 static int64_t mark_of(const Zone *z, int which) { return which == 0 ? z->wmin : which == 1 ? z->wlow : z->whigh; }
@@ -687,6 +704,7 @@ static int compact_zone(Engine *e, Zone *z, int order, int prio, int64_t *migrat
             refresh(e, z->fre);
         }
         refresh(e, b);
+        for (int m2 = 0; m2 < NMT; m2++) z->hfail[m2] = NORD;
         *captured = b;
         return C_SUCCESS;
     }
@@ -1150,7 +1168,10 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
         z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
         z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
         z->mig = z->b0; z->fre = z->b1 - 1;
-        for (int m = 0; m < NMT; m++) for (int j = 0; j < NORD; j++) z->head[m][j] = -1;
+        for (int m = 0; m < NMT; m++) {
+            z->hcur[m] = z->b0; z->hfail[m] = NORD;
+            for (int j = 0; j < NORD; j++) z->head[m][j] = -1;
+        }
         if (z->node + 1 > nn) nn = z->node + 1;
     }
     if (nn > MAXNODES) { PyErr_SetString(PyExc_ValueError, "too many nodes"); goto fail; }
