@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -168,10 +169,12 @@ def capture_thp(work: Path, log=print) -> Path:
     try:
         _sysctl_set("compact_unevictable_allowed", "0")
         # every mlocked page is its own VMA (and so is every hole between two of them)
-        _sysctl_set("max_map_count", str(max(int(saved["max_map_count"]), 2 * (FRAG_MLOCK_MB * 256 // KEEP_EVERY) + 65536)))
+        map_count = max(int(saved["max_map_count"]), 2 * (FRAG_MLOCK_MB * 256 // KEEP_EVERY) + 65536)
+        _sysctl_set("max_map_count", str(map_count))
         dog = _Watchdog(procs)
-        procs.append(_start_ready([str(exe), "frag", str(FRAG_MLOCK_MB), "--mlock", "--keep-every", str(KEEP_EVERY)], "ready"))
-        procs.append(_start_ready([str(exe), "frag", str(FRAG_MOVABLE_MB), "--keep-every", str(KEEP_EVERY)], "ready"))
+        frag = [str(exe), "frag"]
+        procs.append(_start_ready(frag + [str(FRAG_MLOCK_MB), "--mlock", "--keep-every", str(KEEP_EVERY)], "ready"))
+        procs.append(_start_ready(frag + [str(FRAG_MOVABLE_MB), "--keep-every", str(KEEP_EVERY)], "ready"))
         free_pb = free_pageblock_mb()
         hold = max(0, (free_pb - LEAVE_FREE_MB) // 2 * 2)
         hold = min(hold, max(0, (meminfo_mb() - FAULT_MADVISE_MB - MIN_AVAILABLE_MB - 1024) // 2 * 2))
@@ -182,7 +185,8 @@ def capture_thp(work: Path, log=print) -> Path:
         log(f"capture_thp: {info}")
         wl = work / "sim-workload.log"
         with open(wl, "w") as out:
-            subprocess.run([THP, "record", "-o", str(bundle), "--", "sh", "-c", sim_workload(exe)], check=True, stdout=out)
+            subprocess.run([THP, "record", "-o", str(bundle), "--", "sh", "-c", sim_workload(exe)], check=True,
+                           stdout=out)
         info["workload_output"] = wl.read_text().split("\n")
         (bundle / "workload.log").write_text(wl.read_text())
     finally:
@@ -197,15 +201,15 @@ def capture_thp(work: Path, log=print) -> Path:
     info["min_available_mb"] = dog.min_mb
     if dog.tripped:
         rmtree(bundle)
-        raise RuntimeError(f"MemAvailable fell below {MIN_AVAILABLE_MB} MiB: background processes killed, capture dropped")
+        raise RuntimeError(f"MemAvailable fell below {MIN_AVAILABLE_MB} MiB: background processes killed, "
+                           "capture dropped")
     info.update(
         background=[f"thpfrag frag {FRAG_MLOCK_MB} --mlock --keep-every {KEEP_EVERY}",
                     f"thpfrag frag {FRAG_MOVABLE_MB} --keep-every {KEEP_EVERY}",
                     f"thpfrag fault {info['holder_mb']} --hold"],
-        sysctl={"compact_unevictable_allowed": "0", "max_map_count": "raised"},
-        recorded=f"thpreplay record -o {bundle} -- sh -c 'thpfrag fault {FAULT_MADVISE_MB}; thpfrag fault {FAULT_4K_MB} --no-madvise'",
+        sysctl_during={"compact_unevictable_allowed": "0", "max_map_count": str(map_count)}, sysctl_restored=saved,
+        recorded=f"thpreplay record -o {bundle} -- sh -c '{sim_workload(Path('thpfrag'))}'",
     )
-    import json
     (bundle / "bench_capture.json").write_text(json.dumps(info, indent=1) + "\n")
     log(f"capture_thp: done, {info}")
     return bundle

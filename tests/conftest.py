@@ -14,7 +14,7 @@ from thpreplay.ingest import ingest
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_traces"
 DATA = Path(__file__).resolve().parent / "data"
-SAMPLE_NAMES = ["local-6.18-ftrace", "local-6.18-perf", "qemu-6.1-2node", "qemu-6.1-2node-kpf"]
+SAMPLE_NAMES = ["local-6.18-ftrace", "local-6.18-kpf", "local-6.18-perf", "qemu-6.1-2node", "qemu-6.1-2node-kpf"]
 
 
 def read_table(dataset: Path, table: str) -> pl.DataFrame:

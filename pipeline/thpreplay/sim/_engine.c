@@ -35,7 +35,7 @@ enum { C_NOT_SUITABLE = 0, C_SKIPPED, C_DEFERRED, C_NO_SUITABLE_PAGE, C_CONTINUE
 enum { PRIO_SYNC_FULL = 0, PRIO_SYNC_LIGHT = 1, PRIO_ASYNC = 2 };
 
 /* demand op kinds (thpreplay.sim.demand) */
-enum { OP_ALLOC = 0, OP_FREE = 1, OP_THP = 2, OP_RELEASE = 3 };
+enum { OP_ALLOC = 0, OP_FREE = 1, OP_THP = 2, OP_RELEASE = 3, OP_MIGRATE = 4 };
 /* fault results (schemas/outcomes) */
 enum { R_HUGE_LOCAL = 0, R_HUGE_REMOTE, R_BASE_LOCAL, R_BASE_REMOTE, R_FAILED };
 
@@ -46,7 +46,7 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
        K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
        K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
-       K_RELOC_OUTSIDE, K_NCOUNTERS };
+       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
@@ -103,7 +103,7 @@ typedef struct {
     Block *blocks;
     IdxSet fileset[MAXNODES], anonset[MAXNODES];
     int64_t node_anon[MAXNODES], node_file[MAXNODES];
-    Map fwd, rev;
+    Map fwd, rev, kmig;
     Region *regions;
     int64_t nregions;
     double p[P_NPARAMS];
@@ -118,6 +118,10 @@ typedef struct {
     int64_t swap_left;
     /* time series: ts, node, free pages, free huge blocks */
     int64_t *series; int64_t nseries, capseries;
+    /* pages the kernel migrated during the trace (keys), oldest first; a free of a page the model does
+       not hold is taken as the free of one of them, at its unknown new place */
+    int64_t *migrated; int64_t mig_head, mig_tail, mig_cap;
+    int64_t next_key;             /* synthetic keys for migrated pages, below the regions' */
 } Engine;
 
 /* ---------- small helpers ---------- */
@@ -1003,6 +1007,8 @@ static void proactive(Engine *e, int64_t ts) {
 
 /* ---------- small allocations and frees ---------- */
 
+static void move_out(Engine *e, int64_t p);
+
 static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int pref, int64_t region) {
     e->k[K_ALLOCS]++;
     if (region >= 0 && e->regions[region].state == 1) {   /* the model gave this region a huge page */
@@ -1015,6 +1021,14 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
     if (b >= 0) {
         int off = (int)((key - e->base_pfn) & (PB_PAGES - 1));
         Block *B = &e->blocks[b];
+        if (e->kmig.n && off + n <= PB_PAGES && !range_free(B, off, n)) {
+            /* pages here that the kernel migrated away: move them now (see move_out) */
+            for (int i = 0; i < n; i++) {
+                if (!map_find(&e->kmig, key + i)) continue;
+                map_del(&e->kmig, key + i);
+                move_out(e, key + i);
+            }
+        }
         if (off + n <= PB_PAGES && range_free(B, off, n)) {   /* follow the trace */
             if (B->nfree == PB_PAGES && B->mt != mt) set_mt(e, b, mt);
             take(e, b, off, n, kind, 1);
@@ -1049,6 +1063,8 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
 /* A trace free (or a region release) of key: free the model page the key lives on. With no map entry
    the key is its own pfn; a page the model holds for another key, or a huge page of the model, is not
    the trace's to free (counted as unknown). */
+static void free_a_migrated_page(Engine *e);
+
 static void small_free(Engine *e, int64_t key, int order) {
     e->k[K_FREES]++;
     int64_t *loc = map_find(&e->fwd, key);
@@ -1060,6 +1076,7 @@ static void small_free(Engine *e, int64_t key, int order) {
         if (p < 0) return;                     /* dropped or failed: nothing to free */
         map_del(&e->rev, p);
     } else if (map_find(&e->rev, p)) {
+        for (int i = 0; i < (1 << order); i++) free_a_migrated_page(e);
         e->k[K_FREE_UNKNOWN]++;
         return;
     }
@@ -1071,13 +1088,78 @@ static void small_free(Engine *e, int64_t key, int order) {
     if (off + n > PB_PAGES) n = PB_PAGES - off;
     int inuse = 0;
     for (int i = off; i < off + n; i++) inuse += bit_get(B->used, i);
-    if (inuse == 0) { e->k[K_FREE_UNKNOWN]++; return; }
+    if (inuse == 0) {
+        /* the kernel put something here the trace never showed: a migration target */
+        for (int i = 0; i < n; i++) free_a_migrated_page(e);
+        e->k[K_FREE_UNKNOWN]++;
+        return;
+    }
     if (inuse < n) {   /* part of it was already free (a page the kernel had migrated): free the rest */
         for (int i = off; i < off + n; i++) if (bit_get(B->used, i)) release(e, b, i, 1);
         e->k[K_FREE_UNKNOWN]++;
         return;
     }
     release(e, b, off, n);
+}
+
+/* ---------- the kernel's own migrations ---------- */
+
+/* The trace shows a page freed inside compaction (or by kcompactd): the kernel migrated it, to a place
+   the trace does not show (compaction takes its target pages without mm_page_alloc). Migrations are the
+   kernel's decisions, so the model does not replay them: it only remembers the pfn (kmig). If the
+   trace later allocates that pfn while the model still holds the old page there, the model moves the
+   old page then, to a free page the trace does not use, under a fresh key (move_out), and the
+   workload's later free of the unknown target page frees one moved page (free_a_migrated_page). Free
+   page counts stay as the demand makes them; only which pages are free differs. */
+static void move_out(Engine *e, int64_t p) {
+    int64_t b = block_of(e, p);
+    if (b < 0 || e->blocks[b].huge) return;
+    Block *B = &e->blocks[b];
+    int off = (int)((p - e->base_pfn) & (PB_PAGES - 1));
+    if (!bit_get(B->used, off)) return;
+    int kind = bit_get(B->anon, off) ? PK_ANON : bit_get(B->file, off) ? PK_FILE : bit_get(B->mlock, off) ? PK_MLOCK : PK_PINNED;
+    int64_t to = alloc_zonelist(e, node_of_block(e, b), -1, 0, B->mt, kind, 1, 0);
+    if (to < 0) return;
+    int64_t *owner = map_find(&e->rev, p);
+    if (owner) { map_del(&e->fwd, *owner); map_del(&e->rev, p); }
+    else if (!map_find(&e->fwd, p)) map_put(&e->fwd, p, LOC_DROPPED);   /* key p's page moved away */
+    release(e, b, off, 1);
+    int64_t fresh = e->next_key--;
+    map_put(&e->fwd, fresh, to);
+    map_put(&e->rev, to, fresh);
+    if (e->mig_tail == e->mig_cap) {
+        if (e->mig_head > 0) {   /* compact the queue before growing it */
+            memmove(e->migrated, e->migrated + e->mig_head, (e->mig_tail - e->mig_head) * sizeof(int64_t));
+            e->mig_tail -= e->mig_head; e->mig_head = 0;
+        }
+        if (e->mig_tail == e->mig_cap) {
+            int64_t cap = e->mig_cap ? e->mig_cap * 2 : 4096;
+            int64_t *q = realloc(e->migrated, cap * sizeof(int64_t));
+            if (!q) return;
+            e->migrated = q; e->mig_cap = cap;
+        }
+    }
+    e->migrated[e->mig_tail++] = fresh;
+    e->k[K_MIGRATED_OUT]++;
+}
+
+static void kernel_migrated(Engine *e, int64_t key) {
+    int64_t *loc = map_find(&e->fwd, key);
+    int64_t p = loc ? *loc : key;
+    if (p >= 0) map_put(&e->kmig, p, 1);
+}
+
+static void free_a_migrated_page(Engine *e) {
+    while (e->mig_head < e->mig_tail) {
+        int64_t key = e->migrated[e->mig_head++];
+        int64_t *loc = map_find(&e->fwd, key);
+        if (!loc) continue;
+        if (*loc < 0) { map_del(&e->fwd, key); continue; }   /* reclaimed meanwhile */
+        e->k[K_FREE_OF_MIGRATED]++;
+        e->k[K_FREES]--;   /* small_free counts it again */
+        small_free(e, key, 0);
+        return;
+    }
 }
 
 static void region_release(Engine *e, int64_t r) {
@@ -1116,9 +1198,9 @@ static void sample(Engine *e, int64_t ts) {
 static void engine_free(PyObject *cap) {
     Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
     if (!e) return;
-    free(e->zones); free(e->blocks); free(e->regions); free(e->series);
+    free(e->zones); free(e->blocks); free(e->regions); free(e->series); free(e->migrated);
     for (int n = 0; n < MAXNODES; n++) { free(e->fileset[n].ids); free(e->anonset[n].ids); }
-    map_free(&e->fwd); map_free(&e->rev);
+    map_free(&e->fwd); map_free(&e->rev); map_free(&e->kmig);
     free(e);
 }
 
@@ -1221,7 +1303,8 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e->swap_left = (int64_t)e->p[P_SWAP_PAGES];
     e->next_sample = INT64_MIN;
     e->next_proactive = INT64_MIN;
-    if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16)) { PyErr_NoMemory(); goto fail; }
+    e->next_key = -(nregions * PB_PAGES) - 16;
+    if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16) || map_init(&e->kmig, 1 << 12)) { PyErr_NoMemory(); goto fail; }
     for (int i = 0; i < 15; i++) relbuf(all[i]);
     return PyCapsule_New(e, "thpreplay.engine", engine_free);
 fail:
@@ -1288,6 +1371,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             break;
         }
         case OP_RELEASE: if (region[i] >= 0 && region[i] < e->nregions) region_release(e, region[i]); break;
+        case OP_MIGRATE: for (int j = 0; j < (1 << order[i]) && j < PB_PAGES; j++) kernel_migrated(e, pfn[i] + j); break;
         }
     }
     Py_END_ALLOW_THREADS

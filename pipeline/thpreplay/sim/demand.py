@@ -17,9 +17,11 @@ the 4 KiB touches never faulted in the capture, so the model assumes the whole r
 the fault (512 pages). Without page-fault events, a fallback region is approximated as the next 512
 movable order-0 allocations of the same task, and the demand says so.
 
-What the kernel did on its own behalf is not demand either: frees inside direct reclaim and compaction
-(between their begin/end events on that task) and frees by kswapd/kcompactd are the kernel's reclaim
-and migration, which the model does itself. They are left out (and counted).
+What the kernel did on its own behalf is not demand either. Frees inside direct reclaim (between its
+begin/end events on that task) and by kswapd are reclaim, which the model does itself: dropped. Frees
+inside compaction and by kcompactd are migrations: the page moved to a place the trace does not show
+(compaction takes its target pages without mm_page_alloc). They become MIGRATE ops: the model moves the
+page itself, and the workload's later free of an unknown page frees one migrated page (both counted).
 """
 
 from __future__ import annotations
@@ -34,17 +36,12 @@ import polars as pl
 from thpreplay.sim.state import read_table
 
 
-OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE = 0, 1, 2, 3
+OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE, OP_MIGRATE = 0, 1, 2, 3, 4
 PK_PINNED, PK_ANON, PK_FILE = 0, 1, 2
 REGION_PAGES = 512
 
-_WINDOW_EVENTS = {
-    "mm_vmscan_direct_reclaim_begin": 1,
-    "mm_vmscan_direct_reclaim_end": -1,
-    "mm_compaction_begin": 1,
-    "mm_compaction_end": -1,
-}
-_KERNEL_THREADS = ("kswapd", "kcompactd")
+_RECLAIM_WINDOW = {"mm_vmscan_direct_reclaim_begin": 1, "mm_vmscan_direct_reclaim_end": -1}
+_COMPACTION_WINDOW = {"mm_compaction_begin": 1, "mm_compaction_end": -1}
 
 
 @dataclass
@@ -57,6 +54,16 @@ class Demand:
     traced_pages: np.ndarray  # every pfn a small allocation of the trace uses
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def _inside(frame: pl.DataFrame, events: pl.DataFrame, window: dict[str, int]) -> pl.Series:
+    """Whether each row (by line, per task) falls between a begin and an end event of the window."""
+    w = events.filter(pl.col("event").is_in(list(window))).with_columns(
+        pl.col("event").replace_strict(window, return_dtype=pl.Int8).alias("dir")).sort("line")
+    if not w.height:
+        return pl.Series([False] * frame.height)
+    joined = frame.select("line", "pid").join_asof(w.select("line", "pid", "dir"), on="line", by="pid", strategy="backward")
+    return joined["dir"].fill_null(-1) == 1
 
 
 def _madvised(faults: pl.DataFrame, enabled: str, defrag: str, override: bool | None) -> pl.Expr:
@@ -90,10 +97,8 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
     faults = read_table(dataset, "thp_faults")
     pfault = read_table(dataset, "page_fault").filter(pl.col("event") == "page_fault_user").select(
         "line", "pid", "tgid", "address")
-    windows = pl.concat([
-        read_table(dataset, "reclaim").select("line", "pid", "event"),
-        read_table(dataset, "compaction").select("line", "pid", "event"),
-    ]).filter(pl.col("event").is_in(list(_WINDOW_EVENTS)))
+    reclaim_events = read_table(dataset, "reclaim").select("line", "pid", "event")
+    compaction_events = read_table(dataset, "compaction").select("line", "pid", "event")
 
     # -- THP faults: the demand side of each (no outcome, no placement) --
     faults = faults.drop("region").sort("first_line").with_row_index("region").with_columns(
@@ -112,17 +117,17 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
         pl.col("madvised").cast(pl.Int8),
     )
 
-    # -- the kernel's own frees (reclaim, migration) are not demand --
+    # -- the kernel's own frees are not demand: reclaim (the model reclaims itself) is dropped; a free
+    #    inside compaction or by kcompactd is a migration, replayed as such (MIGRATE) --
     free = free.sort("line")
-    if windows.height:
-        w = windows.with_columns(pl.col("event").replace_strict(_WINDOW_EVENTS, return_dtype=pl.Int8).alias("dir")).sort("line")
-        free = free.join_asof(w.select("line", "pid", "dir"), on="line", by="pid", strategy="backward")
-        in_window = pl.col("dir").fill_null(-1) == 1
-    else:
-        in_window = pl.lit(False)
-    kthread = pl.col("comm").str.starts_with(_KERNEL_THREADS[0]) | pl.col("comm").str.starts_with(_KERNEL_THREADS[1])
-    free = free.with_columns((in_window | kthread).alias("kernel_own"))
-    counts["frees_by_kernel_reclaim_or_migration"] = int(free["kernel_own"].sum())
+    free = free.with_columns(
+        (_inside(free, reclaim_events, _RECLAIM_WINDOW) | pl.col("comm").str.starts_with("kswapd")).alias("by_reclaim"),
+    ).with_columns(
+        (_inside(free, compaction_events, _COMPACTION_WINDOW) | pl.col("comm").str.starts_with("kcompactd"))
+        .and_(~pl.col("by_reclaim")).alias("by_migration"),
+    ).with_columns((pl.col("by_reclaim") | pl.col("by_migration")).alias("kernel_own"))
+    counts["frees_by_kernel_reclaim"] = int(free["by_reclaim"].sum())
+    counts["frees_by_kernel_migration"] = int(free["by_migration"].sum())
 
     # -- huge pages the kernel placed: paired with their free only to know when the region ended --
     thp_rows = alloc.filter(pl.col("thp_attempt"))
@@ -200,6 +205,11 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
         pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"),
         pl.lit(-1, pl.Int64).alias("region"), pl.lit(0, pl.Int8).alias("madvised"),
     )
+    migrate_ops = free.filter(pl.col("by_migration") & ~pl.col("is_huge_release")).select(
+        pl.lit(OP_MIGRATE, pl.Int8).alias("kind"), "ts_ns", "line", "pfn", pl.col("order").cast(pl.Int8),
+        pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"),
+        pl.lit(-1, pl.Int64).alias("region"), pl.lit(0, pl.Int8).alias("madvised"),
+    )
     ts_of_line = free.select("line", "ts_ns")
     release_ops = releases.join(ts_of_line, on="line", how="left").select(
         pl.lit(OP_RELEASE, pl.Int8).alias("kind"), pl.col("ts_ns").fill_null(0), "line",
@@ -207,7 +217,7 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
         pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"), "region",
         pl.lit(0, pl.Int8).alias("madvised"),
     )
-    ops = pl.concat([alloc_ops, free_ops, fault_ops, release_ops]).sort(["line", "kind"])
+    ops = pl.concat([alloc_ops, free_ops, fault_ops, release_ops, migrate_ops]).sort(["line", "kind"])
 
     # -- evidence about the start: a page's first event --
     first = pl.concat([
