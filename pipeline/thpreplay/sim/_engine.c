@@ -57,6 +57,7 @@ enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_U
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
     uint64_t hint[8];     /* pages the trace allocates at some time: the model's own placements avoid them */
+    uint64_t kmig[8];     /* pages the kernel migrated away (the trace freed them inside compaction) */
     int32_t next[NORD], prev[NORD];
     uint16_t cnt[NORD];
     int16_t nfree, nanon, nfile, nmlock;
@@ -103,7 +104,7 @@ typedef struct {
     Block *blocks;
     IdxSet fileset[MAXNODES], anonset[MAXNODES];
     int64_t node_anon[MAXNODES], node_file[MAXNODES];
-    Map fwd, rev, kmig;
+    Map fwd, rev;
     Region *regions;
     int64_t nregions;
     double p[P_NPARAMS];
@@ -1021,15 +1022,13 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
     if (b >= 0) {
         int off = (int)((key - e->base_pfn) & (PB_PAGES - 1));
         Block *B = &e->blocks[b];
-        if (e->kmig.n && off + n <= PB_PAGES && !range_free(B, off, n)) {
+        if (off + n <= PB_PAGES && !range_free(B, off, n)) {
             /* pages here that the kernel migrated away: move them now (see move_out) */
-            for (int i = 0; i < n; i++) {
-                if (!map_find(&e->kmig, key + i)) continue;
-                map_del(&e->kmig, key + i);
-                move_out(e, key + i);
-            }
+            for (int i = off; i < off + n; i++)
+                if (bit_get(B->kmig, i) && bit_get(B->used, i)) move_out(e, pfn_of(e, b, i));
         }
         if (off + n <= PB_PAGES && range_free(B, off, n)) {   /* follow the trace */
+            for (int i = off; i < off + n; i++) bit_clr(B->kmig, i);   /* reused: forget it */
             if (B->nfree == PB_PAGES && B->mt != mt) set_mt(e, b, mt);
             take(e, b, off, n, kind, 1);
             map_del(&e->fwd, key);
@@ -1106,7 +1105,7 @@ static void small_free(Engine *e, int64_t key, int order) {
 
 /* The trace shows a page freed inside compaction (or by kcompactd): the kernel migrated it, to a place
    the trace does not show (compaction takes its target pages without mm_page_alloc). Migrations are the
-   kernel's decisions, so the model does not replay them: it only remembers the pfn (kmig). If the
+   kernel's decisions, so the model does not replay them: it only marks the page (Block.kmig). If the
    trace later allocates that pfn while the model still holds the old page there, the model moves the
    old page then, to a free page the trace does not use, under a fresh key (move_out), and the
    workload's later free of the unknown target page frees one moved page (free_a_migrated_page). Free
@@ -1124,6 +1123,7 @@ static void move_out(Engine *e, int64_t p) {
     if (owner) { map_del(&e->fwd, *owner); map_del(&e->rev, p); }
     else if (!map_find(&e->fwd, p)) map_put(&e->fwd, p, LOC_DROPPED);   /* key p's page moved away */
     release(e, b, off, 1);
+    bit_clr(B->kmig, off);
     int64_t fresh = e->next_key--;
     map_put(&e->fwd, fresh, to);
     map_put(&e->rev, to, fresh);
@@ -1146,7 +1146,8 @@ static void move_out(Engine *e, int64_t p) {
 static void kernel_migrated(Engine *e, int64_t key) {
     int64_t *loc = map_find(&e->fwd, key);
     int64_t p = loc ? *loc : key;
-    if (p >= 0) map_put(&e->kmig, p, 1);
+    int64_t b = p >= 0 ? block_of(e, p) : -1;
+    if (b >= 0) bit_set(e->blocks[b].kmig, (int)((p - e->base_pfn) & (PB_PAGES - 1)));
 }
 
 static void free_a_migrated_page(Engine *e) {
@@ -1200,7 +1201,7 @@ static void engine_free(PyObject *cap) {
     if (!e) return;
     free(e->zones); free(e->blocks); free(e->regions); free(e->series); free(e->migrated);
     for (int n = 0; n < MAXNODES; n++) { free(e->fileset[n].ids); free(e->anonset[n].ids); }
-    map_free(&e->fwd); map_free(&e->rev); map_free(&e->kmig);
+    map_free(&e->fwd); map_free(&e->rev);
     free(e);
 }
 
@@ -1304,7 +1305,7 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e->next_sample = INT64_MIN;
     e->next_proactive = INT64_MIN;
     e->next_key = -(nregions * PB_PAGES) - 16;
-    if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16) || map_init(&e->kmig, 1 << 12)) { PyErr_NoMemory(); goto fail; }
+    if (map_init(&e->fwd, 1 << 16) || map_init(&e->rev, 1 << 16)) { PyErr_NoMemory(); goto fail; }
     for (int i = 0; i < 15; i++) relbuf(all[i]);
     return PyCapsule_New(e, "thpreplay.engine", engine_free);
 fail:
