@@ -95,7 +95,9 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
             notes.append("THP defrag setting not in the capture: taken as 'madvise' (the default since 4.6)")
     settings = ThpSettings(enabled=enabled, defrag=defrag)
     sysctl = _sysctl(dataset)
-    cua = int(sysctl.get("compact_unevictable_allowed", params.compact_unevictable_allowed))
+    cua = params.compact_unevictable_allowed
+    if "compact_unevictable_allowed" in sysctl and "compact_unevictable_allowed" not in params.explicit:
+        cua = int(sysctl["compact_unevictable_allowed"])
     release = meta.get("kernel_version") or meta.get("kernel_release")
     overrides = {}
     if "extfrag_threshold" in sysctl:
