@@ -11,8 +11,10 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
   placed), mlocked (migratable, not reclaimable), anon (migratable, swappable) or file (migratable,
   droppable).
 - Small allocations follow the trace's pfn when that range is free in the model ("followed");
-  otherwise the allocator places them (__rmqueue with migratetype fallback and stealing; "relocated").
-  A free releases wherever the page is in the model.
+  otherwise the allocator places them (__rmqueue with migratetype fallback and stealing; "relocated"),
+  preferring free pages the trace never uses, and with order-0 direct reclaim when every zone is at
+  its min watermark. A free releases wherever the page is in the model. Pages the kernel migrated
+  (freed inside compaction) are marked, and moved by the model only when the trace reuses their pfn.
 - A THP fault runs the policy's attempts: fast path at the low watermark, kswapd/kcompactd wake when
   the mask allows, min-watermark retry, async direct compaction, the era's bail-outs, direct reclaim
   (compact_gap pages per node, page cache first, then anon to swap), then compaction again at the
@@ -20,7 +22,9 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
 - Direct compaction is a two-scanner walk over pageblocks with cached positions: a source block is
   emptied only when every used page in it can move; success when it becomes a free pageblock.
 - kswapd reclaims a node below its low watermark up to the high one, at once and off the fault's
-  clock. kcompactd compacts (sync-light) when a THP attempt wakes a balanced node.
+  clock. kcompactd compacts (sync-light) when a THP attempt wakes a balanced node, and, for 5.9+ eras
+  with vm.compaction_proactiveness > 0, every 500 ms of trace time while a node's fragmentation score
+  is above its high mark (proactive compaction).
 
 Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no watermark boost, no
 node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on contention, reclaim takes LRU
