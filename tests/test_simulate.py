@@ -174,6 +174,19 @@ def test_cli_errors_are_one_line(qemu, tmp_path):
     assert r.returncode == 2
 
 
+def test_one_trace_per_dataset(tmp_path):
+    """Events are ordered by their line in the trace: two traces in one dataset have no common order."""
+    from conftest import DATA
+    ds = tmp_path / "two"
+    r = run("ingest", str(SAMPLES / QEMU / "trace.txt.zst"), str(DATA / "trace-cmd-report-6.18.txt"), "-o", str(ds), "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    r = run("simulate", str(ds))
+    assert r.returncode == 1
+    assert r.stderr.decode() == (
+        f"thpreplay: {ds}: simulate replays one trace per dataset; this one holds 2 "
+        f"({SAMPLES / QEMU / 'trace.txt.zst'}, {DATA / 'trace-cmd-report-6.18.txt'}): ingest each into its own dataset\n")
+
+
 def test_params_file_changes_costs_not_decisions(qemu, tmp_path):
     base = simulate(qemu, policies=["local-only-4.8"]).runs[0].outcomes
     params = tmp_path / "p.toml"

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from thpreplay.errors import InputError
 from thpreplay.sim.state import read_table
 
 
@@ -66,18 +67,20 @@ def _inside(frame: pl.DataFrame, events: pl.DataFrame, window: dict[str, int]) -
     return joined["dir"].fill_null(-1) == 1
 
 
-def _madvised(faults: pl.DataFrame, enabled: str, defrag: str, override: bool | None) -> pl.Expr:
+def _madvised(enabled: str, defrag: str, override: bool | None) -> pl.Expr:
     """Whether each fault's VMA was madvised. With enabled=madvise only madvised VMAs get THP faults.
     Otherwise the direct-reclaim bit of the fault's masks tells it under defrag=madvise/defer+madvise
-    (only madvised VMAs get __GFP_DIRECT_RECLAIM there, reference §1.2); other modes do not show it and
-    the fault is taken as madvised (the case the 2019 thread is about), which the notes say."""
+    (only madvised VMAs get __GFP_DIRECT_RECLAIM there, reference §1.2): the decoded bit of its first or
+    last attempt (column `direct`), else the printed names. Other modes do not show it and the fault is
+    taken as madvised (the case the 2019 thread is about), which the notes say."""
     if override is not None:
         return pl.lit(override)
     if enabled == "madvise":
         return pl.lit(True)
     if defrag in ("madvise", "defer+madvise"):
-        return pl.col("first_gfp_flags").str.contains("DIRECT_RECLAIM|GFP_TRANSHUGE$|GFP_TRANSHUGE\\|") | pl.col(
-            "last_gfp_flags").str.contains("DIRECT_RECLAIM|GFP_TRANSHUGE$|GFP_TRANSHUGE\\|")
+        names = "DIRECT_RECLAIM|GFP_TRANSHUGE$|GFP_TRANSHUGE\\|"
+        by_name = pl.col("first_gfp_flags").str.contains(names) | pl.col("last_gfp_flags").str.contains(names)
+        return pl.coalesce("direct", by_name)
     return pl.lit(True)
 
 
@@ -92,7 +95,14 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
     notes: list[str] = []
     counts: dict[str, int] = {}
     alloc = read_table(dataset, "page_alloc").select(
-        "ts_ns", "line", "pid", "tgid", "cpu", "pfn", "success", "order", "migratetype", "gfp_flags", "thp_attempt", "node")
+        "ts_ns", "line", "pid", "tgid", "cpu", "pfn", "success", "order", "migratetype", "gfp_flags",
+        "gfp_direct_reclaim", "thp_attempt", "node", "source")
+    sources = alloc["source"].unique().to_list()
+    if len(sources) > 1:
+        # events are ordered by their line in the trace; several traces have no common order
+        raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
+                         f"({', '.join(sorted(sources))}): ingest each into its own dataset")
+    alloc = alloc.drop("source")
     free = read_table(dataset, "page_free").select("ts_ns", "line", "pid", "comm", "pfn", "order")
     faults = read_table(dataset, "thp_faults")
     pfault = read_table(dataset, "page_fault").filter(pl.col("event") == "page_fault_user").select(
@@ -101,9 +111,14 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
     compaction_events = read_table(dataset, "compaction").select("line", "pid", "event")
 
     # -- THP faults: the demand side of each (no outcome, no placement) --
+    # the decoded __GFP_DIRECT_RECLAIM bit of each fault's first and last attempt (null if undecoded)
+    attempt_bits = alloc.filter(pl.col("thp_attempt")).select("line", "gfp_direct_reclaim")
+    faults = faults.join(attempt_bits.rename({"line": "first_line", "gfp_direct_reclaim": "d1"}), on="first_line", how="left")
+    faults = faults.join(attempt_bits.rename({"line": "last_line", "gfp_direct_reclaim": "d2"}), on="last_line", how="left")
+    faults = faults.with_columns((pl.col("d1") | pl.col("d2")).alias("direct")).drop("d1", "d2")
     faults = faults.drop("region").sort("first_line").with_row_index("region").with_columns(
         pl.col("region").cast(pl.Int64),
-        _madvised(faults, enabled, defrag, madvised).fill_null(True).alias("madvised"),
+        _madvised(enabled, defrag, madvised).fill_null(True).alias("madvised"),
         pl.coalesce("tgid", "pid").alias("mm"),
         (pl.col("address") // (REGION_PAGES * 4096)).cast(pl.Int64).alias("vregion"),
     )

@@ -315,8 +315,10 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
                     continue
                 ev = small_mt_pfns.get(mt, np.empty(0, dtype=np.int64))
                 ev_blocks = np.unique((ev[(ev >= base) & (ev < end)] - base) // PB)
-                cand = [b for b in ev_blocks if b in set(rest.tolist()) and block_mt[b] == 1]
-                cand += [b for b in rest[::-1] if block_mt[b] == 1 and b not in set(cand)]
+                in_rest = set(rest.tolist())
+                cand = [b for b in ev_blocks if b in in_rest and block_mt[b] == 1]
+                chosen = set(cand)
+                cand += [b for b in rest[::-1] if block_mt[b] == 1 and b not in chosen]
                 block_mt[np.array(cand[:n], dtype=np.int64)] = mt
             # pages known free at the start, then the snapshot's remaining free blocks per order
             for b in rest:
