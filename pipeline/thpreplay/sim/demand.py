@@ -103,7 +103,7 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
         raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
                          f"({', '.join(sorted(sources))}): ingest each into its own dataset")
     alloc = alloc.drop("source")
-    free = read_table(dataset, "page_free").select("ts_ns", "line", "pid", "comm", "pfn", "order")
+    free = read_table(dataset, "page_free").select("ts_ns", "line", "pid", "comm", "pfn", "order").filter(pl.col("pfn") > 0)
     faults = read_table(dataset, "thp_faults")
     pfault = read_table(dataset, "page_fault").filter(pl.col("event") == "page_fault_user").select(
         "line", "pid", "tgid", "address")
