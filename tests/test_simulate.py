@@ -207,6 +207,17 @@ def test_a_second_simulate_is_refused_while_one_runs(qemu):
     assert r.stderr.decode() == f"thpreplay: {qemu}: another thpreplay simulate is writing this dataset\n"
 
 
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_progress_bar_on_a_terminal(qemu):
+    """On a terminal simulate shows a progress bar (rich, on stderr); it must not break the run."""
+    r = subprocess.run(["script", "-qec", f"{THP} simulate {qemu} --policy local-only-4.8", "/dev/null"],
+                       capture_output=True, timeout=300)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out
+    assert "internal error" not in out, out[out.find("internal error") - 100:][:400]
+    assert "replaying" in out and "tables:" in out
+
+
 def test_kernel_option_resolves_the_policy(qemu):
     r = run("simulate", str(qemu), "--kernel", "5.3-rc4", "--kernel", "5.3-rc5", "-q")
     assert r.returncode == 0, r.stderr.decode()

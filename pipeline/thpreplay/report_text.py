@@ -85,9 +85,9 @@ def progress_counter(label: str, enabled: bool = True) -> Iterator:
         yield (lambda total: None, None)
         return
     console = Console(stderr=True)
-    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} events"),
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,.0f} events"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(label, total=None)  # the total is known once the demand is built
         yield (lambda total: bar.update(task, total=total), lambda n: bar.advance(task, n))
 
 
