@@ -159,6 +159,50 @@ def validate(
         raise typer.Exit(1)
 
 
+@app.command()
+def query(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory")],
+    sql: Annotated[str | None, typer.Argument(help="SQL; '-' reads it from stdin")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the SQL from a file")] = None,
+    more: Annotated[list[Path] | None, typer.Option("-d", "--dataset", help="Another dataset (repeatable)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet")] = "table",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result to a file")] = None,
+) -> None:
+    """DuckDB SQL over the dataset's tables (a view each, with a `dataset` column); see `thpreplay schema`."""
+    from thpreplay import query as q
+
+    if fmt not in ("table", "csv", "json", "parquet"):
+        typer.echo("thpreplay: --format is table, csv, json or parquet", err=True)
+        raise typer.Exit(2)
+    if (sql is None) == (file is None):
+        typer.echo("thpreplay: give the SQL as an argument, '-' for stdin, or --file", err=True)
+        raise typer.Exit(2)
+    try:
+        if file is not None:
+            try:
+                sql = file.read_text()
+            except OSError as e:
+                raise ThpreplayError(f"{file}: cannot read: {e.strerror}") from None
+        elif sql == "-":
+            sql = sys.stdin.read()
+        text = q.write(q.run([dataset, *(more or [])], sql), fmt, output)
+    except ThpreplayError as e:
+        _fail(e)
+    if text:
+        sys.stdout.write(text)
+
+
+@app.command()
+def schema(table: Annotated[str | None, typer.Argument(help="One table or view")] = None) -> None:
+    """Every table and view `thpreplay query` offers, with its columns (from schemas/)."""
+    from thpreplay.query import describe
+
+    try:
+        typer.echo(describe(table), nl=False)
+    except ThpreplayError as e:
+        _fail(e)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,141 @@
+"""`thpreplay query`: DuckDB SQL over one or more datasets, in process.
+
+Every table of a dataset is a view of the same name over its Parquet parts, with a `dataset` column
+(the dataset directory's name) so that several datasets (`-d A -d B`) can be compared in one query.
+The simulation tables (outcomes, outcome_summary, memory_series) come from DATASET/simulation/. A table
+a dataset lacks is an empty view with its declared columns, so queries do not depend on which steps ran.
+Convenience views are declared in CONVENIENCE_VIEWS below; `thpreplay schema` documents every column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from thpreplay import schemas
+from thpreplay.errors import InputError, ThpreplayError
+from thpreplay.simulate import SIM_DIR, check_dataset
+
+_DUCK_TYPES = {"bool": "BOOLEAN", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "uint64": "UBIGINT",
+               "float64": "DOUBLE", "string": "VARCHAR", "list<int64>": "BIGINT[]", "list<int32>": "INTEGER[]"}
+
+# name -> (description, SQL). Built on the table views, so they work over several datasets at once.
+CONVENIENCE_VIEWS = {
+    "policy_coverage": (
+        "Per dataset and policy: THP coverage and where the pages went (from outcome_summary)",
+        """SELECT dataset, policy, faults, huge_local, huge_remote, base_local + base_remote AS base, failed,
+                  thp_coverage, local_share FROM outcome_summary""",
+    ),
+    "policy_costs": (
+        "Per dataset and policy: latency, compaction, reclaim and swap (from outcome_summary)",
+        """SELECT dataset, policy, latency_mean_us, latency_p50_us, latency_p99_us, compact_stall,
+                  pages_migrated, pgsteal_direct, pswpout, access_cost_mean FROM outcome_summary""",
+    ),
+    "outcome_by_process": (
+        "Per dataset, policy and command: faults and results",
+        """SELECT dataset, policy, comm, count(*) AS faults,
+                  count(*) FILTER (WHERE result LIKE 'huge%') AS huge,
+                  count(*) FILTER (WHERE result = 'huge_remote') AS huge_remote,
+                  avg(latency_ns) / 1000 AS latency_mean_us
+           FROM outcomes GROUP BY ALL ORDER BY ALL""",
+    ),
+}
+
+
+class QueryError(ThpreplayError):
+    """The SQL failed (DuckDB's message, on one line)."""
+
+
+def _view_sql(table: str, parts: list[tuple[str, list[Path]]]) -> str:
+    schema = schemas.load(table)
+    selects = []
+    for name, files in parts:
+        if files:
+            paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            selects.append(f"SELECT *, '{name.replace(chr(39), chr(39) * 2)}' AS dataset FROM read_parquet([{paths}])")
+    if not selects:
+        cols = ", ".join(f"CAST(NULL AS {_DUCK_TYPES[c.type]}) AS \"{c.name}\"" for c in schema.columns)
+        return f"SELECT {cols}, CAST(NULL AS VARCHAR) AS dataset WHERE false"
+    return " UNION ALL BY NAME ".join(selects)
+
+
+def connect(datasets: list[str | Path]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per table over the datasets' Parquet files."""
+    if not datasets:
+        raise ThpreplayError("give at least one dataset")
+    dirs = [Path(d) for d in datasets]
+    names = []
+    for d in dirs:
+        check_dataset(d)
+        names.append(d.resolve().name)
+    if len(set(names)) != len(names):
+        raise InputError(str(dirs[0]), "two datasets have the same directory name; the dataset column could not tell them apart")
+    con = duckdb.connect(":memory:")
+    for table in schemas.all_tables():
+        sub = SIM_DIR + "/" if table in schemas.SIMULATION_TABLES else ""
+        parts = [(n, sorted((d / f"{sub}{table}").glob("*.parquet"))) for n, d in zip(names, dirs)]
+        con.execute(f'CREATE VIEW "{table}" AS {_view_sql(table, parts)}')
+    for view, (_, sql) in CONVENIENCE_VIEWS.items():
+        con.execute(f'CREATE VIEW "{view}" AS {sql}')
+    return con
+
+
+def run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
+    con = connect(datasets)
+    try:
+        return con.sql(sql).pl() if sql.strip() else pl.DataFrame()
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QueryError(f"SQL: {first}") from None
+    except AttributeError:  # a statement without a result (e.g. SET)
+        return pl.DataFrame()
+    finally:
+        con.close()
+
+
+def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
+    """Render the result; returns text for stdout, or None when it went to a file."""
+    if fmt == "parquet":
+        if output is None:
+            raise ThpreplayError("--format parquet needs -o FILE")
+        frame.write_parquet(output)
+        return None
+    if fmt == "csv":
+        text = frame.write_csv()
+    elif fmt == "json":
+        text = frame.write_json() + "\n"
+    else:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=10_000, fmt_str_lengths=200,
+                       tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_formatting="MARKDOWN"):
+            text = str(frame) + "\n"
+    if output is not None:
+        output.write_text(text)
+        return None
+    return text
+
+
+def describe(table: str | None = None) -> str:
+    """Every table and view with its columns (from schemas/), or one table."""
+    lines = []
+    tables = [table] if table else schemas.all_tables()
+    for t in tables:
+        if t in CONVENIENCE_VIEWS:
+            desc, sql = CONVENIENCE_VIEWS[t]
+            lines += [f"{t} (view): {desc}", "    " + " ".join(sql.split()), ""]
+            continue
+        if t not in schemas.all_tables():
+            known = ", ".join(schemas.all_tables() + list(CONVENIENCE_VIEWS))
+            raise ThpreplayError(f"unknown table '{t}' (known: {known})")
+        s = schemas.load(t)
+        lines.append(f"{t} ({s.id}): {s.description}")
+        for c in s.columns:
+            unit = f" [{c.unit}]" if c.unit else ""
+            lines.append(f"    {c.name:<24} {c.type:<12}{' null' if c.nullable else '     '}  {c.description}{unit}")
+        lines.append(f"    {'dataset':<24} {'string':<12}       the dataset directory's name (added by query)")
+        lines.append("")
+    if not table:
+        for v, (desc, _) in CONVENIENCE_VIEWS.items():
+            lines.append(f"{v} (view): {desc}")
+    return "\n".join(lines).rstrip() + "\n"

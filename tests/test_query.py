@@ -1,0 +1,87 @@
+"""`thpreplay query` and `thpreplay schema` on the bundled 2-node capture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from thpreplay import schemas
+from thpreplay.simulate import simulate
+
+THP = str(Path(sys.executable).parent / "thpreplay")
+
+
+def run(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([THP, *args], capture_output=True, input=input, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def simulated(sample_dataset, tmp_path_factory) -> Path:
+    ds = tmp_path_factory.mktemp("q") / "qemu"
+    shutil.copytree(sample_dataset("qemu-6.1-2node"), ds)
+    simulate(ds, policies=["local-only-4.8", "relaxed-5.3-rc5"])
+    return ds
+
+
+def test_views_answer_from_the_tables(simulated):
+    r = run("query", str(simulated), "select policy, count(*) as n from outcomes group by 1 order by 1", "--format", "csv")
+    assert r.returncode == 0, r.stderr.decode()
+    faults = pl.read_parquet(simulated / "thp_faults").height
+    assert r.stdout.decode() == f"policy,n\nlocal-only-4.8,{faults}\nrelaxed-5.3-rc5,{faults}\n"
+    r = run("query", str(simulated), "select policy, huge_remote from policy_coverage order by 1", "--format", "json")
+    rows = json.loads(r.stdout)
+    summary = pl.read_parquet(simulated / "simulation" / "outcome_summary").sort("policy")
+    assert [(x["policy"], x["huge_remote"]) for x in rows] == list(zip(summary["policy"], summary["huge_remote"]))
+
+
+def test_sql_from_stdin_or_file_and_parquet_output(simulated, tmp_path):
+    sql = "select count(*) as n from page_alloc"
+    r = run("query", str(simulated), "-", "--format", "csv", input=sql.encode())
+    n = pl.read_parquet(simulated / "page_alloc").height
+    assert r.stdout.decode() == f"n\n{n}\n"
+    f = tmp_path / "q.sql"
+    f.write_text(sql)
+    out = tmp_path / "out.parquet"
+    r = run("query", str(simulated), "--file", str(f), "--format", "parquet", "-o", str(out))
+    assert r.returncode == 0 and r.stdout == b""
+    assert pl.read_parquet(out)["n"].to_list() == [n]
+
+
+def test_several_datasets_and_a_dataset_without_simulation(simulated, sample_dataset, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(sample_dataset("qemu-6.1-2node"), plain)
+    shutil.rmtree(plain / "simulation", ignore_errors=True)
+    r = run("query", str(simulated), "-d", str(plain), "--format", "csv",
+            "select dataset, (select count(*) from outcomes o where o.dataset = t.dataset) as outcomes, count(*) as faults "
+            "from thp_faults t group by 1 order by 1")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == ["dataset,outcomes,faults", "plain,0,288", "qemu,576,288"]
+
+
+def test_errors_are_one_line(simulated, tmp_path):
+    r = run("query", str(simulated), "select nope from outcomes")
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith('thpreplay: SQL: Binder Error: Referenced column "nope" not found')
+    assert len(r.stderr.decode().splitlines()) == 1
+    r = run("query", str(tmp_path), "select 1")
+    assert r.returncode == 1
+    assert "not a thpreplay dataset" in r.stderr.decode()
+    assert run("query", str(simulated), "select 1", "--format", "xml").returncode == 2
+    r = run("query", str(simulated), "select 1", "--format", "parquet")
+    assert r.returncode == 1 and r.stderr.decode() == "thpreplay: --format parquet needs -o FILE\n"
+
+
+def test_schema_documents_every_table():
+    r = run("schema")
+    text = r.stdout.decode()
+    for table in schemas.all_tables():
+        assert f"{table} ({table}.v1)" in text
+    assert "policy_coverage (view)" in text
+    r = run("schema", "nosuch")
+    assert r.returncode == 1 and r.stderr.decode().startswith("thpreplay: unknown table 'nosuch'")
