@@ -20,15 +20,17 @@ test: venv
 SAMPLES := $(filter-out %/workload/ %/lab/,$(wildcard sample_traces/*/))
 
 # Ingest every bundled real capture, replay it under every built-in policy, validate it against
-# what its kernel did (the table is printed; a figure off by more than 10 % does not stop the demo).
+# what its kernel did (the table is printed; a figure off by more than 10 % does not stop the demo),
+# and write its HTML report (the headline table is printed with where the report is).
 demo: venv
 	@mkdir -p $(OUT)
 	@for b in $(SAMPLES); do \
 	  name=$$(basename $$b); \
 	  echo "== $$name"; \
 	  $(THP) ingest $$b -o $(OUT)/$$name --force -q || exit 1; \
-	  $(THP) simulate $(OUT)/$$name || exit 1; \
+	  $(THP) simulate $(OUT)/$$name -q || exit 1; \
 	  $(THP) validate $(OUT)/$$name || true; \
+	  $(THP) report $(OUT)/$$name || exit 1; \
 	done
 
 # Validation of every bundled capture under its own kernel's policy (docs/model.md, Fidelity).

@@ -1,4 +1,4 @@
-"""`thpreplay query` and `thpreplay schema` on the bundled 2-node capture."""
+"""`thpreplay query`, `schema` and `report` on the bundled 2-node capture."""
 
 from __future__ import annotations
 
@@ -85,3 +85,28 @@ def test_schema_documents_every_table():
     assert "policy_coverage (view)" in text
     r = run("schema", "nosuch")
     assert r.returncode == 1 and r.stderr.decode().startswith("thpreplay: unknown table 'nosuch'")
+
+
+def test_report_is_one_self_contained_page(simulated, tmp_path):
+    out = tmp_path / "r.html"
+    r = run("report", str(simulated), "-o", str(out))
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines()[-1] == f"report: {out}"
+    page = out.read_text()
+    for figure in ("outcomes", "latency", "free-huge"):
+        assert f"<figure id='{figure}'><svg" in page
+    assert "<script" not in page and "<link" not in page and "src=" not in page  # nothing to fetch
+    assert "Validation against the captured kernel (no-local-reclaim-7.0)" in page
+    assert "local-only-4.8" in page and "relaxed-5.3-rc5" in page
+    again = tmp_path / "again.html"
+    assert run("report", str(simulated), "-o", str(again), "-q").returncode == 0
+    assert again.read_bytes() == out.read_bytes()  # deterministic
+
+
+def test_report_needs_a_simulation(sample_dataset, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(sample_dataset("qemu-6.1-2node"), plain)
+    shutil.rmtree(plain / "simulation", ignore_errors=True)
+    r = run("report", str(plain))
+    assert r.returncode == 1
+    assert r.stderr.decode() == f"thpreplay: {plain}: no simulation in this dataset; run thpreplay simulate first\n"

@@ -193,6 +193,25 @@ def query(
 
 
 @app.command()
+def report(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a simulation")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file (default DATASET/report.html)")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only where the report is")] = False,
+) -> None:
+    """One self-contained HTML page comparing every simulated policy (and the terminal summary)."""
+    from thpreplay.report import build
+    from thpreplay.report_text import _wide_console, summary_table
+
+    try:
+        result = build(dataset, output)
+    except ThpreplayError as e:
+        _fail(e)
+    if not quiet:
+        _wide_console().print(summary_table(result.summary))
+    typer.echo(f"report: {result.path}")
+
+
+@app.command()
 def schema(table: Annotated[str | None, typer.Argument(help="One table or view")] = None) -> None:
     """Every table and view `thpreplay query` offers, with its columns (from schemas/)."""
     from thpreplay.query import describe

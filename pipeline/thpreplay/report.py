@@ -1,0 +1,167 @@
+"""`thpreplay report`: one self-contained HTML page comparing every simulated policy.
+
+Charts are drawn by matplotlib (Agg) as inline SVG, so the page needs no network and no JavaScript:
+it can be attached to a mailing-list thread or a ticket as is. Sections: the capture (kernel, THP
+settings, topology), the summary table, fault outcomes per policy (stacked bars), estimated fault
+latency per policy (box plots), free huge pages per node over time, and the validation table against
+the captured kernel when the capture names its kernel.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
+import polars as pl  # noqa: E402
+
+from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
+from thpreplay.sim.state import read_table  # noqa: E402
+from thpreplay.simulate import SIM_DIR, check_dataset  # noqa: E402
+
+RESULT_COLORS = {"huge_local": "#1b7837", "huge_remote": "#7fbf7b", "base_local": "#af8dc3",
+                 "base_remote": "#762a83", "failed": "#444444"}
+plt.rcParams["svg.hashsalt"] = "thpreplay"  # stable ids: the same inputs give the same page
+
+
+@dataclass
+class Report:
+    path: Path
+    summary: pl.DataFrame
+    validation: object | None
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _outcome_bars(outcomes: pl.DataFrame, policies: list[str]) -> str:
+    counts = outcomes.group_by("policy", "result").len()
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(policies) + 1.2))
+    left = [0] * len(policies)
+    for result, color in RESULT_COLORS.items():
+        vals = [int(counts.filter((pl.col("policy") == p) & (pl.col("result") == result))["len"].sum()) for p in policies]
+        ax.barh(policies, vals, left=left, color=color, label=result)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.invert_yaxis()
+    ax.set_xlabel("THP faults")
+    ax.legend(ncols=5, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.02 * len(policies)), frameon=False)
+    ax.set_title("Fault outcomes per policy")
+    return _svg(fig)
+
+
+def _latency_boxes(outcomes: pl.DataFrame, policies: list[str]) -> str:
+    data = [outcomes.filter(pl.col("policy") == p)["latency_ns"].to_numpy() / 1000.0 for p in policies]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(policies) + 1.2))
+    ax.boxplot(data, vert=False, tick_labels=policies, showfliers=True, flierprops={"markersize": 2})
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("estimated fault latency (µs, log scale)")
+    ax.set_title("Fault latency per policy")
+    return _svg(fig)
+
+
+def _free_huge(series: pl.DataFrame, policies: list[str]) -> str:
+    nodes = sorted(series["node"].unique().to_list())
+    fig, axes = plt.subplots(len(nodes), 1, figsize=(9, 2.6 * len(nodes) + 0.6), squeeze=False, sharex=True)
+    t0 = series["ts_ns"].min() or 0
+    for ax, node in zip(axes[:, 0], nodes):
+        for p in policies:
+            s = series.filter((pl.col("policy") == p) & (pl.col("node") == node)).sort("ts_ns")
+            ax.step((s["ts_ns"].to_numpy() - t0) / 1e9, s["free_huge_pages"].to_numpy(), where="post", label=p, linewidth=1)
+        ax.set_ylabel(f"node {node}\nfree 2 MiB blocks")
+    axes[-1, 0].set_xlabel("seconds since the start of the capture")
+    axes[0, 0].legend(fontsize=7, ncols=3, loc="upper center", bbox_to_anchor=(0.5, 1.45), frameon=False)
+    fig.suptitle("Free huge pages per node over time", y=1.02)
+    return _svg(fig)
+
+
+def _table(frame: pl.DataFrame, floats: int = 3) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.iter_rows():
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                v = f"{v:,.{floats}f}"
+            elif isinstance(v, int) and not isinstance(v, bool):
+                v = f"{v:,}"
+            cells.append(f"<td>{html.escape('' if v is None else str(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}.note{color:#555;font-size:13px}
+.off{color:#b00}"""
+
+
+def build(dataset: str | Path, output: str | Path | None = None, validate_capture: bool = True) -> Report:
+    dataset = Path(dataset)
+    check_dataset(dataset)
+    sim = dataset / SIM_DIR
+    if not (sim / "outcome_summary").is_dir():
+        raise InputError(str(dataset), "no simulation in this dataset; run thpreplay simulate first")
+    summary = read_table(sim, "outcome_summary")
+    outcomes = read_table(sim, "outcomes")
+    series = read_table(sim, "memory_series")
+    info = json.loads((sim / "simulation.json").read_text())
+    meta = {k: v for k, v in read_table(dataset, "metadata").iter_rows()}
+    policies = summary["policy"].to_list()
+    validation = None
+    if validate_capture:
+        from thpreplay.validate import validate
+
+        try:
+            validation = validate(dataset)
+        except ThpreplayError:
+            validation = None  # the capture does not name its kernel: no validation section
+    topo = read_table(dataset, "topology").filter(pl.col("spanned") > 0).select(
+        "node", "zone", "start_pfn", "end_pfn", "present", "wmark_min", "wmark_low", "wmark_high", "cpus")
+    title = f"thpreplay report: {dataset.name}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    kernel = json.loads(meta.get("kernel_release") or "null")
+    version = json.loads(meta.get("kernel_version") or "null")
+    parts.append("<h2>Capture</h2><p>")
+    parts.append(f"kernel {html.escape(str(kernel))}" + (f" (upstream {html.escape(version)})" if version else ""))
+    parts.append(f"; THP enabled={html.escape(info['settings']['enabled'])} defrag={html.escape(info['settings']['defrag'])}")
+    parts.append(f"; {info['demand'].get('thp_faults', 0):,} THP faults, {info['demand'].get('ops', 0):,} demand ops;"
+                 f" initial state from {html.escape(str(info['initial_state'].get('source', 'snapshots')))}</p>")
+    parts.append(_table(topo, 0))
+    for note in info.get("notes", []):
+        parts.append(f"<p class='note'>note: {html.escape(note)}</p>")
+    parts.append("<h2>Summary</h2>")
+    parts.append(_table(summary.select(
+        "policy", "huge_local", "huge_remote", "base_local", "base_remote", "failed", "thp_coverage", "local_share",
+        "latency_mean_us", "latency_p99_us", "compact_stall", "pgsteal_direct", "pswpout", "access_cost_mean")))
+    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies)}</figure>")
+    parts.append(f"<figure id='latency'>{_latency_boxes(outcomes, policies)}</figure>")
+    parts.append(f"<figure id='free-huge'>{_free_huge(series, policies)}</figure>")
+    if validation is not None:
+        parts.append(f"<h2>Validation against the captured kernel ({html.escape(validation.policy)})</h2>")
+        parts.append(_table(validation.table(), 3))
+        bad = len(validation.failures)
+        parts.append(f"<p>{len(validation.rows) - bad} of {len(validation.rows)} figures within "
+                     f"{100 * validation.tolerance:.0f} % or ±{validation.small}.</p>")
+    parts.append("<p class='note'>Made by thpreplay from the dataset's simulation; the model, its sources and "
+                 "simplifications: docs/model.md.</p></body></html>\n")
+    path = Path(output) if output else dataset / "report.html"
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(parts))
+        tmp.replace(path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+    return Report(path, summary, validation)
