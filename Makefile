@@ -9,9 +9,10 @@ OUT    ?= out
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tests/plugins/thpreplay_example_policy/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e tests/plugins/thpreplay_example_policy  # the example policy plugin (docs/writing-a-policy.md)
 	touch $@
 
 test: venv

@@ -81,7 +81,8 @@ def test_attempts_keep_the_contract(policy):
                 assert all(1 <= a.order <= PMD_ORDER and a.scope in SCOPES for a in got), where
                 pmd = [a for a in got if a.order == PMD_ORDER]
                 assert 1 <= len(pmd) <= 2, where
-                if len(pmd) == 2:  # a second PMD call only follows one that could reclaim
+                if len(pmd) == 2 and registry.is_builtin(policy):
+                    # every era's second PMD call follows one that could reclaim (a plugin may differ)
                     assert pmd[0].direct_reclaim, where
 
 
@@ -504,7 +505,7 @@ def test_cli_lists_every_builtin_with_kernels_and_commits():
     r = run("policies")
     assert r.returncode == 0, r.stderr
     names = [line.split()[0] for line in r.stdout.splitlines() if line and not line.startswith(" ")]
-    assert names == NAMES
+    assert names[:len(NAMES)] == NAMES  # installed plugins follow, by name
     assert "cc638f329ef6 mm, thp: tweak reclaim/compaction effort" in r.stdout
     assert "5.5-rc7..6.19" in r.stdout
 

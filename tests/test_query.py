@@ -110,3 +110,14 @@ def test_report_needs_a_simulation(sample_dataset, tmp_path):
     r = run("report", str(plain))
     assert r.returncode == 1
     assert r.stderr.decode() == f"thpreplay: {plain}: no simulation in this dataset; run thpreplay simulate first\n"
+
+
+def test_the_example_plugin_is_installed_and_simulates(simulated):
+    """tests/plugins/thpreplay_example_policy, installed by make venv (docs/writing-a-policy.md)."""
+    r = run("policies")
+    assert "free-anywhere-first" in r.stdout.decode()
+    r = run("simulate", str(simulated), "--policy", "free-anywhere-first", "--policy", "local-only-4.8", "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    summary = pl.read_parquet(simulated / "simulation" / "outcome_summary")
+    got = dict(zip(summary["policy"], summary["huge_remote"]))
+    assert got["free-anywhere-first"] > got["local-only-4.8"]  # it takes remote free huge pages first

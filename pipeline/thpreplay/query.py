@@ -33,6 +33,13 @@ CONVENIENCE_VIEWS = {
         """SELECT dataset, policy, latency_mean_us, latency_p50_us, latency_p99_us, compact_stall,
                   pages_migrated, pgsteal_direct, pswpout, access_cost_mean FROM outcome_summary""",
     ),
+    "stall_percentiles": (
+        "Per dataset and policy: estimated fault latency percentiles (µs) over faults that compacted or reclaimed",
+        """SELECT dataset, policy, count(*) AS stalled_faults,
+                  quantile_cont(latency_ns, 0.5) / 1000 AS p50_us, quantile_cont(latency_ns, 0.9) / 1000 AS p90_us,
+                  quantile_cont(latency_ns, 0.99) / 1000 AS p99_us, max(latency_ns) / 1000 AS max_us
+           FROM outcomes WHERE compaction_attempted > 0 OR pages_reclaimed > 0 GROUP BY ALL ORDER BY ALL""",
+    ),
     "outcome_by_process": (
         "Per dataset, policy and command: faults and results",
         """SELECT dataset, policy, comm, count(*) AS faults,
@@ -61,6 +68,20 @@ def _view_sql(table: str, parts: list[tuple[str, list[Path]]]) -> str:
     return " UNION ALL BY NAME ".join(selects)
 
 
+# Table macros. what_changed('local-only-4.8', 'relaxed-5.3-rc5'): the faults whose result differs.
+MACROS = {
+    "what_changed": (
+        "what_changed(a, b): fault by fault, where policy a and policy b disagree",
+        """CREATE MACRO what_changed(a, b) AS TABLE
+           SELECT x.dataset, x.fault_id, x.ts_ns, x.comm, x.result AS result_a, y.result AS result_b,
+                  x.node AS node_a, y.node AS node_b, x.latency_ns AS latency_ns_a, y.latency_ns AS latency_ns_b
+           FROM outcomes x JOIN outcomes y USING (dataset, fault_id)
+           WHERE x.policy = a AND y.policy = b AND x.result IS DISTINCT FROM y.result
+           ORDER BY x.dataset, x.fault_id""",
+    ),
+}
+
+
 def connect(datasets: list[str | Path]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per table over the datasets' Parquet files."""
     if not datasets:
@@ -79,6 +100,8 @@ def connect(datasets: list[str | Path]) -> duckdb.DuckDBPyConnection:
         con.execute(f'CREATE VIEW "{table}" AS {_view_sql(table, parts)}')
     for view, (_, sql) in CONVENIENCE_VIEWS.items():
         con.execute(f'CREATE VIEW "{view}" AS {sql}')
+    for _, sql in MACROS.values():
+        con.execute(sql)
     return con
 
 
@@ -138,4 +161,6 @@ def describe(table: str | None = None) -> str:
     if not table:
         for v, (desc, _) in CONVENIENCE_VIEWS.items():
             lines.append(f"{v} (view): {desc}")
+        for _, (desc, _) in MACROS.items():
+            lines.append(f"{desc} (table macro)")
     return "\n".join(lines).rstrip() + "\n"
