@@ -234,7 +234,7 @@ def thp_faults(machine: Machine, n: int, *, node: int = 0, madvised: bool = True
     return Demand(
         ops=ops, faults=faults, observed_huge=np.full(n, 0 if touches else 1, dtype=np.int8),
         used_at_start=np.empty(0, dtype=np.int64), free_at_start=np.empty(0, dtype=np.int64),
-        traced_pages=np.sort(touched), notes=["synthetic demand (tests/scenarios.py)"],
+        traced_pages=np.sort(touched), pfns_by_migratetype={}, notes=["synthetic demand (tests/scenarios.py)"],
         counts={"ops": ops.height, "thp_faults": n, "releases": 0},
     )
 

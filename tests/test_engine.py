@@ -55,7 +55,7 @@ def demand_of(rows: list[tuple], nfaults: int, observed_huge: np.ndarray | None 
     oh = observed_huge if observed_huge is not None else np.zeros(nfaults, dtype=np.int8)
     empty = np.empty(0, dtype=np.int64)
     return Demand(ops=ops, faults=faults, observed_huge=oh.astype(np.int8), used_at_start=empty,
-                  free_at_start=empty, traced_pages=empty)
+                  free_at_start=empty, traced_pages=empty, pfns_by_migratetype={})
 
 
 def used_bits(eng) -> np.ndarray:

@@ -23,7 +23,7 @@ import polars as pl  # noqa: E402
 
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
 from thpreplay.sim.state import read_table  # noqa: E402
-from thpreplay.simulate import SIM_DIR, check_dataset  # noqa: E402
+from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
 
 RESULT_COLORS = {"huge_local": "#1b7837", "huge_remote": "#7fbf7b", "base_local": "#af8dc3",
                  "base_remote": "#762a83", "failed": "#444444"}
@@ -121,7 +121,7 @@ def build(dataset: str | Path, output: str | Path | None = None, validate_captur
     outcomes = read_table(sim, "outcomes")
     series = read_table(sim, "memory_series")
     info = json.loads((sim / "simulation.json").read_text())
-    meta = {k: v for k, v in read_table(dataset, "metadata").iter_rows()}
+    meta = _metadata(dataset)
     policies = summary["policy"].to_list()
     validation = None
     if validate_capture:
@@ -136,8 +136,7 @@ def build(dataset: str | Path, output: str | Path | None = None, validate_captur
     title = f"thpreplay report: {dataset.name}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    kernel = json.loads(meta.get("kernel_release") or "null")
-    version = json.loads(meta.get("kernel_version") or "null")
+    kernel, version = meta.get("kernel_release"), meta.get("kernel_version")
     parts.append("<h2>Capture</h2><p>")
     parts.append(f"kernel {html.escape(str(kernel))}" + (f" (upstream {html.escape(version)})" if version else ""))
     parts.append(f"; THP enabled={html.escape(info['settings']['enabled'])} defrag={html.escape(info['settings']['defrag'])}")

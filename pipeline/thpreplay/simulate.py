@@ -111,9 +111,7 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     if overrides:
         params = Params(**{**params.as_dict(), **overrides, "explicit": params.explicit})
     demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised)
-    alloc = state.read_table(dataset, "page_alloc").filter(~pl.col("thp_attempt") & pl.col("success"))
-    mt_pfns = {mt: alloc.filter(pl.col("migratetype") == mt)["pfn"].to_numpy() for mt in (0, 2)}
-    init = state.build(dataset, demand.used_at_start, demand.free_at_start, mt_pfns, cua, params.seed,
+    init = state.build(dataset, demand.used_at_start, demand.free_at_start, demand.pfns_by_migratetype, cua, params.seed,
                        demand.traced_pages)
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
                   notes + demand.notes + init.assumptions)

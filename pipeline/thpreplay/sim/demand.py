@@ -53,6 +53,7 @@ class Demand:
     used_at_start: np.ndarray  # pfns the trace shows in use before it began (freed before allocated)
     free_at_start: np.ndarray  # pfns the trace shows free when it began (allocated before freed)
     traced_pages: np.ndarray  # every pfn a small allocation of the trace uses
+    pfns_by_migratetype: dict[int, np.ndarray]  # small allocations' pfns, unmovable (0) and reclaimable (2)
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -257,4 +258,6 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
     )
     counts.update(ops=ops.height, thp_faults=faults.height, releases=releases.height)
     return Demand(ops=ops, faults=fault_table, observed_huge=observed, used_at_start=used_at_start,
-                  free_at_start=free_at_start, traced_pages=traced_pages, notes=notes, counts=counts)
+                  free_at_start=free_at_start, traced_pages=traced_pages,
+                  pfns_by_migratetype={mt: small.filter(pl.col("migratetype") == mt)["pfn"].to_numpy() for mt in (0, 2)},
+                  notes=notes, counts=counts)

@@ -344,11 +344,7 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     file_bits = np.zeros(npages, dtype=bool)
     mlock_bits = np.zeros(npages, dtype=bool)
     rng = np.random.default_rng(seed)
-    swap_pages = 0
-    mi = snapshot_text(dataset, "meminfo.before")
-    if mi:
-        m = re.search(r"SwapFree:\s+(\d+)\s*kB", mi)
-        swap_pages = int(m.group(1)) // 4 if m else 0
+    swap_pages = _swap_pages(dataset)
     movable_page = np.repeat(block_mt == 1, PB) & np.repeat(block_zone >= 0, PB)
     for n in nodes:
         text = snapshot_text(dataset, f"node{n}.meminfo.before")
