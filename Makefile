@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv test demo validate-samples bench bench-big bench-sim lab-qemu clean
+.PHONY: venv browser test demo screenshot validate-samples bench bench-big bench-sim lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -15,8 +15,14 @@ $(VENV)/.installed: pyproject.toml tests/plugins/thpreplay_example_policy/pyproj
 	$(PY) -m pip install -q -e tests/plugins/thpreplay_example_policy  # the example policy plugin (docs/writing-a-policy.md)
 	touch $@
 
-test: venv
-	$(PY) -m pytest -m "not slow"
+# The report's browser test needs Debian's chromium; installed here when missing (as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the report's browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
+test: venv browser
+	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow"
 
 SAMPLES := $(filter-out %/workload/ %/lab/,$(wildcard sample_traces/*/))
 
@@ -33,6 +39,10 @@ demo: venv
 	  $(THP) validate $(OUT)/$$name || true; \
 	  $(THP) report $(OUT)/$$name || exit 1; \
 	done
+
+# Refresh docs/report.png, the README's screenshot of the demo report (headless Chromium).
+screenshot: demo browser
+	$(PY) tests/report_browser.py $(OUT)/qemu-6.1-2node/report.html docs/report.png
 
 # Validation of every bundled capture under its own kernel's policy (docs/model.md, Fidelity).
 validate-samples: venv

@@ -77,6 +77,31 @@ def test_errors_are_one_line(simulated, tmp_path):
     assert r.returncode == 1 and r.stderr.decode() == "thpreplay: --format parquet needs -o FILE\n"
 
 
+def test_queries_are_read_only(simulated, tmp_path):
+    """User SQL reads the datasets' tables and nothing else, and writes nothing."""
+    part = sorted((simulated / "page_alloc").glob("*.parquet"))[0]
+    before = part.read_bytes()
+    refused = {
+        f"copy (select 1 as a) to '{part}' (use_tmp_file false)": "COPY statements are not run",
+        f"copy (select 1) to '{tmp_path}/x.csv'": "COPY statements are not run",
+        "create table t as select 1": "CREATE statements are not run",
+        "attach ':memory:' as m": "ATTACH statements are not run",
+        "set enable_external_access = true": "SET statements are not run",
+        "install httpfs": "LOAD statements are not run",  # DuckDB files INSTALL under LOAD
+        "select 1; delete from page_alloc": "DELETE statements are not run",
+    }
+    for sql, message in refused.items():
+        r = run("query", str(simulated), sql)
+        assert r.returncode == 1, sql
+        assert r.stderr.decode() == f"thpreplay: SQL: {message}; queries are read-only (write results with --format and -o)\n"
+    r = run("query", str(simulated), "select count(*) from read_csv('/etc/hostname')")
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith('thpreplay: SQL: Permission Error: Cannot access file "/etc/hostname"')
+    assert part.read_bytes() == before and list(tmp_path.iterdir()) == []
+    r = run("query", str(simulated), "select 1 as a; select count(*) as n from outcomes", "--format", "csv")
+    assert r.returncode == 0 and r.stdout.decode() == f"n\n{2 * pl.read_parquet(simulated / 'thp_faults').height}\n"
+
+
 def test_schema_documents_every_table():
     r = run("schema")
     text = r.stdout.decode()

@@ -9,6 +9,7 @@ Convenience views are declared in CONVENIENCE_VIEWS below; `thpreplay schema` do
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -82,8 +83,40 @@ MACROS = {
 }
 
 
-def connect(datasets: list[str | Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per table over the datasets' Parquet files."""
+# Statements a query may run. Anything else (COPY, CREATE, INSERT, ATTACH, SET, INSTALL, ...) is refused
+# before it reaches DuckDB; results are written by --format/-o, never by the SQL.
+READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
+
+
+class _Session:
+    """The views built in a throw-away database file, reopened read-only with file access locked to the
+    datasets' Parquet parts: user SQL can read them and nothing else, and can change nothing."""
+
+    def __init__(self, datasets: list[str | Path]):
+        self._tmp = tempfile.TemporaryDirectory(prefix="thpreplay-query-")
+        path = str(Path(self._tmp.name) / "views.duckdb")
+        files = _build_views(path, datasets)
+        self.con = duckdb.connect(path, read_only=True)
+        if files:
+            self.con.execute("SET allowed_paths = $files", {"files": files})
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET autoinstall_known_extensions = false")
+        self.con.execute("SET lock_configuration = true")
+
+    def close(self) -> None:
+        self.con.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _build_views(path: str, datasets: list[str | Path]) -> list[str]:
+    """Create a view per table, the convenience views and the macros in the database at path; returns
+    every Parquet file the views read."""
     if not datasets:
         raise ThpreplayError("give at least one dataset")
     dirs = [Path(d) for d in datasets]
@@ -93,29 +126,53 @@ def connect(datasets: list[str | Path]) -> duckdb.DuckDBPyConnection:
         names.append(d.resolve().name)
     if len(set(names)) != len(names):
         raise InputError(str(dirs[0]), "two datasets have the same directory name; the dataset column could not tell them apart")
-    con = duckdb.connect(":memory:")
-    for table in schemas.all_tables():
-        sub = SIM_DIR + "/" if table in schemas.SIMULATION_TABLES else ""
-        parts = [(n, sorted((d / f"{sub}{table}").glob("*.parquet"))) for n, d in zip(names, dirs)]
-        con.execute(f'CREATE VIEW "{table}" AS {_view_sql(table, parts)}')
-    for view, (_, sql) in CONVENIENCE_VIEWS.items():
-        con.execute(f'CREATE VIEW "{view}" AS {sql}')
-    for _, sql in MACROS.values():
-        con.execute(sql)
-    return con
+    con = duckdb.connect(path)
+    files: list[str] = []
+    try:
+        for table in schemas.all_tables():
+            sub = SIM_DIR + "/" if table in schemas.SIMULATION_TABLES else ""
+            parts = [(n, sorted(p.resolve() for p in (d / f"{sub}{table}").glob("*.parquet"))) for n, d in zip(names, dirs)]
+            files += [str(f) for _, fs in parts for f in fs]
+            con.execute(f'CREATE VIEW "{table}" AS {_view_sql(table, parts)}')
+        for view, (_, sql) in CONVENIENCE_VIEWS.items():
+            con.execute(f'CREATE VIEW "{view}" AS {sql}')
+        for _, sql in MACROS.values():
+            con.execute(sql)
+    finally:
+        con.close()
+    return files
+
+
+def connect(datasets: list[str | Path]) -> _Session:
+    """A read-only DuckDB session over the datasets' tables (use as a context manager)."""
+    return _Session(datasets)
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
-    con = connect(datasets)
-    try:
-        return con.sql(sql).pl() if sql.strip() else pl.DataFrame()
-    except duckdb.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise QueryError(f"SQL: {first}") from None
-    except AttributeError:  # a statement without a result (e.g. SET)
-        return pl.DataFrame()
-    finally:
-        con.close()
+    """Run the SQL's statements in order; the last one's result is returned."""
+    with connect(datasets) as con:
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise QueryError(f"SQL: {_one_line(e)}") from None
+        for st in statements:
+            kind = st.type.name
+            if kind not in READ_STATEMENTS:
+                raise QueryError(f"SQL: {kind} statements are not run; queries are read-only "
+                                 "(write results with --format and -o)")
+        result = pl.DataFrame()
+        try:
+            for st in statements:
+                rel = con.sql(st.query)
+                result = rel.pl() if rel is not None else pl.DataFrame()
+        except duckdb.Error as e:
+            raise QueryError(f"SQL: {_one_line(e)}") from None
+        return result
 
 
 def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:

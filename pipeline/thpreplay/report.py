@@ -64,7 +64,7 @@ def _latency_boxes(outcomes: pl.DataFrame, policies: list[str]) -> str:
     # at least 1 µs each, for the log scale (a fault the model charges nothing is cheaper than that)
     data = [(outcomes.filter(pl.col("policy") == p)["latency_ns"].to_numpy() / 1000.0).clip(1.0) for p in policies]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(policies) + 1.2))
-    ax.boxplot(data, vert=False, tick_labels=policies, showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(data, orientation="horizontal", tick_labels=policies, showfliers=True, flierprops={"markersize": 2})
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("estimated fault latency (µs, log scale)")
@@ -105,9 +105,9 @@ def _table(frame: pl.DataFrame, floats: int = 3) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1240px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}.note{color:#555;font-size:13px}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left;white-space:nowrap}figure{margin:1.5em 0}.note{color:#555;font-size:13px}
 .off{color:#b00}"""
 
 

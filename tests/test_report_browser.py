@@ -1,0 +1,58 @@
+"""The report page in a real headless browser (Debian's Chromium, driven by Playwright).
+
+`make test` installs Chromium when it is missing and sets THPREPLAY_REQUIRE_BROWSER=1, so there the
+test cannot skip; run by hand without Chromium, it skips and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from report_browser import FIGURES, check, chromium
+from thpreplay.report import build as write_report
+from thpreplay.simulate import simulate
+
+needs_browser = pytest.mark.skipif(
+    chromium() is None and os.environ.get("THPREPLAY_REQUIRE_BROWSER") != "1",
+    reason="chromium is not installed (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def report_page(sample_dataset, tmp_path_factory) -> Path:
+    ds = tmp_path_factory.mktemp("browser") / "qemu-6.1-2node"
+    shutil.copytree(sample_dataset("qemu-6.1-2node"), ds)
+    simulate(ds, policies=["local-only-4.8", "relaxed-5.3-rc5", "no-local-reclaim-7.0"])
+    return write_report(ds).path
+
+
+@needs_browser
+def test_the_report_loads_offline_with_every_chart(report_page, tmp_path):
+    shot = tmp_path / "report.png"
+    page = check(report_page, screenshot=shot)
+    assert page.title == "thpreplay report: qemu-6.1-2node"
+    assert page.console == [] and page.page_errors == []
+    assert page.foreign_requests == []  # the page needs nothing but itself
+    assert set(page.figures) == set(FIGURES)
+    for name, fig in page.figures.items():
+        assert fig["width"] > 300 and fig["height"] > 100, (name, fig)
+        assert fig["marks"] > 10, (name, fig)  # bars, boxes, lines: something is drawn
+    assert page.tables == 3  # topology, summary, validation
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+@needs_browser
+def test_the_browser_check_sees_a_broken_page(tmp_path):
+    """The check can fail: a page that fetches from the network, logs an error and lost a chart."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!doctype html><html><head><title>x</title><link rel='stylesheet' href='http://192.0.2.1/x.css'>"
+                   "</head><body><figure id='outcomes'><svg width='400' height='200'><rect width='10' height='10'/>"
+                   "</svg></figure><script>console.error('boom'); undefined_call();</script></body></html>")
+    page = check(bad)
+    assert page.foreign_requests == ["http://192.0.2.1/x.css"]
+    assert any(c.startswith("error: boom") for c in page.console)
+    assert page.page_errors and "undefined_call" in page.page_errors[0]
+    assert page.figures["latency"] == {"width": 0, "height": 0, "marks": 0}
