@@ -24,7 +24,7 @@ browser:
 test: venv browser
 	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow"
 
-SAMPLES := $(filter-out %/workload/ %/lab/,$(wildcard sample_traces/*/))
+SAMPLES := $(filter-out %/workload/ %/lab/ %/fidelity/,$(wildcard sample_traces/*/))
 
 # Ingest every bundled real capture, replay it under every built-in policy, validate it against
 # what its kernel did (the table is printed; a figure off by more than 10 % does not stop the demo),

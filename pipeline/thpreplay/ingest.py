@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from thpreplay import __version__, procfs, schemas
-from thpreplay.atomic import replace_dir
+from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
 from thpreplay.bundle import Bundle, open_bundle
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
@@ -36,7 +36,7 @@ from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layo
 from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
 from thpreplay.topology import Topology
 
-DATASET_FORMAT = 1
+DATASET_FORMAT = schemas.DATASET_FORMAT
 # Three chunks parse at once on two cores: while one waits on the GIL or the disk, two compute.
 WORKERS = 3
 # perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
@@ -396,8 +396,9 @@ def _prepare_output(output: Path, force: bool) -> Path:
         raise OutputError(f"{output}: parent {parent} is not a directory")
     if not parent.is_dir():
         raise OutputError(f"{output}: parent directory {parent} does not exist")
+    clean_stale(output)  # what a killed ingest left beside it
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=parent))
+        return make_tmp(output)
     except OSError as e:
         raise OutputError(f"{output}: cannot write in {parent}: {e.strerror}") from None
 
@@ -426,12 +427,12 @@ def ingest(
         summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress)
         replace_dir(tmp, output)
         return summary
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{output}: write failed: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        reason = io_error_reason(e, output.absolute().parent) if isinstance(e, Exception) and not isinstance(e, ThpreplayError) else None
+        if reason is None:
+            raise
+        raise OutputError(f"{output}: write failed: {reason}") from None
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -560,13 +561,16 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         warnings.append(f"{stats['rejects']} lines rejected: see the rejects table")
     not_located = 0
     if not topology.inferred:
-        pa_path = tmp / "page_alloc" / "*.parquet"
-        not_located = (
-            pl.scan_parquet(pa_path).filter(pl.col("success") & pl.col("node").is_null()).select(pl.len()).collect()
-            .item()
-        )
+        outside = {}
+        for table, located in (("page_alloc", pl.col("success")), ("page_free", pl.col("pfn") > 0)):
+            if any((tmp / table).glob("*.parquet")):
+                outside[table] = (pl.scan_parquet(tmp / table / "*.parquet")
+                                  .filter(located & pl.col("node").is_null()).select(pl.len()).collect().item())
+        not_located = outside.get("page_alloc", 0)
         if not_located:
             warnings.append(f"{not_located} allocated pfns lie outside the topology's zones (node unknown)")
+        if outside.get("page_free"):
+            warnings.append(f"{outside['page_free']} freed pfns lie outside the topology's zones (node unknown)")
     assumptions = []
     if events.get("page_fault", 0) == 0:
         assumptions.append("no exceptions:page_fault_user events: faults have no virtual address")

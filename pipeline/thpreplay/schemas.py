@@ -19,6 +19,7 @@ from thpreplay.errors import SchemaError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 META_KEY = b"thpreplay.schema"
+DATASET_FORMAT = 1  # the layout of a dataset directory (dataset.json "version")
 
 _ARROW = {
     "bool": pa.bool_(),

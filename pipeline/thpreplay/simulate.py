@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +19,11 @@ import numpy as np
 import polars as pl
 
 from thpreplay import schemas
-from thpreplay.atomic import replace_dir
+from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
 from thpreplay.errors import InputError, OutputError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.gfp import parse_release
-from thpreplay.policy.base import Policy, PolicyError, ThpSettings
+from thpreplay.policy.base import Policy, PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
 from thpreplay.procfs import selected_setting
 from thpreplay.sim import demand as demand_mod
@@ -66,8 +65,25 @@ def _sysctl(dataset: Path) -> dict[str, str]:
 
 
 def check_dataset(dataset: Path) -> None:
-    if not (dataset / "dataset.json").is_file():
+    """A dataset this thpreplay can read: its dataset.json names this format version and, for every
+    table it has, the schema version declared in schemas/ (a dataset from another version is refused
+    with what to do, rather than read with columns that mean something else)."""
+    path = dataset / "dataset.json"
+    if not path.is_file():
         raise InputError(str(dataset), "not a thpreplay dataset (no dataset.json); make one with thpreplay ingest")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(str(path), f"unreadable dataset record: {e}") from None
+    if not isinstance(info, dict) or info.get("format") != "thpreplay-dataset":
+        raise InputError(str(path), "not a thpreplay dataset record")
+    if info.get("version") != schemas.DATASET_FORMAT:
+        raise InputError(str(dataset), f"dataset format version {info.get('version')}; this thpreplay reads version "
+                         f"{schemas.DATASET_FORMAT}: ingest the capture again")
+    for table, made in sorted((info.get("schemas") or {}).items()):
+        if table in schemas.all_tables() and made != schemas.load(table).id:
+            raise InputError(str(dataset), f"made with schema {made}; this thpreplay reads {schemas.load(table).id}: "
+                             "ingest the capture again")
 
 
 def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | None = None,
@@ -175,10 +191,10 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationR
     usable = []
     for policy in policies:
         try:
-            policy.attempts(inputs.settings, True)
+            call_attempts(policy, inputs.settings, True)
             usable.append(policy)
         except PolicyError as e:
-            if len(policies) == 1:
+            if len(policies) == 1 or isinstance(e, PolicyCrashed):
                 raise
             inputs.notes.append(f"{policy.name} skipped: {e.message}")
     for policy in usable:
@@ -203,8 +219,9 @@ def _lock(dataset: Path):
 
 def write(result: SimulationResult) -> Path:
     dataset = result.inputs.dataset
+    clean_stale(dataset / SIM_DIR)  # what a killed simulate left (the lock makes this one the only writer)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{SIM_DIR}.tmp-", dir=dataset))
+        tmp = make_tmp(dataset / SIM_DIR)
     except OSError as e:
         raise OutputError(f"{dataset}: cannot write: {e.strerror}") from None
     try:
@@ -228,12 +245,12 @@ def write(result: SimulationResult) -> Path:
         final = dataset / SIM_DIR
         replace_dir(tmp, final)
         return final
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{dataset}: writing the simulation failed: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        reason = io_error_reason(e, dataset) if isinstance(e, Exception) else None
+        if reason is None:
+            raise
+        raise OutputError(f"{dataset}: writing the simulation failed: {reason}") from None
 
 
 def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels: list[str] | None = None,

@@ -314,8 +314,8 @@ def _stalls_per_try(events: pl.DataFrame, stall_rule: str) -> pl.DataFrame:
     tries = events.filter(pl.col("_try") > 0).with_columns(
         pl.col("_seg").first().over("_fk", "_try").alias("_try_seg")
     ).filter(pl.col("_seg") == pl.col("_try_seg"))
-    if stall_rule == "ran":
-        counted = pl.col("event") == "mm_compaction_begin"
+    if stall_rule == "every_call":
+        counted = is_try
     else:
         counted = pl.col("event").is_in(["mm_compaction_begin", "mm_compaction_deferred"]) | (
             (pl.col("event") == "mm_compaction_suitable") & (pl.col("ret") != "skipped")

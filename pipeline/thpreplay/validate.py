@@ -59,6 +59,57 @@ def _vmstat(dataset) -> dict[str, int]:
     return dict(zip(vm["counter"].to_list(), vm["delta"].to_list()))
 
 
+# (figure, source, vmstat counter or None): the figures compared, in the order printed
+FIGURES = (
+    ("huge_local", "trace"), ("huge_remote", "trace"), ("fallback", "trace"),
+    ("direct_reclaims", "trace"), ("pages_reclaimed", "trace"),
+    ("thp_fault_alloc", "vmstat"), ("thp_fault_fallback", "vmstat"), ("compact_stall", "vmstat"),
+    ("compact_success", "vmstat"), ("compact_fail", "vmstat"), ("allocstall", "vmstat"),
+    ("pgsteal_direct", "vmstat"), ("pswpout", "vmstat"), ("numa_miss", "vmstat"),
+)
+
+
+def observed(dataset) -> dict[str, int]:
+    """What the capturing kernel did: the trace's THP outcomes and direct reclaims, and the vmstat
+    deltas the bundle has (a counter the snapshots lack is left out)."""
+    faults = read_table(dataset, "thp_faults")
+    obs = dict(zip(*faults["outcome"].value_counts().select("outcome", "count").to_dict(as_series=False).values()))
+    reclaim = read_table(dataset, "reclaim")
+    out = {
+        "huge_local": obs.get("huge_local", 0), "huge_remote": obs.get("huge_remote", 0), "fallback": obs.get("fallback", 0),
+        "direct_reclaims": reclaim.filter(pl.col("event") == "mm_vmscan_direct_reclaim_begin").height,
+        "pages_reclaimed": int(reclaim.filter(pl.col("event") == "mm_vmscan_direct_reclaim_end")["nr_reclaimed"].fill_null(0).sum()),
+    }
+    vm = _vmstat(dataset)
+    if any(k.startswith("allocstall") for k in vm):
+        out["allocstall"] = sum(v for k, v in vm.items() if k.startswith("allocstall"))
+    for counter in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
+                    "pgsteal_direct", "pswpout", "numa_miss"):
+        if vm.get(counter) is not None:
+            out[counter] = int(vm[counter])
+    return out
+
+
+def simulated(run) -> dict[str, int]:
+    """The same figures from one policy's replay."""
+    c = run.counters
+    sim = run.outcomes["result"].value_counts()
+    n = dict(zip(sim["result"].to_list(), sim["count"].to_list()))
+    out = {
+        "huge_local": n.get("huge_local", 0), "huge_remote": n.get("huge_remote", 0),
+        "fallback": n.get("base_local", 0) + n.get("base_remote", 0) + n.get("failed", 0),
+        "direct_reclaims": int(c["allocstall"]), "pages_reclaimed": int(c["pgsteal_direct"]),
+    }
+    for counter in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
+                    "allocstall", "pgsteal_direct", "pswpout", "numa_miss"):
+        out[counter] = int(c[counter])
+    return out
+
+
+def compare(obs: dict[str, int], sim: dict[str, int]) -> list[Row]:
+    return [Row(f, source, obs[f], sim[f]) for f, source in FIGURES if f in obs]
+
+
 def validate(dataset, *, policy: str | None = None, kernel: str | None = None, tolerance: float = 0.10,
              small: int = 5, params_file: str | None = None) -> Validation:
     params = Params.load(params_file)
@@ -72,35 +123,5 @@ def validate(dataset, *, policy: str | None = None, kernel: str | None = None, t
     else:
         raise ThpreplayError(f"{dataset}: the capture does not say which kernel made it; give --kernel or --policy")
     result = replay(inputs, [chosen])
-    run = result.runs[0]
-    c = run.counters
-    sim = run.outcomes["result"].value_counts()
-    sim_count = dict(zip(sim["result"].to_list(), sim["count"].to_list()))
-    faults = read_table(inputs.dataset, "thp_faults")
-    obs = dict(zip(*faults["outcome"].value_counts().select("outcome", "count").to_dict(as_series=False).values()))
-    reclaim = read_table(inputs.dataset, "reclaim")
-    begins = reclaim.filter(pl.col("event") == "mm_vmscan_direct_reclaim_begin").height
-    reclaimed = int(reclaim.filter(pl.col("event") == "mm_vmscan_direct_reclaim_end")["nr_reclaimed"].fill_null(0).sum())
-    rows = [
-        Row("huge_local", "trace", obs.get("huge_local", 0), sim_count.get("huge_local", 0)),
-        Row("huge_remote", "trace", obs.get("huge_remote", 0), sim_count.get("huge_remote", 0)),
-        Row("fallback", "trace", obs.get("fallback", 0),
-            sim_count.get("base_local", 0) + sim_count.get("base_remote", 0) + sim_count.get("failed", 0)),
-        Row("direct_reclaims", "trace", begins, c["allocstall"]),
-        Row("pages_reclaimed", "trace", reclaimed, c["pgsteal_direct"]),
-    ]
-    vm = _vmstat(inputs.dataset)
-    allocstall = sum(v for k, v in vm.items() if k.startswith("allocstall"))
-    for figure, counter, value in (
-        ("thp_fault_alloc", "thp_fault_alloc", vm.get("thp_fault_alloc")),
-        ("thp_fault_fallback", "thp_fault_fallback", vm.get("thp_fault_fallback")),
-        ("compact_stall", "compact_stall", vm.get("compact_stall")),
-        ("compact_success", "compact_success", vm.get("compact_success")),
-        ("compact_fail", "compact_fail", vm.get("compact_fail")),
-        ("allocstall", "allocstall", allocstall if any(k.startswith("allocstall") for k in vm) else None),
-        ("pgsteal_direct", "pgsteal_direct", vm.get("pgsteal_direct")),
-        ("numa_miss", "numa_miss", vm.get("numa_miss")),
-    ):
-        if value is not None:
-            rows.append(Row(figure, "vmstat", int(value), int(c[counter])))
+    rows = compare(observed(inputs.dataset), simulated(result.runs[0]))
     return Validation(chosen.name, inputs.kernel_release, rows, result, tolerance, small)

@@ -28,6 +28,22 @@ class PolicyError(ThpreplayError):
     """A policy cannot be found, loaded or used with the given settings."""
 
 
+class PolicyCrashed(PolicyError):
+    """A policy's own code raised (a plugin's bug): reported, never skipped."""
+
+
+def call_attempts(policy, settings: "ThpSettings", madvised: bool) -> tuple:
+    """policy.attempts(), with anything but a PolicyError turned into a one-line PolicyCrashed."""
+    try:
+        return tuple(policy.attempts(settings, madvised))
+    except PolicyError:
+        raise
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise PolicyCrashed(f"policy {getattr(policy, 'name', policy)!r}: attempts({settings.enabled}/{settings.defrag}, "
+                            f"madvised={madvised}) raised {type(e).__name__}: {reason}".rstrip(": ")) from None
+
+
 @dataclass(frozen=True)
 class ThpSettings:
     """The THP knobs a fault policy reads. Unknown values are refused here; modes an era lacks are

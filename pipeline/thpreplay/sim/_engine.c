@@ -52,7 +52,7 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
-       P_KCOMPACTD, P_STALL_RULE_RAN, P_SEED, P_PROACTIVENESS, P_NPARAMS };
+       P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -116,6 +116,9 @@ typedef struct {
     uint64_t rng;
     int64_t next_sample;
     int64_t next_proactive, proactive_defer_until[MAXNODES];
+    /* a proactive compaction in progress per node: its score when it began, and the trace time up to
+       which its work is done (kcompactd works at the model's migration cost, not instantly) */
+    int pro_running[MAXNODES]; int64_t pro_before[MAXNODES]; double pro_done_ns[MAXNODES];
     int64_t swap_left;
     /* time series: ts, node, free pages, free huge blocks */
     int64_t *series; int64_t nseries, capseries;
@@ -582,20 +585,6 @@ static Zone *top_zone(Engine *e, int node) {   /* the node's highest populated z
     return best;
 }
 
-/* kswapd (balance_pgdat simplified): reclaim the node until its highest zone is above the high
-   watermark; runs at once and costs the faulting task nothing. */
-static void kswapd(Engine *e, int node) {
-    if (!e->p[P_KSWAPD]) return;
-    Zone *z = top_zone(e, node);
-    if (!z || z->free_pages >= z->wlow + z->reserve) return;
-    e->k[K_KSWAPD_WAKE]++;
-    while (z->free_pages < z->whigh + z->reserve) {
-        int r = reclaim_one(e, node);
-        if (!r) break;
-        e->k[K_PGSTEAL_KSWAPD]++;
-        if (r == 2) e->k[K_PSWPOUT]++;
-    }
-}
 
 /* ---------- compaction ---------- */
 
@@ -780,11 +769,19 @@ static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int
     return total;
 }
 
-/* An order-0 (small) allocation that finds every zone below its min watermark enters direct reclaim
-   as the kernel's would: SWAP_CLUSTER_MAX (32) pages per pass from the zonelist's nodes in order, up to
+static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct);
+
+/* A small allocation, as __alloc_pages() does it. The fast path takes the first zone of the zonelist
+   above its low watermark (get_page_from_freelist with ALLOC_WMARK_LOW), so a full local node spills to
+   the next node and nobody is woken. Only when every zone is below low does the slowpath wake kswapd on
+   the zonelist's nodes (wake_all_kswapds) and retry down to the min watermark. When that fails too, it
+   enters direct reclaim: SWAP_CLUSTER_MAX (32) pages per pass from the zonelist's nodes in order, up to
    MAX_RECLAIM_RETRIES (16) passes, retrying the free lists after each (should_reclaim_retry simplified). */
 static int64_t alloc_small(Engine *e, int pref, int order, int mt, int kind, int traced) {
-    int64_t p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 0);
+    int64_t p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 1);
+    if (p >= 0) return p;
+    wake_kswapds(e, pref, -1, order, 1);
+    p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 0);
     if (p >= 0) return p;
     e->k[K_ALLOCSTALL]++;
     for (int pass = 0; pass < 16 && p < 0; pass++) {
@@ -813,7 +810,8 @@ typedef struct {
 } Outcome;
 
 static void count_stall(Engine *e, int rc, int success, Outcome *o) {
-    int ran = e->p[P_STALL_RULE_RAN] ? rc > C_DEFERRED : rc != C_SKIPPED;
+    /* kernel.counters.compact_stall_rule: before 5.12 every call counted, from 5.12 all but SKIPPED */
+    int ran = e->p[P_STALL_EVERY_CALL] ? 1 : rc != C_SKIPPED;
     if (rc > C_DEFERRED) o->compact_calls++;
     if (!ran) return;
     e->k[K_COMPACT_STALL]++;
@@ -852,6 +850,16 @@ static void wake_kswapds(Engine *e, int pref, int only_node, int order, int dire
             if (st == C_SUCCESS) defer_reset(zz, order, 0); else defer(zz, order);
         }
     }
+}
+
+/* A page taken where the trace put it: had the kernel found every zone of the zonelist below its low
+   watermark, its slowpath would have woken kswapd; the model does the same. */
+static void wake_if_all_low(Engine *e, int pref) {
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (wmark_ok(z, 0, z->wlow)) return;
+    }
+    wake_kswapds(e, pref, -1, 0, 1);
 }
 
 static double access_mult(Engine *e, int local, int node, int huge) {
@@ -912,11 +920,12 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
 }
 
 /* The node an order-0 movable page would come from now (for base_local / base_remote / failed). */
-static int base_node(Engine *e, int local) {
-    for (int i = 0; i < e->zl_len[local]; i++) {
-        Zone *z = &e->zones[e->zonelist[local][i]];
-        if (wmark_ok(z, 0, z->wmin)) return z->node;
-    }
+static int base_node(Engine *e, int local) {   /* where alloc_small() would put the fallback's pages */
+    for (int which = 1; which >= 0; which--)
+        for (int i = 0; i < e->zl_len[local]; i++) {
+            Zone *z = &e->zones[e->zonelist[local][i]];
+            if (wmark_ok(z, 0, mark_of(z, which))) return z->node;
+        }
     return -1;
 }
 
@@ -955,7 +964,6 @@ static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
             int pnode = node_of_block(e, block_of(e, p));
             if (pnode != local) e->k[K_NUMA_MISS]++;
             e->k[K_SYNTHESIZED]++;
-            kswapd(e, pnode);
         }
     }
 }
@@ -980,29 +988,53 @@ static int64_t node_score(Engine *e, int node) {   /* fragmentation_score_node()
     return score;
 }
 
+static void proactive_low_high(Engine *e, int64_t *low, int64_t *high) {   /* fragmentation_score_wmark() */
+    *low = 100 - (int64_t)e->p[P_PROACTIVENESS];
+    if (*low < 5) *low = 5;
+    *high = *low + 10 > 100 ? 100 : *low + 10;
+}
+
 /* kcompactd's periodic check (every HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500 ms of trace time): a node
-   whose fragmentation score is above the high mark (100 - proactiveness + 10) is compacted, zone by
-   zone, sync-light, until each zone is below the low mark (proactive_compact_node, __compact_finished);
-   a pass that does not lower the score defers the next check by 64 intervals (kcompactd). */
+   whose fragmentation score is above the high mark (100 - proactiveness + 10) starts a proactive
+   compaction (should_proactive_compact_node). */
 static void proactive(Engine *e, int64_t ts) {
-    int64_t low = 100 - (int64_t)e->p[P_PROACTIVENESS];
-    if (low < 5) low = 5;
-    int64_t high = low + 10 > 100 ? 100 : low + 10;
+    int64_t low, high;
+    proactive_low_high(e, &low, &high);
     for (int n = 0; n < e->nnodes; n++) {
-        if (ts < e->proactive_defer_until[n]) continue;
+        if (e->pro_running[n] || ts < e->proactive_defer_until[n]) continue;
         int64_t before = node_score(e, n);
         if (before <= high) continue;
-        for (int i = 0; i < e->nzones; i++) {
+        e->pro_running[n] = 1; e->pro_before[n] = before; e->pro_done_ns[n] = (double)ts;
+    }
+}
+
+/* The running proactive compactions, advanced to trace time ts (proactive_compact_node: every zone of
+   the node, sync-light, until each is below the low mark, __compact_finished). kcompactd is one thread:
+   a pageblock emptied costs it the model's per-page scan and sync-light migration cost, so on a slow
+   machine (a --params file with its costs) the work spreads over the trace as the kernel's does instead
+   of happening at once. A compaction that ends without lowering the node's score defers the next
+   check by 64 intervals (kcompactd: default_timeout << COMPACT_MAX_DEFER_SHIFT). */
+static void proactive_work(Engine *e, int64_t ts) {
+    int64_t low, high;
+    proactive_low_high(e, &low, &high);
+    double ns_per_page = e->p[P_MIGRATE_US] * e->p[P_SYNC_FACTOR] * 1000.0;
+    for (int n = 0; n < e->nnodes; n++) {
+        if (!e->pro_running[n] || e->pro_done_ns[n] > (double)ts) continue;
+        int finished = 1;
+        for (int i = 0; i < e->nzones && e->pro_done_ns[n] <= (double)ts; i++) {
             Zone *z = &e->zones[i];
-            if (z->node != n) continue;
-            for (int pass = 0; pass < 4096 && extfrag_score(z, PB_ORDER) > low; pass++) {
-                int64_t m = 0, sc = 0, cap = -1;
-                int st = compact_zone(e, z, PB_ORDER, PRIO_SYNC_LIGHT, &m, &sc, &cap);
-                e->k[K_PGMIGRATE] += m;
-                if (st != C_SUCCESS) break;
-            }
+            if (z->node != n || extfrag_score(z, PB_ORDER) <= low) continue;
+            finished = 0;
+            int64_t m = 0, sc = 0, cap = -1;
+            int st = compact_zone(e, z, PB_ORDER, PRIO_SYNC_LIGHT, &m, &sc, &cap);
+            e->k[K_PGMIGRATE] += m;
+            e->pro_done_ns[n] += m * ns_per_page + sc * e->p[P_SCAN_NS];
+            if (st != C_SUCCESS) { finished = 1; break; }
+            i--;                                   /* the same zone again, while it is above low */
         }
-        if (node_score(e, n) >= before) e->proactive_defer_until[n] = ts + 64 * 500000000LL;
+        if (!finished) continue;
+        e->pro_running[n] = 0;
+        if (node_score(e, n) >= e->pro_before[n]) e->proactive_defer_until[n] = ts + 64 * 500000000LL;
     }
 }
 
@@ -1035,7 +1067,7 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
             e->k[K_FOLLOWED]++;
             int node = node_of_block(e, b);
             if (pref >= 0 && node != pref) e->k[K_NUMA_MISS]++;
-            kswapd(e, node);
+            wake_if_all_low(e, pref >= 0 && pref < e->nnodes ? pref : node);
             return;
         }
     }
@@ -1056,7 +1088,6 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
     else { map_put(&e->fwd, key, p); map_put(&e->rev, p, key); }
     int node = node_of_block(e, block_of(e, p));
     if (node != home) e->k[K_NUMA_MISS]++;
-    kswapd(e, node);
 }
 
 /* A trace free (or a region release) of key: free the model page the key lives on. With no map entry
@@ -1349,6 +1380,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             proactive(e, ts[i]);
             while (e->next_proactive <= ts[i]) e->next_proactive += 500000000LL;
         }
+        if (e->p[P_PROACTIVENESS] > 0) proactive_work(e, ts[i]);
         switch (kind[i]) {
         case OP_ALLOC: small_alloc(e, pfn[i], order[i], mt[i], pk[i], node[i], region[i]); break;
         case OP_FREE: small_free(e, pfn[i], order[i]); break;

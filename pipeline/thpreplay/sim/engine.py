@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from thpreplay.policy.base import Policy, ThpSettings
+from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
 from thpreplay.sim.demand import Demand
 from thpreplay.sim.params import Params
@@ -71,7 +71,7 @@ def _plan(policy: Policy, settings: ThpSettings) -> tuple[np.ndarray, np.ndarray
     plan = np.zeros((2, MAX_ATTEMPTS, 5), dtype=np.int32)
     nplan = np.zeros(2, dtype=np.int32)
     for madvised in (0, 1):
-        attempts = [a for a in policy.attempts(settings, bool(madvised)) if a.order == 9]
+        attempts = [a for a in call_attempts(policy, settings, bool(madvised)) if a.order == 9]
         # mTHP orders (6.8+) are not replayed: a region is either one PMD huge page or base pages
         for i, a in enumerate(attempts[:MAX_ATTEMPTS]):
             plan[madvised, i] = (a.order, a.scope == "local", a.direct_reclaim, a.kswapd_reclaim, a.noretry)
@@ -95,7 +95,7 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         p.sync_light_factor, p.reclaim_us_per_page, p.swap_out_us_per_page,
         p.access_local_huge, p.access_local_base, p.access_hop1_huge, p.access_hop1_base,
         p.access_hop2_huge, p.access_hop2_base, p.extfrag_threshold, state.swap_pages, sample_ns,
-        float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "ran" else 0.0, float(p.seed),
+        float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "every_call" else 0.0, float(p.seed),
         float(proactive),
     ], dtype=np.float64)
 

@@ -98,11 +98,21 @@ def read_kpageflags(dataset: Path) -> np.ndarray | None:
 
 
 def free_from_kpageflags(flags: np.ndarray) -> np.ndarray:
-    """Free pages: a free block of order k has PG_buddy on its first page only (pagemap.rst), so each
-    buddy head owns the largest aligned 2^k run (k <= 10) of flagless pages behind it."""
+    """Free pages. Kernels since 4.7 flag every page of a free block KPF_BUDDY (stable_page_flags:
+    PageBuddy on the head, is_free_buddy_page on the others; 832fc1de01ae), and then the flagged pages
+    are exactly the free ones. Older kernels flag the head only: there each head owns the largest aligned
+    2^k run (k <= 10) of flagless pages behind it, which over-counts where a flagless kernel page (a pipe
+    buffer, vmalloc) sits behind a small free block. Which of the two a dump is, is read from the dump:
+    with every page flagged, most free pages have their aligned buddy flagged too; with heads only, two
+    free order-0 buddies would have merged, so almost none do."""
+    buddy = ((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1)).astype(bool)
+    even = buddy[: len(buddy) // 2 * 2]
+    paired = int((even[0::2] & even[1::2]).sum()) * 2
+    if paired > 0.25 * int(buddy.sum()):
+        return buddy.copy()
     nz = flags != 0
     prefix = np.concatenate([[0], np.cumsum(nz)])
-    heads = np.nonzero((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1))[0]
+    heads = np.nonzero(buddy)[0]
     order = np.zeros(len(heads), dtype=np.int64)
     for k in range(1, 11):
         size = 1 << k

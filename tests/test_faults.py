@@ -1,0 +1,211 @@
+"""Faults: ingest and simulate killed at any point, interrupted, or out of disk space.
+
+A dataset (and a dataset's simulation) is either the old one or the complete new one, never a mix
+and never missing: outputs are built in a hidden sibling and swapped in with one atomic
+renameat2(RENAME_EXCHANGE) (thpreplay.atomic). What a killed run leaves behind is removed by the next
+run that writes the same output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from thpreplay import atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ROOT / "tests" / "data" / "bad" / "fragment-6.18.txt"
+BUNDLE = ROOT / "sample_traces" / "qemu-6.1-2node"
+THP = str(Path(sys.executable).parent / "thpreplay")
+
+
+def fingerprint(ds: Path) -> dict:
+    """What a reader sees: the tables, their row counts and the dataset's own record of itself."""
+    out = {}
+    for d in sorted(p for p in ds.iterdir() if p.is_dir()):
+        parts = sorted(d.glob("*.parquet"))
+        out[d.name] = pl.read_parquet(parts).height if parts else 0
+    meta = json.loads((ds / "dataset.json").read_text())
+    out["dataset.json"] = {k: v for k, v in meta.items() if k not in ("elapsed_s", "created")}
+    return out
+
+
+def sim_fingerprint(ds: Path) -> dict:
+    sim = ds / "simulation"
+    info = json.loads((sim / "simulation.json").read_text())
+    return {"policies": info["policies"],
+            **{t: pl.read_parquet(sorted((sim / t).glob("*.parquet"))).height for t in ("outcomes", "outcome_summary")}}
+
+
+def hidden(parent: Path, name: str) -> list[str]:
+    return sorted(p.name for p in parent.glob(f".{name}.*"))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "THPREPLAY_DEBUG"}
+    return subprocess.run([THP, *args], capture_output=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory):
+    """The old dataset (a 28-event fragment) and the new one (the 2-node capture), made once."""
+    d = tmp_path_factory.mktemp("states")
+    assert cli("ingest", str(SMALL), "-o", str(d / "old"), "-q").returncode == 0
+    assert cli("ingest", str(BUNDLE), "-o", str(d / "new"), "-q").returncode == 0
+    return fingerprint(d / "old"), fingerprint(d / "new")
+
+
+def test_killed_ingest_leaves_the_old_or_the_new_dataset(states, tmp_path):
+    old, new = states
+    ds = tmp_path / "ds"
+    rng = random.Random(7)
+    seen = set()
+    delays = [0.05, 0.3, 0.8] + sorted(rng.uniform(0.5, 6.0) for _ in range(7))
+    for delay in delays:
+        shutil.rmtree(ds, ignore_errors=True)
+        assert cli("ingest", str(SMALL), "-o", str(ds), "-q").returncode == 0
+        proc = subprocess.Popen([THP, "ingest", str(BUNDLE), "-o", str(ds), "--force", "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        got = fingerprint(ds)  # the dataset is there and readable...
+        assert got in (old, new), delay  # ...and it is one of the two, whole
+        seen.add("new" if got == new else "old")
+    assert "old" in seen  # killed before the swap at least once (the machine's speed decides the rest)
+    # the next run clears what the killed ones left behind
+    assert cli("ingest", str(SMALL), "-o", str(ds), "--force", "-q").returncode == 0
+    assert hidden(tmp_path, "ds") == []
+    assert fingerprint(ds) == old
+
+
+def test_interrupted_ingest_keeps_the_old_dataset(states, tmp_path):
+    old, _ = states
+    ds = tmp_path / "ds"
+    assert cli("ingest", str(SMALL), "-o", str(ds), "-q").returncode == 0
+    proc = subprocess.Popen([THP, "ingest", str(BUNDLE), "-o", str(ds), "--force", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not hidden(tmp_path, "ds") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # interrupt while it writes (its build directory exists)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the ingest finished before the interrupt on this machine")
+    assert proc.returncode == 130 and err.decode() == "thpreplay: interrupted; no dataset written\n"
+    assert fingerprint(ds) == old and hidden(tmp_path, "ds") == []
+
+
+def test_killed_simulate_leaves_the_old_or_the_new_simulation(tmp_path):
+    ds = tmp_path / "ds"
+    assert cli("ingest", str(BUNDLE), "-o", str(ds), "-q").returncode == 0
+    assert cli("simulate", str(ds), "--policy", "local-only-4.8", "-q").returncode == 0
+    old = sim_fingerprint(ds)
+    rng = random.Random(11)
+    seen = set()
+    for delay in [0.1, 1.0] + sorted(rng.uniform(1.0, 8.0) for _ in range(4)):
+        proc = subprocess.Popen([THP, "simulate", str(ds), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        got = sim_fingerprint(ds)
+        assert got == old or (len(got["policies"]) == 9 and got["outcome_summary"] == 9), (delay, got)
+        seen.add("new" if got != old else "old")
+        if got != old:  # finished before the kill: start again from the old one
+            assert cli("simulate", str(ds), "--policy", "local-only-4.8", "-q").returncode == 0
+    assert "old" in seen
+    assert cli("simulate", str(ds), "--policy", "local-only-4.8", "-q").returncode == 0
+    assert hidden(ds, "simulation") == []
+
+
+def test_replace_dir_swaps_in_one_step_and_without_renameat2(tmp_path, monkeypatch):
+    final = tmp_path / "ds"
+    final.mkdir()
+    (final / "old").write_text("old")
+    tmp = atomic.make_tmp(final)
+    (tmp / "new").write_text("new")
+    assert atomic._exchange(tmp, final)  # this machine's kernel and file system have the exchange
+    atomic._exchange(tmp, final)  # swap back for the real call
+    atomic.replace_dir(tmp, final)
+    assert [p.name for p in final.iterdir()] == ["new"] and hidden(tmp_path, "ds") == []
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)  # e.g. a file system without it
+    tmp = atomic.make_tmp(final)
+    (tmp / "newer").write_text("newer")
+    atomic.replace_dir(tmp, final)
+    assert [p.name for p in final.iterdir()] == ["newer"] and hidden(tmp_path, "ds") == []
+
+
+def test_stale_directories_of_live_processes_are_kept(tmp_path):
+    final = tmp_path / "ds"
+    mine = tmp_path / f".ds.tmp-{os.getpid()}-abc"
+    dead = tmp_path / ".ds.tmp-999999999-abc"
+    dead_old = tmp_path / ".ds.old-999999999"
+    other = tmp_path / ".dsx.tmp-999999999-abc"
+    for d in (mine, dead, dead_old, other):
+        d.mkdir()
+    removed = atomic.clean_stale(final)
+    assert sorted(p.name for p in removed) == sorted([dead.name, dead_old.name])
+    assert mine.exists() and other.exists()
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: too small for the 2-node capture's dataset."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@needs_root
+def test_full_disk_gives_one_line_and_no_output(small_disk):
+    ds = small_disk / "ds"
+    r = cli("ingest", str(BUNDLE), "-o", str(ds))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert err == f"thpreplay: {ds}: write failed: No space left on device\n"
+    assert list(small_disk.iterdir()) == []
+
+
+@needs_root
+def test_full_disk_keeps_the_old_simulation(tmp_path):
+    """A simulate that runs out of space leaves the dataset's previous simulation as it was."""
+    ds = tmp_path / "src"
+    assert cli("ingest", str(BUNDLE), "-o", str(ds), "-q").returncode == 0
+    assert cli("simulate", str(ds), "--policy", "local-only-4.8", "-q").returncode == 0
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    try:
+        shutil.copytree(ds, mnt / "ds")
+        st = os.statvfs(mnt)
+        with open(mnt / "filler", "wb") as f:  # leave 16 KiB: less than a nine-policy simulation needs
+            f.truncate(0)
+            f.write(b"\0" * (st.f_bavail * st.f_frsize - 16 * 1024))
+        before = sim_fingerprint(mnt / "ds")
+        r = cli("simulate", str(mnt / "ds"))
+        err = r.stderr.decode()
+        assert r.returncode == 1 and "Traceback" not in err, err
+        assert err.startswith(f"thpreplay: {mnt / 'ds'}: writing the simulation failed: No space left on device"), err
+        assert len(err.splitlines()) == 1
+        assert sim_fingerprint(mnt / "ds") == before and hidden(mnt / "ds", "simulation") == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
