@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv browser test demo screenshot validate-samples bench bench-big bench-sim lab-qemu clean
+.PHONY: venv browser test demo screenshot fidelity lab-fidelity fuzz validate-samples bench bench-big bench-sim lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,16 @@ demo: venv
 screenshot: demo browser
 	$(PY) tests/report_browser.py $(OUT)/qemu-6.1-2node/report.html docs/report.png
 
+# Coverage-guided fuzzing of the text parsers (atheris; FUZZ_SECONDS, default 300). The corpus grows in
+# $(OUT)/fuzz-corpus (seeded from tests/fuzz/corpus); a crash is written as $(OUT)/crash-*: add it to
+# tests/data/fuzz/ (tests/test_fuzz_found.py).
+FUZZ_SECONDS ?= 300
+fuzz: venv
+	$(PY) -m pip install -q 'atheris>=2.3'
+	@mkdir -p $(OUT)/fuzz-corpus && cp -n tests/fuzz/corpus/* $(OUT)/fuzz-corpus/
+	$(PY) tests/fuzz/fuzz_parse.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+	  -artifact_prefix=$(OUT)/ $(OUT)/fuzz-corpus
+
 # Validation of every bundled capture under its own kernel's policy (docs/model.md, Fidelity).
 validate-samples: venv
 	@mkdir -p $(OUT)
@@ -63,6 +73,19 @@ bench-big: venv
 # Replay-core speed per policy on a real THP capture (root, perf, ~18 GiB available for the capture).
 bench-sim: venv
 	$(PY) benchmarks/bench_simulate.py
+
+# Score the simulator against the fidelity lab's committed captures: writes docs/fidelity.md and
+# tests/golden/fidelity.csv (seconds; tests/test_fidelity.py checks both).
+fidelity: venv
+	$(PY) sample_traces/lab/score.py
+
+# Re-run the fidelity lab from scratch (root; downloads Debian kernels and linux-source-6.1 into
+# $$LAB_CACHE, builds the patched kernels, boots every kernel x scenario in QEMU; about 40 minutes).
+LAB_KERNELS ?= 5.10 6.1 6.12 6.1-built-unpatched 6.1-local-only 6.1-relaxed
+lab-fidelity: venv
+	sample_traces/lab/build-kernel.sh
+	sample_traces/lab/run-fidelity.sh $(LAB_KERNELS)
+	$(PY) sample_traces/lab/score.py
 
 # Re-capture the 2-node QEMU sample (root; downloads a Debian kernel into $$LAB_CACHE; minutes).
 lab-qemu:

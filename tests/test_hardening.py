@@ -164,3 +164,28 @@ def test_a_policy_plugin_that_raises_is_one_line(tmp_path):
     assert r.stderr == ("thpreplay: policy 'crashy': attempts(always/madvise, madvised=False) raised RuntimeError: "
                         "no plan for this fault\n")
     assert not (ds / "simulation").exists()
+
+
+def test_kernel_version_comes_from_debians_build_string_only():
+    from thpreplay.record import kernel_version_of
+
+    debian = ("Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) "
+              "12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)")
+    self_built = ("Linux version 6.1.176-thpreplay-local-only (thpreplay@lab) (gcc (Debian 12.2.0-14+deb12u1) 12.2.0, "
+                  "GNU ld (GNU Binutils for Debian) 2.40) #7 SMP PREEMPT_DYNAMIC Thu Nov 26 14:03:49 UTC 2026")
+    assert kernel_version_of(debian) == "6.1.176"
+    assert kernel_version_of(self_built) is None  # not the compiler's 12.2.0
+
+
+def test_trace_text_and_names_stay_data_in_sql(tmp_path):
+    """Nothing from a trace or a path is interpolated into SQL as code: a comm and a dataset directory
+    full of quotes and SQL come back as the strings they are."""
+    evil = "x';drop--"
+    line = EVENT.replace("         thpfrag-9958", f"{evil:>16}-9958")
+    src = tmp_path / "evil.txt"
+    src.write_text("\n".join(HEADER + [line]) + "\n")
+    ds = tmp_path / "it's \"here\"; drop"
+    assert cli("ingest", str(src), "-o", str(ds), "-q").returncode == 0
+    r = cli("query", str(ds), "select dataset, comm from page_alloc", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == [f"\"it's \"\"here\"\"; drop\",{evil}"]

@@ -115,15 +115,15 @@ GOLDEN = {
         'no-local-reclaim-7.0': (96, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 24576),
     },
     'larger_than_node': {
-        'prefer-local-4.0': (29, 254, 5, 0, 0, 66, 29, 32, 16118, 0, 0, 14449),
+        'prefer-local-4.0': (11, 277, 0, 0, 0, 23, 11, 12, 17142, 0, 12288, 5463),
         'thisnode-4.1': (244, 0, 44, 0, 0, 574, 244, 286, 146166, 0, 80630, 115257),
         'defrag-modes-4.6': (244, 0, 44, 0, 0, 574, 244, 286, 146166, 0, 80630, 115257),
         'local-only-4.8': (244, 0, 44, 0, 0, 574, 244, 286, 146166, 0, 80630, 115257),
-        'relaxed-5.3-rc5': (29, 254, 5, 0, 0, 66, 29, 32, 16118, 0, 0, 14449),
+        'relaxed-5.3-rc5': (11, 277, 0, 0, 0, 23, 11, 12, 17142, 0, 12288, 5463),
         'rientjes-2019': (2, 254, 18, 14, 0, 320, 2, 0, 0, 15416, 7708, 1010),
         'two-step-5.4': (2, 254, 18, 14, 0, 320, 2, 0, 0, 15416, 7708, 1010),
-        'thisnode-noretry-5.6': (29, 254, 5, 0, 0, 36, 26, 31, 16118, 0, 0, 14470),
-        'no-local-reclaim-7.0': (29, 254, 5, 0, 0, 36, 26, 31, 16118, 0, 0, 14470),
+        'thisnode-noretry-5.6': (13, 275, 0, 0, 0, 12, 10, 13, 17142, 0, 11264, 6432),
+        'no-local-reclaim-7.0': (13, 275, 0, 0, 0, 12, 10, 11, 17142, 0, 11264, 6432),
     },
     'pinned_low_memory': {
         'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
@@ -249,10 +249,11 @@ def test_s2_others_spill_to_remote_without_swap():
     for p in ("relaxed-5.3-rc5",) + TWO_STEP:
         r, c = res(S2, p), ctr(S2, p)
         assert r["huge_remote"] >= 0.75 * n, (p, r)
-        # Both nodes fill up at the end of this workload, so kswapd (woken from the slowpath when every
-        # zone is below its low mark) reclaims there too, about half of it anon: still an order of
-        # magnitude below the storm.
-        assert c["pswpout"] <= 0.1 * storm["pswpout"], (p, c)
+        # Both nodes fill up at the end of this workload, so these policies reclaim too (kswapd, woken
+        # from the slowpath when every zone is below its low mark, or the all-node attempt's direct
+        # reclaim, which swaps out old THPs once the small LRU pages are gone): 7,708-12,288 pages,
+        # against the storm's 80,630.
+        assert c["pswpout"] <= 0.2 * storm["pswpout"], (p, c)
         assert c["pgsteal_direct"] <= 0.2 * storm["pgsteal_direct"], (p, c)
         assert c["allocstall"] <= 0.2 * storm["allocstall"], (p, c)
 

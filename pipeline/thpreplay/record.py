@@ -116,9 +116,11 @@ VM_SYSCTLS = ("compact_unevictable_allowed", "compaction_proactiveness", "extfra
 
 
 def kernel_version_of(proc_version: str) -> str | None:
-    """The upstream version a distribution kernel names in /proc/version, e.g. '... Debian 6.1.176-1 ...'
-    -> '6.1.176' (uname -r says 6.1.0-50-amd64)."""
-    m = re.search(r"\b(?:Debian|Ubuntu)\s+(\d+\.\d+\.\d+)", proc_version)
+    """The upstream version Debian's kernel build string names in /proc/version, "... SMP PREEMPT_DYNAMIC
+    Debian 6.1.176-1 (2026-07-02)" -> '6.1.176' (uname -r says 6.1.0-50-amd64). Only that string: the
+    compiler's "(Debian 12.2.0-14...)" earlier on the line is not the kernel's version, and a kernel
+    built by anyone else names none."""
+    m = re.search(r"(?<!\()\bDebian\s+(\d+\.\d+\.\d+)-\S+\s+\(\d{4}-\d{2}-\d{2}\)", proc_version)
     return m.group(1) if m else None
 
 

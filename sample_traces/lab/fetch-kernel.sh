@@ -8,18 +8,24 @@
 # The mirror is taken at run time from the host's apt sources (override with
 # DEBIAN_MIRROR=URL).
 #
-# Outputs (in $LAB_CACHE/kernel/):
-#   vmlinuz           the kernel to boot
+# Each suite gets its own directory (so 5.10, 6.1 and 6.12 can sit side by side):
+# Outputs (in $LAB_CACHE/kernels/<SUITE>/, e.g. kernels/bullseye, kernels/bookworm,
+# kernels/trixie):
+#   vmlinuz           the kernel to boot (run-guest.sh KERNEL=...)
 #   release           kernel release string (e.g. 6.1.0-37-amd64)
 #   package           "name version" of the .deb that was used
 #   root/             the extracted package (modules under root/lib/modules)
+# The apt lists are kept per suite too ($LAB_CACHE/apt/<SUITE>/).  The one
+# keyring /usr/share/keyrings/debian-archive-keyring.gpg (package
+# debian-archive-keyring, 2023.3+deb12u2 on a Debian 12 host) holds the 11/bullseye,
+# 12/bookworm and 13/trixie archive keys.
 set -euo pipefail
 
 SUITE=${1:-bookworm}
 PKG=${2:-linux-image-amd64}
 LAB_CACHE=${LAB_CACHE:-$HOME/.cache/thpreplay-lab}
-APTDIR=$LAB_CACHE/apt
-KDIR=$LAB_CACHE/kernel
+APTDIR=$LAB_CACHE/apt/$SUITE
+KDIR=$LAB_CACHE/kernels/$SUITE
 
 find_mirror() {
 	if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
@@ -57,6 +63,8 @@ apt-get "${APT_OPTS[@]}" -qq update
 resolve() {
 	local p=$1 dep
 	if [[ "$p" =~ ^linux-image-[0-9] ]]; then echo "$p"; return; fi
+	# bullseye's metapackage depends on linux-image-5.10.0-N-amd64 (unsigned name);
+	# bookworm/trixie's on the same name too; take the first linux-image-<digit> dependency
 	dep=$(apt-cache "${APT_OPTS[@]}" depends "$p" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 	if [ -z "$dep" ]; then echo "fetch-kernel.sh: cannot resolve $p" >&2; exit 1; fi
 	echo "$dep"

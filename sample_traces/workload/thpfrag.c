@@ -16,14 +16,31 @@
  *       the regions are interleaved between threads (a qemu-like guest RAM fill).
  *       Prints how many regions ended up huge (from /proc/self/smaps_rollup).
  *       With --hold it then sleeps until killed (to keep free huge blocks taken).
+ *
+ *   thpfrag unmovable MB [--hole-every K] [--fill PCT]
+ *       Scatter UNMOVABLE kernel pages over every pageblock the process can
+ *       reach, then give the rest back: fault MB MiB of anonymous 4 KiB pages
+ *       (MADV_NOHUGEPAGE; MB should cover all free memory of the local node),
+ *       MADV_DONTNEED every K-th page (default 8), then fill PCT % (default 90)
+ *       of those holes with pipe buffer pages (1 MiB pipes kept full and open;
+ *       pipe_write allocates them with GFP_HIGHUSER|__GFP_ACCOUNT: no
+ *       __GFP_MOVABLE, so they are unmovable allocations that compaction can
+ *       neither migrate nor reclaim), then munmap the anonymous memory.  With K
+ *       large enough that a hole set is less than half a pageblock, the kernel
+ *       steals single pages from MOVABLE pageblocks without converting them,
+ *       so afterwards most pageblocks of the node are mostly free but each holds
+ *       a few pinned pipe pages: no 2 MiB block can be freed or compacted.
+ *       Prints "ready ..." on stdout, then sleeps until killed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define PAGE 4096UL
@@ -45,6 +62,38 @@ static _Noreturn void frag(size_t mb, int do_mlock, size_t keep_every)
 			if (mlock(p + off, PAGE)) die("mlock");
 	}
 	printf("ready\n");
+	fflush(stdout);
+	for (;;) pause();
+}
+
+static _Noreturn void unmovable(size_t mb, size_t hole_every, size_t fill_pct)
+{
+	size_t len = mb << 20, npages = len / PAGE, holes = 0;
+	static char buf[PAGE];
+	struct rlimit rl = { 1 << 16, 1 << 16 };
+	setrlimit(RLIMIT_NOFILE, &rl); /* as root; if it fails we stop at the old limit */
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) die("mmap");
+	if (madvise(p, len, MADV_NOHUGEPAGE)) die("madvise(NOHUGEPAGE)");
+	for (size_t off = 0; off < len; off += PAGE) p[off] = 1;
+	for (size_t i = 0; i < npages; i++)
+		if (i % hole_every == 0) {
+			if (madvise(p + i * PAGE, PAGE, MADV_DONTNEED)) die("madvise(DONTNEED)");
+			holes++;
+		}
+	size_t want = holes * fill_pct / 100, got = 0, npipes = 0;
+	memset(buf, 0x5a, sizeof buf);
+	while (got < want) {
+		int fd[2];
+		if (pipe2(fd, O_NONBLOCK)) { perror("pipe2"); break; }
+		npipes++;
+		fcntl(fd[1], F_SETPIPE_SZ, 1 << 20); /* 256 buffers; default 16 if refused */
+		/* one full page per write: every write takes a fresh page */
+		while (got < want && write(fd[1], buf, PAGE) == (ssize_t)PAGE) got++;
+		/* both ends stay open: the pages live until the process dies */
+	}
+	munmap(p, len);
+	printf("ready holes=%zu pipe_pages=%zu pipes=%zu\n", holes, got, npipes);
 	fflush(stdout);
 	for (;;) pause();
 }
@@ -107,6 +156,16 @@ int main(int argc, char **argv)
 		if (keep < 1) goto usage;
 		frag(mb, do_mlock, keep);
 	}
+	if (!strcmp(argv[1], "unmovable")) {
+		size_t hole = 8, fill = 90;
+		for (int i = 3; i < argc; i++) {
+			if (!strcmp(argv[i], "--hole-every") && i + 1 < argc) hole = strtoul(argv[++i], NULL, 10);
+			else if (!strcmp(argv[i], "--fill") && i + 1 < argc) fill = strtoul(argv[++i], NULL, 10);
+			else goto usage;
+		}
+		if (hole < 1 || fill > 100) goto usage;
+		unmovable(mb, hole, fill);
+	}
 	if (!strcmp(argv[1], "fault")) {
 		int threads = 1, madv = 1, hold = 0;
 		for (int i = 3; i < argc; i++) {
@@ -118,6 +177,7 @@ int main(int argc, char **argv)
 		return fault(mb, threads, madv, hold);
 	}
 usage:
-	fprintf(stderr, "usage: thpfrag frag MB [--mlock] [--keep-every K] | thpfrag fault MB [--threads T] [--no-madvise] [--hold]\n");
+	fprintf(stderr, "usage: thpfrag frag MB [--mlock] [--keep-every K] | thpfrag fault MB [--threads T] [--no-madvise] [--hold]\n"
+		"       | thpfrag unmovable MB [--hole-every K] [--fill PCT]\n");
 	return 2;
 }

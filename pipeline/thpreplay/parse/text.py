@@ -152,7 +152,7 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
             s.str.find(": ", literal=True).alias("_tc"),
         )
         ob, cb, tc, ec = pl.col("_ob"), pl.col("_cb"), pl.col("_tc"), -1
-    mid = s.str.slice(cb + 2, tc - cb - 2).str.strip_chars_start()
+    mid = s.str.slice(cb + 2, _len(tc - cb - 2)).str.strip_chars_start()
     if layout.lat_width:
         lat = mid.str.slice(0, layout.lat_width)
         ts = mid.str.slice(layout.lat_width + 1).str.strip_chars_start()  # seconds are %5lu
@@ -160,7 +160,7 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
         lat = pl.lit(None, dtype=pl.String)
         ts = mid
     if ec >= 0:  # fixed perf layout: the event name is padded to one width
-        event = s.str.slice(tc + 2, ec - tc - 2)
+        event = s.str.slice(tc + 2, _len(ec - tc - 2))
         payload = s.str.slice(ec + 2)
         sep = s.str.slice(ec, 2) == ": "
     else:
@@ -170,10 +170,10 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
         payload = rest.str.slice(end + 2)
         sep = end.is_not_null()
     if layout.fmt == "perf":
-        pid = s.str.slice(16, ob - 16).str.strip_chars_start()
+        pid = s.str.slice(16, _len(ob - 16)).str.strip_chars_start()
         tgid = pl.lit(None, dtype=pl.String)
     else:
-        pidpart = s.str.slice(17, ob - 17)
+        pidpart = s.str.slice(17, _len(ob - 17))
         sep = sep & (s.str.slice(16, 1) == "-")
         if layout.tgid:
             paren = pidpart.str.find("(", literal=True)
@@ -188,7 +188,7 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
         sep = sep & (s.str.slice(tc, 2) == ": ")
     return df.with_columns(
         s.str.slice(0, 16).str.strip_chars_start().alias("comm"),
-        s.str.slice(ob + 2, cb - ob - 2).str.to_integer(strict=False).alias("cpu"),
+        s.str.slice(ob + 2, _len(cb - ob - 2)).str.to_integer(strict=False).alias("cpu"),
         event.alias("event"),
         payload.alias("payload"),
         lat.alias("lat"),
@@ -197,6 +197,12 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
         tgid.alias("_tgid"),
         sep.alias("_sep_ok"),
     )
+
+
+def _len(n):
+    """A slice length that is never negative: on a garbled line the brackets and colons the header is
+    cut at can come in any order (found by fuzzing: a perf line whose '[' is left of column 16)."""
+    return n.clip(lower_bound=0) if isinstance(n, pl.Expr) else max(n, 0)
 
 
 def _finish_header(df: pl.DataFrame, frac_digits: int | None = None) -> pl.DataFrame:

@@ -46,7 +46,7 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
        K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
        K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
-       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_NCOUNTERS };
+       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
@@ -65,6 +65,7 @@ typedef struct {
     int8_t mt;
     int8_t huge;          /* holds a huge page the model allocated */
     int32_t fpos, apos;   /* positions in the node's file / anon block sets, -1 when absent */
+    int64_t huge_region;  /* the region whose huge page it holds */
 } Block;
 
 typedef struct {
@@ -90,7 +91,8 @@ typedef struct { int64_t *keys; int64_t *vals; int64_t cap, n, used; } Map;   /*
 
 typedef struct {
     int8_t observed_huge;         /* the capture backed the region with a huge page (demand, not a decision) */
-    int8_t state;                 /* 0 untouched, 1 huge in the model, 2 base in the model, 3 released */
+    int8_t state;                 /* 0 untouched, 1 huge in the model, 2 base in the model, 3 released,
+                                     4 its huge page swapped out by the model's reclaim */
     int64_t pfn;                  /* model pfn of the huge page */
 } Region;
 
@@ -559,13 +561,40 @@ static void forget_traced(Engine *e, int64_t pfn) {
 /* Reclaim one LRU page of the node: page cache first, then anon if swap is left (shrink_node's
    file/anon balance simplified to "file first"). Pages are taken at random: LRU order is unrelated to
    physical address. Returns 1 for a file page, 2 for a swapped anon page, 0 when nothing is left. */
+/* One page (or one huge page) of reclaim on a node: page cache first, then anon pages to swap, and
+   when the node has no small LRU page left, its oldest anon THP, swapped out whole (6.1+ with
+   THP_SWAP: add_to_swap of a PMD folio; older kernels split it first, which frees the same pages).
+   Returns RC_FILE, RC_ANON (one page each), RC_HUGE (512 anon pages) or 0. */
+enum { RC_NONE, RC_FILE, RC_ANON, RC_HUGE };
+
+static int reclaim_huge(Engine *e, int node) {
+    if (e->swap_left < PB_PAGES) return RC_NONE;
+    int64_t best = -1;
+    for (int64_t b = 0; b < e->nblocks; b++) {
+        Block *B = &e->blocks[b];
+        if (B->huge && B->zone >= 0 && e->zones[B->zone].node == node
+            && (best < 0 || B->huge_region < e->blocks[best].huge_region)) best = b;
+    }
+    if (best < 0) return RC_NONE;
+    Block *B = &e->blocks[best];
+    e->regions[B->huge_region].state = 4;
+    B->huge = 0;
+    release(e, best, 0, PB_PAGES);
+    e->swap_left -= PB_PAGES;
+    e->k[K_THP_SWPOUT]++;
+    return RC_HUGE;
+}
+
+static int reclaimed_pages(int rc) { return rc == RC_HUGE ? PB_PAGES : rc != RC_NONE; }
+static int swapped_pages(int rc) { return rc == RC_HUGE ? PB_PAGES : rc == RC_ANON; }
+
 static int reclaim_one(Engine *e, int node) {
     IdxSet *s = &e->fileset[node];
     int kind = PK_FILE;
     if (s->n == 0) {
-        if (e->swap_left <= 0) return 0;
+        if (e->swap_left <= 0) return RC_NONE;
         s = &e->anonset[node]; kind = PK_ANON;
-        if (s->n == 0) return 0;
+        if (s->n == 0) return reclaim_huge(e, node);
     }
     int64_t b = s->ids[rnd(e) % (uint64_t)s->n];
     Block *B = &e->blocks[b];
@@ -574,8 +603,8 @@ static int reclaim_one(Engine *e, int node) {
     int off = nth_set(m, (int)(rnd(e) % (uint64_t)cnt));
     if (bit_get(B->traced, off)) forget_traced(e, pfn_of(e, b, off));
     release(e, b, off, 1);
-    if (kind == PK_ANON) { e->swap_left--; return 2; }
-    return 1;
+    if (kind == PK_ANON) { e->swap_left--; return RC_ANON; }
+    return RC_FILE;
 }
 
 static Zone *top_zone(Engine *e, int node) {   /* the node's highest populated zone */
@@ -760,8 +789,8 @@ static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int
         while (got < gap && !(top->free_pages > top->wlow + gap + top->reserve)) {
             int r = reclaim_one(e, z->node);
             if (!r) break;
-            got++;
-            if (r == 2) { (*swapped)++; e->k[K_PSWPOUT]++; }
+            got += reclaimed_pages(r);
+            *swapped += swapped_pages(r); e->k[K_PSWPOUT] += swapped_pages(r);
         }
         total += got;
     }
@@ -791,8 +820,8 @@ static int64_t alloc_small(Engine *e, int pref, int order, int mt, int kind, int
             while (got < 32) {
                 int r = reclaim_one(e, node);
                 if (!r) break;
-                got++;
-                if (r == 2) e->k[K_PSWPOUT]++;
+                got += reclaimed_pages(r);
+                e->k[K_PSWPOUT] += swapped_pages(r);
             }
         }
         e->k[K_PGSTEAL_DIRECT] += got;
@@ -834,8 +863,8 @@ static void wake_kswapds(Engine *e, int pref, int only_node, int order, int dire
             while (top->free_pages < top->whigh + top->reserve) {
                 int r = reclaim_one(e, z->node);
                 if (!r) break;
-                e->k[K_PGSTEAL_KSWAPD]++;
-                if (r == 2) e->k[K_PSWPOUT]++;
+                e->k[K_PGSTEAL_KSWAPD] += reclaimed_pages(r);
+                e->k[K_PSWPOUT] += swapped_pages(r);
             }
         }
         if (direct || !e->p[P_KCOMPACTD]) continue;
@@ -938,6 +967,7 @@ static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
         int64_t b = block_of(e, pfn);
         int node = node_of_block(e, b);
         e->blocks[b].huge = 1;
+        e->blocks[b].huge_region = r;
         R->state = 1; R->pfn = pfn;
         o->result = node == local ? R_HUGE_LOCAL : R_HUGE_REMOTE;
         o->node = (int16_t)node;
@@ -1044,7 +1074,7 @@ static void move_out(Engine *e, int64_t p);
 
 static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int pref, int64_t region) {
     e->k[K_ALLOCS]++;
-    if (region >= 0 && e->regions[region].state == 1) {   /* the model gave this region a huge page */
+    if (region >= 0 && (e->regions[region].state == 1 || e->regions[region].state == 4)) {   /* huge in the model (or swapped out whole: its swap-in is not modelled) */
         map_put(&e->fwd, key, LOC_DROPPED);
         e->k[K_DROPPED]++;
         return;

@@ -150,7 +150,9 @@ def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> D
     small = alloc.filter(~pl.col("thp_attempt") & pl.col("success") & (pl.col("pfn") > 0))
     counts["failed_small_allocations"] = int(alloc.filter(~pl.col("thp_attempt") & ~pl.col("success")).height)
     huge_regions = faults.filter(pl.col("pfn").is_not_null()).select("region", "pfn", pl.col("last_line").alias("line"))
-    huge_frees = free.filter(pl.col("order") >= 9).select("pfn", "line").sort("line")
+    # only the workload's own frees end a region: a huge page freed inside reclaim was swapped out (or
+    # split) by the kernel, a decision the model makes itself
+    huge_frees = free.filter((pl.col("order") >= 9) & ~pl.col("kernel_own")).select("pfn", "line").sort("line")
     paired = huge_regions.sort("line").join_asof(
         huge_frees.rename({"line": "free_line"}).with_columns(pl.col("free_line").alias("line")),
         on="line", by="pfn", strategy="forward")

@@ -52,7 +52,7 @@ COUNTERS = (
     "synthesized_base_pages", "free_of_unknown_page", "free_of_reclaimed_page", "migratetype_steals",
     "small_allocs", "frees", "thp_faults", "bug_double_alloc", "bug_double_free",
     "relocated_from_huge_page", "relocated_from_traced_page", "relocated_from_other_page", "relocated_outside_zones",
-    "migrated_by_kernel", "free_of_migrated_page",
+    "migrated_by_kernel", "free_of_migrated_page", "thp_swpout",
 )
 RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
 MAX_ATTEMPTS = 8
