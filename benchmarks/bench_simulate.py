@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import ctypes
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import PERF_SCRIPT_ARGS, ROOT, THP, capture_thp, median, rmtree, workdir
+from common import PERF_SCRIPT_ARGS, ROOT, THP, capture_thp, fresh_bundle_dir, median, workdir
 from thpreplay.sim import engine as engine_mod
 from thpreplay.simulate import _metadata, prepare, replay, select_policies
 
@@ -58,12 +57,7 @@ def prefix_bundle(work: Path, bundle: Path, lines: int) -> Path:
     out = work / "sim-bundle-prefix"
     if (out / "perf.txt").exists():
         return out
-    tmp = work / ".sim-bundle-prefix.tmp"
-    rmtree(tmp)
-    tmp.mkdir()
-    for f in bundle.iterdir():
-        if f.is_file() and f.name != "perf.data":
-            shutil.copy2(f, tmp / f.name)
+    tmp = fresh_bundle_dir(bundle, work / ".sim-bundle-prefix.tmp")
     p = subprocess.Popen(["perf", *PERF_SCRIPT_ARGS, str(bundle / "perf.data")], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
     n = 0

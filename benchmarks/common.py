@@ -44,6 +44,16 @@ def capture(work: Path) -> Path:
     return bundle / "perf.data"
 
 
+def fresh_bundle_dir(bundle: Path, out: Path) -> Path:
+    """An empty OUT holding copies of BUNDLE's snapshot files (everything but its perf.data)."""
+    rmtree(out)
+    out.mkdir()
+    for f in bundle.iterdir():
+        if f.is_file() and f.name != "perf.data":
+            shutil.copy2(f, out / f.name)
+    return out
+
+
 def timed(cmd: list[str], stdout=None) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"

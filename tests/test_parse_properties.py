@@ -9,7 +9,6 @@ C prefix cutter and the chunked reader, with fewer examples.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings

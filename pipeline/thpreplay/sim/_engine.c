@@ -558,13 +558,12 @@ static void forget_traced(Engine *e, int64_t pfn) {
     map_put(&e->fwd, k, LOC_GONE);
 }
 
-/* Reclaim one LRU page of the node: page cache first, then anon if swap is left (shrink_node's
-   file/anon balance simplified to "file first"). Pages are taken at random: LRU order is unrelated to
-   physical address. Returns 1 for a file page, 2 for a swapped anon page, 0 when nothing is left. */
-/* One page (or one huge page) of reclaim on a node: page cache first, then anon pages to swap, and
-   when the node has no small LRU page left, its oldest anon THP, swapped out whole (6.1+ with
-   THP_SWAP: add_to_swap of a PMD folio; older kernels split it first, which frees the same pages).
-   Returns RC_FILE, RC_ANON (one page each), RC_HUGE (512 anon pages) or 0. */
+/* One page (or one huge page) of reclaim on a node: page cache first, then anon pages if swap is left
+   (shrink_node's file/anon balance simplified to "file first"), and when the node has no small LRU
+   page left, its oldest anon THP, swapped out whole (6.1+ with THP_SWAP: add_to_swap of a PMD folio;
+   older kernels split it first, which frees the same pages). Small pages are taken at random: LRU order
+   is unrelated to physical address. Returns RC_FILE, RC_ANON (one page each), RC_HUGE (512 anon pages)
+   or RC_NONE when nothing is left. */
 enum { RC_NONE, RC_FILE, RC_ANON, RC_HUGE };
 
 static int reclaim_huge(Engine *e, int node) {
@@ -613,7 +612,6 @@ static Zone *top_zone(Engine *e, int node) {   /* the node's highest populated z
         if (e->zones[i].node == node && (!best || e->zones[i].type > best->type)) best = &e->zones[i];
     return best;
 }
-
 
 /* ---------- compaction ---------- */
 
