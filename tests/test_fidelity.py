@@ -46,3 +46,16 @@ def test_scores_match_the_published_table(scored):
 def test_the_document_is_the_table(scored):
     """docs/fidelity.md is exactly what the script writes from these scores."""
     assert (ROOT / "docs" / "fidelity.md").read_text() == score.write_doc(scored) + "\n"
+
+
+def test_validate_takes_a_patched_kernels_declared_policy(tmp_path):
+    """The self-built kernels' release says 6.1.176; their bundles' thp_policy says what they run."""
+    import subprocess
+    import sys
+
+    thp = str(Path(sys.executable).parent / "thpreplay")
+    cap = ROOT / "sample_traces" / "fidelity" / "6.1-local-only-s3-unmovable"
+    assert (cap / "thp_policy").read_text().strip() == "local-only-4.8"
+    subprocess.run([thp, "ingest", str(cap), "-o", str(tmp_path / "ds"), "-q"], check=True)
+    r = subprocess.run([thp, "validate", str(tmp_path / "ds")], capture_output=True, text=True)
+    assert r.stdout.splitlines()[0].endswith("-> policy local-only-4.8; tolerance 10% or ±5"), r.stdout

@@ -7,6 +7,8 @@ Layout (every file optional except the trace; `thpreplay record` writes all of t
     kernel_version                   the upstream version when uname -r hides it (a distribution ABI name
                                      such as 6.1.0-50-amd64 for 6.1.176); record takes it from /proc/version
     vm_sysctl                        name=value lines of vm sysctls (compact_unevictable_allowed, ...)
+    thp_policy                       the thpreplay policy a patched kernel's THP fault path follows, when
+                                     its release would resolve to another (the lab's self-built kernels)
     kpageflags.before.zst            /proc/kpageflags (zstd): the flags of every page when recording began
     thp_settings                     transparent_hugepage/enabled, then defrag, then khugepaged/defrag
     zoneinfo[.before|.after]         /proc/zoneinfo        (also buddyinfo, pagetypeinfo, vmstat, meminfo)
@@ -29,7 +31,8 @@ SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo")
 _NODE_FILE = re.compile(r"^node(\d+)\.(cpulist|distance|vmstat|meminfo)(\.before|\.after)?$")
 _SNAPSHOT_FILE = re.compile(r"^(%s)(\.before|\.after)?$" % "|".join(SNAPSHOTS))
 _KPAGEFLAGS_FILE = re.compile(r"^kpageflags(\.before|\.after)?\.zst$")
-_NOT_TRACE = {"manifest.json", "kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version"}
+_NOT_TRACE = {"manifest.json", "kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version",
+              "thp_policy"}
 _COMPRESSED = (".gz", ".zst", ".xz")
 
 

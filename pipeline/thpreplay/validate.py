@@ -16,6 +16,7 @@ import polars as pl
 from thpreplay.errors import ThpreplayError
 from thpreplay.policy.registry import get_policy, resolve_kernel
 from thpreplay.sim.params import Params
+from thpreplay.sim import state
 from thpreplay.sim.state import read_table
 from thpreplay.simulate import SimulationResult, prepare, replay
 
@@ -114,10 +115,13 @@ def validate(dataset, *, policy: str | None = None, kernel: str | None = None, t
              small: int = 5, params_file: str | None = None) -> Validation:
     params = Params.load(params_file)
     inputs = prepare(dataset, params=params)
+    declared = (state.snapshot_text(inputs.dataset, "thp_policy") or "").strip()
     if policy:
         chosen = get_policy(policy)
     elif kernel:
         chosen = resolve_kernel(kernel)
+    elif declared:  # a patched kernel: its release names the version it was built from, not its policy
+        chosen = get_policy(declared)
     elif inputs.kernel_release:
         chosen = resolve_kernel(inputs.kernel_release)
     else:

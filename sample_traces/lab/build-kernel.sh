@@ -239,6 +239,13 @@ write_meta() { # variant outdir
 	echo "$PKG $VER" > "$2/package"
 	echo "$1" > "$2/variant"
 	if [ "$1" = built-unpatched ]; then rm -f "$2/patch"; else cp "$PATCHDIR/6.1-$1.patch" "$2/patch"; fi
+	# the thpreplay policy the patched fault path follows; run-fidelity.sh copies it into each bundle
+	# (`thp_policy`), so `thpreplay validate` does not take the 6.1 release's own policy
+	case "$1" in
+	local-only) echo local-only-4.8 > "$2/thp_policy" ;;
+	relaxed) echo relaxed-5.3-rc5 > "$2/thp_policy" ;;
+	*) rm -f "$2/thp_policy" ;;
+	esac
 }
 for v in "${VARIANTS[@]}"; do
 	out=$OUTROOT/6.1-$v

@@ -94,6 +94,8 @@ for k in "${KERNELS[@]}"; do
 			rm -rf "$stage"
 			continue
 		fi
+		kdir=$(dirname "${KIMAGE[$k]}")
+		[ -s "$kdir/thp_policy" ] && cp "$kdir/thp_policy" "$stage/thp_policy"   # a patched kernel's policy
 		if ! python3 "$HERE/fidelity-readme.py" "$stage" "$run" "$name" "$k" "$n" "${KIMAGE[$k]}"; then
 			FAILED+=("$name: fidelity-readme.py failed")
 			continue

@@ -5,8 +5,8 @@
 For every capture under sample_traces/fidelity/ (named KERNEL-sN-SCENARIO): ingest it, replay it
 under the policy of the kernel that made it, and compare with what that kernel did (the figures of
 `thpreplay validate`). Debian kernels take the policy their upstream version resolves to; the lab's
-patched kernels (sample_traces/lab/KERNELS.md) take the policy they were patched to, from
-POLICY_OF_KERNEL below. Every replay uses the lab machine's costs (sample_traces/fidelity/
+patched kernels (sample_traces/lab/KERNELS.md) take the policy they were patched to, which their
+bundles declare in `thp_policy` (as `thpreplay validate` reads it). Every replay uses the lab machine's costs (sample_traces/fidelity/
 tcg-params.toml: QEMU TCG is 50-100 times slower than hardware, which sets how fast background
 compaction works in trace time).
 
@@ -28,6 +28,7 @@ import polars as pl
 
 from thpreplay.ingest import ingest
 from thpreplay.policy.registry import get_policy, resolve_kernel
+from thpreplay.sim import state
 from thpreplay.sim.params import Params
 from thpreplay.simulate import prepare, replay
 from thpreplay.validate import FIGURES, compare, observed, simulated
@@ -38,10 +39,14 @@ DOC = ROOT / "docs" / "fidelity.md"
 GOLDEN = ROOT / "tests" / "golden" / "fidelity.csv"
 PARAMS = CAPTURES / "tcg-params.toml"  # the lab machine's costs (QEMU TCG)
 TOLERANCE, SMALL = 0.10, 5
-# the lab's self-built kernels (build-kernel.sh) and the policy each was patched to
-POLICY_OF_KERNEL = {"6.1-local-only": "local-only-4.8", "6.1-relaxed": "relaxed-5.3-rc5"}
 NAME = re.compile(r"^(?P<kernel>.+)-s(?P<scenario>\d)-(?P<label>[a-z0-9-]+)$")
 SUMMARY_FIGURES = ("huge_local", "huge_remote", "fallback", "compact_stall", "allocstall", "pgsteal_direct", "pswpout")
+
+
+def declared_policy(dataset: Path) -> str | None:
+    """The policy a patched kernel's bundle declares (`thp_policy`), else None."""
+    text = state.snapshot_text(dataset, "thp_policy")
+    return text.strip() if text and text.strip() else None
 
 
 def captures() -> list[tuple[str, str, int, str]]:
@@ -69,22 +74,19 @@ def score(work: Path, only: list[str] | None = None) -> pl.DataFrame:
         ingest([str(CAPTURES / name)], ds, force=True)
         datasets[name] = ds
         inputs = prepare(ds, params=Params.load(PARAMS))
-        if kernel in POLICY_OF_KERNEL:
-            policy = get_policy(POLICY_OF_KERNEL[kernel])
-        else:
-            policy = resolve_kernel(inputs.kernel_release)
+        policy = get_policy(declared_policy(ds)) if declared_policy(ds) else resolve_kernel(inputs.kernel_release)
         run = replay(inputs, [policy]).runs[0]
         rows += _rows("validate", name, kernel, scenario, policy.name, observed(ds), simulated(run))
         print(f"scored {name} under {policy.name}", file=sys.stderr)
     # cross-prediction: the Debian 6.1 capture of a scenario, replayed under a patched kernel's policy
     for name, kernel, scenario, _ in caps:
-        if kernel not in POLICY_OF_KERNEL:
+        if not declared_policy(datasets[name]):
             continue
         base = [n for n, k, s, _ in caps if k == "6.1" and s == scenario]
         if not base:
             continue
         inputs = prepare(datasets[base[0]], params=Params.load(PARAMS))
-        policy = get_policy(POLICY_OF_KERNEL[kernel])
+        policy = get_policy(declared_policy(datasets[name]))
         run = replay(inputs, [policy]).runs[0]
         rows += _rows("cross", name, kernel, scenario, policy.name, observed(datasets[name]), simulated(run))
         print(f"cross-predicted {name} from {base[0]} under {policy.name}", file=sys.stderr)

@@ -12,8 +12,9 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
   droppable).
 - Small allocations follow the trace's pfn when that range is free in the model ("followed");
   otherwise the allocator places them (__rmqueue with migratetype fallback and stealing; "relocated"),
-  preferring free pages the trace never uses, and with order-0 direct reclaim when every zone is at
-  its min watermark. A free releases wherever the page is in the model. Pages the kernel migrated
+  preferring free pages the trace never uses: the first zone of the zonelist above its low watermark,
+  then (every zone below low) kswapd on the zonelist's nodes and the min watermark, then order-0 direct
+  reclaim. A free releases wherever the page is in the model. Pages the kernel migrated
   (freed inside compaction) are marked, and moved by the model only when the trace reuses their pfn.
 - A THP fault runs the policy's attempts: fast path at the low watermark, kswapd/kcompactd wake when
   the mask allows, min-watermark retry, async direct compaction, the era's bail-outs, direct reclaim
@@ -21,14 +22,17 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
   era's priority; deferral per zone as mm/compaction.c.
 - Direct compaction is a two-scanner walk over pageblocks with cached positions: a source block is
   emptied only when every used page in it can move; success when it becomes a free pageblock.
-- kswapd reclaims a node below its low watermark up to the high one, at once and off the fault's
-  clock. kcompactd compacts (sync-light) when a THP attempt wakes a balanced node, and, for 5.9+ eras
-  with vm.compaction_proactiveness > 0, every 500 ms of trace time while a node's fragmentation score
-  is above its high mark (proactive compaction).
+- kswapd, woken from a slowpath (every zone below low), reclaims the node up to its high watermark, at
+  once and off the fault's clock. kcompactd compacts (sync-light) when a THP attempt wakes a balanced
+  node, and, for 5.9+ eras with vm.compaction_proactiveness > 0, proactive compaction starts at a
+  500 ms check when a node's fragmentation score is above its high mark and proceeds at the model's
+  migration cost in trace time.
+- Reclaim takes page cache, then anon pages to swap, then whole anon THPs (oldest first) to swap.
 
 Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no watermark boost, no
 node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on contention, reclaim takes LRU
-pages at random (no ageing), huge pages are never split, migrated or reclaimed.
+pages at random (no ageing), huge pages are never split or migrated and are reclaimed only after
+every small LRU page of their node.
 """
 
 from __future__ import annotations

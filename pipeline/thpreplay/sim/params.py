@@ -41,8 +41,9 @@ class Params:
     access_hop2_base: float = 3.24
     # vm.extfrag_threshold (default 500): compaction is "not suitable" below this fragmentation index.
     extfrag_threshold: float = 500.0
-    # Background work, on by default: kswapd reclaims a node below its low watermark up to its high
-    # watermark; kcompactd compacts when a THP attempt wakes kswapd on a balanced node.
+    # Background work, on by default: kswapd, woken when every zone of an allocation's zonelist is below
+    # its low watermark, reclaims the node up to its high watermark; kcompactd compacts when a THP
+    # attempt wakes kswapd on a balanced node.
     kswapd: bool = True
     kcompactd: bool = True
     # vm.compact_unevictable_allowed (default 1): 0 makes mlocked pages unmovable for compaction.
