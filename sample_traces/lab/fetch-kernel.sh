@@ -27,23 +27,7 @@ LAB_CACHE=${LAB_CACHE:-$HOME/.cache/thpreplay-lab}
 APTDIR=$LAB_CACHE/apt/$SUITE
 KDIR=$LAB_CACHE/kernels/$SUITE
 
-find_mirror() {
-	if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
-	local f u
-	# deb822 .sources files: first URIs whose path ends in /debian
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -e "$f" ] || continue
-		u=$(awk 'tolower($1)=="uris:" {for (i=2;i<=NF;i++) print $i}' "$f" | grep -E '/debian/?$' | head -n1 || true)
-		if [ -n "$u" ]; then echo "${u%/}"; return; fi
-	done
-	# one-line format
-	u=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-		awk '$1=="deb" { for (i=2;i<=NF;i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; break } }' |
-		grep -E '/debian/?$' | head -n1 || true)
-	if [ -n "$u" ]; then echo "${u%/}"; return; fi
-	echo "fetch-kernel.sh: no Debian mirror found in host apt sources; set DEBIAN_MIRROR" >&2
-	exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"   # find_mirror
 
 MIRROR=$(find_mirror)
 mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$KDIR"
