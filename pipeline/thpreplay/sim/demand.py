@@ -95,21 +95,21 @@ def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None
 def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> Demand:
     notes: list[str] = []
     counts: dict[str, int] = {}
-    alloc = read_table(dataset, "page_alloc").select(
+    alloc = read_table(dataset, "page_alloc", [
         "ts_ns", "line", "pid", "tgid", "cpu", "pfn", "success", "order", "migratetype", "gfp_flags",
-        "gfp_direct_reclaim", "thp_attempt", "node", "source")
+        "gfp_direct_reclaim", "thp_attempt", "node", "source"])
     sources = alloc["source"].unique().to_list()
     if len(sources) > 1:
         # events are ordered by their line in the trace; several traces have no common order
         raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
                          f"({', '.join(sorted(sources))}): ingest each into its own dataset")
     alloc = alloc.drop("source")
-    free = read_table(dataset, "page_free").select("ts_ns", "line", "pid", "comm", "pfn", "order").filter(pl.col("pfn") > 0)
+    free = read_table(dataset, "page_free", ["ts_ns", "line", "pid", "comm", "pfn", "order"]).filter(pl.col("pfn") > 0)
     faults = read_table(dataset, "thp_faults")
-    pfault = read_table(dataset, "page_fault").filter(pl.col("event") == "page_fault_user").select(
-        "line", "pid", "tgid", "address")
-    reclaim_events = read_table(dataset, "reclaim").select("line", "pid", "event")
-    compaction_events = read_table(dataset, "compaction").select("line", "pid", "event")
+    pfault = read_table(dataset, "page_fault", ["event", "line", "pid", "tgid", "address"]).filter(
+        pl.col("event") == "page_fault_user").drop("event")
+    reclaim_events = read_table(dataset, "reclaim", ["line", "pid", "event"])
+    compaction_events = read_table(dataset, "compaction", ["line", "pid", "event"])
 
     # -- THP faults: the demand side of each (no outcome, no placement) --
     # the decoded __GFP_DIRECT_RECLAIM bit of each fault's first and last attempt (null if undecoded)

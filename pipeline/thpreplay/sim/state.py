@@ -45,11 +45,12 @@ ZONE_TYPES = {"DMA": 0, "DMA32": 1, "Normal": 2, "Movable": 3, "Device": 4, "all
 MT_INDEX = {"Unmovable": 0, "Movable": 1, "Reclaimable": 2, "HighAtomic": 0, "CMA": 1, "Isolate": 1, "all": 1}
 
 
-def read_table(dataset: Path, table: str) -> pl.DataFrame:
+def read_table(dataset: Path, table: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """A dataset's table; only the given columns when named (Parquet reads no others)."""
     files = sorted((dataset / table).glob("*.parquet"))
     if not files:
         raise InputError(str(dataset / table), "table missing from the dataset (run thpreplay ingest again)")
-    return pl.read_parquet([str(f) for f in files])
+    return pl.read_parquet([str(f) for f in files], columns=columns)
 
 
 def snapshot_text(dataset: Path, name: str) -> str | None:
