@@ -79,22 +79,13 @@ done
 [ -e /usr/include/openssl/ssl.h ] || die "missing libssl-dev"
 
 # ---------------------------------------------------------------- fetch
-source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"   # find_mirror
+source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"   # find_mirror, private_apt
 
 mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$SRCROOT" "$OUTROOT"
 if [ -n "${SRC_VERSION:-}" ] && ls "$SRCROOT/${PKG}_${SRC_VERSION//:/%3a}_all.deb" >/dev/null 2>&1; then
 	VER=$SRC_VERSION   # offline re-run with a known version
 else
-	MIRROR=$(find_mirror)
-	KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-	echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" > "$APTDIR/sources.list"
-	APT_OPTS=(-o Dir::Etc::SourceList="$APTDIR/sources.list"
-		-o Dir::Etc::SourceParts=/dev/null
-		-o Dir::State::Lists="$APTDIR/lists"
-		-o Dir::Cache="$APTDIR/cache"
-		-o APT::Architecture=amd64
-		-o APT::Sandbox::User=root)
-	apt-get "${APT_OPTS[@]}" -qq update
+	private_apt "$APTDIR" "$SUITE" || die "cannot set up apt for $SUITE"
 	VER=${SRC_VERSION:-$(apt-cache "${APT_OPTS[@]}" show "$PKG" | awk '/^Version:/ {print $2; exit}')}
 	[ -n "$VER" ] || die "no $PKG in $SUITE"
 	DEBNAME=${PKG}_${VER//:/%3a}_all.deb

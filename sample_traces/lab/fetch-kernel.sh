@@ -27,21 +27,10 @@ LAB_CACHE=${LAB_CACHE:-$HOME/.cache/thpreplay-lab}
 APTDIR=$LAB_CACHE/apt/$SUITE
 KDIR=$LAB_CACHE/kernels/$SUITE
 
-source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"   # find_mirror
+source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"   # find_mirror, private_apt
 
-MIRROR=$(find_mirror)
-mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$KDIR"
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" > "$APTDIR/sources.list"
-
-APT_OPTS=(-o Dir::Etc::SourceList="$APTDIR/sources.list"
-	-o Dir::Etc::SourceParts=/dev/null
-	-o Dir::State::Lists="$APTDIR/lists"
-	-o Dir::Cache="$APTDIR/cache"
-	-o APT::Architecture=amd64
-	-o APT::Sandbox::User=root)
-
-apt-get "${APT_OPTS[@]}" -qq update
+mkdir -p "$KDIR"
+private_apt "$APTDIR" "$SUITE"
 
 # Resolve a metapackage (linux-image-amd64) to the versioned image package.
 resolve() {
