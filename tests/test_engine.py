@@ -111,7 +111,7 @@ def test_invariants_hold_after_any_demand(memory, ops, policy_name, swap):
     policy = get_policy(policy_name)
     eng = engine.new_engine(policy, ThpSettings("madvise", "madvise"), demand, state, Params(), "not_skipped")
     out = engine.outputs(nfaults)
-    engine.feed(eng, demand.ops, out)
+    engine.feed(eng, demand.ops.frame(), out)
     assert _engine.check(eng) is None
     counters = dict(zip(engine.COUNTERS, _engine.counters(eng)))
     assert counters["bug_double_alloc"] == 0 and counters["bug_double_free"] == 0
@@ -141,11 +141,11 @@ def test_freed_buddies_merge_back(memory, picks):
     eng = engine.new_engine(get_policy("thisnode-noretry-5.6"), ThpSettings("madvise", "madvise"), demand, state,
                             Params(kswapd=False, kcompactd=False, compaction_proactiveness=0), "not_skipped")
     before_hist = _engine.zones(eng)
-    engine.feed(eng, demand.ops.slice(0, len(allocs)), engine.outputs(0))
+    engine.feed(eng, demand.ops.read(0, len(allocs)), engine.outputs(0))
     counters = dict(zip(engine.COUNTERS, _engine.counters(eng)))
     assert counters["placed_as_traced"] == len(allocs)
     assert np.array_equal(used_bits(eng), taken)
-    engine.feed(eng, demand.ops.slice(len(allocs)), engine.outputs(0))
+    engine.feed(eng, demand.ops.read(len(allocs), demand.ops.height), engine.outputs(0))
     assert np.array_equal(used_bits(eng), used)
     assert _engine.zones(eng) == before_hist
     assert _engine.check(eng) is None

@@ -51,9 +51,9 @@ def hidden(parent: Path, name: str) -> list[str]:
     return sorted(p.name for p in parent.glob(f".{name}.*"))
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "THPREPLAY_DEBUG"}
-    return subprocess.run([THP, *args], capture_output=True, env=env, timeout=300)
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "THPREPLAY_DEBUG"} | (env or {})
+    return subprocess.run([THP, *args], capture_output=True, env=full, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -201,11 +201,18 @@ def test_full_disk_keeps_the_old_simulation(tmp_path):
             f.truncate(0)
             f.write(b"\0" * (st.f_bavail * st.f_frsize - 16 * 1024))
         before = sim_fingerprint(mnt / "ds")
-        r = cli("simulate", str(mnt / "ds"))
+        # the demand's op file goes elsewhere ($THPREPLAY_TMPDIR): the simulation's own write fails
+        r = cli("simulate", str(mnt / "ds"), env={"THPREPLAY_TMPDIR": str(tmp_path)})
         err = r.stderr.decode()
         assert r.returncode == 1 and "Traceback" not in err, err
         assert err.startswith(f"thpreplay: {mnt / 'ds'}: writing the simulation failed: No space left on device"), err
         assert len(err.splitlines()) == 1
+        assert sim_fingerprint(mnt / "ds") == before and hidden(mnt / "ds", "simulation") == []
+        # the op file next to the dataset (the default): no room for it either
+        r = cli("simulate", str(mnt / "ds"))
+        err = r.stderr.decode()
+        assert r.returncode == 1 and err == (f"thpreplay: {mnt / 'ds'}: writing the demand's op file failed: "
+                                             "No space left on device\n"), err
         assert sim_fingerprint(mnt / "ds") == before and hidden(mnt / "ds", "simulation") == []
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)

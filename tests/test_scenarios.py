@@ -342,7 +342,7 @@ def test_same_scenario_twice_same_outcomes(policy):
     s1, s2 = m1.state(), m2.state()
     for field in ("used", "anon", "file", "mlock", "block_mt", "block_zone", "zonelists", "distances"):
         assert np.array_equal(getattr(s1, field), getattr(s2, field)), field
-    assert d1.ops.equals(d2.ops) and d1.faults.equals(d2.faults)
+    assert d1.ops.frame().equals(d2.ops.frame()) and d1.faults.equals(d2.faults)
     a, b = replay(policy, s1, d1), replay(policy, s2, d2)
     assert a.outcomes.equals(b.outcomes)
     assert a.counters == b.counters
@@ -389,12 +389,14 @@ def test_builder_layouts():
 def test_demand_shapes():
     m = Machine()
     d = thp_faults(m, 3)
-    assert d.ops["kind"].to_list() == [2, 2, 2] and d.observed_huge.tolist() == [1, 1, 1]
-    assert d.ops["madvised"].to_list() == [1, 1, 1] and d.ops["node"].to_list() == [0, 0, 0]
+    ops = d.ops.frame()
+    assert ops["kind"].to_list() == [2, 2, 2] and d.observed_huge.tolist() == [1, 1, 1]
+    assert ops["madvised"].to_list() == [1, 1, 1] and ops["node"].to_list() == [0, 0, 0]
     t = thp_faults(m, 2, touches=True, node=1)
     assert t.ops.height == 2 * (1 + 512) and t.observed_huge.tolist() == [0, 0]
-    allocs = t.ops.filter(t.ops["kind"] == 0)
+    tops = t.ops.frame()
+    allocs = tops.filter(tops["kind"] == 0)
     assert allocs["pfn"].n_unique() == 1024 and allocs["pfn"].min() >= m.base_pfn + m.total_pages
     assert (allocs["region"].to_numpy() == np.repeat([0, 1], 512)).all()
-    assert t.ops["ts_ns"].is_sorted() and t.ops["line"].is_sorted()
+    assert tops["ts_ns"].is_sorted() and tops["line"].is_sorted()
     assert t.faults["local_node"].to_list() == [1, 1] and t.faults["cpu"].to_list() == [4, 4]

@@ -22,32 +22,110 @@ begin/end events on that task) and by kswapd are reclaim, which the model does i
 inside compaction and by kcompactd are migrations: the page moved to a place the trace does not show
 (compaction takes its target pages without mm_page_alloc). They become MIGRATE ops: the model moves the
 page itself, and the workload's later free of an unknown page frees one migrated page (both counted).
+
+The demand is built window by window (WINDOW_LINES trace lines at a time), so that memory stays flat in
+trace length: each window's tables are read alone, joined with what earlier windows left open (each
+task's last reclaim, compaction and page-fault event; huge pages not yet freed; region pages not yet
+freed; the first event seen of each pfn), and its ops are appended to an unnamed temporary file.
+Region releases are known only once their last free is seen, so they are merged into the op stream in
+a second pass over that file. The result does not depend on the window size (tests/test_demand.py).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
-from thpreplay.errors import InputError
+from thpreplay.errors import InputError, OutputError
 from thpreplay.sim.state import read_table
-
 
 OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE, OP_MIGRATE = 0, 1, 2, 3, 4
 PK_PINNED, PK_ANON, PK_FILE = 0, 1, 2
 REGION_PAGES = 512
+WINDOW_LINES = 1 << 20
 
 _RECLAIM_WINDOW = {"mm_vmscan_direct_reclaim_begin": 1, "mm_vmscan_direct_reclaim_end": -1}
 _COMPACTION_WINDOW = {"mm_compaction_begin": 1, "mm_compaction_end": -1}
 
+# one op, as the replay core reads it (line orders the stream; the core does not read it)
+OP_DTYPE = np.dtype([("kind", "i1"), ("ts_ns", "i8"), ("line", "i8"), ("pfn", "i8"), ("order", "i1"), ("mt", "i1"),
+                     ("pkind", "i1"), ("node", "i2"), ("region", "i8"), ("madvised", "i1")])
+
+
+class Ops:
+    """The demand's ops in replay order (line, then kind), read in chunks: held in memory (synthetic
+    demands in tests) or in an unnamed temporary file that vanishes when closed, even after a kill."""
+
+    def __init__(self, height: int, ts_min: int, ts_max: int, records: np.ndarray | None = None, file=None):
+        self.height, self.ts_min, self.ts_max = height, ts_min, ts_max
+        self._records, self._file = records, file
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> "Ops":
+        rec = to_records(frame)
+        ts = rec["ts_ns"]
+        return cls(len(rec), int(ts.min()) if len(rec) else 0, int(ts.max()) if len(rec) else 0, records=rec)
+
+    @property
+    def ts_span(self) -> int:
+        return self.ts_max - self.ts_min
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        count = max(0, min(count, self.height - start))
+        if self._records is not None:
+            return self._records[start:start + count]
+        return _pread_records(self._file, start, count)
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.height, size):
+            yield self.read(start, size)
+
+    def frame(self) -> pl.DataFrame:
+        """Every op as one polars frame (tests and small demands)."""
+        rec = self.read(0, self.height)
+        return pl.DataFrame({name: rec[name] for name in OP_DTYPE.names})
+
+
+def to_records(frame: pl.DataFrame) -> np.ndarray:
+    rec = np.empty(frame.height, dtype=OP_DTYPE)
+    for name in OP_DTYPE.names:
+        rec[name] = frame[name].to_numpy()
+    return rec
+
+
+def _pread_records(file, start: int, count: int) -> np.ndarray:
+    size, offset = count * OP_DTYPE.itemsize, start * OP_DTYPE.itemsize
+    buf = bytearray(size)
+    view, done = memoryview(buf), 0
+    while done < size:
+        n = os.preadv(file.fileno(), [view[done:]], offset + done)
+        if n <= 0:
+            raise OutputError(f"{file.name}: the demand's op file is shorter than written")
+        done += n
+    return np.frombuffer(buf, dtype=OP_DTYPE)
+
+
+def _spill_file(dataset: Path):
+    """An unnamed file (about 40 bytes an op) in $THPREPLAY_TMPDIR when set, else next to the dataset (the
+    disk the user chose for this data; /tmp is often in memory), else in the system's temporary directory."""
+    where = os.environ.get("THPREPLAY_TMPDIR") or dataset
+    try:
+        return tempfile.TemporaryFile(dir=where, prefix=".demand-")
+    except OSError:
+        return tempfile.TemporaryFile(prefix="thpreplay-demand-")
+
 
 @dataclass
 class Demand:
-    ops: pl.DataFrame  # kind, ts_ns, line, pfn, order, mt, pkind, node, region, madvised
+    ops: Ops  # kind, ts_ns, line, pfn, order, mt, pkind, node, region, madvised (a DataFrame is converted)
     faults: pl.DataFrame  # one row per THP fault: region (= fault index), fault_id, ts_ns, pid, comm, local_node, madvised, order, observed_outcome
     observed_huge: np.ndarray  # int8 per region
     used_at_start: np.ndarray  # pfns the trace shows in use before it began (freed before allocated)
@@ -57,15 +135,49 @@ class Demand:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self):
+        if isinstance(self.ops, pl.DataFrame):
+            self.ops = Ops.of(self.ops)
 
-def _inside(frame: pl.DataFrame, events: pl.DataFrame, window: dict[str, int]) -> pl.Series:
-    """Whether each row (by line, per task) falls between a begin and an end event of the window."""
-    w = events.filter(pl.col("event").is_in(list(window))).with_columns(
-        pl.col("event").replace_strict(window, return_dtype=pl.Int8).alias("dir")).sort("line")
-    if not w.height:
-        return pl.Series([False] * frame.height)
-    joined = frame.select("line", "pid").join_asof(w.select("line", "pid", "dir"), on="line", by="pid", strategy="backward")
-    return joined["dir"].fill_null(-1) == 1
+
+class _Parts:
+    """A table's Parquet parts with the line range each holds (from its statistics), read one window of
+    lines at a time: only the parts that overlap the window are opened."""
+
+    def __init__(self, dataset: Path, table: str, columns: list[str]):
+        self.files = sorted((dataset / table).glob("*.parquet"))
+        if not self.files:
+            raise InputError(str(dataset / table), "table missing from the dataset (run thpreplay ingest again)")
+        self.columns = columns
+        self.ranges = [_line_range(f) for f in self.files]
+
+    def read(self, lo: int, hi: int) -> pl.DataFrame:
+        chosen = [str(f) for f, (a, b) in zip(self.files, self.ranges) if b >= lo and a < hi]
+        if not chosen:
+            return pl.read_parquet(str(self.files[0]), columns=self.columns, n_rows=0)
+        frame = pl.read_parquet(chosen, columns=self.columns)
+        return frame.filter((pl.col("line") >= lo) & (pl.col("line") < hi))
+
+    def scan(self) -> pl.LazyFrame:
+        return pl.scan_parquet([str(f) for f in self.files])
+
+    @property
+    def last_line(self) -> int:
+        return max((b for _, b in self.ranges if b < 2**62), default=-1)
+
+
+def _line_range(path: Path) -> tuple[int, int]:
+    meta = pq.ParquetFile(path).metadata
+    if meta.num_rows == 0:
+        return (2**62, -1)  # overlaps no window
+    col = meta.schema.names.index("line")
+    lo, hi = 2**62, -1
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(col).statistics
+        if st is None or not st.has_min_max:
+            return (-(2**62), 2**62)  # no statistics: read it for every window
+        lo, hi = min(lo, st.min), max(hi, st.max)
+    return (lo, hi)
 
 
 def _madvised(enabled: str, defrag: str, override: bool | None) -> pl.Expr:
@@ -85,181 +197,343 @@ def _madvised(enabled: str, defrag: str, override: bool | None) -> pl.Expr:
     return pl.lit(True)
 
 
-def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None) -> Demand:
+def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None, *,
+          window_lines: int = WINDOW_LINES) -> Demand:
     with warnings.catch_warnings():
         # join_asof with `by` cannot check sortedness; every frame is sorted on `line` before it is joined
         warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
-        return _build(dataset, enabled, defrag, madvised)
+        try:
+            return _Builder(Path(dataset), enabled, defrag, madvised).run(window_lines)
+        except OSError as e:
+            raise OutputError(f"{dataset}: writing the demand's op file failed: {e.strerror}") from None
 
 
-def _build(dataset: Path, enabled: str, defrag: str, madvised: bool | None) -> Demand:
-    notes: list[str] = []
-    counts: dict[str, int] = {}
-    alloc = read_table(dataset, "page_alloc", [
-        "ts_ns", "line", "pid", "tgid", "cpu", "pfn", "success", "order", "migratetype", "gfp_flags",
-        "gfp_direct_reclaim", "thp_attempt", "node", "source"])
-    sources = alloc["source"].unique().to_list()
-    if len(sources) > 1:
-        # events are ordered by their line in the trace; several traces have no common order
-        raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
-                         f"({', '.join(sorted(sources))}): ingest each into its own dataset")
-    alloc = alloc.drop("source")
-    free = read_table(dataset, "page_free", ["ts_ns", "line", "pid", "comm", "pfn", "order"]).filter(pl.col("pfn") > 0)
-    faults = read_table(dataset, "thp_faults")
-    pfault = read_table(dataset, "page_fault", ["event", "line", "pid", "tgid", "address"]).filter(
-        pl.col("event") == "page_fault_user").drop("event")
-    reclaim_events = read_table(dataset, "reclaim", ["line", "pid", "event"])
-    compaction_events = read_table(dataset, "compaction", ["line", "pid", "event"])
+def _carry_last(events: pl.DataFrame, value: str) -> pl.DataFrame:
+    """Each task's last event (by line), as the rows that open the next window (line -1)."""
+    return events.sort("line").group_by("pid").last().select(pl.lit(-1, pl.Int64).alias("line"), "pid", value)
 
-    # -- THP faults: the demand side of each (no outcome, no placement) --
-    # the decoded __GFP_DIRECT_RECLAIM bit of each fault's first and last attempt (null if undecoded)
-    attempt_bits = alloc.filter(pl.col("thp_attempt")).select("line", "gfp_direct_reclaim")
-    faults = faults.join(attempt_bits.rename({"line": "first_line", "gfp_direct_reclaim": "d1"}), on="first_line", how="left")
-    faults = faults.join(attempt_bits.rename({"line": "last_line", "gfp_direct_reclaim": "d2"}), on="last_line", how="left")
-    faults = faults.with_columns((pl.col("d1") | pl.col("d2")).alias("direct")).drop("d1", "d2")
-    faults = faults.drop("region").sort("first_line").with_row_index("region").with_columns(
-        pl.col("region").cast(pl.Int64),
-        _madvised(enabled, defrag, madvised).fill_null(True).alias("madvised"),
-        pl.coalesce("tgid", "pid").alias("mm"),
-        (pl.col("address") // (REGION_PAGES * 4096)).cast(pl.Int64).alias("vregion"),
-    )
-    if enabled not in ("madvise",) and defrag not in ("madvise", "defer+madvise") and madvised is None:
-        notes.append(f"defrag={defrag}: whether a fault was madvised is not visible in the trace; taken as madvised")
-    fault_ops = faults.select(
-        pl.lit(OP_THP, pl.Int8).alias("kind"), "ts_ns", pl.col("first_line").alias("line"),
-        pl.lit(-1, pl.Int64).alias("pfn"), pl.col("first_order").cast(pl.Int8).alias("order"),
-        pl.lit(1, pl.Int8).alias("mt"), pl.lit(PK_ANON, pl.Int8).alias("pkind"),
-        pl.col("local_node").fill_null(0).cast(pl.Int16).alias("node"), "region",
-        pl.col("madvised").cast(pl.Int8),
-    )
+
+class _Builder:
+    """One pass over the trace, window by window. What crosses windows is held in the `carry_*` frames
+    and the per-region arrays; everything else is window-local."""
+
+    def __init__(self, dataset: Path, enabled: str, defrag: str, madvised: bool | None):
+        self.dataset = dataset
+        self.notes: list[str] = []
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("frees_by_kernel_reclaim", "frees_by_kernel_migration", "failed_small_allocations",
+             "region_4k_allocations"), 0)
+        self.alloc = _Parts(dataset, "page_alloc", [
+            "ts_ns", "line", "pid", "tgid", "cpu", "pfn", "success", "order", "migratetype", "gfp_flags", "thp_attempt",
+            "node"])
+        self.free = _Parts(dataset, "page_free", ["ts_ns", "line", "pid", "comm", "pfn", "order"])
+        self.pfault = _Parts(dataset, "page_fault", ["event", "line", "pid", "address"])
+        self.reclaim = _Parts(dataset, "reclaim", ["line", "pid", "event"])
+        self.compaction = _Parts(dataset, "compaction", ["line", "pid", "event"])
+        sources = self.alloc.scan().select(pl.col("source").unique()).collect()["source"].to_list()
+        if len(sources) > 1:
+            # events are ordered by their line in the trace; several traces have no common order
+            raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
+                             f"({', '.join(sorted(sources))}): ingest each into its own dataset")
+        self._faults(enabled, defrag, madvised)
+
+    # -- THP faults: the demand side of each (no outcome, no placement); small, read whole --
+    def _faults(self, enabled: str, defrag: str, madvised: bool | None) -> None:
+        faults = read_table(self.dataset, "thp_faults")
+        # the decoded __GFP_DIRECT_RECLAIM bit of each fault's first and last attempt (null if undecoded)
+        attempts = self.alloc.scan().filter(pl.col("thp_attempt")).select(
+            "line", "gfp_direct_reclaim", "success").collect()
+        bits = attempts.select("line", "gfp_direct_reclaim")
+        faults = faults.join(bits.rename({"line": "first_line", "gfp_direct_reclaim": "d1"}), on="first_line", how="left")
+        faults = faults.join(bits.rename({"line": "last_line", "gfp_direct_reclaim": "d2"}), on="last_line", how="left")
+        faults = faults.with_columns((pl.col("d1") | pl.col("d2")).alias("direct")).drop("d1", "d2")
+        faults = faults.drop("region").sort("first_line").with_row_index("region").with_columns(
+            pl.col("region").cast(pl.Int64),
+            _madvised(enabled, defrag, madvised).fill_null(True).alias("madvised"),
+            pl.coalesce("tgid", "pid").alias("mm"),
+            (pl.col("address") // (REGION_PAGES * 4096)).cast(pl.Int64).alias("vregion"),
+        )
+        if enabled not in ("madvise",) and defrag not in ("madvise", "defer+madvise") and madvised is None:
+            self.notes.append(f"defrag={defrag}: whether a fault was madvised is not visible in the trace; taken as madvised")
+        self.faults = faults
+        self.fault_ops = faults.select(
+            pl.lit(OP_THP, pl.Int8).alias("kind"), "ts_ns", pl.col("first_line").alias("line"),
+            pl.lit(-1, pl.Int64).alias("pfn"), pl.col("first_order").cast(pl.Int8).alias("order"),
+            pl.lit(1, pl.Int8).alias("mt"), pl.lit(PK_ANON, pl.Int8).alias("pkind"),
+            pl.col("local_node").fill_null(0).cast(pl.Int16).alias("node"), "region",
+            pl.col("madvised").cast(pl.Int8),
+        )
+        # huge pages the kernel placed: paired with their free only to know when the region ended
+        self.huge_regions = faults.filter(pl.col("pfn").is_not_null()).select(
+            "region", "pfn", pl.col("last_line").alias("line")).sort("line")
+        self.keyed = faults.filter(pl.col("vregion").is_not_null()).select(
+            pl.col("first_line").alias("line"), "mm", "vregion", pl.col("region").alias("thp_region")).sort("line")
+        self.by_task = faults.select(pl.col("first_line").alias("line"), "pid", pl.col("region").alias("thp_region")).sort("line")
+        # a small allocation's preferred node is its CPU's node, when the topology gives one
+        self.local = faults.select("cpu", "local_node").unique("cpu")
+        has_pf = self.pfault.scan().filter(pl.col("event") == "page_fault_user").select(pl.len()).collect().item() > 0
+        if has_pf and self.keyed.height:
+            self.region_mode = "page_fault"
+        elif faults.height:
+            self.region_mode = "next_512"
+            self.notes.append("no page-fault events: 4 KiB pages of a fallback region approximated as the task's next "
+                              "512 movable order-0 allocations")
+        else:
+            self.region_mode = "none"
+
+    def run(self, window_lines: int) -> Demand:
+        n = self.faults.height
+        self.region_allocs = np.zeros(n, np.int64)  # a region's 4 KiB allocations ...
+        self.region_freed = np.zeros(n, np.int64)   # ... how many of them were freed since
+        self.region_last = np.full(n, -1, np.int64)  # the line and time of the last such free
+        self.region_last_ts = np.zeros(n, np.int64)
+        empty_pid = self.free.read(0, 0).select(pl.lit(-1, pl.Int64).alias("line"), "pid")
+        self.carry_reclaim = empty_pid.with_columns(pl.lit(0, pl.Int8).alias("dir"))
+        self.carry_compaction = self.carry_reclaim
+        self.carry_fault = empty_pid.with_columns(pl.lit(0, pl.Int64).alias("vregion"))
+        self.carry_next512 = pl.DataFrame(schema={"cand": pl.Int64, "seen": pl.Int64})
+        self.carry_huge = self.huge_regions.clear()
+        self.carry_base = pl.DataFrame(schema={"pfn": pl.Int64, "line": pl.Int64, "region": pl.Int64})
+        self.first = pl.DataFrame(schema={"pfn": pl.Int64, "order": pl.Int16, "alloc": pl.Boolean})
+        self.traced = np.empty(0, np.int64)
+        self.by_mt = {0: np.empty(0, np.int64), 2: np.empty(0, np.int64)}
+        self.huge_releases: list[pl.DataFrame] = []
+        self.ts_min, self.ts_max = 2**63 - 1, -(2**63)
+
+        spill = _spill_file(self.dataset)
+        written = 0
+        last = max(self.alloc.last_line, self.free.last_line, self.fault_ops["line"].max() or -1)
+        for lo in range(0, last + 1, window_lines):
+            rec = self._window(lo, lo + window_lines)
+            spill.write(rec.tobytes())
+            written += len(rec)
+        spill.flush()
+        releases = self._releases()
+        ops = self._merge(spill, written, releases)
+        return self._finish(ops, releases)
+
+    def _window(self, lo: int, hi: int) -> np.ndarray:
+        free = self._frees(lo, hi)
+        release_huge = self._pair_huge(free, lo, hi)
+        free = free.with_columns(pl.col("line").is_in(release_huge["line"].implode()).alias("is_huge_release"))
+        demand_frees = free.filter(~pl.col("kernel_own") & ~pl.col("is_huge_release"))
+
+        alloc = self.alloc.read(lo, hi)
+        self.counts["failed_small_allocations"] += alloc.filter(~pl.col("thp_attempt") & ~pl.col("success")).height
+        small = alloc.filter(~pl.col("thp_attempt") & pl.col("success") & (pl.col("pfn") > 0)).sort("line").with_columns(
+            pl.when(pl.col("migratetype") != 1).then(pl.lit(PK_PINNED))
+            .when(pl.col("gfp_flags").str.contains("__GFP_ZERO") | (pl.col("order") == 0) & pl.col("gfp_flags").str.contains("GFP_HIGHUSER_MOVABLE"))
+            .then(pl.lit(PK_ANON)).otherwise(pl.lit(PK_FILE)).cast(pl.Int8).alias("pkind"),
+            pl.coalesce("tgid", "pid").alias("mm"),
+        )
+        small = self._regions(small, lo, hi)
+        self._pair_base(small, demand_frees)
+        self._evidence(small, demand_frees)
+
+        alloc_ops = small.join(self.local, on="cpu", how="left").select(
+            pl.lit(OP_ALLOC, pl.Int8).alias("kind"), "ts_ns", "line", "pfn", pl.col("order").cast(pl.Int8),
+            pl.col("migratetype").clip(0, 2).cast(pl.Int8).alias("mt"), "pkind",
+            (pl.col("local_node") if self.local.height else pl.col("node")).fill_null(-1).cast(pl.Int16).alias("node"),
+            pl.col("region").fill_null(-1), pl.lit(0, pl.Int8).alias("madvised"),
+        )
+        free_ops = self._page_ops(demand_frees, OP_FREE)
+        migrate_ops = self._page_ops(free.filter(pl.col("by_migration") & ~pl.col("is_huge_release")), OP_MIGRATE)
+        fault_ops = self.fault_ops.filter((pl.col("line") >= lo) & (pl.col("line") < hi))
+        ops = pl.concat([alloc_ops, free_ops, fault_ops, migrate_ops]).sort(["line", "kind"])
+        if ops.height:
+            self.ts_min = min(self.ts_min, ops["ts_ns"].min())
+            self.ts_max = max(self.ts_max, ops["ts_ns"].max())
+        return to_records(ops)
+
+    @staticmethod
+    def _page_ops(frees: pl.DataFrame, kind: int) -> pl.DataFrame:
+        return frees.select(
+            pl.lit(kind, pl.Int8).alias("kind"), "ts_ns", "line", "pfn", pl.col("order").cast(pl.Int8),
+            pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"),
+            pl.lit(-1, pl.Int64).alias("region"), pl.lit(0, pl.Int8).alias("madvised"),
+        )
 
     # -- the kernel's own frees are not demand: reclaim (the model reclaims itself) is dropped; a free
     #    inside compaction or by kcompactd is a migration, replayed as such (MIGRATE) --
-    free = free.sort("line")
-    free = free.with_columns(
-        (_inside(free, reclaim_events, _RECLAIM_WINDOW) | pl.col("comm").str.starts_with("kswapd")).alias("by_reclaim"),
-    ).with_columns(
-        (_inside(free, compaction_events, _COMPACTION_WINDOW) | pl.col("comm").str.starts_with("kcompactd"))
-        .and_(~pl.col("by_reclaim")).alias("by_migration"),
-    ).with_columns((pl.col("by_reclaim") | pl.col("by_migration")).alias("kernel_own"))
-    counts["frees_by_kernel_reclaim"] = int(free["by_reclaim"].sum())
-    counts["frees_by_kernel_migration"] = int(free["by_migration"].sum())
+    def _frees(self, lo: int, hi: int) -> pl.DataFrame:
+        free = self.free.read(lo, hi).filter(pl.col("pfn") > 0).sort("line")
+        in_reclaim, self.carry_reclaim = self._inside(free, self.reclaim.read(lo, hi), _RECLAIM_WINDOW, self.carry_reclaim)
+        in_compaction, self.carry_compaction = self._inside(free, self.compaction.read(lo, hi), _COMPACTION_WINDOW,
+                                                            self.carry_compaction)
+        free = free.with_columns(
+            (in_reclaim | pl.col("comm").str.starts_with("kswapd")).alias("by_reclaim"),
+        ).with_columns(
+            (in_compaction | pl.col("comm").str.starts_with("kcompactd")).and_(~pl.col("by_reclaim")).alias("by_migration"),
+        ).with_columns((pl.col("by_reclaim") | pl.col("by_migration")).alias("kernel_own"))
+        self.counts["frees_by_kernel_reclaim"] += int(free["by_reclaim"].sum())
+        self.counts["frees_by_kernel_migration"] += int(free["by_migration"].sum())
+        return free
 
-    # -- huge pages the kernel placed: paired with their free only to know when the region ended --
-    thp_rows = alloc.filter(pl.col("thp_attempt"))
-    small = alloc.filter(~pl.col("thp_attempt") & pl.col("success") & (pl.col("pfn") > 0))
-    counts["failed_small_allocations"] = int(alloc.filter(~pl.col("thp_attempt") & ~pl.col("success")).height)
-    huge_regions = faults.filter(pl.col("pfn").is_not_null()).select("region", "pfn", pl.col("last_line").alias("line"))
-    # only the workload's own frees end a region: a huge page freed inside reclaim was swapped out (or
-    # split) by the kernel, a decision the model makes itself
-    huge_frees = free.filter((pl.col("order") >= 9) & ~pl.col("kernel_own")).select("pfn", "line").sort("line")
-    paired = huge_regions.sort("line").join_asof(
-        huge_frees.rename({"line": "free_line"}).with_columns(pl.col("free_line").alias("line")),
-        on="line", by="pfn", strategy="forward")
-    release_huge = paired.filter(pl.col("free_line").is_not_null()).select("region", pl.col("free_line").alias("line"))
-    free = free.join(release_huge.select(pl.col("line"), pl.lit(True).alias("is_huge_release")), on="line", how="left")
-    free = free.with_columns(pl.col("is_huge_release").fill_null(False))
-    thp_pfn_lines = pl.concat([thp_rows.filter(pl.col("success")).select("line"), release_huge.select("line")])
+    @staticmethod
+    def _inside(rows: pl.DataFrame, events: pl.DataFrame, window: dict[str, int],
+                carry: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
+        """Whether each row (by line, per task) falls between a begin and an end event of the window;
+        `carry` is each task's last such event before this window."""
+        w = events.filter(pl.col("event").is_in(list(window))).select(
+            "line", "pid", pl.col("event").replace_strict(window, return_dtype=pl.Int8).alias("dir"))
+        both = pl.concat([carry, w]).sort("line")
+        if not both.height:
+            return pl.Series([False] * rows.height), carry
+        joined = rows.select("line", "pid").join_asof(both, on="line", by="pid", strategy="backward")
+        return joined["dir"].fill_null(-1) == 1, _carry_last(both, "dir")
+
+    def _pair_huge(self, free: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
+        """Huge pages the trace freed in this window: each observed huge region ends at the first free of
+        its pfn at order >= 9 after it was placed. Only the workload's own frees end a region: a huge page
+        freed inside reclaim was swapped out (or split) by the kernel, a decision the model makes itself."""
+        regions = pl.concat([self.carry_huge, self.huge_regions.filter((pl.col("line") >= lo) & (pl.col("line") < hi))])
+        huge_frees = free.filter((pl.col("order") >= 9) & ~pl.col("kernel_own")).select(
+            "pfn", pl.col("line").alias("free_line"), pl.col("ts_ns").alias("free_ts"))
+        paired = regions.sort("line").join_asof(huge_frees.with_columns(pl.col("free_line").alias("line")),
+                                                on="line", by="pfn", strategy="forward")
+        self.carry_huge = paired.filter(pl.col("free_line").is_null()).select(self.huge_regions.columns)
+        released = paired.filter(pl.col("free_line").is_not_null()).select(
+            "region", pl.col("free_line").alias("line"), pl.col("free_ts").alias("ts_ns"))
+        self.huge_releases.append(released)
+        return released
 
     # -- 4 KiB allocations of THP regions --
-    small = small.sort("line").with_columns(
-        pl.when(pl.col("migratetype") != 1).then(pl.lit(PK_PINNED))
-        .when(pl.col("gfp_flags").str.contains("__GFP_ZERO") | (pl.col("order") == 0) & pl.col("gfp_flags").str.contains("GFP_HIGHUSER_MOVABLE"))
-        .then(pl.lit(PK_ANON)).otherwise(pl.lit(PK_FILE)).cast(pl.Int8).alias("pkind"),
-        pl.coalesce("tgid", "pid").alias("mm"),
-    )
-    anon0 = (pl.col("pkind") == PK_ANON) & (pl.col("order") == 0)
-    keyed = faults.filter(pl.col("vregion").is_not_null()).select(
-        pl.col("first_line").alias("line"), "mm", "vregion", pl.col("region").alias("thp_region")).sort("line")
-    if pfault.height and keyed.height:
-        pf = pfault.with_columns(pl.coalesce("tgid", "pid").alias("fmm"),
-                                 (pl.col("address") // (REGION_PAGES * 4096)).cast(pl.Int64).alias("vregion")).sort("line")
-        small = small.join_asof(pf.select("line", "pid", "vregion"), on="line", by="pid", strategy="backward")
-        # the latest THP fault of that (mm, region) before this allocation
-        small = small.sort("line").join_asof(keyed, on="line", by=["mm", "vregion"], strategy="backward")
-        small = small.with_columns(pl.when(anon0).then(pl.col("thp_region")).otherwise(None).alias("region"))
-    elif faults.height:
-        notes.append("no page-fault events: 4 KiB pages of a fallback region approximated as the task's next 512 "
-                     "movable order-0 allocations")
-        by_task = faults.select(pl.col("first_line").alias("line"), pl.col("pid"), pl.col("region").alias("thp_region")).sort("line")
-        small = small.join_asof(by_task, on="line", by="pid", strategy="backward")
-        small = small.with_columns(
-            pl.when(anon0).then(pl.col("thp_region")).otherwise(None).alias("cand"))
-        small = small.with_columns(pl.col("line").rank("ordinal").over("cand").alias("rank"))
-        small = small.with_columns(pl.when(pl.col("rank") <= REGION_PAGES).then(pl.col("cand")).otherwise(None).alias("region"))
-    else:
-        small = small.with_columns(pl.lit(None, pl.Int64).alias("region"))
-    small = small.with_columns(pl.col("region").cast(pl.Int64))
-    counts["region_4k_allocations"] = int(small["region"].is_not_null().sum())
+    def _regions(self, small: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
+        anon0 = (pl.col("pkind") == PK_ANON) & (pl.col("order") == 0)
+        if self.region_mode == "page_fault":
+            pf = self.pfault.read(lo, hi).filter(pl.col("event") == "page_fault_user").select(
+                "line", "pid", (pl.col("address") // (REGION_PAGES * 4096)).cast(pl.Int64).alias("vregion"))
+            pf = pl.concat([self.carry_fault, pf]).sort("line")
+            self.carry_fault = _carry_last(pf, "vregion")
+            small = small.join_asof(pf, on="line", by="pid", strategy="backward")
+            # the latest THP fault of that (mm, region) before this allocation
+            small = small.sort("line").join_asof(self.keyed, on="line", by=["mm", "vregion"], strategy="backward")
+            small = small.with_columns(pl.when(anon0).then(pl.col("thp_region")).otherwise(None).alias("region"))
+        elif self.region_mode == "next_512":
+            small = small.join_asof(self.by_task, on="line", by="pid", strategy="backward")
+            small = small.with_columns(pl.when(anon0).then(pl.col("thp_region")).otherwise(None).alias("cand"))
+            small = small.with_columns(pl.col("line").rank("ordinal").over("cand").cast(pl.Int64).alias("rank"))
+            small = small.join(self.carry_next512, on="cand", how="left").with_columns(
+                pl.col("rank") + pl.col("seen").fill_null(0))
+            seen = small.filter(pl.col("cand").is_not_null()).group_by("cand").agg(pl.col("rank").max().alias("seen"))
+            self.carry_next512 = pl.concat([self.carry_next512.join(seen, on="cand", how="anti"), seen])
+            small = small.with_columns(pl.when(pl.col("rank") <= REGION_PAGES).then(pl.col("cand")).otherwise(None).alias("region"))
+        else:
+            small = small.with_columns(pl.lit(None, pl.Int64).alias("region"))
+        small = small.with_columns(pl.col("region").cast(pl.Int64)).sort("line")
+        self.counts["region_4k_allocations"] += int(small["region"].is_not_null().sum())
+        return small
 
-    # a base region ends with the last free of its 4 KiB pages, when every one of them was freed
-    small_frees = free.filter(~pl.col("kernel_own") & ~pl.col("is_huge_release")).select("pfn", pl.col("line").alias("free_line")).sort("free_line")
-    reg_allocs = small.filter(pl.col("region").is_not_null()).select("pfn", "line", "region").sort("line")
-    reg_allocs = reg_allocs.join_asof(small_frees.with_columns(pl.col("free_line").alias("line")), on="line", by="pfn",
-                                      strategy="forward")
-    base_release = reg_allocs.group_by("region").agg(
-        pl.col("free_line").max().alias("line"), pl.col("free_line").null_count().alias("open")
-    ).filter(pl.col("open") == 0).select("region", "line")
-    observed_huge_regions = set(faults.filter(pl.col("pfn").is_not_null())["region"].to_list())
-    base_release = base_release.filter(~pl.col("region").is_in(list(observed_huge_regions)))
-    releases = pl.concat([release_huge, base_release]).sort("region")
+    def _pair_base(self, small: pl.DataFrame, demand_frees: pl.DataFrame) -> None:
+        """A base region ends with the last free of its 4 KiB pages, once every one of them was freed:
+        each region allocation is paired with the next free of its pfn (in this window or a later one)."""
+        reg_allocs = small.filter(pl.col("region").is_not_null()).select("pfn", "line", "region")
+        if reg_allocs.height:
+            per = reg_allocs.group_by("region").len()
+            np.add.at(self.region_allocs, per["region"].to_numpy(), per["len"].to_numpy())
+        pending = pl.concat([self.carry_base, reg_allocs]).sort("line")
+        frees = demand_frees.select("pfn", pl.col("line").alias("free_line"), pl.col("ts_ns").alias("free_ts"))
+        paired = pending.join_asof(frees.with_columns(pl.col("free_line").alias("line")).sort("line"),
+                                   on="line", by="pfn", strategy="forward")
+        self.carry_base = paired.filter(pl.col("free_line").is_null()).select("pfn", "line", "region")
+        done = paired.filter(pl.col("free_line").is_not_null()).group_by("region").agg(
+            pl.len().alias("n"), pl.col("free_line").max().alias("last"),
+            pl.col("free_ts").sort_by("free_line").last().alias("ts"))
+        if done.height:
+            r = done["region"].to_numpy()
+            np.add.at(self.region_freed, r, done["n"].to_numpy())
+            self.region_last[r] = done["last"].to_numpy()  # later windows have later lines
+            self.region_last_ts[r] = done["ts"].to_numpy()
 
-    # -- ops --
-    alloc_ops = small.select(
-        pl.lit(OP_ALLOC, pl.Int8).alias("kind"), "ts_ns", "line", "pfn", pl.col("order").cast(pl.Int8),
-        pl.col("migratetype").clip(0, 2).cast(pl.Int8).alias("mt"), "pkind",
-        pl.col("node").fill_null(-1).cast(pl.Int16).alias("node"), pl.col("region").fill_null(-1),
-        pl.lit(0, pl.Int8).alias("madvised"),
-    )
-    # a small allocation's preferred node is its CPU's node, when the topology gives one
-    local = faults.select("cpu", "local_node").unique("cpu")
-    if local.height:
-        alloc_ops = alloc_ops.with_columns(pl.lit(-1, pl.Int16).alias("node"))
-        cpus = small.select("line", "cpu").join(local, on="cpu", how="left")
-        alloc_ops = alloc_ops.drop("node").join(cpus.select("line", pl.col("local_node").fill_null(-1).cast(pl.Int16).alias("node")),
-                                                on="line", how="left").select(fault_ops.columns)
-    free_ops = free.filter(~pl.col("kernel_own") & ~pl.col("is_huge_release")).select(
-        pl.lit(OP_FREE, pl.Int8).alias("kind"), "ts_ns", "line", "pfn", pl.col("order").cast(pl.Int8),
-        pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"),
-        pl.lit(-1, pl.Int64).alias("region"), pl.lit(0, pl.Int8).alias("madvised"),
-    )
-    migrate_ops = free.filter(pl.col("by_migration") & ~pl.col("is_huge_release")).select(
-        pl.lit(OP_MIGRATE, pl.Int8).alias("kind"), "ts_ns", "line", "pfn", pl.col("order").cast(pl.Int8),
-        pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"),
-        pl.lit(-1, pl.Int64).alias("region"), pl.lit(0, pl.Int8).alias("madvised"),
-    )
-    ts_of_line = free.select("line", "ts_ns")
-    release_ops = releases.join(ts_of_line, on="line", how="left").select(
-        pl.lit(OP_RELEASE, pl.Int8).alias("kind"), pl.col("ts_ns").fill_null(0), "line",
-        pl.lit(-1, pl.Int64).alias("pfn"), pl.lit(9, pl.Int8).alias("order"), pl.lit(0, pl.Int8).alias("mt"),
-        pl.lit(0, pl.Int8).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"), "region",
-        pl.lit(0, pl.Int8).alias("madvised"),
-    )
-    ops = pl.concat([alloc_ops, free_ops, fault_ops, release_ops, migrate_ops]).sort(["line", "kind"])
+    # -- evidence about the start (a page's first event) and the pages the trace uses --
+    def _evidence(self, small: pl.DataFrame, demand_frees: pl.DataFrame) -> None:
+        events = pl.concat([
+            small.select("pfn", "order", "line", pl.lit(True).alias("alloc")),
+            # the kernel's own frees (reclaim, migration: isolated free pages released too) say nothing of the start
+            demand_frees.select("pfn", "order", "line", pl.lit(False).alias("alloc")),
+        ]).filter(pl.col("order") < 9)
+        first = events.sort("line").group_by("pfn", maintain_order=True).first().select("pfn", "order", "alloc")
+        self.first = pl.concat([self.first, first.join(self.first, on="pfn", how="anti")])
+        small = small.filter(pl.col("order") < 9)
+        self.traced = _union(self.traced, _pages(small))
+        for mt in self.by_mt:
+            self.by_mt[mt] = _union(self.by_mt[mt], _unique(small.filter(pl.col("migratetype") == mt)["pfn"].to_numpy()))
 
-    # -- evidence about the start: a page's first event --
-    first = pl.concat([
-        small.select("pfn", "order", "line", pl.lit(True).alias("alloc")),
-        # the kernel's own frees (reclaim, migration: isolated free pages released too) say nothing of the start
-        free.filter(~pl.col("is_huge_release") & ~pl.col("kernel_own")).select("pfn", "order", "line", pl.lit(False).alias("alloc")),
-    ]).filter(pl.col("order") < 9).join(thp_pfn_lines, on="line", how="anti")
-    first = first.sort("line").group_by("pfn", maintain_order=True).first()
-    pages = first.with_columns(pl.int_ranges(pl.col("pfn"), pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order")).cast(pl.Int64)).alias("page")).explode("page")
-    used_at_start = np.unique(pages.filter(~pl.col("alloc"))["page"].to_numpy())
-    free_at_start = np.unique(pages.filter(pl.col("alloc"))["page"].to_numpy())
+    def _releases(self) -> pl.DataFrame:
+        """Every region's end: huge regions at their huge page's free, base regions at the last free of their
+        4 KiB pages when all were freed (regions where the kernel placed a huge page end only that way)."""
+        observed = self.faults["pfn"].is_not_null().to_numpy()
+        base = np.flatnonzero((self.region_allocs > 0) & (self.region_freed == self.region_allocs) & ~observed)
+        base_release = pl.DataFrame({"region": base, "line": self.region_last[base], "ts_ns": self.region_last_ts[base]},
+                                    schema={"region": pl.Int64, "line": pl.Int64, "ts_ns": pl.Int64})
+        releases = pl.concat([*self.huge_releases, base_release]).sort("region")
+        self.counts["releases"] = releases.height
+        return releases
+
+    def _merge(self, spill, written: int, releases: pl.DataFrame) -> Ops:
+        """The op stream with the releases in place (after the other ops of their line), in a second file."""
+        rel = to_records(releases.sort(["line", "region"]).select(
+            pl.lit(OP_RELEASE, pl.Int8).alias("kind"), "ts_ns", "line", pl.lit(-1, pl.Int64).alias("pfn"),
+            pl.lit(9, pl.Int8).alias("order"), pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"),
+            pl.lit(-1, pl.Int16).alias("node"), "region", pl.lit(0, pl.Int8).alias("madvised")))
+        if len(rel):
+            self.ts_min = min(self.ts_min, int(rel["ts_ns"].min()))
+            self.ts_max = max(self.ts_max, int(rel["ts_ns"].max()))
+        height = written + len(rel)
+        ts_min, ts_max = (self.ts_min, self.ts_max) if height else (0, 0)
+        if not len(rel):
+            return Ops(height, ts_min, ts_max, file=spill)
+        merged = _spill_file(self.dataset)
+        main = Ops(written, 0, 0, file=spill)
+        taken = 0
+        for start in range(0, written, _MERGE_CHUNK):
+            chunk = main.read(start, _MERGE_CHUNK)
+            end = start + len(chunk)
+            upto = len(rel) if end >= written else int(np.searchsorted(rel["line"], main.read(end, 1)["line"][0]))
+            mine = rel[taken:upto]
+            chunk = np.insert(chunk, np.searchsorted(chunk["line"], mine["line"], side="right"), mine)
+            merged.write(chunk.tobytes())
+            taken = upto
+        if taken < len(rel):  # no other op at all
+            merged.write(rel[taken:].tobytes())
+        merged.flush()
+        spill.close()
+        return Ops(height, ts_min, ts_max, file=merged)
+
+    def _finish(self, ops: Ops, releases: pl.DataFrame) -> Demand:
+        pages = self.first.with_columns(
+            pl.int_ranges(pl.col("pfn"), pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order")).cast(pl.Int64)).alias("page")
+        ).explode("page")
+        used_at_start = _unique(pages.filter(~pl.col("alloc"))["page"].to_numpy())
+        free_at_start = _unique(pages.filter(pl.col("alloc"))["page"].to_numpy())
+        faults = self.faults
+        observed = faults["pfn"].is_not_null().to_numpy().astype(np.int8)
+        fault_table = faults.select(
+            "region", "fault_id", "ts_ns", "pid", "comm", "cpu", "local_node", "madvised",
+            pl.col("first_order").alias("order"), pl.col("outcome").alias("observed_outcome"),
+            pl.col("node").alias("observed_node"),
+        )
+        self.counts.update(ops=ops.height, thp_faults=faults.height)
+        return Demand(ops=ops, faults=fault_table, observed_huge=observed, used_at_start=used_at_start,
+                      free_at_start=free_at_start, traced_pages=self.traced, pfns_by_migratetype=self.by_mt,
+                      notes=self.notes, counts=self.counts)
+
+
+_MERGE_CHUNK = 1 << 20
+
+
+def _pages(small: pl.DataFrame) -> np.ndarray:
     span = pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order")).cast(pl.Int64)
-    traced_pages = np.unique(small.filter(pl.col("order") < 9).select(pl.int_ranges("pfn", span).alias("p")).explode("p")["p"].to_numpy())
+    return _unique(small.select(pl.int_ranges("pfn", span).alias("p")).explode("p")["p"].to_numpy())
 
-    observed = np.zeros(faults.height, dtype=np.int8)
-    if observed_huge_regions:
-        observed[np.array(sorted(observed_huge_regions), dtype=np.int64)] = 1
-    fault_table = faults.select(
-        "region", "fault_id", "ts_ns", "pid", "comm", "cpu", "local_node", "madvised",
-        pl.col("first_order").alias("order"), pl.col("outcome").alias("observed_outcome"),
-        pl.col("node").alias("observed_node"),
-    )
-    counts.update(ops=ops.height, thp_faults=faults.height, releases=releases.height)
-    return Demand(ops=ops, faults=fault_table, observed_huge=observed, used_at_start=used_at_start,
-                  free_at_start=free_at_start, traced_pages=traced_pages,
-                  pfns_by_migratetype={mt: small.filter(pl.col("migratetype") == mt)["pfn"].to_numpy() for mt in (0, 2)},
-                  notes=notes, counts=counts)
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort and a compare: several times faster than np.unique's hashing here)."""
+    s = np.sort(values)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else s
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Union of two sorted distinct arrays (a stable sort merges the two runs in linear time)."""
+    s = np.sort(np.concatenate((a, b)), kind="stable")
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else s

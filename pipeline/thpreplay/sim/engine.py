@@ -44,7 +44,7 @@ import polars as pl
 
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
-from thpreplay.sim.demand import Demand
+from thpreplay.sim.demand import Demand, to_records
 from thpreplay.sim.params import Params
 from thpreplay.sim.state import InitialState
 
@@ -118,9 +118,7 @@ def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: Ini
                stall_rule: str):
     """The C engine at the initial state, with the policy's plan loaded (tests drive it op by op)."""
     plan, nplan = _plan(policy, settings)
-    ts = demand.ops["ts_ns"]
-    span = int(ts.max() - ts.min()) if demand.ops.height else 0
-    sample_ns = params.sample_interval_ns or max(span // 200, 1)
+    sample_ns = params.sample_interval_ns or max(demand.ops.ts_span // 200, 1)
     return _engine.new(
         _zones(state), state.zonelists.astype(np.int32), state.distances.astype(np.int32),
         state.block_zone.astype(np.int16), state.block_mt.astype(np.int8), state.used, state.anon, state.file,
@@ -143,23 +141,24 @@ def outputs(n: int) -> dict[str, np.ndarray]:
     )
 
 
-def feed(eng, ops: pl.DataFrame, out: dict[str, np.ndarray]) -> None:
-    arrays = [np.ascontiguousarray(ops[c].to_numpy(), dtype=t) for c, t in OP_COLUMNS]
+def feed(eng, ops: np.ndarray | pl.DataFrame, out: dict[str, np.ndarray]) -> None:
+    """Replay ops (records of demand.OP_DTYPE, or a frame with those columns) into the engine."""
+    if isinstance(ops, pl.DataFrame):
+        ops = to_records(ops)
+    arrays = [np.ascontiguousarray(ops[c], dtype=t) for c, t in OP_COLUMNS]
     _engine.run(eng, *arrays, *out.values())
 
 
 def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
         stall_rule: str, progress=None) -> Run:
     """Replay the demand under one policy. Deterministic: same inputs, same outputs."""
-    ops = demand.ops
     eng = new_engine(policy, settings, demand, state, params, stall_rule)
     n = len(demand.observed_huge)
     out = outputs(n)
-    for start in range(0, ops.height, CHUNK):
-        chunk = ops.slice(start, CHUNK)
+    for chunk in demand.ops.chunks(CHUNK):
         feed(eng, chunk, out)
         if progress:
-            progress(chunk.height)
+            progress(len(chunk))
     counters = dict(zip(COUNTERS, _engine.counters(eng)))
     series = np.frombuffer(_engine.series(eng), dtype=np.int64).reshape(-1, 4)
     faults = demand.faults
