@@ -114,8 +114,10 @@ def test_ops_are_in_replay_order_across_merge_chunks(fidelity_dataset, monkeypat
     key = ops["line"].to_numpy() * 8 + ops["kind"].to_numpy()
     assert (np.diff(key) >= 0).all()
     # reading in chunks gives the same records as reading all at once
-    chunks = np.concatenate(list(small.ops.chunks(1000)))
-    assert np.array_equal(chunks, small.ops.read(0, small.ops.height))
+    chunks = list(small.ops.chunks(1000))
+    assert len(chunks) == -(-small.ops.height // 1000)
+    for name in dm.OP_NAMES:
+        assert np.array_equal(np.concatenate([c[name] for c in chunks]), small.ops.read(0, small.ops.height)[name])
 
 
 def test_the_op_file_leaves_nothing_behind(fidelity_dataset):

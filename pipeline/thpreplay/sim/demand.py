@@ -55,62 +55,78 @@ WINDOW_LINES = 1 << 20
 _RECLAIM_WINDOW = {"mm_vmscan_direct_reclaim_begin": 1, "mm_vmscan_direct_reclaim_end": -1}
 _COMPACTION_WINDOW = {"mm_compaction_begin": 1, "mm_compaction_end": -1}
 
-# one op, as the replay core reads it (line orders the stream; the core does not read it)
-OP_DTYPE = np.dtype([("kind", "i1"), ("ts_ns", "i8"), ("line", "i8"), ("pfn", "i8"), ("order", "i1"), ("mt", "i1"),
-                     ("pkind", "i1"), ("node", "i2"), ("region", "i8"), ("madvised", "i1")])
+# an op's columns (line orders the stream; the replay core does not read it)
+OP_COLUMNS = (("kind", np.int8), ("ts_ns", np.int64), ("line", np.int64), ("pfn", np.int64), ("order", np.int8),
+              ("mt", np.int8), ("pkind", np.int8), ("node", np.int16), ("region", np.int64), ("madvised", np.int8))
+OP_NAMES = tuple(name for name, _ in OP_COLUMNS)
 
 
 class Ops:
-    """The demand's ops in replay order (line, then kind), read in chunks: held in memory (synthetic
-    demands in tests) or in an unnamed temporary file that vanishes when closed, even after a kill."""
+    """The demand's ops in replay order (line, then kind), read in chunks of columns: held in memory
+    (synthetic demands in tests) or in unnamed temporary files, one a column, that vanish when closed
+    (even after a kill). Each chunk is one read per column into its array: no per-op work."""
 
-    def __init__(self, height: int, ts_min: int, ts_max: int, records: np.ndarray | None = None, file=None):
+    def __init__(self, height: int, ts_min: int, ts_max: int, columns: dict[str, np.ndarray] | None = None,
+                 files: dict | None = None):
         self.height, self.ts_min, self.ts_max = height, ts_min, ts_max
-        self._records, self._file = records, file
+        self._columns, self._files = columns, files
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> "Ops":
-        rec = to_records(frame)
-        ts = rec["ts_ns"]
-        return cls(len(rec), int(ts.min()) if len(rec) else 0, int(ts.max()) if len(rec) else 0, records=rec)
+        cols = to_columns(frame)
+        ts = cols["ts_ns"]
+        return cls(frame.height, int(ts.min()) if len(ts) else 0, int(ts.max()) if len(ts) else 0, columns=cols)
 
     @property
     def ts_span(self) -> int:
         return self.ts_max - self.ts_min
 
-    def read(self, start: int, count: int) -> np.ndarray:
+    def read(self, start: int, count: int, names: tuple[str, ...] = OP_NAMES) -> dict[str, np.ndarray]:
         count = max(0, min(count, self.height - start))
-        if self._records is not None:
-            return self._records[start:start + count]
-        return _pread_records(self._file, start, count)
+        if self._columns is not None:
+            return {name: self._columns[name][start:start + count] for name in names}
+        return {name: _pread(self._files[name], dict(OP_COLUMNS)[name], start, count) for name in names}
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:
+    def chunks(self, size: int, names: tuple[str, ...] = OP_NAMES) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, self.height, size):
-            yield self.read(start, size)
+            yield self.read(start, size, names)
 
     def frame(self) -> pl.DataFrame:
         """Every op as one polars frame (tests and small demands)."""
-        rec = self.read(0, self.height)
-        return pl.DataFrame({name: rec[name] for name in OP_DTYPE.names})
+        return pl.DataFrame(self.read(0, self.height))
 
 
-def to_records(frame: pl.DataFrame) -> np.ndarray:
-    rec = np.empty(frame.height, dtype=OP_DTYPE)
-    for name in OP_DTYPE.names:
-        rec[name] = frame[name].to_numpy()
-    return rec
+def to_columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    return {name: np.ascontiguousarray(frame[name].to_numpy(), dtype=dtype) for name, dtype in OP_COLUMNS}
 
 
-def _pread_records(file, start: int, count: int) -> np.ndarray:
-    size, offset = count * OP_DTYPE.itemsize, start * OP_DTYPE.itemsize
-    buf = bytearray(size)
-    view, done = memoryview(buf), 0
-    while done < size:
+def _pread(file, dtype, start: int, count: int) -> np.ndarray:
+    out = np.empty(count, dtype=dtype)
+    view, offset, done = memoryview(out).cast("B"), start * out.itemsize, 0
+    while done < out.nbytes:
         n = os.preadv(file.fileno(), [view[done:]], offset + done)
         if n <= 0:
             raise OutputError(f"{file.name}: the demand's op file is shorter than written")
         done += n
-    return np.frombuffer(buf, dtype=OP_DTYPE)
+    return out
+
+
+class _OpWriter:
+    """Appends op columns to unnamed files (see _spill_file)."""
+
+    def __init__(self, dataset: Path):
+        self.files = {name: _spill_file(dataset) for name in OP_NAMES}
+        self.height = 0
+
+    def append(self, cols: dict[str, np.ndarray]) -> None:
+        for name, dtype in OP_COLUMNS:
+            self.files[name].write(np.ascontiguousarray(cols[name], dtype=dtype).data)
+        self.height += len(cols["kind"])
+
+    def finish(self, ts_min: int, ts_max: int) -> Ops:
+        for f in self.files.values():
+            f.flush()
+        return Ops(self.height, ts_min, ts_max, files=self.files)
 
 
 def _spill_file(dataset: Path):
@@ -300,19 +316,15 @@ class _Builder:
         self.huge_releases: list[pl.DataFrame] = []
         self.ts_min, self.ts_max = 2**63 - 1, -(2**63)
 
-        spill = _spill_file(self.dataset)
-        written = 0
+        spill = _OpWriter(self.dataset)
         last = max(self.alloc.last_line, self.free.last_line, self.fault_ops["line"].max() or -1)
         for lo in range(0, last + 1, window_lines):
-            rec = self._window(lo, lo + window_lines)
-            spill.write(rec.tobytes())
-            written += len(rec)
-        spill.flush()
+            spill.append(self._window(lo, lo + window_lines))
         releases = self._releases()
-        ops = self._merge(spill, written, releases)
+        ops = self._merge(spill.finish(0, 0), releases)
         return self._finish(ops, releases)
 
-    def _window(self, lo: int, hi: int) -> np.ndarray:
+    def _window(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         free = self._frees(lo, hi)
         release_huge = self._pair_huge(free, lo, hi)
         free = free.with_columns(pl.col("line").is_in(release_huge["line"].implode()).alias("is_huge_release"))
@@ -343,7 +355,7 @@ class _Builder:
         if ops.height:
             self.ts_min = min(self.ts_min, ops["ts_ns"].min())
             self.ts_max = max(self.ts_max, ops["ts_ns"].max())
-        return to_records(ops)
+        return to_columns(ops)
 
     @staticmethod
     def _page_ops(frees: pl.DataFrame, kind: int) -> pl.DataFrame:
@@ -470,35 +482,33 @@ class _Builder:
         self.counts["releases"] = releases.height
         return releases
 
-    def _merge(self, spill, written: int, releases: pl.DataFrame) -> Ops:
-        """The op stream with the releases in place (after the other ops of their line), in a second file."""
-        rel = to_records(releases.sort(["line", "region"]).select(
+    def _merge(self, main: Ops, releases: pl.DataFrame) -> Ops:
+        """The op stream with the releases in place (after the other ops of their line), in new files."""
+        rel = to_columns(releases.sort(["line", "region"]).select(
             pl.lit(OP_RELEASE, pl.Int8).alias("kind"), "ts_ns", "line", pl.lit(-1, pl.Int64).alias("pfn"),
             pl.lit(9, pl.Int8).alias("order"), pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"),
             pl.lit(-1, pl.Int16).alias("node"), "region", pl.lit(0, pl.Int8).alias("madvised")))
-        if len(rel):
+        nrel = releases.height
+        if nrel:
             self.ts_min = min(self.ts_min, int(rel["ts_ns"].min()))
             self.ts_max = max(self.ts_max, int(rel["ts_ns"].max()))
-        height = written + len(rel)
-        ts_min, ts_max = (self.ts_min, self.ts_max) if height else (0, 0)
-        if not len(rel):
-            return Ops(height, ts_min, ts_max, file=spill)
-        merged = _spill_file(self.dataset)
-        main = Ops(written, 0, 0, file=spill)
+        ts = (self.ts_min, self.ts_max) if main.height + nrel else (0, 0)
+        if not nrel:
+            return Ops(main.height, *ts, files=main._files)
+        merged = _OpWriter(self.dataset)
         taken = 0
-        for start in range(0, written, _MERGE_CHUNK):
+        for start in range(0, main.height, _MERGE_CHUNK):
             chunk = main.read(start, _MERGE_CHUNK)
-            end = start + len(chunk)
-            upto = len(rel) if end >= written else int(np.searchsorted(rel["line"], main.read(end, 1)["line"][0]))
-            mine = rel[taken:upto]
-            chunk = np.insert(chunk, np.searchsorted(chunk["line"], mine["line"], side="right"), mine)
-            merged.write(chunk.tobytes())
+            end = start + len(chunk["line"])
+            upto = nrel if end >= main.height else int(np.searchsorted(rel["line"], main.read(end, 1, ("line",))["line"][0]))
+            at = np.searchsorted(chunk["line"], rel["line"][taken:upto], side="right")
+            merged.append({name: np.insert(chunk[name], at, rel[name][taken:upto]) for name in OP_NAMES})
             taken = upto
-        if taken < len(rel):  # no other op at all
-            merged.write(rel[taken:].tobytes())
-        merged.flush()
-        spill.close()
-        return Ops(height, ts_min, ts_max, file=merged)
+        if taken < nrel:  # no other op at all
+            merged.append({name: rel[name][taken:] for name in OP_NAMES})
+        for f in main._files.values():
+            f.close()
+        return merged.finish(*ts)
 
     def _finish(self, ops: Ops, releases: pl.DataFrame) -> Demand:
         pages = self.first.with_columns(

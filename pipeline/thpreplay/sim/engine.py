@@ -44,7 +44,7 @@ import polars as pl
 
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
-from thpreplay.sim.demand import Demand, to_records
+from thpreplay.sim.demand import Demand
 from thpreplay.sim.params import Params
 from thpreplay.sim.state import InitialState
 
@@ -129,6 +129,7 @@ def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: Ini
 
 OP_COLUMNS = (("kind", np.int8), ("ts_ns", np.int64), ("pfn", np.int64), ("order", np.int8), ("mt", np.int8),
               ("pkind", np.int8), ("node", np.int16), ("region", np.int64), ("madvised", np.int8))
+ENGINE_COLUMNS = tuple(name for name, _ in OP_COLUMNS)
 
 
 def outputs(n: int) -> dict[str, np.ndarray]:
@@ -141,10 +142,8 @@ def outputs(n: int) -> dict[str, np.ndarray]:
     )
 
 
-def feed(eng, ops: np.ndarray | pl.DataFrame, out: dict[str, np.ndarray]) -> None:
-    """Replay ops (records of demand.OP_DTYPE, or a frame with those columns) into the engine."""
-    if isinstance(ops, pl.DataFrame):
-        ops = to_records(ops)
+def feed(eng, ops: dict[str, np.ndarray] | pl.DataFrame, out: dict[str, np.ndarray]) -> None:
+    """Replay ops (a chunk of Demand.ops, or a frame with its columns) into the engine."""
     arrays = [np.ascontiguousarray(ops[c], dtype=t) for c, t in OP_COLUMNS]
     _engine.run(eng, *arrays, *out.values())
 
@@ -155,10 +154,10 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
     eng = new_engine(policy, settings, demand, state, params, stall_rule)
     n = len(demand.observed_huge)
     out = outputs(n)
-    for chunk in demand.ops.chunks(CHUNK):
+    for chunk in demand.ops.chunks(CHUNK, ENGINE_COLUMNS):
         feed(eng, chunk, out)
         if progress:
-            progress(len(chunk))
+            progress(len(chunk["kind"]))
     counters = dict(zip(COUNTERS, _engine.counters(eng)))
     series = np.frombuffer(_engine.series(eng), dtype=np.int64).reshape(-1, 4)
     faults = demand.faults
