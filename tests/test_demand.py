@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,10 @@ def test_the_op_file_leaves_nothing_behind(fidelity_dataset):
     assert d.ops.height > 0
     assert sorted(os.listdir(fidelity_dataset)) == before  # unnamed: gone when closed, even after a kill
     del d
+
+
+def test_ops_survive_pickling(fidelity_dataset):
+    """A prepared demand can be sent to another process (a Dask worker): its ops travel as columns."""
+    d = whole(fidelity_dataset)
+    back = pickle.loads(pickle.dumps(d))
+    assert_same(back, d)

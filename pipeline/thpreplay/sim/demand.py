@@ -77,6 +77,14 @@ class Ops:
         ts = cols["ts_ns"]
         return cls(frame.height, int(ts.min()) if len(ts) else 0, int(ts.max()) if len(ts) else 0, columns=cols)
 
+    def __getstate__(self) -> dict:
+        # pickled (Dask moving a prepared input to another worker): open files cannot travel, the columns do
+        return dict(height=self.height, ts_min=self.ts_min, ts_max=self.ts_max, _columns=self.read(0, self.height),
+                    _files=None)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
     @property
     def ts_span(self) -> int:
         return self.ts_max - self.ts_min
