@@ -52,8 +52,8 @@ PK_PINNED, PK_ANON, PK_FILE = 0, 1, 2
 REGION_PAGES = 512
 WINDOW_LINES = 1 << 20
 
-_RECLAIM_WINDOW = {"mm_vmscan_direct_reclaim_begin": 1, "mm_vmscan_direct_reclaim_end": -1}
-_COMPACTION_WINDOW = {"mm_compaction_begin": 1, "mm_compaction_end": -1}
+_RECLAIM_PAIR = {"mm_vmscan_direct_reclaim_begin": 1, "mm_vmscan_direct_reclaim_end": -1}
+_COMPACTION_PAIR = {"mm_compaction_begin": 1, "mm_compaction_end": -1}
 
 # an op's columns (line orders the stream; the replay core does not read it)
 OP_COLUMNS = (("kind", np.int8), ("ts_ns", np.int64), ("line", np.int64), ("pfn", np.int64), ("order", np.int8),
@@ -185,21 +185,18 @@ class _Parts:
     def scan(self) -> pl.LazyFrame:
         return pl.scan_parquet([str(f) for f in self.files])
 
-    @property
-    def last_line(self) -> int:
-        return max((b for _, b in self.ranges if b < 2**62), default=-1)
-
 
 def _line_range(path: Path) -> tuple[int, int]:
     meta = pq.ParquetFile(path).metadata
     if meta.num_rows == 0:
-        return (2**62, -1)  # overlaps no window
+        return (2**62, -1)  # overlaps no window of lines
     col = meta.schema.names.index("line")
     lo, hi = 2**62, -1
     for g in range(meta.num_row_groups):
         st = meta.row_group(g).column(col).statistics
-        if st is None or not st.has_min_max:
-            return (-(2**62), 2**62)  # no statistics: read it for every window
+        if st is None or not st.has_min_max:  # written without statistics: read the column once
+            span = pl.scan_parquet(str(path)).select(pl.col("line").min().alias("a"), pl.col("line").max().alias("b")).collect()
+            return (int(span["a"][0]), int(span["b"][0]))
         lo, hi = min(lo, st.min), max(hi, st.max)
     return (lo, hi)
 
@@ -325,8 +322,10 @@ class _Builder:
         self.ts_min, self.ts_max = 2**63 - 1, -(2**63)
 
         spill = _OpWriter(self.dataset)
-        last = max(self.alloc.last_line, self.free.last_line, self.fault_ops["line"].max() or -1)
-        for lo in range(0, last + 1, window_lines):
+        lines = [*self.alloc.ranges, *self.free.ranges, *((ln, ln) for ln in self.fault_ops["line"])]
+        first = min((a for a, b in lines if b >= 0), default=0)
+        last = max((b for a, b in lines), default=-1)
+        for lo in range(max(first, 0), last + 1, window_lines):
             spill.append(self._window(lo, lo + window_lines))
         releases = self._releases()
         ops = self._merge(spill.finish(0, 0), releases)
@@ -377,8 +376,8 @@ class _Builder:
     #    inside compaction or by kcompactd is a migration, replayed as such (MIGRATE) --
     def _frees(self, lo: int, hi: int) -> pl.DataFrame:
         free = self.free.read(lo, hi).filter(pl.col("pfn") > 0).sort("line")
-        in_reclaim, self.carry_reclaim = self._inside(free, self.reclaim.read(lo, hi), _RECLAIM_WINDOW, self.carry_reclaim)
-        in_compaction, self.carry_compaction = self._inside(free, self.compaction.read(lo, hi), _COMPACTION_WINDOW,
+        in_reclaim, self.carry_reclaim = self._inside(free, self.reclaim.read(lo, hi), _RECLAIM_PAIR, self.carry_reclaim)
+        in_compaction, self.carry_compaction = self._inside(free, self.compaction.read(lo, hi), _COMPACTION_PAIR,
                                                             self.carry_compaction)
         free = free.with_columns(
             (in_reclaim | pl.col("comm").str.starts_with("kswapd")).alias("by_reclaim"),
@@ -390,12 +389,12 @@ class _Builder:
         return free
 
     @staticmethod
-    def _inside(rows: pl.DataFrame, events: pl.DataFrame, window: dict[str, int],
+    def _inside(rows: pl.DataFrame, events: pl.DataFrame, pair: dict[str, int],
                 carry: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
-        """Whether each row (by line, per task) falls between a begin and an end event of the window;
-        `carry` is each task's last such event before this window."""
-        w = events.filter(pl.col("event").is_in(list(window))).select(
-            "line", "pid", pl.col("event").replace_strict(window, return_dtype=pl.Int8).alias("dir"))
+        """Whether each row (by line, per task) falls between a begin and an end event of the pair;
+        `carry` is each task's last such event before this window of lines."""
+        w = events.filter(pl.col("event").is_in(list(pair))).select(
+            "line", "pid", pl.col("event").replace_strict(pair, return_dtype=pl.Int8).alias("dir"))
         both = pl.concat([carry, w]).sort("line")
         if not both.height:
             return pl.Series([False] * rows.height), carry
