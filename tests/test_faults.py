@@ -8,6 +8,7 @@ run that writes the same output.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -126,6 +127,38 @@ def test_killed_simulate_leaves_the_old_or_the_new_simulation(tmp_path):
     assert "old" in seen
     assert cli("simulate", str(ds), "--policy", "local-only-4.8", "-q").returncode == 0
     assert hidden(ds, "simulation") == []
+
+
+def test_a_second_simulate_of_the_same_dataset_is_refused_while_one_runs(tmp_path):
+    """Two real processes: the second is refused in one line while the first holds the dataset's lock
+    (stopped there with SIGSTOP, so that the test does not race it), and the first completes as if alone."""
+    ds = tmp_path / "ds"
+    assert cli("ingest", str(BUNDLE), "-o", str(ds), "-q").returncode == 0
+    first = subprocess.Popen([THP, "simulate", str(ds), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock = ds / ".simulate.lock"
+    deadline = time.monotonic() + 60
+    while True:  # until the first holds the lock (a non-blocking attempt fails)
+        assert first.poll() is None, "the first simulate ended before the test saw it hold the lock"
+        if lock.exists():
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                break
+            finally:
+                os.close(fd)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.send_signal(signal.SIGSTOP)  # keep it holding the lock however fast it would finish
+    try:
+        second = cli("simulate", str(ds), "-q")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 1
+    assert second.stderr.decode() == f"thpreplay: {ds}: another thpreplay simulate is writing this dataset\n"
+    assert first.wait(timeout=300) == 0, first.stderr.read().decode()
+    assert sim_fingerprint(ds)["outcome_summary"] == 9 and hidden(ds, "simulation") == []
 
 
 def test_replace_dir_swaps_in_one_step_and_without_renameat2(tmp_path, monkeypatch):
