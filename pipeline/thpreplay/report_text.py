@@ -91,6 +91,51 @@ def progress_counter(label: str, enabled: bool = True) -> Iterator:
         yield (lambda total: bar.update(task, total=total), lambda n: bar.advance(task, n))
 
 
+@contextlib.contextmanager
+def sweep_progress(enabled: bool = True) -> Iterator:
+    """Yields the sweep's on_event: a bar on stderr (tasks done, failed, remaining) when enabled and
+    stderr is a terminal; failed tasks are printed as one line each in any case."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    counts = {"total": 0, "done": 0, "failed": 0}
+    bar = None
+    if enabled and console.is_terminal:
+        bar = Progress(TextColumn("sweep"), BarColumn(),
+                       TextColumn("{task.fields[done]:,} done, {task.fields[failed]:,} failed, "
+                                  "{task.fields[remaining]:,} remaining"),
+                       TimeElapsedColumn(), console=console, transient=True)
+        task = bar.add_task("sweep", total=None, done=0, failed=0, remaining=0)
+
+    def on_event(kind: str, value) -> None:
+        if kind == "add":
+            counts["total"] += value
+        elif kind == "done":
+            counts["done"] += 1
+        elif kind == "failed":
+            line, n = value
+            counts["failed"] += n
+            console.print(f"thpreplay: sweep: {line}", markup=False)
+        if bar is not None:
+            finished = counts["done"] + counts["failed"]
+            bar.update(task, total=counts["total"], completed=finished, done=counts["done"], failed=counts["failed"],
+                       remaining=counts["total"] - finished)
+
+    if bar is None:
+        yield on_event
+        return
+    with bar:
+        yield on_event
+
+
+def print_sweep(summary) -> None:
+    console = Console(soft_wrap=True, highlight=False)
+    console.print(f"sweep {summary.output}: {summary.written:,} partitions written, {summary.skipped:,} skipped "
+                  f"(finished before), {len(summary.failures):,} failed", markup=False)
+    for reason, n in sorted(summary.refused.items()):
+        console.print(f"note: {n:,} partitions left empty: {reason}", markup=False)
+    console.print(f"tables: {summary.output}/capture=*/policy=*/settings=*/{{outcomes,outcome_summary,memory_series}}"
+                  ".parquet", markup=False)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
