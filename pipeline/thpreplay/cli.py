@@ -195,7 +195,7 @@ def validate(
 
 @app.command()
 def query(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory, or a sweep directory (queried alone)")],
     sql: Annotated[str | None, typer.Argument(help="SQL; '-' reads it from stdin")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read the SQL from a file")] = None,
     more: Annotated[list[Path] | None, typer.Option("-d", "--dataset", help="Another dataset (repeatable)")] = None,
@@ -228,20 +228,22 @@ def query(
 
 @app.command()
 def report(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a simulation")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a simulation, or a sweep directory")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file (default DATASET/report.html)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only where the report is")] = False,
 ) -> None:
-    """One self-contained HTML page comparing every simulated policy (and the terminal summary)."""
+    """One self-contained HTML page comparing every simulated policy (and the terminal summary); for a
+    sweep, the fleet page comparing every policy and setting over the captures."""
     from thpreplay.report import build
-    from thpreplay.report_text import _wide_console, summary_table
+    from thpreplay.report_text import _wide_console, fleet_table, summary_table
 
     try:
         result = build(dataset, output)
     except ThpreplayError as e:
         _fail(e)
     if not quiet:
-        _wide_console().print(summary_table(result.summary))
+        fleet = "settings" in result.summary.columns
+        _wide_console().print(fleet_table(result.summary) if fleet else summary_table(result.summary))
     typer.echo(f"report: {result.path}")
 
 

@@ -162,6 +162,20 @@ def summary_table(summary) -> Table:
     return table
 
 
+def fleet_table(fleet) -> Table:
+    """The headline table of a sweep: one row per policy and setting, pooled over the captures."""
+    table = Table(show_header=True, header_style="bold")
+    for name, justify in (("policy", "left"), ("settings", "left"), ("captures", "right"), ("faults", "right"),
+                          ("THP", "right"), ("THP p50", "right"), ("THP min", "right"), ("local", "right"),
+                          ("stalls", "right"), ("reclaimed", "right"), ("swap-outs", "right")):
+        table.add_column(name, justify=justify)
+    for r in fleet.iter_rows(named=True):
+        table.add_row(r["policy"], r["settings"], f"{r['captures']:,}", f"{r['faults']:,}", _pct(r["thp_coverage"]),
+                      _pct(r["thp_coverage_p50"]), _pct(r["thp_coverage_min"]), _pct(r["local_share"]),
+                      f"{r['compact_stall']:,}", f"{r['pgsteal_direct']:,}", f"{r['pswpout']:,}")
+    return table
+
+
 def _wide_console() -> Console:
     """Tables stay whole when piped into files and scripts (rich would wrap them at 80 columns)."""
     console = Console(soft_wrap=True)
