@@ -197,8 +197,9 @@ def run_simulate(dataset: str, task: Task, params: Params, root: str) -> dict:
             refused = e.message
         result = None
         if refused is None:
-            from thpreplay.simulate import replay
+            from thpreplay.simulate import check_dataset, replay
 
+            check_dataset(Path(dataset))
             stamp = (Path(dataset) / "dataset.json").stat().st_mtime_ns
             inputs = _prepared(dataset, stamp, task.enabled, task.defrag, params)
             result = replay(replace(inputs, notes=list(inputs.notes)), [policy])
