@@ -116,11 +116,13 @@ def test_the_sweep_record_refuses_other_params_and_a_renamed_capture(tmp_path):
         sw._record(tmp_path, [sw.Capture("x", "/data/b/x", "/data/b/x", False)], [], None, None, Params())
 
 
-def test_a_task_returns_its_error_and_a_refused_setting_is_an_empty_partition(sample_dataset, tmp_path):
-    out = sw.run_simulate(str(tmp_path), sw.Task("c", "relaxed-5.3-rc5", "always", "madvise"), Params(), str(tmp_path))
-    assert out == {"error": f"{tmp_path}: not a thpreplay dataset (no dataset.json); make one with thpreplay ingest"}
+def test_a_task_returns_its_error_and_a_refused_setting_is_an_empty_partition(tmp_path):
+    inputs = sw.run_prepare(str(tmp_path), "always", "madvise", Params())
+    assert inputs == sw.Failed(f"{tmp_path}: not a thpreplay dataset (no dataset.json); make one with thpreplay ingest")
+    out = sw.run_simulate(inputs, sw.Task("c", "relaxed-5.3-rc5", "always", "madvise"), Params(), str(tmp_path))
+    assert out == {"error": inputs.message} and partitions(tmp_path) == []
     t = sw.Task("c", "prefer-local-4.0", "always", "defer")
-    out = sw.run_simulate(str(sample_dataset("qemu-6.1-2node-kpf")), t, Params(), str(tmp_path))
+    out = sw.run_simulate(None, t, Params(), str(tmp_path))
     assert out["refused"].startswith("policy prefer-local-4.0: defrag mode 'defer' does not exist")
     info = json.loads((t.partition(tmp_path) / "task.json").read_text())
     assert info["refused"] == out["refused"]
@@ -175,8 +177,10 @@ def reference_run(sample_dataset, names: list[str], defrags: list[str], root: Pa
     for name in names:
         ds = str(sample_dataset(name))
         enabled, _ = sw.capture_settings(ds)
-        for t in sw.tasks_for(name, POLICIES, [enabled], defrags):
-            assert "error" not in sw.run_simulate(ds, t, Params(), str(root))
+        for defrag in defrags:
+            inputs = sw.run_prepare(ds, enabled, defrag, Params())
+            for t in sw.tasks_for(name, POLICIES, [enabled], [defrag]):
+                assert "error" not in sw.run_simulate(inputs, t, Params(), str(root))
 
 
 class Cluster:

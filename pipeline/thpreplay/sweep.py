@@ -23,7 +23,6 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 from thpreplay import schemas
@@ -169,40 +168,54 @@ def run_ingest(source: str, dataset: str) -> dict:
         return {"error": e.message}
 
 
-@lru_cache(maxsize=2)
-def _prepared(dataset: str, stamp: int, enabled: str, defrag: str, params: Params):
-    """prepare() once per (dataset, settings, params) in a worker: its policies share it, as in
-    `thpreplay simulate` (replay does not change its inputs). stamp: dataset.json's mtime."""
+@dataclass(frozen=True)
+class Failed:
+    """What a prepare task returns for a capture it cannot read (its simulate tasks report it)."""
+
+    message: str
+
+
+def run_prepare(dataset: str, enabled: str, defrag: str, params: Params):
+    """The replay inputs of one capture under one setting, shared by its policies' tasks (as in
+    `thpreplay simulate`; replay does not change them). Dask keeps them on the worker that made them
+    and runs the policies there, moving them (~14 MB for the largest sample) only to balance the load."""
     from thpreplay.simulate import prepare
 
-    return prepare(dataset, enabled=enabled, defrag=defrag, params=params)
+    try:
+        return prepare(dataset, enabled=enabled, defrag=defrag, params=params)
+    except ThpreplayError as e:
+        return Failed(e.message)
 
 
-def run_simulate(dataset: str, task: Task, params: Params, root: str) -> dict:
-    """Replay one policy on one capture under one setting and write its partition under root."""
+def refusal(task: Task) -> str | None:
+    """Why the policy refuses the task's setting (a defrag mode its era did not have), if it does."""
     from thpreplay.policy.registry import get_policy
+
+    try:
+        call_attempts(get_policy(task.policy), ThpSettings(enabled=task.enabled, defrag=task.defrag), True)
+    except PolicyError as e:
+        if isinstance(e, PolicyCrashed) or e.message.startswith("unknown policy"):
+            raise
+        return e.message
+    return None
+
+
+def run_simulate(inputs, task: Task, params: Params, root: str) -> dict:
+    """Replay one policy on prepared inputs and write the partition under root. A refused setting gives
+    an empty partition that says why (inputs is then not needed and may be None)."""
+    from thpreplay.policy.registry import get_policy
+    from thpreplay.simulate import replay
 
     final = task.partition(Path(root))
     if final.is_dir():
         return {"skipped": True}
     try:
-        policy = get_policy(task.policy)
-        settings = ThpSettings(enabled=task.enabled, defrag=task.defrag)
-        try:
-            call_attempts(policy, settings, True)
-            refused = None
-        except PolicyError as e:  # a defrag mode the policy's era did not have: an empty partition
-            if isinstance(e, PolicyCrashed):
-                raise
-            refused = e.message
+        refused = refusal(task)
         result = None
         if refused is None:
-            from thpreplay.simulate import check_dataset, replay
-
-            check_dataset(Path(dataset))
-            stamp = (Path(dataset) / "dataset.json").stat().st_mtime_ns
-            inputs = _prepared(dataset, stamp, task.enabled, task.defrag, params)
-            result = replay(replace(inputs, notes=list(inputs.notes)), [policy])
+            if isinstance(inputs, Failed):
+                return {"error": inputs.message}
+            result = replay(replace(inputs, notes=list(inputs.notes)), [get_policy(task.policy)])
         write_partition(final, task, result, params, refused)
         return {"refused": refused} if refused else {}
     except ThpreplayError as e:
@@ -293,8 +306,9 @@ def _client(scheduler: str | None, workers: int):
         except (OSError, TimeoutError) as e:
             raise ThpreplayError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     # one thread per worker process: the replay holds the GIL, so processes are the parallelism
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    # no dashboard, and its HTTP server on a free port (the default 8787 warns when another cluster has it)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
@@ -358,13 +372,20 @@ def _run(client, root: Path, captures: list[Capture], policies: list[str], enabl
         todo, done = pending(tasks, root)
         summary.skipped += done
         emit("add", -done)  # counted as tasks to run until now
-        futures = []
+        futures, prepared = [], {}
         for t in todo:
-            f = client.submit(run_simulate, c.dataset, t, params, str(root), key=f"simulate-{t.label()}",
+            inputs = None
+            if refusal(t) is None:  # one prepare task per setting, only for the policies that run
+                key = (t.enabled, t.defrag)
+                if key not in prepared:
+                    prepared[key] = client.submit(run_prepare, c.dataset, t.enabled, t.defrag, params,
+                                                  key=f"prepare-{c.name}-{t.settings}", pure=False, retries=0)
+                inputs = prepared[key]
+            f = client.submit(run_simulate, inputs, t, params, str(root), key=f"simulate-{t.label()}",
                               pure=False, retries=0)
             waiting[f] = ("simulate", t)
             futures.append(f)
-        return futures
+        return futures  # the prepare futures are dropped: Dask frees the inputs once their tasks ran
 
     first = []
     total = 0
