@@ -152,9 +152,14 @@ def sweep(
 ) -> None:
     """Replay every capture under every policy and THP setting as tasks on Dask distributed; resumable.
     Exit status 1 when any task failed (each is printed; the others still run)."""
+    import logging
+
     from thpreplay.report_text import print_sweep, sweep_progress
     from thpreplay.sweep import sweep as run
 
+    # Dask's client logs what it recovers from (a lost worker's results rescheduled) on stderr; a task
+    # that still fails is reported by the sweep in its own line
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     try:
         with sweep_progress(enabled=not quiet) as on_event:
             summary = run(inputs, output, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag,
