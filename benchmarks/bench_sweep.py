@@ -4,7 +4,7 @@ estimate of a 10,000-capture sweep on N nodes (BENCHMARKS.md, "Sweep").
     .venv/bin/python benchmarks/bench_sweep.py [REPEATS]      (make bench-sweep; default 3 repeats)
 
 Workload: the bundled samples (sample_traces/*/ but workload, lab, fidelity), ingested once, x every
-built-in policy x defrag madvise and always (the capture's enabled setting): 5 x 9 x 2 = 90 partitions.
+built-in policy x defrag madvise and never (the capture's enabled setting): 5 x 9 x 2 = 90 partitions.
 Each repeat runs the sweep from empty with 1 worker and with 2 (alternating), the LocalCluster's start
 included. Per-task costs are measured in this process with the same task functions the workers run.
 """
@@ -26,7 +26,7 @@ from thpreplay.sim.params import Params
 from thpreplay.simulate import select_policies
 
 SKIP = {"workload", "lab", "fidelity"}
-DEFRAGS = ["madvise", "always"]
+DEFRAGS = ["madvise", "never"]
 FLEET = 10_000
 
 
