@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -57,14 +58,22 @@ def task_costs(datasets: dict[str, Path], work: Path) -> dict[str, dict]:
     return out
 
 
-def sweep_wall(datasets: dict[str, Path], work: Path, workers: int) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def sweep_wall(datasets: dict[str, Path], work: Path, workers: int) -> tuple[float, float]:
+    """Wall seconds of the sweep (cluster start and stop included) and the CPU seconds its worker
+    processes used (children of this process, counted once they exit with the cluster)."""
     out = work / f"sweep-{workers}"
     rmtree(out)
+    cpu = _children_cpu()
     t = time.perf_counter()
     summary = sw.sweep([str(d) for d in datasets.values()], out, defrag=DEFRAGS, workers=workers)
     wall = time.perf_counter() - t
     assert not summary.failures and summary.written == len(datasets) * 9 * len(DEFRAGS), summary
-    return wall
+    return wall, _children_cpu() - cpu
 
 
 def cluster_start(workers: int) -> float:
@@ -95,18 +104,21 @@ def main(repeats: int) -> None:
     costs = task_costs(datasets, work)
     walls: dict[int, list[float]] = {1: [], 2: []}
     starts: dict[int, list[float]] = {1: [], 2: []}
+    cpus: dict[int, list[float]] = {1: [], 2: []}
     loads = []  # 1-minute load average before each run: the machine is shared
     for _ in range(repeats):
         for w in (1, 2):
             loads.append(round(os.getloadavg()[0], 2))
             starts[w].append(cluster_start(w))
-            walls[w].append(sweep_wall(datasets, work, w))
+            wall, cpu = sweep_wall(datasets, work, w)
+            walls[w].append(wall)
+            cpus[w].append(cpu)
     tasks = len(datasets) * 9 * len(DEFRAGS)
     med = {w: median(v) for w, v in walls.items()}
     result = {
         "samples": list(datasets), "tasks": tasks, "repeats": repeats,
         "ingest_s": ingest_s, "costs": costs,
-        "wall_s": walls, "cluster_start_s": starts, "load_before_runs": loads,
+        "wall_s": walls, "cluster_start_s": starts, "worker_cpu_s": cpus, "load_before_runs": loads,
         "tasks_per_s": {w: tasks / med[w] for w in walls}, "speedup_2_over_1": med[1] / med[2],
     }
     # Paper estimate: a fleet capture costs what the mean bundled sample costs (their sizes span 0.3 MB
@@ -128,11 +140,11 @@ def main(repeats: int) -> None:
     for name, c in costs.items():
         print(f"| {name} | {ingest_s[name]:.2f} | {c['prepare_s']:.2f} | {c['simulate_s']:.3f} | "
               f"{c['partition_bytes'] / 1024:.0f} |")
-    print("| workers | sweep wall s (runs) | median | tasks/s | cluster start s (median) |")
-    print("|---|---|---|---|---|")
+    print("| workers | sweep wall s (runs) | median | tasks/s | worker CPU s (median) | cluster start s (median) |")
+    print("|---|---|---|---|---|---|")
     for w in (1, 2):
         print(f"| {w} | {' '.join(f'{x:.1f}' for x in walls[w])} | {med[w]:.1f} | {tasks / med[w]:.2f} | "
-              f"{median(starts[w]):.1f} |")
+              f"{median(cpus[w]):.1f} | {median(starts[w]):.1f} |")
     print(f"load average before each run (1, 2, 1, 2, ...): {loads}")
     print(f"speed-up 2 over 1 workers: {result['speedup_2_over_1']:.2f} (efficiency {efficiency:.2f})")
     print(f"per capture: {per_capture:.1f} CPU s (ingest + 2 prepares + 18 replays); "

@@ -16,7 +16,6 @@ The client and every worker must see SWEEP (and the inputs) at the same path.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from thpreplay import schemas
-from thpreplay.atomic import io_error_reason, make_tmp, replace_dir
+from thpreplay.atomic import exclusive_lock, io_error_reason, make_tmp, replace_dir
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.policy.base import PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.procfs import selected_setting
@@ -258,12 +257,9 @@ def write_partition(final: Path, task: Task, result, params: Params, refused: st
 # Client side.
 
 def _lock(root: Path) -> int:
-    fd = os.open(root / ".sweep.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OutputError(f"{root}: another thpreplay sweep is writing this sweep") from None
+    fd = exclusive_lock(root / ".sweep.lock")
+    if fd is None:
+        raise OutputError(f"{root}: another thpreplay sweep is writing this sweep")
     return fd
 
 
