@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -197,10 +198,12 @@ class Cluster:
         while not info.is_file() and time.monotonic() < deadline:
             time.sleep(0.1)
         self.address = json.loads(info.read_text())["address"]
+        # the workers differ in polars' thread pool (all cores, one): results must not
         env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
         self.workers = [self._start(f"worker{i}", "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
                                     "--no-nanny", "--no-dashboard", "--name", f"w{i}", "--preload",
-                                    "sweep_slow_worker", env=env) for i in range(workers)]
+                                    "sweep_slow_worker", env={**env, "POLARS_MAX_THREADS": "1"} if i else env)
+                        for i in range(workers)]
         from distributed import Client
 
         with Client(self.address, timeout="30s") as c:
@@ -239,7 +242,11 @@ def kill_one_worker_mid_sweep(sample_dataset, tmp_path, names: list[str], defrag
         cluster.close()
     assert 4 <= at_kill < total  # killed mid-sweep
     assert (proc.returncode, stderr) == (0, "")
-    assert stdout.splitlines()[0] == f"sweep {out}: {total} partitions written, 0 skipped (finished before), 0 failed"
+    # a task the killed worker had renamed into place but not reported is run again and finds its
+    # partition complete: skipped, not written twice
+    m = re.fullmatch(rf"sweep {out}: (\d+) partitions written, (\d+) skipped \(finished before\), 0 failed",
+                     stdout.splitlines()[0])
+    assert m and int(m[1]) + int(m[2]) == total and int(m[2]) <= 1, stdout
     assert len(partitions(out)) == total
 
     # resume: nothing is run again, and what the killed worker left half-made is removed

@@ -303,8 +303,11 @@ def _client(scheduler: str | None, workers: int):
             raise ThpreplayError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     # one thread per worker process: the replay holds the GIL, so processes are the parallelism
     # no dashboard, and its HTTP server on a free port (the default 8787 warns when another cluster has it)
+    # and polars, whose pool would take every core in each worker, gets its share
+    share = str(max(1, (os.cpu_count() or 1) // workers))
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
+                           scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
+                           env={"POLARS_MAX_THREADS": share})
     return Client(cluster), cluster
 
 
