@@ -25,7 +25,7 @@ test: venv browser
 	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow"
 
 # The full distributed sweep test: every bundled sample x every policy x two defrag settings on a
-# `dask scheduler` and two `dask worker` processes, one killed mid-sweep (about 2 minutes).
+# `dask scheduler` and two `dask worker` processes, one killed mid-sweep (about 1.5 minutes).
 test-sweep: venv
 	$(PY) -m pytest tests/test_sweep.py -m slow
 
