@@ -154,21 +154,24 @@ def test_a_bad_capture_fails_alone_and_the_sweep_exits_1(sample_dataset, tmp_pat
     bad.write_text("this is not a trace\n" * 5)
     good = sample_dataset("qemu-6.1-2node-kpf")
     out = tmp_path / "S"
-    r = cli("sweep", str(good), str(bad), "--policy", "relaxed-5.3-rc5", "--defrag", "madvise", "--defrag", "always",
-            "--workers", "1", "-o", str(out))
+    missing = tmp_path / "missing.txt"
+    r = cli("sweep", str(good), str(bad), str(missing), "--policy", "relaxed-5.3-rc5", "--defrag", "madvise",
+            "--defrag", "never", "--workers", "1", "-o", str(out))
     assert r.returncode == 1
     lines = r.stderr.splitlines()
-    assert lines[0].startswith("thpreplay: sweep: garbage ingest: ") and len(lines) == 2
-    assert lines[1] == "thpreplay: sweep: 1 failed (see above); run again to retry them"
-    assert r.stdout.splitlines()[0] == f"sweep {out}: 2 partitions written, 0 skipped (finished before), 1 failed"
+    assert len(lines) == 3 and lines[2] == "thpreplay: sweep: 2 failed (see above); run again to retry them"
+    failed = sorted(lines[:2])
+    assert failed[0].startswith("thpreplay: sweep: garbage ingest: ")
+    assert failed[1] == f"thpreplay: sweep: missing ingest: {missing}: no such file or directory"
+    assert r.stdout.splitlines()[0] == f"sweep {out}: 2 partitions written, 0 skipped (finished before), 2 failed"
     assert [p.relative_to(out).as_posix() for p in partitions(out)] == [
-        "capture=qemu-6.1-2node-kpf/policy=relaxed-5.3-rc5/settings=madvise-always",
-        "capture=qemu-6.1-2node-kpf/policy=relaxed-5.3-rc5/settings=madvise-madvise"]
-    r = cli("query", str(out), "select capture, policy, settings, faults from outcome_summary order by settings",
-            "--format", "csv")
-    assert r.stdout.splitlines() == ["capture,policy,settings,faults",
-                                     "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-always,288",
-                                     "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-madvise,288"]
+        "capture=qemu-6.1-2node-kpf/policy=relaxed-5.3-rc5/settings=madvise-madvise",
+        "capture=qemu-6.1-2node-kpf/policy=relaxed-5.3-rc5/settings=madvise-never"]
+    r = cli("query", str(out), "select capture, policy, settings, faults, compact_stall from outcome_summary "
+            "order by settings", "--format", "csv")
+    assert r.stdout.splitlines() == ["capture,policy,settings,faults,compact_stall",
+                                     "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-madvise,288,218",
+                                     "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-never,288,0"]
 
 
 # --- for real: a scheduler and two workers, one killed mid-sweep ------------------------------------

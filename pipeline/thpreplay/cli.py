@@ -157,9 +157,12 @@ def sweep(
     from thpreplay.report_text import print_sweep, sweep_progress
     from thpreplay.sweep import sweep as run
 
+    import distributed  # noqa: F401  (it sets its loggers' levels when imported: quieten them after)
+
     # Dask's client logs what it recovers from (a lost worker's results rescheduled) on stderr; a task
     # that still fails is reported by the sweep in its own line
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         with sweep_progress(enabled=not quiet) as on_event:
             summary = run(inputs, output, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag,

@@ -111,19 +111,19 @@ def sweep_progress(enabled: bool = True) -> Iterator:
         elif kind == "done":
             counts["done"] += 1
         elif kind == "failed":
-            line, n = value
-            counts["failed"] += n
-            console.print(f"thpreplay: sweep: {line}", markup=False)
+            counts["failed"] += 1
+            console.print(f"thpreplay: sweep: {value}", markup=False)
         if bar is not None:
+            bar.start()  # at the first task, not before: an error in the arguments shows no bar
             finished = counts["done"] + counts["failed"]
             bar.update(task, total=counts["total"], completed=finished, done=counts["done"], failed=counts["failed"],
                        remaining=counts["total"] - finished)
 
-    if bar is None:
+    try:
         yield on_event
-        return
-    with bar:
-        yield on_event
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def print_sweep(summary) -> None:
@@ -131,7 +131,7 @@ def print_sweep(summary) -> None:
     console.print(f"sweep {summary.output}: {summary.written:,} partitions written, {summary.skipped:,} skipped "
                   f"(finished before), {len(summary.failures):,} failed", markup=False)
     for reason, n in sorted(summary.refused.items()):
-        console.print(f"note: {n:,} partitions left empty: {reason}", markup=False)
+        console.print(f"note: {reason} ({n:,} partition{'' if n == 1 else 's'} left empty)", markup=False)
     console.print(f"tables: {summary.output}/capture=*/policy=*/settings=*/{{outcomes,outcome_summary,memory_series}}"
                   ".parquet", markup=False)
 

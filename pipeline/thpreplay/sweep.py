@@ -102,9 +102,7 @@ def plan_captures(inputs: list[str], root: Path) -> list[Capture]:
     """One capture per input, named after it; refuses unsafe or repeated names."""
     captures: dict[str, Capture] = {}
     for item in inputs:
-        src = Path(item).absolute()
-        if not src.exists():
-            raise InputError(item, "no such file or directory")
+        src = Path(item).absolute()  # a missing one is the failed ingest of its capture, not a stop
         name = safe_value("capture", capture_name(src))
         if name in captures:
             raise InputError(item, f"capture name '{name}' is also the name of {captures[name].source}; "
@@ -311,7 +309,8 @@ def _client(scheduler: str | None, workers: int):
     return Client(cluster), cluster
 
 
-# ("add", n): n more tasks to run (negative: found finished); ("done", label); ("failed", (line, tasks))
+# ("add", n): n more tasks to run (negative: found finished, or not attempted); ("done", label);
+# ("failed", "<capture> <policy> <settings>: <error>")
 Events = Callable[[str, object], None]
 
 
@@ -401,7 +400,8 @@ def _run(client, root: Path, captures: list[Capture], policies: list[str], enabl
         try:
             first += plan_partitions(c)
         except ThpreplayError as e:
-            _fail(summary, emit, f"{c.name}: {e.message}", per_capture)
+            emit("add", 1 - per_capture)
+            _fail(summary, emit, f"{c.name}: {e.message}")
     queue = as_completed(first)
     for future in queue:
         kind, what = waiting.pop(future)
@@ -412,17 +412,19 @@ def _run(client, root: Path, captures: list[Capture], policies: list[str], enabl
             out = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")}
         if kind == "ingest":
             if "error" in out:
-                _fail(summary, emit, f"{what.name} ingest: {out['error']}", per_capture + 1)
+                emit("add", -per_capture)  # its partitions are not attempted
+                _fail(summary, emit, f"{what.name} ingest: {out['error']}")
                 continue
             emit("done", f"{what.name} ingest")
             try:
                 for f in plan_partitions(what):
                     queue.add(f)
             except ThpreplayError as e:
-                _fail(summary, emit, f"{what.name}: {e.message}", per_capture)
+                emit("add", 1 - per_capture)
+                _fail(summary, emit, f"{what.name}: {e.message}")
             continue
         if "error" in out:
-            _fail(summary, emit, f"{what.label()}: {out['error']}", 1)
+            _fail(summary, emit, f"{what.label()}: {out['error']}")
             continue
         if out.get("refused"):
             summary.refused[out["refused"]] = summary.refused.get(out["refused"], 0) + 1
@@ -431,6 +433,6 @@ def _run(client, root: Path, captures: list[Capture], policies: list[str], enabl
         emit("done", what.label())
 
 
-def _fail(summary: SweepSummary, emit: Events, line: str, tasks: int) -> None:
+def _fail(summary: SweepSummary, emit: Events, line: str) -> None:
     summary.failures.append(line)
-    emit("failed", (line, tasks))
+    emit("failed", line)
