@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv browser test demo screenshot fidelity lab-fidelity fuzz validate-samples bench bench-big bench-sim lab-qemu clean
+.PHONY: venv browser test test-sweep demo screenshot fidelity lab-fidelity fuzz validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ browser:
 
 test: venv browser
 	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow"
+
+# The full distributed sweep test: every bundled sample x every policy x two defrag settings on a
+# `dask scheduler` and two `dask worker` processes, one killed mid-sweep (about 1.5 minutes).
+test-sweep: venv
+	$(PY) -m pytest tests/test_sweep.py -m slow
 
 SAMPLES := $(filter-out %/workload/ %/lab/ %/fidelity/,$(wildcard sample_traces/*/))
 
@@ -73,6 +78,10 @@ bench-big: venv
 # Replay-core speed per policy on a real THP capture (root, perf, ~18 GiB available for the capture).
 bench-sim: venv
 	$(PY) benchmarks/bench_simulate.py
+
+# Sweep throughput with 1 and 2 local Dask workers, per-task costs, a 10,000-capture estimate (minutes).
+bench-sweep: venv
+	$(PY) benchmarks/bench_sweep.py 3
 
 # Score the simulator against the fidelity lab's committed captures: writes docs/fidelity.md and
 # tests/golden/fidelity.csv (seconds; tests/test_fidelity.py checks both).

@@ -36,7 +36,7 @@ class PageCheck:
     title: str = ""
 
 
-def check(page_path: Path, screenshot: Path | None = None) -> PageCheck:
+def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, ...] = FIGURES) -> PageCheck:
     from playwright.sync_api import sync_playwright
 
     exe = chromium()
@@ -61,7 +61,7 @@ def check(page_path: Path, screenshot: Path | None = None) -> PageCheck:
             page.route("**/*", route)
             page.goto(url, wait_until="load")
             result.title = page.title()
-            for fig in FIGURES:
+            for fig in figures:
                 svg = page.locator(f"figure#{fig} > svg")
                 box = svg.bounding_box() if svg.count() == 1 and svg.is_visible() else None
                 marks = svg.locator("path, rect, use").count() if box else 0

@@ -56,3 +56,37 @@ def test_the_browser_check_sees_a_broken_page(tmp_path):
     assert any(c.startswith("error: boom") for c in page.console)
     assert page.page_errors and "undefined_call" in page.page_errors[0]
     assert page.figures["latency"] == {"width": 0, "height": 0, "marks": 0}
+
+
+@pytest.fixture(scope="module")
+def fleet_page(sample_dataset, tmp_path_factory) -> Path:
+    """A small sweep made in this process: two captures x three policies x two defrag settings."""
+    from thpreplay import sweep as sw
+    from thpreplay.sim.params import Params
+
+    root = tmp_path_factory.mktemp("fleet") / "S"
+    root.mkdir()
+    names = ["qemu-6.1-2node-kpf", "local-6.18-kpf"]
+    policies = ["local-only-4.8", "relaxed-5.3-rc5", "no-local-reclaim-7.0"]
+    caps = sw.plan_captures([str(sample_dataset(n)) for n in names], root)
+    sw._record(root, caps, policies, None, ["madvise", "never"], Params())
+    for c in caps:
+        for defrag in ("madvise", "never"):
+            inputs = sw.run_prepare(c.dataset, "madvise", defrag, Params())
+            for t in sw.tasks_for(c.name, policies, ["madvise"], [defrag]):
+                assert sw.run_simulate(inputs, t, Params(), str(root)) == {}
+    return write_report(root).path
+
+
+@needs_browser
+def test_the_fleet_report_loads_offline_with_both_charts(fleet_page):
+    from thpreplay.report import FLEET_FIGURES
+
+    page = check(fleet_page, figures=FLEET_FIGURES)
+    assert page.title == f"thpreplay fleet report: {fleet_page.parent.name}"
+    assert page.console == [] and page.page_errors == [] and page.foreign_requests == []
+    for name, fig in page.figures.items():
+        assert fig["width"] > 300 and fig["height"] > 100 and fig["marks"] > 10, (name, fig)
+    assert page.tables == 1
+    text = fleet_page.read_text()
+    assert "2 captures with THP faults (of 2 in the sweep), 6 policy and setting pairs" in text

@@ -138,6 +138,48 @@ def simulate(
 
 
 @app.command()
+def sweep(
+    inputs: Annotated[list[str], typer.Argument(help="Capture bundles, trace files or datasets (one capture each)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Sweep directory to write (or resume)")],
+    policy: Annotated[list[str] | None, typer.Option("--policy", help="Policy name (repeatable; default every built-in)")] = None,
+    kernel: Annotated[list[str] | None, typer.Option("--kernel", help="Kernel version; its era's policy (repeatable)")] = None,
+    enabled: Annotated[list[str] | None, typer.Option("--enabled", help="THP enabled setting (repeatable; default each capture's)")] = None,
+    defrag: Annotated[list[str] | None, typer.Option("--defrag", help="THP defrag setting (repeatable; default each capture's)")] = None,
+    params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes of the local cluster")] = min(2, os.cpu_count() or 1),
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar and no summary on success")] = False,
+) -> None:
+    """Replay every capture under every policy and THP setting as tasks on Dask distributed; resumable.
+    Exit status 1 when any task failed (each is printed; the others still run)."""
+    import logging
+
+    from thpreplay.report_text import print_sweep, sweep_progress
+    from thpreplay.sweep import sweep as run
+
+    import distributed  # noqa: F401  (it sets its loggers' levels when imported: quieten them after)
+
+    # Dask's client logs what it recovers from (a lost worker's results rescheduled) on stderr; a task
+    # that still fails is reported by the sweep in its own line
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with sweep_progress(enabled=not quiet) as on_event:
+            summary = run(inputs, output, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag,
+                          params_file=params, scheduler=scheduler, workers=workers, on_event=on_event)
+    except ThpreplayError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        typer.echo("thpreplay: interrupted; finished partitions are kept (run the same sweep again to resume)", err=True)
+        raise typer.Exit(130) from None
+    if not quiet:
+        print_sweep(summary)
+    if summary.failures:
+        typer.echo(f"thpreplay: sweep: {len(summary.failures)} failed (see above); run again to retry them", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def validate(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory made by thpreplay ingest (from a bundle)")],
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest relative error allowed")] = 0.10,
@@ -161,7 +203,7 @@ def validate(
 
 @app.command()
 def query(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory, or a sweep directory (queried alone)")],
     sql: Annotated[str | None, typer.Argument(help="SQL; '-' reads it from stdin")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read the SQL from a file")] = None,
     more: Annotated[list[Path] | None, typer.Option("-d", "--dataset", help="Another dataset (repeatable)")] = None,
@@ -194,20 +236,22 @@ def query(
 
 @app.command()
 def report(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a simulation")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a simulation, or a sweep directory")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file (default DATASET/report.html)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only where the report is")] = False,
 ) -> None:
-    """One self-contained HTML page comparing every simulated policy (and the terminal summary)."""
+    """One self-contained HTML page comparing every simulated policy (and the terminal summary); for a
+    sweep, the fleet page comparing every policy and setting over the captures."""
     from thpreplay.report import build
-    from thpreplay.report_text import _wide_console, summary_table
+    from thpreplay.report_text import _wide_console, fleet_table, summary_table
 
     try:
         result = build(dataset, output)
     except ThpreplayError as e:
         _fail(e)
     if not quiet:
-        _wide_console().print(summary_table(result.summary))
+        fleet = "settings" in result.summary.columns
+        _wide_console().print(fleet_table(result.summary) if fleet else summary_table(result.summary))
     typer.echo(f"report: {result.path}")
 
 

@@ -5,6 +5,12 @@ Every table of a dataset is a view of the same name over its Parquet parts, with
 The simulation tables (outcomes, outcome_summary, memory_series) come from DATASET/simulation/. A table
 a dataset lacks is an empty view with its declared columns, so queries do not depend on which steps ran.
 Convenience views are declared in CONVENIENCE_VIEWS below; `thpreplay schema` documents every column.
+
+A sweep directory (thpreplay sweep; recognised by its sweep.json) is queried alone: its simulation
+tables are views over every partition, read lazily by DuckDB with hive partitioning (columns
+`capture`, `policy`, `settings`; a filter on them skips the other partitions' files), and the
+ingest tables of the captures it ingested (SWEEP/datasets/) have a `capture` column. File access is
+locked to the sweep directory.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import polars as pl
 from thpreplay import schemas
 from thpreplay.errors import InputError, ThpreplayError
 from thpreplay.simulate import SIM_DIR, check_dataset
+from thpreplay.sweep import DATASETS, is_sweep
 
 _DUCK_TYPES = {"bool": "BOOLEAN", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "uint64": "UBIGINT",
                "float64": "DOUBLE", "string": "VARCHAR", "list<int64>": "BIGINT[]", "list<int32>": "INTEGER[]"}
@@ -48,6 +55,23 @@ CONVENIENCE_VIEWS = {
                   count(*) FILTER (WHERE result = 'huge_remote') AS huge_remote,
                   avg(latency_ns) / 1000 AS latency_mean_us
            FROM outcomes GROUP BY ALL ORDER BY ALL""",
+    ),
+}
+
+
+# Views of a sweep, over the partitions' outcome_summary rows (one per capture, policy and setting).
+SWEEP_VIEWS = {
+    "fleet_settings": (
+        "Sweep: per policy and setting, over every capture: faults, THP coverage and local share (pooled, and "
+        "the median and worst capture), compaction stalls and swap-outs summed",
+        """SELECT policy, settings, count(*) AS captures, sum(faults) AS faults,
+                  sum(huge_local + huge_remote) / sum(faults) AS thp_coverage,
+                  sum(huge_local + base_local) / sum(faults) AS local_share,
+                  median(thp_coverage) AS thp_coverage_p50, min(thp_coverage) AS thp_coverage_min,
+                  median(local_share) AS local_share_p50, sum(compact_stall) AS compact_stall,
+                  sum(pgsteal_direct) AS pgsteal_direct, sum(pswpout) AS pswpout,
+                  median(latency_p99_us) AS latency_p99_us_p50
+           FROM outcome_summary WHERE faults > 0 GROUP BY ALL ORDER BY ALL""",
     ),
 }
 
@@ -95,10 +119,15 @@ class _Session:
     def __init__(self, datasets: list[str | Path]):
         self._tmp = tempfile.TemporaryDirectory(prefix="thpreplay-query-")
         path = str(Path(self._tmp.name) / "views.duckdb")
-        files = _build_views(path, datasets)
+        if any(is_sweep(d) for d in datasets):
+            files, dirs = [], [_build_sweep_views(path, datasets)]
+        else:
+            files, dirs = _build_views(path, datasets), []
         self.con = duckdb.connect(path, read_only=True)
         if files:
             self.con.execute("SET allowed_paths = $files", {"files": files})
+        if dirs:  # the views glob the partitions at query time (a sweep grows while it runs)
+            self.con.execute("SET allowed_directories = $dirs", {"dirs": dirs})
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET autoinstall_known_extensions = false")
         self.con.execute("SET lock_configuration = true")
@@ -141,6 +170,45 @@ def _build_views(path: str, datasets: list[str | Path]) -> list[str]:
     finally:
         con.close()
     return files
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _empty_sql(table: str, extra: tuple[str, ...]) -> str:
+    cols = [f"CAST(NULL AS VARCHAR) AS {c}" for c in extra]
+    cols += [f"CAST(NULL AS {_DUCK_TYPES[c.type]}) AS \"{c.name}\"" for c in schemas.load(table).columns
+             if c.name not in extra]
+    return f"SELECT {', '.join(cols)} WHERE false"
+
+
+def _build_sweep_views(path: str, sweeps: list[str | Path]) -> str:
+    """Views over a sweep's partitions and ingested captures; returns the directory they read."""
+    if len(sweeps) != 1:
+        raise ThpreplayError("a sweep is queried alone (its capture column already compares captures)")
+    root = Path(sweeps[0]).resolve()
+    con = duckdb.connect(path)
+    try:
+        for table in schemas.all_tables():
+            if table in schemas.SIMULATION_TABLES:
+                pattern = f"{root}/capture=*/policy=*/settings=*/{table}.parquet"
+                sql = (f"SELECT capture, settings, * EXCLUDE (capture, settings) FROM read_parquet({_sql_str(pattern)}, "
+                       "hive_partitioning=true, hive_types={'capture': VARCHAR, 'policy': VARCHAR, 'settings': VARCHAR})")
+                extra = ("capture", "settings")
+            else:
+                pattern = f"{root}/{DATASETS}/*/{table}/*.parquet"
+                sql = (f"SELECT regexp_extract(filename, '/{DATASETS}/([^/]+)/[^/]+/[^/]+$', 1) AS capture, "
+                       f"* EXCLUDE (filename) FROM read_parquet({_sql_str(pattern)}, filename=true, union_by_name=true)")
+                extra = ("capture",)
+            if not next(iter(root.glob(pattern.removeprefix(f"{root}/"))), None):
+                sql = _empty_sql(table, extra)
+            con.execute(f'CREATE VIEW "{table}" AS {sql}')
+        for view, (_, sql) in SWEEP_VIEWS.items():
+            con.execute(f'CREATE VIEW "{view}" AS {sql}')
+    finally:
+        con.close()
+    return str(root) + "/"
 
 
 def connect(datasets: list[str | Path]) -> _Session:
@@ -201,12 +269,12 @@ def describe(table: str | None = None) -> str:
     lines = []
     tables = [table] if table else schemas.all_tables()
     for t in tables:
-        if t in CONVENIENCE_VIEWS:
-            desc, sql = CONVENIENCE_VIEWS[t]
+        if t in CONVENIENCE_VIEWS or t in SWEEP_VIEWS:
+            desc, sql = {**CONVENIENCE_VIEWS, **SWEEP_VIEWS}[t]
             lines += [f"{t} (view): {desc}", "    " + " ".join(sql.split()), ""]
             continue
         if t not in schemas.all_tables():
-            known = ", ".join(schemas.all_tables() + list(CONVENIENCE_VIEWS))
+            known = ", ".join(schemas.all_tables() + list(CONVENIENCE_VIEWS) + list(SWEEP_VIEWS))
             raise ThpreplayError(f"unknown table '{t}' (known: {known})")
         s = schemas.load(t)
         lines.append(f"{t} ({s.id}): {s.description}")
@@ -220,4 +288,9 @@ def describe(table: str | None = None) -> str:
             lines.append(f"{v} (view): {desc}")
         for _, (desc, _) in MACROS.items():
             lines.append(f"{desc} (table macro)")
+        lines += ["", "In a sweep (thpreplay query SWEEP): outcomes, outcome_summary and memory_series cover every "
+                  "partition, with the columns capture, policy and settings (<enabled>-<defrag>); the ingest tables "
+                  "of the captures the sweep ingested have a capture column; the views above are replaced by:"]
+        for v, (desc, _) in SWEEP_VIEWS.items():
+            lines.append(f"{v} (view): {desc}")
     return "\n".join(lines).rstrip() + "\n"

@@ -24,6 +24,7 @@ import polars as pl  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
 from thpreplay.sim.state import read_table  # noqa: E402
 from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
+from thpreplay.sweep import is_sweep  # noqa: E402
 
 RESULT_COLORS = {"huge_local": "#1b7837", "huge_remote": "#7fbf7b", "base_local": "#af8dc3",
                  "base_remote": "#762a83", "failed": "#444444"}
@@ -111,8 +112,63 @@ th{background:#f2f2f2}td:first-child,th:first-child{text-align:left;white-space:
 .off{color:#b00}"""
 
 
+def _write_page(path: Path, parts: list[str]) -> None:
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(parts))
+        tmp.replace(path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+
+
+def _spread(frame: pl.DataFrame, column: str, label: str, title: str) -> str:
+    """One box per policy and setting: how a figure spreads over the sweep's captures."""
+    groups = frame.select("policy", "settings").unique(maintain_order=True).rows()
+    data = [frame.filter((pl.col("policy") == p) & (pl.col("settings") == s))[column].drop_nulls().to_numpy()
+            for p, s in groups]
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(groups) + 1.2))
+    ax.boxplot(data, orientation="horizontal", tick_labels=[f"{p}  {s}" for p, s in groups], showfliers=True,
+               flierprops={"markersize": 3})
+    ax.invert_yaxis()
+    ax.set_xlabel(label)
+    ax.set_title(title)
+    return _svg(fig)
+
+
+FLEET_FIGURES = ("fleet-coverage", "fleet-local")
+
+
+def build_fleet(sweep: str | Path, output: str | Path | None = None) -> Report:
+    """The fleet page of a sweep: every policy and setting over the captures (pooled table, spreads)."""
+    from thpreplay.query import run
+
+    sweep = Path(sweep)
+    fleet = run([sweep], "SELECT * FROM fleet_settings")
+    per_capture = run([sweep], "SELECT capture, policy, settings, thp_coverage, local_share FROM outcome_summary "
+                               "WHERE faults > 0 ORDER BY policy, settings, capture")
+    if per_capture.is_empty():
+        raise InputError(str(sweep), "no finished partition with THP faults in this sweep yet")
+    asked = json.loads((sweep / "sweep.json").read_text())
+    title = f"thpreplay fleet report: {sweep.resolve().name}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>{per_capture['capture'].n_unique():,} captures with THP faults (of {len(asked['captures']):,} "
+             f"in the sweep), {fleet.height:,} policy and setting pairs. Pooled figures sum every capture's faults; "
+             "the _p50 and _min columns are over captures.</p>",
+             _table(fleet),
+             f"<figure id='fleet-coverage'>{_spread(per_capture, 'thp_coverage', 'THP coverage', 'THP coverage over captures')}</figure>",
+             f"<figure id='fleet-local'>{_spread(per_capture, 'local_share', 'local share', 'Local share over captures')}</figure>",
+             "<p class='note'>Made by thpreplay from the sweep's partitions (thpreplay query SWEEP "
+             "\"select * from fleet_settings\" gives the table).</p></body></html>\n"]
+    path = Path(output) if output else sweep / "report.html"
+    _write_page(path, parts)
+    return Report(path, fleet, None)
+
+
 def build(dataset: str | Path, output: str | Path | None = None, validate_capture: bool = True) -> Report:
     dataset = Path(dataset)
+    if is_sweep(dataset):
+        return build_fleet(dataset, output)
     check_dataset(dataset)
     sim = dataset / SIM_DIR
     if not (sim / "outcome_summary").is_dir():
@@ -161,10 +217,5 @@ def build(dataset: str | Path, output: str | Path | None = None, validate_captur
     parts.append("<p class='note'>Made by thpreplay from the dataset's simulation; the model, its sources and "
                  "simplifications: docs/model.md.</p></body></html>\n")
     path = Path(output) if output else dataset / "report.html"
-    try:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(parts))
-        tmp.replace(path)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+    _write_page(path, parts)
     return Report(path, summary, validation)

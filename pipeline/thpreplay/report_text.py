@@ -91,6 +91,51 @@ def progress_counter(label: str, enabled: bool = True) -> Iterator:
         yield (lambda total: bar.update(task, total=total), lambda n: bar.advance(task, n))
 
 
+@contextlib.contextmanager
+def sweep_progress(enabled: bool = True) -> Iterator:
+    """Yields the sweep's on_event: a bar on stderr (tasks done, failed, remaining) when enabled and
+    stderr is a terminal; failed tasks are printed as one line each in any case."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    counts = {"total": 0, "done": 0, "failed": 0}
+    bar = None
+    if enabled and console.is_terminal:
+        bar = Progress(TextColumn("sweep"), BarColumn(),
+                       TextColumn("{task.fields[done]:,} done, {task.fields[failed]:,} failed, "
+                                  "{task.fields[remaining]:,} remaining"),
+                       TimeElapsedColumn(), console=console, transient=True)
+        task = bar.add_task("sweep", total=None, done=0, failed=0, remaining=0)
+
+    def on_event(kind: str, value) -> None:
+        if kind == "add":
+            counts["total"] += value
+        elif kind == "done":
+            counts["done"] += 1
+        elif kind == "failed":
+            counts["failed"] += 1
+            console.print(f"thpreplay: sweep: {value}", markup=False)
+        if bar is not None:
+            bar.start()  # at the first task, not before: an error in the arguments shows no bar
+            finished = counts["done"] + counts["failed"]
+            bar.update(task, total=counts["total"], completed=finished, done=counts["done"], failed=counts["failed"],
+                       remaining=counts["total"] - finished)
+
+    try:
+        yield on_event
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def print_sweep(summary) -> None:
+    console = Console(soft_wrap=True, highlight=False)
+    console.print(f"sweep {summary.output}: {summary.written:,} partitions written, {summary.skipped:,} skipped "
+                  f"(finished before), {len(summary.failures):,} failed", markup=False)
+    for reason, n in sorted(summary.refused.items()):
+        console.print(f"note: {reason} ({n:,} partition{'' if n == 1 else 's'} left empty)", markup=False)
+    console.print(f"tables: {summary.output}/capture=*/policy=*/settings=*/{{outcomes,outcome_summary,memory_series}}"
+                  ".parquet", markup=False)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
@@ -114,6 +159,20 @@ def summary_table(summary) -> Table:
             f"{r['compact_stall']:,}", f"{r['pgsteal_direct']:,}", f"{r['pswpout']:,}",
             _num(r["access_cost_mean"], ".2f"),
         )
+    return table
+
+
+def fleet_table(fleet) -> Table:
+    """The headline table of a sweep: one row per policy and setting, pooled over the captures."""
+    table = Table(show_header=True, header_style="bold")
+    for name, justify in (("policy", "left"), ("settings", "left"), ("captures", "right"), ("faults", "right"),
+                          ("THP", "right"), ("THP p50", "right"), ("THP min", "right"), ("local", "right"),
+                          ("stalls", "right"), ("reclaimed", "right"), ("swap-outs", "right")):
+        table.add_column(name, justify=justify)
+    for r in fleet.iter_rows(named=True):
+        table.add_row(r["policy"], r["settings"], f"{r['captures']:,}", f"{r['faults']:,}", _pct(r["thp_coverage"]),
+                      _pct(r["thp_coverage_p50"]), _pct(r["thp_coverage_min"]), _pct(r["local_share"]),
+                      f"{r['compact_stall']:,}", f"{r['pgsteal_direct']:,}", f"{r['pswpout']:,}")
     return table
 
 

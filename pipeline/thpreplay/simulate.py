@@ -8,7 +8,6 @@ the new one, never a mix; a lock file refuses a second simulate of the same data
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from thpreplay import schemas
-from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
+from thpreplay.atomic import clean_stale, exclusive_lock, io_error_reason, make_tmp, replace_dir
 from thpreplay.errors import InputError, OutputError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.gfp import parse_release
@@ -208,12 +207,9 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationR
 
 
 def _lock(dataset: Path):
-    fd = os.open(dataset / ".simulate.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OutputError(f"{dataset}: another thpreplay simulate is writing this dataset") from None
+    fd = exclusive_lock(dataset / ".simulate.lock")
+    if fd is None:
+        raise OutputError(f"{dataset}: another thpreplay simulate is writing this dataset")
     return fd
 
 

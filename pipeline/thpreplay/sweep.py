@@ -1,0 +1,438 @@
+"""`thpreplay sweep`: every capture x policy x THP setting as independent tasks on Dask distributed.
+
+Layout of a sweep directory (SWEEP):
+
+    sweep.json                                     what was asked: captures (name -> source), policies,
+                                                   settings, params
+    datasets/<capture>/                            captures that were not datasets yet, ingested
+    capture=<c>/policy=<p>/settings=<enabled>-<defrag>/
+        outcomes.parquet outcome_summary.parquet memory_series.parquet task.json
+
+A partition is built in a hidden sibling directory and renamed into place, so a partition directory
+that exists is complete: a sweep run again skips it (resume). A task is a pure function of (dataset,
+policy, settings, params) to its partition, so the bytes do not depend on which worker ran it or when.
+The client and every worker must see SWEEP (and the inputs) at the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from thpreplay import schemas
+from thpreplay.atomic import exclusive_lock, io_error_reason, make_tmp, replace_dir
+from thpreplay.errors import InputError, OutputError, ThpreplayError
+from thpreplay.policy.base import PolicyCrashed, PolicyError, ThpSettings, call_attempts
+from thpreplay.procfs import selected_setting
+from thpreplay.sim.params import Params
+
+SWEEP_FILE = "sweep.json"
+DATASETS = "datasets"
+TASK_FILE = "task.json"
+FORMAT = 1  # sweep.json "version"
+# A hive value is a path segment and a DuckDB partition value: no '/', '=', spaces or quotes, and no
+# leading '.' (hidden names are the build directories).
+SAFE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
+_COMPRESSED = (".gz", ".zst", ".xz")
+
+
+@dataclass(frozen=True)
+class Capture:
+    name: str
+    source: str  # as resolved: an absolute path
+    dataset: str  # absolute path of its dataset (SWEEP/datasets/<name> when it needs ingesting)
+    needs_ingest: bool
+
+
+@dataclass(frozen=True)
+class Task:
+    capture: str
+    policy: str
+    enabled: str
+    defrag: str
+
+    @property
+    def settings(self) -> str:
+        return f"{self.enabled}-{self.defrag}"
+
+    def partition(self, root: Path) -> Path:
+        return root / f"capture={self.capture}" / f"policy={self.policy}" / f"settings={self.settings}"
+
+    def label(self) -> str:
+        return f"{self.capture} {self.policy} {self.settings}"
+
+
+@dataclass
+class SweepSummary:
+    output: Path
+    tasks: int = 0  # tasks run this time (ingests and partitions)
+    written: int = 0
+    skipped: int = 0  # partitions already complete
+    refused: dict[str, int] = field(default_factory=dict)  # policy refusal message -> partitions
+    failures: list[str] = field(default_factory=list)  # "<capture> <policy> <settings>: <error>"
+
+
+def is_sweep(path: str | Path) -> bool:
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
+def safe_value(kind: str, value: str) -> str:
+    if not SAFE.match(value):
+        raise InputError(value, f"{kind} name is not a safe partition value (letters, digits and . _ + - only, "
+                         "not starting with '.')", hint="rename the input (a bundle's directory, or the trace file)")
+    return value
+
+
+def capture_name(source: Path) -> str:
+    """A bundle's or dataset's directory name; a trace file's name without compression and extension."""
+    if source.is_dir():
+        return source.name
+    name = source.name
+    for ext in _COMPRESSED:
+        name = name.removesuffix(ext)
+    return name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+
+
+def plan_captures(inputs: list[str], root: Path) -> list[Capture]:
+    """One capture per input, named after it; refuses unsafe or repeated names."""
+    captures: dict[str, Capture] = {}
+    for item in inputs:
+        src = Path(item).absolute()  # a missing one is the failed ingest of its capture, not a stop
+        name = safe_value("capture", capture_name(src))
+        if name in captures:
+            raise InputError(item, f"capture name '{name}' is also the name of {captures[name].source}; "
+                             "capture names must be unique", hint="rename one of them")
+        is_dataset = (src / "dataset.json").is_file()
+        dataset = src if is_dataset else root.absolute() / DATASETS / name
+        captures[name] = Capture(name, str(src), str(dataset), not is_dataset)
+    return list(captures.values())
+
+
+def capture_settings(dataset: str | Path) -> tuple[str, str]:
+    """The capture's own THP (enabled, defrag), with simulate's defaults when the capture lacks them."""
+    from thpreplay.sim import state
+    from thpreplay.simulate import _metadata
+
+    meta = _metadata(Path(dataset))
+    enabled, defrag = meta.get("thp_enabled"), meta.get("thp_defrag")
+    if not enabled or not defrag:
+        lines = [ln for ln in (state.snapshot_text(Path(dataset), "thp_settings") or "").splitlines() if ln.strip()]
+        enabled = enabled or (selected_setting(lines[0]) if lines else None)
+        defrag = defrag or (selected_setting(lines[1]) if len(lines) > 1 else None)
+    return enabled or "always", defrag or "madvise"
+
+
+def tasks_for(capture: str, policies: list[str], enabled: list[str], defrag: list[str]) -> list[Task]:
+    return [Task(capture, p, e, d) for e in enabled for d in defrag for p in policies]
+
+
+def pending(tasks: list[Task], root: Path) -> tuple[list[Task], int]:
+    """The tasks whose partition does not exist yet, and how many do (complete, by the rename)."""
+    todo = [t for t in tasks if not t.partition(root).is_dir()]
+    return todo, len(tasks) - len(todo)
+
+
+def clean_partials(root: Path) -> int:
+    """Remove the hidden build directories under SWEEP's partitions. Run under the sweep lock: every
+    one of them is then left by a killed task (a pid check would not do: workers run on other hosts)."""
+    removed = 0
+    for cap in root.glob("capture=*"):
+        for d in [*cap.glob(".*"), *cap.glob("policy=*/.*")]:
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker side: plain functions of their arguments. Library errors come back as {"error": message}
+# (our exceptions do not survive pickling, and a failed task must not look like a dead worker).
+
+def run_ingest(source: str, dataset: str) -> dict:
+    from thpreplay.ingest import ingest
+
+    try:
+        if not (Path(dataset) / "dataset.json").is_file():  # a retried task may find it done
+            Path(dataset).parent.mkdir(parents=True, exist_ok=True)
+            ingest([source], dataset, force=False, progress=None)
+        return {}
+    except ThpreplayError as e:
+        return {"error": e.message}
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What a prepare task returns for a capture it cannot read (its simulate tasks report it)."""
+
+    message: str
+
+
+def run_prepare(dataset: str, enabled: str, defrag: str, params: Params):
+    """The replay inputs of one capture under one setting, shared by its policies' tasks (as in
+    `thpreplay simulate`; replay does not change them). Dask keeps them on the worker that made them
+    and runs the policies there, moving them (~14 MB for the largest sample) only to balance the load."""
+    from thpreplay.simulate import prepare
+
+    try:
+        return prepare(dataset, enabled=enabled, defrag=defrag, params=params)
+    except ThpreplayError as e:
+        return Failed(e.message)
+
+
+def refusal(task: Task) -> str | None:
+    """Why the policy refuses the task's setting (a defrag mode its era did not have), if it does."""
+    from thpreplay.policy.registry import get_policy
+
+    try:
+        call_attempts(get_policy(task.policy), ThpSettings(enabled=task.enabled, defrag=task.defrag), True)
+    except PolicyError as e:
+        if isinstance(e, PolicyCrashed) or e.message.startswith("unknown policy"):
+            raise
+        return e.message
+    return None
+
+
+def run_simulate(inputs, task: Task, params: Params, root: str) -> dict:
+    """Replay one policy on prepared inputs and write the partition under root. A refused setting gives
+    an empty partition that says why (inputs is then not needed and may be None)."""
+    from thpreplay.policy.registry import get_policy
+    from thpreplay.simulate import replay
+
+    final = task.partition(Path(root))
+    if final.is_dir():
+        return {"skipped": True}
+    try:
+        refused = refusal(task)
+        result = None
+        if refused is None:
+            if isinstance(inputs, Failed):
+                return {"error": inputs.message}
+            result = replay(replace(inputs, notes=list(inputs.notes)), [get_policy(task.policy)])
+        write_partition(final, task, result, params, refused)
+        return {"refused": refused} if refused else {}
+    except ThpreplayError as e:
+        return {"error": e.message}
+
+
+def _task_record(task: Task, result, params: Params, refused: str | None) -> dict:
+    info = dict(capture=task.capture, policy=task.policy, enabled=task.enabled, defrag=task.defrag,
+                params={**params.as_dict(), "explicit": list(params.explicit)}, refused=refused,
+                schemas={name: schemas.load(name).id for name in schemas.SIMULATION_TABLES})
+    if result is not None:
+        inp = result.inputs
+        info.update(kernel_release=inp.kernel_release, compact_stall_rule=inp.stall_rule, notes=inp.notes,
+                    counters=result.runs[0].counters)
+    return info
+
+
+def write_partition(final: Path, task: Task, result, params: Params, refused: str | None) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_tmp(final)
+    try:
+        frames = {"outcome_summary": result.summary if result else None,
+                  "outcomes": result.runs[0].outcomes if result else None,
+                  "memory_series": result.runs[0].series if result else None}
+        for name, frame in frames.items():
+            table = schemas.load(name)
+            table.write(table.conform(frame) if frame is not None else table.empty(), tmp / f"{name}.parquet")
+        record = _task_record(task, result, params, refused)
+        (tmp / TASK_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        replace_dir(tmp, final)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = io_error_reason(e, final.parent) if isinstance(e, Exception) else None
+        if reason is None:
+            raise
+        raise OutputError(f"{final}: writing the partition failed: {reason}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Client side.
+
+def _lock(root: Path) -> int:
+    fd = exclusive_lock(root / ".sweep.lock")
+    if fd is None:
+        raise OutputError(f"{root}: another thpreplay sweep is writing this sweep")
+    return fd
+
+
+def _record(root: Path, captures: list[Capture], policies: list[str], enabled, defrag, params: Params) -> None:
+    """Write sweep.json, merged with the one a previous run wrote. Refuses a capture name that now
+    means another input, and other params (the finished partitions would not match the new ones)."""
+    path = root / SWEEP_FILE
+    ask = dict(format="thpreplay-sweep", version=FORMAT, captures={}, policies=policies, enabled=enabled,
+               defrag=defrag, params={**params.as_dict(), "explicit": list(params.explicit)})
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(str(path), f"unreadable sweep record: {e}") from None
+        if old.get("version") != FORMAT:
+            raise InputError(str(path), f"sweep format version {old.get('version')}; this thpreplay writes {FORMAT}")
+        if old.get("params") != ask["params"]:
+            raise OutputError(f"{root}: made with other --params; its partitions would not match",
+                              hint="write this sweep to a new directory")
+        ask["captures"] = old.get("captures", {})
+    for c in captures:
+        known = ask["captures"].get(c.name)
+        if known and known["source"] != c.source:
+            raise InputError(c.source, f"capture name '{c.name}' already means {known['source']} in {root}",
+                             hint="rename the input or write a new sweep")
+        ask["captures"][c.name] = {"source": c.source, "dataset": c.dataset}
+    tmp = path.with_name(f".{SWEEP_FILE}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(ask, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _client(scheduler: str | None, workers: int):
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as e:
+            raise ThpreplayError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    # one thread per worker process: the replay holds the GIL, so processes are the parallelism
+    # no dashboard, and its HTTP server on a free port (the default 8787 warns when another cluster has it)
+    # and polars, whose pool would take every core in each worker, gets its share
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
+                           env={"POLARS_MAX_THREADS": share})
+    return Client(cluster), cluster
+
+
+# ("add", n): n more tasks to run (negative: found finished, or not attempted); ("done", label);
+# ("failed", "<capture> <policy> <settings>: <error>")
+Events = Callable[[str, object], None]
+
+
+def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None = None,
+          kernels: list[str] | None = None, enabled: list[str] | None = None, defrag: list[str] | None = None,
+          params_file: str | None = None, scheduler: str | None = None, workers: int = 2,
+          on_event: Events | None = None) -> SweepSummary:
+    """Run every capture x policy x setting not yet in SWEEP. A failed task is recorded in the summary
+    (and reported through on_event) and does not stop the others."""
+    from thpreplay.simulate import select_policies
+
+    root = Path(output)
+    emit = on_event or (lambda kind, value: None)
+    if not inputs:
+        raise ThpreplayError("no capture or dataset given")
+    names = [safe_value("policy", p.name) for p in select_policies(policies, kernels)]
+    for kind, values in (("enabled", enabled), ("defrag", defrag)):
+        for v in values or []:
+            safe_value(kind, v)
+    params = Params.load(params_file)
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root}: exists and is not a directory")
+    if root.exists() and not is_sweep(root) and any(root.iterdir()):
+        raise OutputError(f"{root}: exists and is not a sweep (no {SWEEP_FILE})")
+    captures = plan_captures(inputs, root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = _lock(root)
+    try:
+        _record(root, captures, names, enabled, defrag, params)
+        clean_partials(root)
+        summary = SweepSummary(root)
+        client, cluster = _client(scheduler, workers)
+        try:
+            _run(client, root, captures, names, enabled, defrag, params, summary, emit)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return summary
+    finally:
+        os.close(fd)
+
+
+def _run(client, root: Path, captures: list[Capture], policies: list[str], enabled, defrag, params: Params,
+         summary: SweepSummary, emit: Events) -> None:
+    from distributed import as_completed
+
+    per_capture = len(policies) * len(enabled or [None]) * len(defrag or [None])
+    waiting: dict[object, tuple[str, object]] = {}  # future -> ("ingest", Capture) | ("simulate", Task)
+
+    def plan_partitions(c: Capture) -> list:
+        if enabled and defrag:
+            cap_e, cap_d = None, None
+        else:
+            cap_e, cap_d = capture_settings(c.dataset)
+        tasks = tasks_for(c.name, policies, enabled or [cap_e], defrag or [cap_d])
+        todo, done = pending(tasks, root)
+        summary.skipped += done
+        emit("add", -done)  # counted as tasks to run until now
+        futures, prepared = [], {}
+        for t in todo:
+            inputs = None
+            if refusal(t) is None:  # one prepare task per setting, only for the policies that run
+                key = (t.enabled, t.defrag)
+                if key not in prepared:
+                    prepared[key] = client.submit(run_prepare, c.dataset, t.enabled, t.defrag, params,
+                                                  key=f"prepare-{c.name}-{t.settings}", pure=False, retries=0)
+                inputs = prepared[key]
+            f = client.submit(run_simulate, inputs, t, params, str(root), key=f"simulate-{t.label()}",
+                              pure=False, retries=0)
+            waiting[f] = ("simulate", t)
+            futures.append(f)
+        return futures  # the prepare futures are dropped: Dask frees the inputs once their tasks ran
+
+    first = []
+    total = 0
+    for c in captures:
+        total += per_capture
+        if c.needs_ingest and not (Path(c.dataset) / "dataset.json").is_file():
+            f = client.submit(run_ingest, c.source, c.dataset, key=f"ingest-{c.name}", pure=False, retries=0)
+            waiting[f] = ("ingest", c)
+            first.append(f)
+            total += 1
+    emit("add", total)
+    ready = [c for c in captures if not any(w[1] is c for w in waiting.values())]
+    for c in ready:
+        try:
+            first += plan_partitions(c)
+        except ThpreplayError as e:
+            emit("add", 1 - per_capture)
+            _fail(summary, emit, f"{c.name}: {e.message}")
+    queue = as_completed(first)
+    for future in queue:
+        kind, what = waiting.pop(future)
+        summary.tasks += 1
+        try:
+            out = future.result()
+        except Exception as e:  # the task raised (a bug) or its workers kept dying (KilledWorker)
+            out = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")}
+        if kind == "ingest":
+            if "error" in out:
+                emit("add", -per_capture)  # its partitions are not attempted
+                _fail(summary, emit, f"{what.name} ingest: {out['error']}")
+                continue
+            emit("done", f"{what.name} ingest")
+            try:
+                for f in plan_partitions(what):
+                    queue.add(f)
+            except ThpreplayError as e:
+                emit("add", 1 - per_capture)
+                _fail(summary, emit, f"{what.name}: {e.message}")
+            continue
+        if "error" in out:
+            _fail(summary, emit, f"{what.label()}: {out['error']}")
+            continue
+        if out.get("refused"):
+            summary.refused[out["refused"]] = summary.refused.get(out["refused"], 0) + 1
+        summary.written += 0 if out.get("skipped") else 1
+        summary.skipped += 1 if out.get("skipped") else 0
+        emit("done", what.label())
+
+
+def _fail(summary: SweepSummary, emit: Events, line: str) -> None:
+    summary.failures.append(line)
+    emit("failed", line)
