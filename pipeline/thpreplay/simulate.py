@@ -85,6 +85,18 @@ def check_dataset(dataset: Path) -> None:
                              "ingest the capture again")
 
 
+def captured_settings(dataset: Path, meta: dict | None = None) -> tuple[str | None, str | None]:
+    """The capture's own THP (enabled, defrag): from its metadata, else its thp_settings snapshot
+    (None where neither says)."""
+    meta = _metadata(dataset) if meta is None else meta
+    enabled, defrag = meta.get("thp_enabled"), meta.get("thp_defrag")
+    if not enabled or not defrag:
+        lines = [ln for ln in (state.snapshot_text(dataset, "thp_settings") or "").splitlines() if ln.strip()]
+        enabled = enabled or (selected_setting(lines[0]) if lines else None)
+        defrag = defrag or (selected_setting(lines[1]) if len(lines) > 1 else None)
+    return enabled, defrag
+
+
 def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | None = None,
             madvised: bool | None = None, params: Params | None = None) -> Inputs:
     dataset = Path(dataset)
@@ -92,14 +104,7 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     params = params or Params()
     meta = _metadata(dataset)
     notes: list[str] = []
-    cap_enabled = meta.get("thp_enabled")
-    cap_defrag = meta.get("thp_defrag")
-    if not cap_enabled or not cap_defrag:
-        text = state.snapshot_text(dataset, "thp_settings")
-        if text:
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            cap_enabled = cap_enabled or (selected_setting(lines[0]) if lines else None)
-            cap_defrag = cap_defrag or (selected_setting(lines[1]) if len(lines) > 1 else None)
+    cap_enabled, cap_defrag = captured_settings(dataset, meta)
     if enabled is None:
         enabled = cap_enabled or "always"
         if not cap_enabled:

@@ -28,7 +28,6 @@ from thpreplay import schemas
 from thpreplay.atomic import exclusive_lock, io_error_reason, make_tmp, replace_dir
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.policy.base import PolicyCrashed, PolicyError, ThpSettings, call_attempts
-from thpreplay.procfs import selected_setting
 from thpreplay.sim.params import Params
 
 SWEEP_FILE = "sweep.json"
@@ -115,15 +114,9 @@ def plan_captures(inputs: list[str], root: Path) -> list[Capture]:
 
 def capture_settings(dataset: str | Path) -> tuple[str, str]:
     """The capture's own THP (enabled, defrag), with simulate's defaults when the capture lacks them."""
-    from thpreplay.sim import state
-    from thpreplay.simulate import _metadata
+    from thpreplay.simulate import captured_settings
 
-    meta = _metadata(Path(dataset))
-    enabled, defrag = meta.get("thp_enabled"), meta.get("thp_defrag")
-    if not enabled or not defrag:
-        lines = [ln for ln in (state.snapshot_text(Path(dataset), "thp_settings") or "").splitlines() if ln.strip()]
-        enabled = enabled or (selected_setting(lines[0]) if lines else None)
-        defrag = defrag or (selected_setting(lines[1]) if len(lines) > 1 else None)
+    enabled, defrag = captured_settings(Path(dataset))
     return enabled or "always", defrag or "madvise"
 
 
