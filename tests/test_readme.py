@@ -1,7 +1,8 @@
-"""The README's worked example runs as written and prints what the README shows.
+r"""The README's worked examples run as written and print what the README shows.
 
-Every ```console block between the worked-example markers is a list of `$ command` lines, each followed
-by its expected standard output. They run in order with bash in a fresh directory that has the
+Every ```console block between a pair of worked-example markers (the 2019 question; the fleet sweep)
+is a list of `$ command` lines (a line ending in `\` goes on in the next), each followed by its expected
+standard output. Each pair's commands run in order with bash in a fresh directory that has the
 repository's sample_traces/, with the venv's `thpreplay` first on PATH. A command whose line ends with
 `# exit status N` must exit N; every other must exit 0, and none may write to stderr.
 
@@ -35,10 +36,15 @@ class Step:
     last: int   # index one past the last
 
 
-def steps(lines: list[str]) -> list[Step]:
-    start, end = lines.index(BEGIN), lines.index(END)
+def examples(lines: list[str]) -> list[list[Step]]:
+    """The steps of each pair of markers, in README order."""
+    begins = [i for i, line in enumerate(lines) if line == BEGIN]
+    return [steps(lines, b, lines.index(END, b)) for b in begins]
+
+
+def steps(lines: list[str], start: int, end: int) -> list[Step]:
     out: list[Step] = []
-    in_block = False
+    in_block = continued = False
     for i in range(start + 1, end):
         line = lines[i]
         if line.startswith("```"):
@@ -46,8 +52,13 @@ def steps(lines: list[str]) -> list[Step]:
             continue
         if not in_block:
             continue
-        if line.startswith("$ "):
+        if continued:  # the command goes on; its output starts after this line
+            out[-1].command += "\n" + line
+            out[-1].first = out[-1].last = i + 1
+            continued = line.endswith("\\")
+        elif line.startswith("$ "):
             out.append(Step(line[2:], [], i + 1, i + 1))
+            continued = line.endswith("\\")
         elif out:
             out[-1].expected.append(line)
             out[-1].last = i + 1
@@ -66,28 +77,30 @@ def workdir() -> tempfile.TemporaryDirectory:
     return tmp
 
 
-def test_the_worked_example_runs_as_written():
+def test_the_worked_examples_run_as_written():
     lines = README.read_text().splitlines()
-    todo = steps(lines)
-    assert len(todo) >= 7  # ingest, simulate, validate, three queries, report
-    with workdir() as tmp:
-        for step in todo:
-            r = run(step, Path(tmp))
-            m = EXIT.search(step.command)
-            assert r.returncode == (int(m.group(1)) if m else 0), (step.command, r.stderr)
-            assert r.stderr == "", (step.command, r.stderr)
-            got = [line.rstrip() for line in r.stdout.splitlines()]
-            assert got == [line.rstrip() for line in step.expected], step.command
+    todo = examples(lines)
+    assert [len(e) >= n for e, n in zip(todo, (7, 3))] == [True, True]  # the 2019 question; the sweep
+    for example in todo:
+        with workdir() as tmp:
+            for step in example:
+                r = run(step, Path(tmp))
+                m = EXIT.search(step.command)
+                assert r.returncode == (int(m.group(1)) if m else 0), (step.command, r.stderr)
+                assert r.stderr == "", (step.command, r.stderr)
+                got = [line.rstrip() for line in r.stdout.splitlines()]
+                assert got == [line.rstrip() for line in step.expected], step.command
 
 
 def update() -> None:
     lines = README.read_text().splitlines()
-    with workdir() as tmp:
-        results = []
-        for step in steps(lines):
-            r = run(step, Path(tmp))
-            results.append((step, [line.rstrip() for line in r.stdout.splitlines()]))
-            print(f"{r.returncode} {step.command}", file=sys.stderr)
+    results = []
+    for example in examples(lines):
+        with workdir() as tmp:
+            for step in example:
+                r = run(step, Path(tmp))
+                results.append((step, [line.rstrip() for line in r.stdout.splitlines()]))
+                print(f"{r.returncode} {step.command}", file=sys.stderr)
     for step, got in reversed(results):  # from the end, so earlier indices stay valid
         lines[step.first:step.last] = got
     README.write_text("\n".join(lines) + "\n")
