@@ -33,6 +33,7 @@ a second pass over that file. The result does not depend on the window size (tes
 
 from __future__ import annotations
 
+import bisect
 import os
 import tempfile
 import warnings
@@ -63,13 +64,14 @@ OP_NAMES = tuple(name for name, _ in OP_COLUMNS)
 
 class Ops:
     """The demand's ops in replay order (line, then kind), read in chunks of columns: held in memory
-    (synthetic demands in tests) or in unnamed temporary files, one a column, that vanish when closed
-    (even after a kill). Each chunk is one read per column into its array: no per-op work."""
+    (synthetic demands in tests) or in one unnamed temporary file that vanishes when closed (even after a
+    kill). The file is a run of blocks, one per append, each holding its rows column after column, so
+    that a chunk is one read per column and block into its arrays: no per-op work."""
 
     def __init__(self, height: int, ts_min: int, ts_max: int, columns: dict[str, np.ndarray] | None = None,
-                 files: dict | None = None):
+                 file=None, blocks: list[tuple[int, int, dict[str, int]]] | None = None):
         self.height, self.ts_min, self.ts_max = height, ts_min, ts_max
-        self._columns, self._files = columns, files
+        self._columns, self._file, self._blocks = columns, file, blocks or []  # blocks: (first row, rows, offsets)
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> "Ops":
@@ -78,9 +80,9 @@ class Ops:
         return cls(frame.height, int(ts.min()) if len(ts) else 0, int(ts.max()) if len(ts) else 0, columns=cols)
 
     def __getstate__(self) -> dict:
-        # pickled (Dask moving a prepared input to another worker): open files cannot travel, the columns do
+        # pickled (Dask moving a prepared input to another worker): an open file cannot travel, the columns do
         return dict(height=self.height, ts_min=self.ts_min, ts_max=self.ts_max, _columns=self.read(0, self.height),
-                    _files=None)
+                    _file=None, _blocks=[])
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -93,7 +95,16 @@ class Ops:
         count = max(0, min(count, self.height - start))
         if self._columns is not None:
             return {name: self._columns[name][start:start + count] for name in names}
-        return {name: _pread(self._files[name], dict(OP_COLUMNS)[name], start, count) for name in names}
+        out = {name: np.empty(count, dtype=_DTYPES[name]) for name in names}
+        first = bisect.bisect_right(self._blocks, start, key=lambda b: b[0]) - 1
+        for row0, rows, offsets in self._blocks[max(first, 0):]:
+            lo, hi = max(start, row0), min(start + count, row0 + rows)
+            if lo >= hi:
+                break
+            for name, arr in out.items():
+                size = arr.itemsize
+                _pread_into(self._file, memoryview(arr[lo - start:hi - start]).cast("B"), offsets[name] + (lo - row0) * size)
+        return out
 
     def chunks(self, size: int, names: tuple[str, ...] = OP_NAMES) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, self.height, size):
@@ -104,37 +115,46 @@ class Ops:
         return pl.DataFrame(self.read(0, self.height))
 
 
+_DTYPES = dict(OP_COLUMNS)
+
+
 def to_columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(frame[name].to_numpy(), dtype=dtype) for name, dtype in OP_COLUMNS}
 
 
-def _pread(file, dtype, start: int, count: int) -> np.ndarray:
-    out = np.empty(count, dtype=dtype)
-    view, offset, done = memoryview(out).cast("B"), start * out.itemsize, 0
-    while done < out.nbytes:
+def _pread_into(file, view: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(view):
         n = os.preadv(file.fileno(), [view[done:]], offset + done)
         if n <= 0:
             raise OutputError(f"{file.name}: the demand's op file is shorter than written")
         done += n
-    return out
 
 
 class _OpWriter:
-    """Appends op columns to unnamed files (see _spill_file)."""
+    """Appends blocks of op columns to one unnamed file (see _spill_file)."""
 
     def __init__(self, dataset: Path):
-        self.files = {name: _spill_file(dataset) for name in OP_NAMES}
-        self.height = 0
+        self.file = _spill_file(dataset)
+        self.blocks: list[tuple[int, int, dict[str, int]]] = []
+        self.height = self.offset = 0
 
     def append(self, cols: dict[str, np.ndarray]) -> None:
+        rows = len(cols["kind"])
+        if not rows:
+            return
+        offsets = {}
         for name, dtype in OP_COLUMNS:
-            self.files[name].write(np.ascontiguousarray(cols[name], dtype=dtype).data)
-        self.height += len(cols["kind"])
+            data = np.ascontiguousarray(cols[name], dtype=dtype)
+            offsets[name] = self.offset
+            self.file.write(data.data)
+            self.offset += data.nbytes
+        self.blocks.append((self.height, rows, offsets))
+        self.height += rows
 
     def finish(self, ts_min: int, ts_max: int) -> Ops:
-        for f in self.files.values():
-            f.flush()
-        return Ops(self.height, ts_min, ts_max, files=self.files)
+        self.file.flush()
+        return Ops(self.height, ts_min, ts_max, file=self.file, blocks=self.blocks)
 
 
 def _spill_file(dataset: Path):
@@ -501,7 +521,7 @@ class _Builder:
             self.ts_max = max(self.ts_max, int(rel["ts_ns"].max()))
         ts = (self.ts_min, self.ts_max) if main.height + nrel else (0, 0)
         if not nrel:
-            return Ops(main.height, *ts, files=main._files)
+            return Ops(main.height, *ts, file=main._file, blocks=main._blocks)
         merged = _OpWriter(self.dataset)
         taken = 0
         for start in range(0, main.height, _MERGE_CHUNK):
@@ -513,8 +533,7 @@ class _Builder:
             taken = upto
         if taken < nrel:  # no other op at all
             merged.append({name: rel[name][taken:] for name in OP_NAMES})
-        for f in main._files.values():
-            f.close()
+        main._file.close()
         return merged.finish(*ts)
 
     def _finish(self, ops: Ops, releases: pl.DataFrame) -> Demand:
