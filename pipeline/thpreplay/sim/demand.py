@@ -510,7 +510,7 @@ class _Builder:
         return releases
 
     def _merge(self, main: Ops, releases: pl.DataFrame) -> Ops:
-        """The op stream with the releases in place (after the other ops of their line), in new files."""
+        """The op stream with the releases in place (after the other ops of their line), in a new file."""
         rel = to_columns(releases.sort(["line", "region"]).select(
             pl.lit(OP_RELEASE, pl.Int8).alias("kind"), "ts_ns", "line", pl.lit(-1, pl.Int64).alias("pfn"),
             pl.lit(9, pl.Int8).alias("order"), pl.lit(0, pl.Int8).alias("mt"), pl.lit(0, pl.Int8).alias("pkind"),
