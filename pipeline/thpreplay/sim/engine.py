@@ -44,6 +44,7 @@ import polars as pl
 
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
+from thpreplay.sim.demand import OP_COLUMNS as DEMAND_COLUMNS
 from thpreplay.sim.demand import Demand
 from thpreplay.sim.params import Params
 from thpreplay.sim.state import InitialState
@@ -127,8 +128,8 @@ def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: Ini
     )
 
 
-OP_COLUMNS = (("kind", np.int8), ("ts_ns", np.int64), ("pfn", np.int64), ("order", np.int8), ("mt", np.int8),
-              ("pkind", np.int8), ("node", np.int16), ("region", np.int64), ("madvised", np.int8))
+# the demand's op columns the core reads, in the order _engine.run takes them (all but line)
+OP_COLUMNS = tuple((name, dtype) for name, dtype in DEMAND_COLUMNS if name != "line")
 ENGINE_COLUMNS = tuple(name for name, _ in OP_COLUMNS)
 
 
