@@ -19,7 +19,7 @@ _spec = importlib.util.spec_from_file_location("fidelity_score", ROOT / "sample_
 score = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(score)
 
-GOLDEN = pl.read_csv(score.GOLDEN)
+GOLDEN = score.read_golden()
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +36,31 @@ def test_every_capture_is_scored(scored):
 
 def test_scores_match_the_published_table(scored):
     key = ["kind", "capture", "figure"]
-    got = scored.select(*key, "policy", "observed", "simulated").sort(key)
-    want = GOLDEN.select(*key, "policy", "observed", "simulated").sort(key)
+    cols = ["policy", "observed", "simulated", "range_min", "range_max", "in_range"]
+    got = scored.select(*key, *cols).sort(key)
+    want = GOLDEN.select(*key, *cols).sort(key)
     assert got.equals(want), got.join(want, on=key, how="full", suffix="_golden").filter(
         (pl.col("simulated") != pl.col("simulated_golden")) | (pl.col("observed") != pl.col("observed_golden"))
         | pl.col("simulated").is_null() | pl.col("simulated_golden").is_null())
+
+
+def test_runs_of_a_scenario_are_grouped(scored):
+    """`<name>-rN` is run N of `<name>`: one group, one observed range, every run's replay checked against it."""
+    assert score.group_name("6.1-s1-fragmented-movable-r2") == "6.1-s1-fragmented-movable"
+    assert score.NAME.match("6.1-s1-fragmented-movable-r12")["run"] == "12"
+    assert score.NAME.match("6.1-local-only-s1-fragmented-movable")["run"] is None
+    v = scored.filter(pl.col("kind") == "validate")
+    for (group, figure), g in v.group_by(
+            pl.col("capture").map_elements(score.group_name, return_dtype=pl.String), "figure"):
+        assert g["runs"].to_list() == [g.height] * g.height, group
+        assert g["range_min"].unique().to_list() == [g["observed"].min()], (group, figure)
+        assert g["range_max"].unique().to_list() == [g["observed"].max()], (group, figure)
+        assert g["in_range"].to_list() == [score.within_range(s, g["observed"].min(), g["observed"].max())
+                                           for s in g["simulated"]]
+        if g.height == 1:
+            assert g["in_range"].to_list() == g["ok"].to_list(), (group, figure)
+    assert score.within_range(63, 70, 70) and not score.within_range(62, 70, 70)
+    assert score.within_range(0, 5, 80) and score.within_range(88, 5, 80) and not score.within_range(89, 5, 80)
 
 
 def test_the_document_is_the_table(scored):

@@ -34,7 +34,21 @@ TWO_STEP = ("rientjes-2019", "two-step-5.4", "thisnode-noretry-5.6", "no-local-r
 
 def small_fragmented():
     """1. A workload smaller than a node: 96 faults (192 MiB). Node 0 is fragmented but compactable:
-    every other page is a movable anon page (50 % free, no free block above order 0, nothing pinned)."""
+    40 % of its pages are movable anon pages at random places (free blocks of low orders only, nothing
+    pinned). Random, not every other page: async compaction's free scanner samples a pageblock 1 page
+    in 32 (5.1+) and never sees holes at every odd offset (every_other_page below). 40 %, so that one
+    sweep of compaction's scanners can serve the workload: once they meet, the pageblock skip bits
+    they set stay until kswapd next sleeps (reset_isolation_suitable), and in this demand nothing wakes
+    kswapd, so later compactions would fail as in every_other_page."""
+    m = Machine(nodes=2, mib_per_node=512).fill(0, anon=0.4)
+    return m, thp_faults(m, 96)
+
+
+def every_other_page():
+    """1b. As 1, but the used pages are every other page (offsets 0, 2, 4, ...), the pattern of the
+    lab's fragmented-movable scenario on Debian 6.1 (every hole at an odd offset): 5.1+ async
+    compaction's sampling free scanner finds no free page, marks every block skipped and meets the
+    migrate scanner (COMPACT_PARTIAL_SKIPPED), so local THPs need reclaim or another node."""
     m = Machine(nodes=2, mib_per_node=512).fragment(0)
     return m, thp_faults(m, 96)
 
@@ -56,14 +70,15 @@ def pinned_low_memory():
 
 
 def pinned_fragmented():
-    """4. Local compaction runs and fails: node 0 as in 1 (every other page anon, 50 % free) but with 4
+    """4. Local compaction runs and fails: node 0 as in 1 (half of it anon at random, 50 % free) but with 4
     pinned pages in every pageblock. Compaction is suitable (plenty of free memory), walks the zone and
     finds nothing it can empty: COMPLETE, not SKIPPED. 96 faults."""
-    m = Machine(nodes=2, mib_per_node=512).fragment(0).pollute(0, per_block=4).set_swap(1024)
+    m = Machine(nodes=2, mib_per_node=512).fill(0, anon=0.5).pollute(0, per_block=4).set_swap(1024)
     return m, thp_faults(m, 96)
 
 
-SCENARIOS = {f.__name__: f for f in (small_fragmented, larger_than_node, pinned_low_memory, pinned_fragmented)}
+SCENARIOS = {f.__name__: f for f in (small_fragmented, every_other_page, larger_than_node, pinned_low_memory,
+                                      pinned_fragmented)}
 
 
 @functools.cache
@@ -105,47 +120,58 @@ COLUMNS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed", "
 GOLDEN = {
     'small_fragmented': {
         'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'thisnode-4.1': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 19821),
+        'defrag-modes-4.6': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 19821),
+        'local-only-4.8': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 19821),
+        'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'rientjes-2019': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 19821),
+        'two-step-5.4': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 19821),
+        'thisnode-noretry-5.6': (96, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 19821),
+        'no-local-reclaim-7.0': (96, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 19821),
+    },
+    'every_other_page': {
+        'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         'thisnode-4.1': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
         'defrag-modes-4.6': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
-        'local-only-4.8': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
+        'local-only-4.8': (86, 0, 10, 0, 0, 106, 86, 10, 0, 0, 0, 22016),
         'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-        'rientjes-2019': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
-        'two-step-5.4': (96, 0, 0, 0, 0, 96, 96, 0, 0, 0, 0, 24576),
-        'thisnode-noretry-5.6': (96, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 24576),
-        'no-local-reclaim-7.0': (96, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 24576),
+        'rientjes-2019': (86, 10, 0, 0, 0, 99, 86, 3, 0, 0, 0, 22016),
+        'two-step-5.4': (86, 10, 0, 0, 0, 99, 86, 3, 0, 0, 0, 22016),
+        'thisnode-noretry-5.6': (96, 0, 0, 0, 0, 30, 30, 0, 0, 0, 0, 24576),
+        'no-local-reclaim-7.0': (96, 0, 0, 0, 0, 30, 30, 0, 0, 0, 0, 24576),
     },
     'larger_than_node': {
-        'prefer-local-4.0': (11, 277, 0, 0, 0, 23, 11, 12, 17142, 0, 12288, 5463),
-        'thisnode-4.1': (244, 0, 44, 0, 0, 574, 244, 286, 146166, 0, 80630, 115257),
-        'defrag-modes-4.6': (244, 0, 44, 0, 0, 574, 244, 286, 146166, 0, 80630, 115257),
-        'local-only-4.8': (244, 0, 44, 0, 0, 574, 244, 286, 146166, 0, 80630, 115257),
-        'relaxed-5.3-rc5': (11, 277, 0, 0, 0, 23, 11, 12, 17142, 0, 12288, 5463),
+        'prefer-local-4.0': (6, 282, 0, 0, 0, 20, 6, 14, 16630, 0, 14336, 3156),
+        'thisnode-4.1': (6, 0, 282, 0, 0, 574, 6, 286, 146166, 0, 80630, 3156),
+        'defrag-modes-4.6': (6, 0, 282, 0, 0, 574, 6, 286, 146166, 0, 80630, 3156),
+        'local-only-4.8': (25, 0, 263, 0, 0, 574, 25, 286, 146166, 0, 80630, 13918),
+        'relaxed-5.3-rc5': (5, 283, 0, 0, 0, 20, 5, 15, 17142, 0, 15360, 2976),
         'rientjes-2019': (2, 254, 18, 14, 0, 320, 2, 0, 0, 15416, 7708, 1010),
         'two-step-5.4': (2, 254, 18, 14, 0, 320, 2, 0, 0, 15416, 7708, 1010),
-        'thisnode-noretry-5.6': (13, 275, 0, 0, 0, 12, 10, 13, 17142, 0, 11264, 6432),
-        'no-local-reclaim-7.0': (13, 275, 0, 0, 0, 12, 10, 11, 17142, 0, 11264, 6432),
+        'thisnode-noretry-5.6': (4, 284, 0, 0, 0, 69, 2, 42, 16630, 0, 15360, 2410),
+        'no-local-reclaim-7.0': (4, 284, 0, 0, 0, 42, 2, 15, 16630, 0, 15360, 2410),
     },
     'pinned_low_memory': {
         'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-        'thisnode-4.1': (0, 0, 96, 0, 0, 192, 0, 96, 49180, 0, 0, 0),
-        'defrag-modes-4.6': (0, 0, 96, 0, 0, 192, 0, 96, 49180, 0, 0, 0),
-        'local-only-4.8': (0, 0, 96, 0, 0, 192, 0, 96, 49180, 0, 0, 0),
+        'thisnode-4.1': (0, 0, 96, 0, 0, 192, 0, 96, 49180, 0, 0, 1703),
+        'defrag-modes-4.6': (0, 0, 96, 0, 0, 192, 0, 96, 49180, 0, 0, 1703),
+        'local-only-4.8': (0, 0, 96, 0, 0, 192, 0, 96, 49180, 0, 0, 6015),
         'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         'rientjes-2019': (0, 96, 0, 0, 0, 96, 0, 0, 0, 0, 0, 0),
         'two-step-5.4': (0, 96, 0, 0, 0, 96, 0, 0, 0, 0, 0, 0),
-        'thisnode-noretry-5.6': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-        'no-local-reclaim-7.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        'thisnode-noretry-5.6': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1163),
+        'no-local-reclaim-7.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1163),
     },
     'pinned_fragmented': {
         'prefer-local-4.0': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-        'thisnode-4.1': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 0),
-        'defrag-modes-4.6': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 0),
-        'local-only-4.8': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 0),
+        'thisnode-4.1': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 8352),
+        'defrag-modes-4.6': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 8352),
+        'local-only-4.8': (0, 0, 96, 0, 0, 192, 0, 96, 0, 0, 0, 57284),
         'relaxed-5.3-rc5': (0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-        'rientjes-2019': (0, 96, 0, 0, 0, 102, 0, 6, 0, 0, 0, 0),
-        'two-step-5.4': (0, 96, 0, 0, 0, 102, 0, 6, 0, 0, 0, 0),
-        'thisnode-noretry-5.6': (0, 96, 0, 0, 0, 192, 0, 96, 0, 0, 0, 0),
-        'no-local-reclaim-7.0': (0, 96, 0, 0, 0, 96, 0, 0, 0, 0, 0, 0),
+        'rientjes-2019': (0, 96, 0, 0, 0, 102, 0, 6, 0, 0, 0, 8300),
+        'two-step-5.4': (0, 96, 0, 0, 0, 102, 0, 6, 0, 0, 0, 8300),
+        'thisnode-noretry-5.6': (0, 96, 0, 0, 0, 192, 0, 96, 0, 0, 0, 8300),
+        'no-local-reclaim-7.0': (0, 96, 0, 0, 0, 96, 0, 0, 0, 0, 0, 8300),
     },
 }
 
@@ -259,10 +285,13 @@ def test_s2_others_spill_to_remote_without_swap():
 
 
 def test_s2_local_only_stalls_far_longer():
-    """The swap storm is time: Stefan Priebe's 194 s allocation stall; Mel's usemem 42 s on 5.2, 27 s on 5.3."""
+    """The swap storm is time: Stefan Priebe's 194 s allocation stall; Mel's usemem 42 s on 5.2, 27 s on 5.3
+    (1.6 times). The margin is 3 times: the model's local-only faults reclaim and swap as the storm did,
+    and since compaction can fail (skip bits, sampling) they no longer add a successful compaction each;
+    the others reclaim a little too (about 4.4 times less in all)."""
     storm = result(S2, "local-only-4.8").outcomes["latency_ns"].sum()
     for p in ("relaxed-5.3-rc5",) + TWO_STEP:
-        assert storm >= 5 * result(S2, p).outcomes["latency_ns"].sum(), p
+        assert storm >= 3 * result(S2, p).outcomes["latency_ns"].sum(), p
 
 
 @pytest.mark.parametrize("policy", POLICIES)

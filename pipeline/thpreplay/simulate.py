@@ -25,6 +25,7 @@ from thpreplay.kernel.gfp import parse_release
 from thpreplay.policy.base import Policy, PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
 from thpreplay.procfs import selected_setting
+from thpreplay.sim import calibrate
 from thpreplay.sim import demand as demand_mod
 from thpreplay.sim import engine, state
 from thpreplay.sim.params import Params
@@ -45,6 +46,8 @@ class Inputs:
     kernel_release: str | None
     stall_rule: str
     notes: list[str] = field(default_factory=list)
+    proactive_phase_ns: int | None = None
+    calibration: list[dict] = field(default_factory=list)   # costs measured from the capture (sim/calibrate.py)
 
 
 def _metadata(dataset: Path) -> dict:
@@ -126,6 +129,10 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
         overrides["compaction_proactiveness"] = int(sysctl["compaction_proactiveness"])
     elif release and (parse_release(release) or (99, 0)) < (5, 9):
         overrides["compaction_proactiveness"] = 0  # proactive compaction (Nitin Gupta) came with 5.9
+    # costs measured from the capture's own trace (sim/calibrate.py)
+    estimates = calibrate.calibrate(dataset)
+    overrides.update(calibrate.overrides(estimates, params.explicit))
+    notes += [calibrate.describe(e) for e in estimates if e.param not in params.explicit]
     # the capture's own settings apply unless the --params file set the value
     overrides = {k: v for k, v in overrides.items() if k not in params.explicit}
     if overrides:
@@ -134,7 +141,26 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     init = state.build(dataset, demand.used_at_start, demand.free_at_start, demand.pfns_by_migratetype, cua, params.seed,
                        demand.traced_pages)
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
-                  notes + demand.notes + init.assumptions)
+                  notes + demand.notes + init.assumptions, kcompactd_timer_phase(dataset),
+                  [e.as_dict() for e in estimates])
+
+
+def kcompactd_timer_phase(dataset: Path) -> int | None:
+    """A trace time at which kcompactd's proactive timer fired, or None. kcompactd checks proactive
+    compaction every HPAGE_FRAG_CHECK_INTERVAL_MSEC (500 ms) on its own timer (mm/compaction.c,
+    kcompactd()); a run of its that no mm_compaction_kcompactd_wake started (a wake-up is traced within
+    microseconds before the work) is a timer run, and the model keeps its checks in that phase. This is
+    the machine's clock, not a decision of the kernel's: whether the check compacts is the model's."""
+    try:
+        c = state.read_table(dataset, "compaction", ["ts_ns", "comm", "event"])
+    except InputError:
+        return None
+    k = c.filter(pl.col("comm").str.starts_with("kcompactd")).sort("ts_ns")
+    wakes = k.filter(pl.col("event") == "mm_compaction_kcompactd_wake")["ts_ns"].to_list()
+    for ts in k.filter(pl.col("event") == "mm_compaction_begin")["ts_ns"].to_list():
+        if not any(0 <= ts - w <= 10_000_000 for w in wakes):
+            return int(ts)
+    return None
 
 
 def select_policies(names: list[str] | None, kernels: list[str] | None) -> list[Policy]:
@@ -203,7 +229,8 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationR
             inputs.notes.append(f"{policy.name} skipped: {e.message}")
     for policy in usable:
         run = engine.run(policy, inputs.settings, inputs.demand, inputs.state, inputs.params, inputs.stall_rule,
-                         progress=progress)
+                         progress=progress, release=inputs.kernel_release,
+                         proactive_phase_ns=inputs.proactive_phase_ns)
         runs.append(run)
         rows.append(summarize(run, policy, inputs.settings))
     summary = schemas.load("outcome_summary").conform(
@@ -237,7 +264,7 @@ def write(result: SimulationResult) -> Path:
             policies=[r.policy for r in result.runs],
             settings=dict(enabled=inp.settings.enabled, defrag=inp.settings.defrag),
             kernel_release=inp.kernel_release, compact_stall_rule=inp.stall_rule,
-            params=inp.params.as_dict(), notes=inp.notes, demand=inp.demand.counts,
+            params=inp.params.as_dict(), calibration=inp.calibration, notes=inp.notes, demand=inp.demand.counts,
             initial_state=inp.state.summary,
             counters={r.policy: r.counters for r in result.runs},
             schemas={name: schemas.load(name).id for name in TABLES},

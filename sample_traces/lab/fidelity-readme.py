@@ -102,6 +102,7 @@ def main():
     qemu_ver = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     nodes = os.environ.get("NODES", "2")
     mem = os.environ.get("MEM_MB", "1536")
+    run_no = os.environ.get("RUN", "") if os.environ.get("RUN", "") not in ("", "1") else ""
     cmd_kernel = kernel
 
     deltas, ranges, counts, events = summarize.summary(bundle)
@@ -110,16 +111,23 @@ def main():
     fails = sum(n for (w, g), n in counts.items() if w.startswith("failed"))
 
     out = []
-    out.append("# %s: scenario %s (%s) on the %s kernel, %s-node QEMU guest\n"
-               % (name, scen, short, kernel if selfbuilt else "Debian " + kernel, nodes))
+    out.append("# %s: scenario %s (%s) on the %s kernel, %s-node QEMU guest%s\n"
+               % (name, scen, short, kernel if selfbuilt else "Debian " + kernel, nodes,
+                  ", run %s" % run_no if run_no else ""))
     out.append(title + "\n")
+    if run_no:
+        first = name[: -len("-r" + run_no)]
+        out.append("Run %s of this scenario on this kernel: the same kernel, guest and workload as `%s` "
+                   "(run 1), booted again. The kernel's outcome of this scenario varies from boot to boot, "
+                   "so the lab keeps several runs; `score.py` scores `%s` and its `-rN` runs together "
+                   "against their range.\n" % (run_no, first, first))
     out.append("A thpreplay capture bundle (no `manifest.json`) made by the fidelity lab: everything "
                "was copied inside a QEMU guest, sent to the host over the guest's second serial port and "
                "unpacked unchanged; the host compressed `trace.txt` and `kpageflags.before` (`zstd -19`). "
                "This README is written by `sample_traces/lab/fidelity-readme.py`.\n")
     out.append("## How it was made\n")
     out.append("From the repository root, with `LAB_CACHE` set to a cache directory outside the repo:\n")
-    out.append("    sample_traces/lab/run-fidelity.sh %s %s\n" % (cmd_kernel, scen))
+    out.append("    %ssample_traces/lab/run-fidelity.sh %s %s\n" % ("RUN=%s " % run_no if run_no else "", cmd_kernel, scen))
     out.append("(`NODES=%s MEM_MB=%s`, the defaults). It runs `fetch-kernel.sh` (Debian kernels), `build-initramfs.sh`, "
                "`run-guest.sh` with `KERNEL=%s SCENARIO=%s`, and this README's generator.\n"
                % (nodes, mem, image.replace(lab_cache, "$LAB_CACHE") if lab_cache else image, scen))

@@ -19,7 +19,13 @@
 #   4 qemu-threads        1024 MB MADV_HUGEPAGE filled by 4 threads on node 0's CPU
 # Environment: LAB_CACHE (default ~/.cache/thpreplay-lab), NODES (2 or 4,
 # default 2; with 4 the directory names get a -4node suffix), MEM_MB (total guest
-# RAM, default 1536, split evenly between the nodes), OUT_ROOT.
+# RAM, default 1536, split evenly between the nodes), OUT_ROOT, RUN.
+# RUN=N (N >= 2): a repeated run of the same (kernel, scenario), written to
+#   <kernel>-s<N>-<name>-rN/ next to the first one (e.g. 6.1-s1-fragmented-movable-r2),
+#   so that a scenario the kernel itself does not repeat exactly can keep several
+#   runs (score.py groups them).  Unset, empty or 1: the first run, no suffix.
+#   The committed scenario-1 runs 2..5 of the Debian kernels were made with
+#     for r in 2 3 4 5; do RUN=$r nice -n 10 run-fidelity.sh 6.1 1; done   (and 5.10, 6.12)
 # Guests run one at a time.  Every selected pair is attempted; a failed one is
 # reported at the end and makes the exit status 1 (nothing is skipped silently).
 set -uo pipefail
@@ -29,6 +35,11 @@ export LAB_CACHE=${LAB_CACHE:-$HOME/.cache/thpreplay-lab}
 OUT_ROOT=${OUT_ROOT:-$(cd "$HERE/.." && pwd)/fidelity}
 export NODES=${NODES:-2}
 export MEM_MB=${MEM_MB:-1536}
+export RUN=${RUN:-}
+case "$RUN" in
+'' | 1) RUN= ;;
+*[!0-9]* | 0*) echo "run-fidelity.sh: RUN must be a run number (2, 3, ...), not '$RUN'" >&2; exit 2 ;;
+esac
 
 KERNELS=() SCENARIOS=()
 for a in "$@"; do
@@ -78,6 +89,7 @@ for k in "${KERNELS[@]}"; do
 done
 
 suffix=; [ "$NODES" = 2 ] || suffix=-${NODES}node
+[ -z "$RUN" ] || suffix+=-r$RUN
 mkdir -p "$OUT_ROOT"
 for k in "${KERNELS[@]}"; do
 	[ -n "${KIMAGE[$k]:-}" ] || continue

@@ -213,9 +213,17 @@ class EraPolicy:
     steps: tuple[Step, ...]
     gfp_hex: dict[tuple[str, bool], tuple[int, ...]] | None = None
     mthp: bool = False  # the era can have anon mTHP orders below PMD (6.8+)
-    # kcompactd's proactive compaction (vm.compaction_proactiveness, Nitin Gupta, 5.9): the era's kernels
-    # can have it. The simulator runs it only for such policies, with the capture's setting.
-    proactive_compaction: bool = False
+    # kcompactd's proactive compaction (vm.compaction_proactiveness, Nitin Gupta, 5.9): True when the
+    # era's kernels have it, False when none does, None for an era that ends before 5.9 but whose THP
+    # policy the lab runs on newer kernels (its patched 6.1 kernels): the capture's kernel decides
+    # (simulate sets proactiveness 0 for a capture before 5.9). The simulator runs it with the capture's
+    # setting.
+    proactive_compaction: bool | None = False
+    # async compaction's free scanner samples pageblocks (4fca9730c51d, 5.1; thpreplay.kernel.compaction):
+    # True / False for eras wholly after / before 5.1, None for an era that spans it (follow the capture's
+    # kernel). Compaction internals are the kernel's, so the lab's 6.1 kernels patched to an older THP
+    # policy still sample.
+    free_scanner_sampling: bool | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -291,6 +299,7 @@ PREFER_LOCAL_4_0 = EraPolicy(
     simplifications=(
         "The old slowpath's THP heuristic also fails on lock-contended or need_resched-contended compaction; "
         "the model only knows deferral. Kernels before 3.19 (before 077fcf116c8c) are not modelled."),
+    free_scanner_sampling=False,
 )
 
 THISNODE_4_1 = EraPolicy(
@@ -306,6 +315,7 @@ THISNODE_4_1 = EraPolicy(
     simplifications=(
         "As prefer-local-4.0: contended compaction is not modelled. MPOL_PREFERRED's preferred node as the "
         "THP target is not modelled (MPOL_DEFAULT only)."),
+    free_scanner_sampling=False,
 )
 
 DEFRAG_MODES_4_6 = EraPolicy(
@@ -321,6 +331,7 @@ DEFRAG_MODES_4_6 = EraPolicy(
     simplifications=(
         "is_thp_gfp_mask() also fails on contended compaction, not modelled. kcompactd (new in 4.6) is woken "
         "by the defer masks through kswapd; the policy only says which masks wake kswapd."),
+    free_scanner_sampling=False,
 )
 
 LOCAL_ONLY_4_8 = EraPolicy(
@@ -342,6 +353,7 @@ LOCAL_ONLY_4_8 = EraPolicy(
         "not have been set to it. gfp_hex is the 4.11 layout: 4.9 prints defer as 0x20742ca, and 4.19/4.20 "
         "moved __GFP_DIRECT_RECLAIM (e.g. 0x2742ca for a madvised fault), so match events by flags. "
         "watermark_boost_factor (5.0+) is outside the policy."),
+    proactive_compaction=None,
 )
 
 RELAXED_5_3_RC5 = EraPolicy(
@@ -363,6 +375,7 @@ RELAXED_5_3_RC5 = EraPolicy(
         "gfp_hex is the 5.3.1 layout; the 4.19.y backport and 4.20-rc print other hex for the same flags. "
         "The 4.19.y backport adds __GFP_THISNODE in alloc_pages_vma() instead of the mask; for MPOL_DEFAULT "
         "the attempts are the same. MPOL_BIND (no this_node) is not modelled."),
+    proactive_compaction=None,
 )
 
 RIENTJES_2019 = EraPolicy(
@@ -385,6 +398,7 @@ RIENTJES_2019 = EraPolicy(
         "are the reverts merged as 19deb7695e07/ac79f78da731, 4/4 is 76e654cc91bb line for line, 3/4 is "
         "b39d0ee2632d before the 5.4-rc __GFP_RETRY_MAYFAIL exemption, which no THP mask has. It was posted "
         "against 5.3-rc, whose gfp bits equal 5.4's; gfp_hex is the 5.4 column."),
+    free_scanner_sampling=True,
 )
 
 TWO_STEP_5_4 = EraPolicy(
@@ -405,6 +419,7 @@ TWO_STEP_5_4 = EraPolicy(
     simplifications=(
         "The second call is __alloc_pages_node() with no policy nodemask; with MPOL_DEFAULT that is all nodes, "
         "as modelled. Where in 5.5-rc cc638f329ef6 landed is not pinned (see versions.py)."),
+    free_scanner_sampling=True,
 )
 
 THISNODE_NORETRY_5_6 = EraPolicy(
@@ -427,6 +442,7 @@ THISNODE_NORETRY_5_6 = EraPolicy(
         "(<= 3) go through the non-costly retry loop and possibly OOM, which the Slowpath (costly orders) does "
         "not describe. The policy nodemask of the second call (5.16+) is not modelled (MPOL_DEFAULT)."),
     proactive_compaction=True,
+    free_scanner_sampling=True,
 )
 
 NO_LOCAL_RECLAIM_7_0 = EraPolicy(
@@ -444,6 +460,7 @@ NO_LOCAL_RECLAIM_7_0 = EraPolicy(
         "As thisnode-noretry-5.6. gfp_hex is None: the reference tabulates no kernel of this era, though the "
         "patch leaves the masks of 5.8.1-6.13.7 unchanged. The 5.10/5.15 backports have no mTHP."),
     proactive_compaction=True,
+    free_scanner_sampling=True,
 )
 
 BUILTINS: tuple[EraPolicy, ...] = (

@@ -46,13 +46,14 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
        K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
        K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
-       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_NCOUNTERS };
+       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_COMPACT_FREE_SCANNED, K_PGMIGRATE_FAIL, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
-       P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_NPARAMS };
+       P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_FREE_STRIDE, P_KSWAPD_US, P_KCOMPACTD_US,
+       P_PROACTIVE_PHASE, P_FAST_ISOLATE, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -64,6 +65,7 @@ typedef struct {
     int16_t zone;
     int8_t mt;
     int8_t huge;          /* holds a huge page the model allocated */
+    int8_t skip;          /* PB_migrate_skip: compaction's scanners pass the block by until a reset */
     int32_t fpos, apos;   /* positions in the node's file / anon block sets, -1 when absent */
     int64_t huge_region;  /* the region whose huge page it holds */
 } Block;
@@ -76,7 +78,8 @@ typedef struct {
     int64_t nr_free[NORD];        /* maximal free blocks per order, all migratetypes */
     int32_t head[NMT][NORD];
     int defer_shift, considered, order_failed;
-    int64_t mig, fre;             /* cached compaction scanner positions (block index) */
+    int64_t cmig[2], cfree;       /* compact_cached_migrate_pfn[async, sync], compact_cached_free_pfn (page index) */
+    int blockskip_flush;          /* compact_blockskip_flush: kswapd clears the skip bits when it sleeps */
     int64_t hcur[NMT];            /* where the search for free pages the trace never uses resumes */
     int hfail[NMT];               /* smallest order a whole sweep found none of (NORD: none failed) */
 } Zone;
@@ -673,65 +676,332 @@ static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff) {
     else { lru_add(e, t, kind, 1); lru_add(e, b, kind, -1); }
 }
 
-/* compact_zone(), as two scanners over pageblocks: the migrate scanner walks up from the zone start
-   (cached position), the free scanner down from the end. A source block is emptied only when every
-   used page in it is migratable (LRU anon/file); one pinned or unmovable page makes compaction pass it
-   by (async mode abandons such a block, isolate_migratepages_block). Async mode only takes MOVABLE
-   blocks as sources and targets (suitable_migration_source/target); whole free pageblocks are never
-   targets. Success when a source block becomes a free pageblock (it is captured for the request).
-   Returns the result; *captured is the block index on success. */
-static int compact_zone(Engine *e, Zone *z, int order, int prio, int64_t *migrated, int64_t *scanned, int64_t *captured) {
-    int async = prio == PRIO_ASYNC;
-    while (1) {
-        if (z->mig >= z->fre) {                     /* scanners met: reset_cached_positions() */
-            z->mig = z->b0; z->fre = z->b1 - 1;
-            return C_COMPLETE;
+/* compact_zone() of mm/compaction.c, page by page. The state it keeps across calls is the kernel's:
+   one skip bit per pageblock (PB_migrate_skip, shared by both scanners), cached migrate positions for
+   async and sync (compact_cached_migrate_pfn[2]), the cached free position and compact_blockskip_flush.
+   Positions are page indices from base_pfn (block * 512 + offset). */
+
+#define COMPACT_CLUSTER_MAX 32
+#define CC_FREE_MAX 64
+
+typedef struct {
+    Zone *z;
+    int order, async, direct, whole_zone, ignore_skip, ignore_block_suitable, proactive;
+    int skip_on_failure;        /* async direct compaction: abandon an order-aligned block at the first failure */
+    int64_t migrate_pfn;        /* page index the migrate scanner continues from */
+    int64_t free_pfn;           /* page index the free scanner continues from (scans down) */
+    /* isolated free pages: chunks (block, offset, pages) taken off the free lists by the free scanner */
+    int64_t fb[CC_FREE_MAX]; int16_t foff[CC_FREE_MAX], fn[CC_FREE_MAX]; int nchunks, nr_freepages;
+    int64_t mig_b; int16_t mig_off[COMPACT_CLUSTER_MAX]; int nr_migratepages;
+    int64_t migrated, failed, mscanned, fscanned;
+} CompactControl;
+
+static inline int64_t zone_start_pidx(const Zone *z) { return z->b0 * PB_PAGES; }
+static inline int64_t zone_end_pidx(const Zone *z) { return z->b1 * PB_PAGES; }
+static inline int in_zone(Engine *e, const Zone *z, int64_t b) {
+    return b >= z->b0 && b < z->b1 && e->blocks[b].zone >= 0 && &e->zones[e->blocks[b].zone] == z;
+}
+
+/* reset_cached_positions() */
+static void reset_cached_positions(Zone *z) {
+    z->cmig[0] = z->cmig[1] = zone_start_pidx(z);
+    z->cfree = (z->b1 - 1) * PB_PAGES;
+}
+
+/* __reset_isolation_suitable(): clear the zone's skip bits (the kernel also moves the cached positions
+   to the first/last block that looks suitable; the model restarts at the zone's ends). */
+static void reset_isolation_suitable(Engine *e, Zone *z) {
+    for (int64_t b = z->b0; b < z->b1 && b < e->nblocks; b++) e->blocks[b].skip = 0;
+    z->blockskip_flush = 0;
+    reset_cached_positions(z);
+}
+
+/* compaction_restarting(): deferred to the limit and considered that often, so the skip bits go. */
+static int compaction_restarting(const Zone *z, int order) {
+    return order >= z->order_failed && z->defer_shift == 6 && z->considered >= (1 << 6);
+}
+
+/* update_cached_migrate(): the cached migrate position only moves forward; async and sync each. */
+static void update_cached_migrate(CompactControl *cc, int64_t pidx) {
+    Zone *z = cc->z;
+    if (pidx > z->cmig[0]) z->cmig[0] = pidx;
+    if (!cc->async && pidx > z->cmig[1]) z->cmig[1] = pidx;
+}
+
+/* Can the used page at (b, off) be isolated for migration (isolate_migratepages_block)? LRU pages
+   can; mlocked ones only with vm.compact_unevictable_allowed (state.py makes them pinned otherwise);
+   kernel memory, slab, page tables and huge pages cannot. */
+static inline int isolatable(const Block *B, int off) {
+    return bit_get(B->anon, off) || bit_get(B->file, off) || bit_get(B->mlock, off);
+}
+
+/* The order of the largest free aligned chunk of the block that contains page off (which is free). */
+static inline int free_order_at(const Levels *L, int off) {
+    int k = 0;
+    while (k < NORD - 1 && level_bit(L, k + 1, off >> (k + 1))) k++;
+    return k;
+}
+
+/* isolate_freepages_block(): the kernel scans a block upward from
+   isolate_start_pfn, sampling every stride-th page (4fca9730c51d, 5.1: async compaction samples 1 in
+   COMPACT_CLUSTER_MAX until a block yields); a page that is the head of a free buddy is isolated
+   whole. Stops once enough free pages are isolated. Returns pages isolated; *pos is where it stopped. */
+static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int *pos, int stride) {
+    Block *B = &e->blocks[b];
+    Levels L; levels_of(B->used, &L);
+    int isolated = 0, off = *pos;
+    for (; off < PB_PAGES; off += stride) {
+        cc->fscanned++;
+        if (bit_get(B->used, off)) continue;
+        /* PageBuddy is set on the head of a free block only: the maximal free order at off, if aligned */
+        int k = free_order_at(&L, off);
+        if (off & ((1 << k) - 1)) continue;                  /* inside a free block: only its head is PageBuddy */
+        if (cc->nchunks == CC_FREE_MAX) break;
+        int n = 1 << k;
+        cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
+        cc->nr_freepages += n; isolated += n;
+        if (cc->nr_freepages >= cc->nr_migratepages) { off += n; break; }
+        off += n - 1;
+    }
+    if (off > PB_PAGES) off = PB_PAGES;
+    *pos = off;
+    return isolated;
+}
+
+/* suitable_migration_target(): not a free pageblock (a buddy of pageblock order), and MOVABLE unless
+   ignore_block_suitable (MIN_COMPACT_PRIORITY). */
+static int suitable_migration_target(Engine *e, CompactControl *cc, int64_t b) {
+    Block *B = &e->blocks[b];
+    if (B->nfree == PB_PAGES) return 0;
+    return cc->ignore_block_suitable || B->mt == MT_MOVABLE;
+}
+
+/* isolate_freepages(): the free scanner walks blocks down from free_pfn to the block above the migrate
+   scanner; a block fully scanned gets its skip bit (update_pageblock_skip, which also moves the cached
+   free position down). fast_isolate_freepages (5.1+) is not modelled. */
+static void isolate_freepages(Engine *e, CompactControl *cc, int stride_sampling) {
+    Zone *z = cc->z;
+    int64_t low_b = cc->migrate_pfn / PB_PAGES + 1;          /* pageblock_end_pfn(migrate_pfn) */
+    int64_t b = cc->free_pfn / PB_PAGES;
+    int start = (int)(cc->free_pfn % PB_PAGES);
+    int stride = (cc->async && stride_sampling) ? COMPACT_CLUSTER_MAX : 1;
+    int64_t next = b * PB_PAGES;
+    for (; b >= low_b; b--, start = 0) {
+        next = (b - 1) * PB_PAGES;
+        if (!in_zone(e, z, b) || !suitable_migration_target(e, cc, b)) continue;
+        if (!cc->ignore_skip && e->blocks[b].skip) continue;
+        int pos = start;
+        int got = isolate_freepages_block(e, cc, b, &pos, stride);
+        if (pos >= PB_PAGES) {
+            e->blocks[b].skip = 1;
+            if (b * PB_PAGES < z->cfree) z->cfree = b * PB_PAGES;
         }
-        int64_t b = z->mig++;
+        if (cc->nr_freepages >= cc->nr_migratepages) {
+            next = pos >= PB_PAGES ? (b - 1) * PB_PAGES : b * PB_PAGES + pos;
+            break;
+        } else if (pos < PB_PAGES) { next = b * PB_PAGES + pos; break; }   /* isolation failed early */
+        stride = got ? 1 : (stride * 2 > COMPACT_CLUSTER_MAX ? COMPACT_CLUSTER_MAX : stride * 2);
+        if (!(cc->async && stride_sampling)) stride = 1;
+    }
+    cc->free_pfn = next;
+}
+
+/* fast_isolate_freepages() (5.1+, with the sampling): before the linear scan, look on the free lists
+   for a free page below the free scanner in the top quarter of the range left between the scanners
+   (else the top half), and isolate around it: its block's free pages, stride 1 (fast_isolate_around);
+   a block that does not give enough gets its skip bit. The kernel looks at a bounded number of list
+   entries, in the lists' order, which no capture shows: the model takes the highest such block, as if
+   the entries it looked at included it. */
+static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
+    if (cc->order <= 0 || cc->order >= NORD) return;
+    Zone *z = cc->z;
+    int64_t distance = cc->free_pfn - cc->migrate_pfn;
+    int64_t low_b = (cc->free_pfn - distance / 4) / PB_PAGES, min_b = (cc->free_pfn - distance / 2) / PB_PAGES;
+    int64_t mig_b = cc->migrate_pfn / PB_PAGES;
+    if (min_b <= mig_b) min_b = mig_b + 1;
+    for (int64_t b = cc->free_pfn / PB_PAGES; b >= min_b; b--) {
+        if (!in_zone(e, z, b)) continue;
         Block *B = &e->blocks[b];
-        *scanned += PB_PAGES;
-        if (B->zone < 0 || &e->zones[B->zone] != z) continue;
-        int nused = PB_PAGES - B->nfree;
-        if (nused == 0 || nused == PB_PAGES) continue;
-        if (async && B->mt != MT_MOVABLE) continue;
-        if (nused != B->nanon + B->nfile + B->nmlock) continue;   /* something in it cannot move */
-        /* enough free target pages above the source? */
-        int64_t avail = 0;
-        for (int64_t t = z->fre; t > b && avail < nused; t--) {
-            Block *T = &e->blocks[t];
-            if (T->zone < 0 || T->nfree == PB_PAGES || (async && T->mt != MT_MOVABLE)) continue;
-            avail += T->nfree;
-        }
-        if (avail < nused) {                          /* the free scanner would meet the migrate scanner */
-            z->mig = z->b0; z->fre = z->b1 - 1;
-            return C_COMPLETE;
-        }
-        int off = 0;
-        while (B->nanon + B->nfile + B->nmlock > 0) {
-            Block *T = &e->blocks[z->fre];
-            if (z->fre <= b || T->zone < 0 || T->nfree == 0 || T->nfree == PB_PAGES || (async && T->mt != MT_MOVABLE)) {
-                z->fre--;
-                *scanned += PB_PAGES;
-                continue;
-            }
-            int toff = 0, tfree = T->nfree;
-            while (tfree > 0 && B->nanon + B->nfile + B->nmlock > 0) {
-                while (!(bit_get(B->anon, off) || bit_get(B->file, off) || bit_get(B->mlock, off))) off++;
-                while (bit_get(T->used, toff)) toff++;
-                move_page(e, b, off, z->fre, toff);
-                tfree--;
-                (*migrated)++;
-            }
-            refresh(e, z->fre);
-        }
-        refresh(e, b);
-        for (int m2 = 0; m2 < NMT; m2++) z->hfail[m2] = NORD;
-        *captured = b;
-        return C_SUCCESS;
+        if (B->mt != MT_MOVABLE || B->skip || B->nfree == 0 || B->nfree == PB_PAGES) continue;
+        int small = 0;
+        for (int j = 0; j < cc->order; j++) if (B->cnt[j]) { small = 1; break; }
+        if (!small) continue;
+        int pos = 0;
+        isolate_freepages_block(e, cc, b, &pos, 1);
+        if (cc->nr_freepages < cc->nr_migratepages) B->skip = 1;
+        (void)low_b;
+        return;
     }
 }
 
-/* try_to_compact_pages() over the attempt's zones; on success the captured block is allocated. */
+/* compaction_alloc(): one isolated free page, isolating more when none is left. -1 when the free
+   scanner has met the migrate scanner (migrate_pages then fails with -ENOMEM). */
+static int64_t compaction_alloc(Engine *e, CompactControl *cc, int stride_sampling, int *toff) {
+    if (cc->nchunks == 0) {
+        if (cc->free_pfn / PB_PAGES > cc->migrate_pfn / PB_PAGES) {
+            if (stride_sampling && e->p[P_FAST_ISOLATE] != 0) fast_isolate_freepages(e, cc);
+            if (cc->nchunks == 0) isolate_freepages(e, cc, stride_sampling);
+        }
+        if (cc->nchunks == 0) return -1;
+    }
+    int i = cc->nchunks - 1;
+    int64_t t = cc->fb[i];
+    *toff = cc->foff[i];
+    cc->foff[i]++; cc->fn[i]--; cc->nr_freepages--;
+    if (cc->fn[i] == 0) cc->nchunks--;
+    return t;
+}
+
+/* isolate_migratepages_block(): up to COMPACT_CLUSTER_MAX pages of one block from migrate_pfn. Free
+   pages are passed over (one scanned page per buddy); a page that cannot be isolated is passed over,
+   or, with skip_on_failure, ends the order-aligned chunk (the pages isolated from it are put back). A
+   block scanned to its end with nothing isolated gets its skip bit and moves the cached position. */
+static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b) {
+    Block *B = &e->blocks[b];
+    int off = (int)(cc->migrate_pfn - b * PB_PAGES);
+    int chunk = 1 << (cc->order < PB_ORDER ? cc->order : PB_ORDER);
+    int next_skip = (off & ~(chunk - 1)) + chunk;
+    cc->nr_migratepages = 0; cc->mig_b = b;
+    Levels L; levels_of(B->used, &L);
+    while (off < PB_PAGES) {
+        if (cc->skip_on_failure && off >= next_skip) {
+            if (cc->nr_migratepages) break;
+            next_skip += chunk;
+        }
+        cc->mscanned++;
+        if (!bit_get(B->used, off)) {                       /* a free buddy: skip it whole */
+            int k = free_order_at(&L, off);
+            off = (off & ~((1 << k) - 1)) + (1 << k);
+            continue;
+        }
+        if (isolatable(B, off)) {
+            cc->mig_off[cc->nr_migratepages++] = (int16_t)off;
+            off++;
+            if (cc->nr_migratepages == COMPACT_CLUSTER_MAX) break;
+            continue;
+        }
+        /* isolate_fail */
+        off++;
+        if (!cc->skip_on_failure) continue;
+        cc->nr_migratepages = 0;                               /* putback */
+        if (off < next_skip) { off = next_skip; next_skip += chunk; }
+    }
+    cc->migrate_pfn = b * PB_PAGES + off;
+    if (off >= PB_PAGES && cc->nr_migratepages == 0) {
+        if (!cc->ignore_skip) B->skip = 1;
+        update_cached_migrate(cc, (b + 1) * PB_PAGES);
+    }
+}
+
+/* isolate_migratepages(): the next block with pages to migrate, from migrate_pfn up to the free
+   scanner. Blocks with the skip bit, and (async direct compaction) blocks that are not MOVABLE
+   (suitable_migration_source), are passed by. fast_find_migrateblock (5.1+) is not modelled. */
+static int isolate_migratepages(Engine *e, CompactControl *cc) {
+    Zone *z = cc->z;
+    cc->nr_migratepages = 0;
+    while (cc->migrate_pfn / PB_PAGES < cc->free_pfn / PB_PAGES) {
+        int64_t b = cc->migrate_pfn / PB_PAGES;
+        int64_t block_end = (b + 1) * PB_PAGES;
+        if (!in_zone(e, z, b) || (!cc->ignore_skip && e->blocks[b].skip)) { cc->migrate_pfn = block_end; continue; }
+        if (cc->async && cc->direct && e->blocks[b].mt != MT_MOVABLE) {
+            update_cached_migrate(cc, block_end);
+            cc->migrate_pfn = block_end;
+            continue;
+        }
+        isolate_migratepages_block(e, cc, b);
+        if (cc->nr_migratepages) return 1;
+    }
+    return 0;
+}
+
+/* __compact_finished(): scanners met (reset the cached positions; a direct compactor asks kswapd to
+   flush the skip bits when it sleeps): COMPLETE for a whole-zone run, else PARTIAL_SKIPPED. Proactive
+   compaction runs until the zone's fragmentation score is at the low mark. Otherwise success once the
+   zone has a free block of the order (any migratetype: for order >= pageblock_order/2 a fallback list
+   can be stolen, find_suitable_fallback). */
+static int64_t extfrag_score(const Zone *z, int order);
+static int compact_finished(Engine *e, CompactControl *cc, int64_t proactive_low) {
+    Zone *z = cc->z;
+    if (cc->free_pfn / PB_PAGES <= cc->migrate_pfn / PB_PAGES) {
+        reset_cached_positions(z);
+        if (cc->direct) z->blockskip_flush = 1;
+        return cc->whole_zone ? C_COMPLETE : C_PARTIAL_SKIPPED;
+    }
+    if (cc->proactive) return extfrag_score(z, PB_ORDER) > proactive_low ? C_CONTINUE : C_SUCCESS;
+    for (int j = cc->order; j < NORD; j++) if (z->nr_free[j] > 0) return C_SUCCESS;
+    return C_CONTINUE;
+}
+
+static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff);
+
+/* compact_zone(): isolate a batch, migrate it into isolated free pages (migrate_pages with
+   compaction_alloc), until compact_finished says otherwise. A batch that runs out of free pages
+   fails (-ENOMEM) and the scanners have met; async direct compaction then skips the rest of the
+   block. Pages already migrated stay migrated. Unused isolated free pages go back, and the cached free
+   position moves back up to them (release_freepages). */
+static int compact_zone(Engine *e, Zone *z, int order, int prio, int direct, int proactive, int64_t proactive_low,
+                        int max_batches, int64_t *migrated, int64_t *mscanned, int64_t *fscanned, int64_t *captured) {
+    CompactControl cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.z = z; cc.order = order; cc.async = prio == PRIO_ASYNC; cc.direct = direct; cc.proactive = proactive;
+    cc.ignore_skip = cc.whole_zone = cc.ignore_block_suitable = prio == PRIO_SYNC_FULL;
+    cc.skip_on_failure = direct && cc.async && order < NORD;
+    int stride_sampling = e->p[P_FREE_STRIDE] != 0;
+    *captured = -1;
+    if (compaction_restarting(z, order)) reset_isolation_suitable(e, z);
+    int sync = !cc.async;
+    if (cc.whole_zone) { cc.migrate_pfn = zone_start_pidx(z); cc.free_pfn = (z->b1 - 1) * PB_PAGES; }
+    else {
+        cc.migrate_pfn = z->cmig[sync]; cc.free_pfn = z->cfree;
+        if (cc.free_pfn < zone_start_pidx(z) || cc.free_pfn >= zone_end_pidx(z)) cc.free_pfn = z->cfree = (z->b1 - 1) * PB_PAGES;
+        if (cc.migrate_pfn < zone_start_pidx(z) || cc.migrate_pfn >= zone_end_pidx(z)) cc.migrate_pfn = z->cmig[0] = z->cmig[1] = zone_start_pidx(z);
+        if (cc.migrate_pfn <= zone_start_pidx(z)) cc.whole_zone = 1;
+    }
+    int ret, batches = 0;
+    while ((ret = compact_finished(e, &cc, proactive_low)) == C_CONTINUE) {
+        /* a background run is done in slices of trace time (kswapd.c's daemons): it stops after its
+           batches with C_CONTINUE and the next slice resumes at the cached positions */
+        if (max_batches && batches++ >= max_batches) break;
+        if (!isolate_migratepages(e, &cc)) continue;          /* reached the free scanner: finished says so */
+        int64_t b = cc.mig_b;
+        int failed = 0;
+        for (int i = 0; i < cc.nr_migratepages; i++) {
+            int toff;
+            int64_t t = compaction_alloc(e, &cc, stride_sampling, &toff);
+            if (t < 0) { failed = cc.nr_migratepages - i; break; }
+            move_page(e, b, cc.mig_off[i], t, toff);
+            cc.migrated++;
+            refresh(e, t);
+        }
+        refresh(e, b);
+        cc.failed += failed;
+        cc.nr_migratepages = 0;
+        if (failed) {
+            if (cc.free_pfn / PB_PAGES > cc.migrate_pfn / PB_PAGES) { ret = C_CONTENDED; break; }
+            if (cc.direct && cc.async) {                         /* skip the rest of the order-aligned block */
+                int64_t chunk = 1LL << (order < PB_ORDER ? order : PB_ORDER);
+                cc.migrate_pfn = ((cc.migrate_pfn - 1) / chunk + 1) * chunk;
+            }
+        }
+        /* page capture (5.1+) or the free list: a block of the order freed by this batch */
+        if (!cc.proactive && e->blocks[b].nfree == PB_PAGES) *captured = b;
+    }
+    /* release_freepages(): unused isolated pages were never taken in the model; the cached free
+       position moves back up to the highest of them (only up) */
+    int64_t hi = -1;
+    for (int i = 0; i < cc.nchunks; i++) if (cc.fb[i] > hi) hi = cc.fb[i];
+    if (hi >= 0 && hi * PB_PAGES > z->cfree) z->cfree = hi * PB_PAGES;
+    if (ret == C_SUCCESS || ret == C_CONTENDED) update_cached_migrate(&cc, cc.migrate_pfn);
+    if (ret == C_CONTINUE) z->cmig[sync] = cc.migrate_pfn;
+    *migrated += cc.migrated; *mscanned += cc.mscanned; *fscanned += cc.fscanned;
+    /* vmstat: every compaction counts, direct or kcompactd */
+    e->k[K_PGMIGRATE] += cc.migrated; e->k[K_PGMIGRATE_FAIL] += cc.failed;
+    e->k[K_COMPACT_SCANNED] += cc.mscanned; e->k[K_COMPACT_FREE_SCANNED] += cc.fscanned;
+    return ret;
+}
+
+/* try_to_compact_pages() over the attempt's zones; on success the block is allocated (captured, or
+   the first free block of the order in the zone's lists). */
 static int direct_compact(Engine *e, int pref, int only_node, int order, int prio, int64_t *migrated,
                           int64_t *scanned, int64_t *pfn_out) {
     int rc = C_SKIPPED;
@@ -747,15 +1017,24 @@ static int direct_compact(Engine *e, int pref, int only_node, int order, int pri
         }
         int st = suitable(e, z, order);
         if (st == C_CONTINUE) {
-            int64_t cap = -1;
-            st = compact_zone(e, z, order, prio, migrated, scanned, &cap);
+            int64_t cap = -1, fs = 0;
+            st = compact_zone(e, z, order, prio, 1, 0, 0, 0, migrated, scanned, &fs, &cap);
+            *scanned += fs;
             if (st == C_SUCCESS) {
+                int64_t pfn = -1;
+                if (cap >= 0) {
+                    take(e, cap, 0, 1 << order, PK_PINNED, 0);
+                    set_mt(e, cap, MT_MOVABLE);
+                    pfn = pfn_of(e, cap, 0);
+                } else {
+                    pfn = rmqueue(e, z, order, MT_MOVABLE, PK_PINNED, 0);
+                }
                 defer_reset(z, order, 0);
-                take(e, cap, 0, 1 << order, PK_PINNED, 0);
-                set_mt(e, cap, MT_MOVABLE);
-                *pfn_out = pfn_of(e, cap, 0);
-                defer_reset(z, order, 1);
-                return C_SUCCESS;
+                if (pfn >= 0) {
+                    *pfn_out = pfn;
+                    defer_reset(z, order, 1);
+                    return C_SUCCESS;
+                }
             }
         } else {
             e->k[K_COMPACT_SKIPPED]++;
@@ -871,9 +1150,8 @@ static void wake_kswapds(Engine *e, int pref, int only_node, int order, int dire
             Zone *zz = &e->zones[zi];
             if (zz->node != z->node || wmark_ok(zz, order, zz->wmin)) continue;
             if (deferred(zz, order) || suitable(e, zz, order) != C_CONTINUE) continue;
-            int64_t m = 0, s = 0, cap = -1;
-            int st = compact_zone(e, zz, order, PRIO_SYNC_LIGHT, &m, &s, &cap);
-            e->k[K_PGMIGRATE] += m;
+            int64_t m = 0, s = 0, fs = 0, cap = -1;
+            int st = compact_zone(e, zz, order, PRIO_SYNC_LIGHT, 0, 0, 0, 0, &m, &s, &fs, &cap);
             if (st == C_SUCCESS) defer_reset(zz, order, 0); else defer(zz, order);
         }
     }
@@ -916,7 +1194,7 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         if (!direct) continue;
         int rc = direct_compact(e, local, only, order, PRIO_ASYNC, &m, &s, &pfn);
         us += e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US];
-        o->migrated += m; o->scanned += s; e->k[K_PGMIGRATE] += m; e->k[K_COMPACT_SCANNED] += s;
+        o->migrated += m; o->scanned += s;
         count_stall(e, rc, pfn >= 0, o);
         if (pfn >= 0) { o->compact_ok = 1; goto done; }
         int skip_or_def = rc == C_SKIPPED || rc == C_DEFERRED;
@@ -934,7 +1212,7 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         rc = direct_compact(e, local, only, order, prio, &m, &s, &pfn);
         us += (e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US])
               * (prio == PRIO_ASYNC ? 1.0 : e->p[P_SYNC_FACTOR]);
-        o->migrated += m; o->scanned += s; e->k[K_PGMIGRATE] += m; e->k[K_COMPACT_SCANNED] += s;
+        o->migrated += m; o->scanned += s;
         count_stall(e, rc, pfn >= 0, o);
         if (pfn >= 0) { o->compact_ok = 1; goto done; }
         continue;   /* NORETRY, or a costly order without __GFP_RETRY_MAYFAIL: give up */
@@ -1045,7 +1323,7 @@ static void proactive(Engine *e, int64_t ts) {
 static void proactive_work(Engine *e, int64_t ts) {
     int64_t low, high;
     proactive_low_high(e, &low, &high);
-    double ns_per_page = e->p[P_MIGRATE_US] * e->p[P_SYNC_FACTOR] * 1000.0;
+    double ns_per_page = e->p[P_KCOMPACTD_US] * 1000.0;
     for (int n = 0; n < e->nnodes; n++) {
         if (!e->pro_running[n] || e->pro_done_ns[n] > (double)ts) continue;
         int finished = 1;
@@ -1053,12 +1331,11 @@ static void proactive_work(Engine *e, int64_t ts) {
             Zone *z = &e->zones[i];
             if (z->node != n || extfrag_score(z, PB_ORDER) <= low) continue;
             finished = 0;
-            int64_t m = 0, sc = 0, cap = -1;
-            int st = compact_zone(e, z, PB_ORDER, PRIO_SYNC_LIGHT, &m, &sc, &cap);
-            e->k[K_PGMIGRATE] += m;
-            e->pro_done_ns[n] += m * ns_per_page + sc * e->p[P_SCAN_NS];
+            int64_t m = 0, sc = 0, fs = 0, cap = -1;
+            int st = compact_zone(e, z, PB_ORDER, PRIO_SYNC_LIGHT, 0, 1, low, 1, &m, &sc, &fs, &cap);
+            e->pro_done_ns[n] += m * ns_per_page + (sc + fs) * e->p[P_SCAN_NS];
+            if (st == C_CONTINUE) { i--; continue; }   /* the same zone again, in the next slice */
             if (st != C_SUCCESS) { finished = 1; break; }
-            i--;                                   /* the same zone again, while it is above low */
         }
         if (!finished) continue;
         e->pro_running[n] = 0;
@@ -1309,7 +1586,7 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
         z->node = (int)r[0]; z->type = (int)r[1]; z->b0 = r[2]; z->b1 = r[3];
         z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
         z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
-        z->mig = z->b0; z->fre = z->b1 - 1;
+        z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES;
         for (int m = 0; m < NMT; m++) {
             z->hcur[m] = z->b0; z->hfail[m] = NORD;
             for (int j = 0; j < NORD; j++) z->head[m][j] = -1;
@@ -1404,7 +1681,13 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             while (e->next_sample <= ts[i]) e->next_sample += step;
         }
         if (e->p[P_PROACTIVENESS] > 0 && ts[i] >= e->next_proactive) {
-            if (e->next_proactive == INT64_MIN) e->next_proactive = ts[i];
+            if (e->next_proactive == INT64_MIN) {
+                /* kcompactd's timer runs on its own: where the trace shows its phase, the checks
+                   keep it (P_PROACTIVE_PHASE, a trace time of one of its runs), else they start here */
+                int64_t ph = (int64_t)e->p[P_PROACTIVE_PHASE];
+                if (ph >= 0) { int64_t d = (ph - ts[i]) % 500000000LL; ph = ts[i] + (d < 0 ? d + 500000000LL : d); }
+                e->next_proactive = ph >= 0 ? ph : ts[i];
+            }
             proactive(e, ts[i]);
             while (e->next_proactive <= ts[i]) e->next_proactive += 500000000LL;
         }

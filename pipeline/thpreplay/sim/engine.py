@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from thpreplay.kernel.compaction import free_scanner_sampling
+from thpreplay.kernel.gfp import parse_release
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
 from thpreplay.sim.demand import OP_COLUMNS as DEMAND_COLUMNS
@@ -51,13 +53,13 @@ from thpreplay.sim.state import InitialState
 
 COUNTERS = (
     "thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
-    "compact_calls", "compact_deferred", "compact_skipped", "pgmigrate_success", "compact_scanned",
+    "compact_calls", "compact_deferred", "compact_skipped", "pgmigrate_success", "compact_migrate_scanned",
     "allocstall", "pgsteal_direct", "pgsteal_kswapd", "pswpout", "kswapd_wakes", "kcompactd_wakes",
     "numa_miss", "placed_as_traced", "placed_by_allocator", "small_alloc_failed", "dropped_by_huge_region",
     "synthesized_base_pages", "free_of_unknown_page", "free_of_reclaimed_page", "migratetype_steals",
     "small_allocs", "frees", "thp_faults", "bug_double_alloc", "bug_double_free",
     "relocated_from_huge_page", "relocated_from_traced_page", "relocated_from_other_page", "relocated_outside_zones",
-    "migrated_by_kernel", "free_of_migrated_page", "thp_swpout",
+    "migrated_by_kernel", "free_of_migrated_page", "thp_swpout", "compact_free_scanned", "pgmigrate_fail",
 )
 RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
 MAX_ATTEMPTS = 8
@@ -91,17 +93,27 @@ def _slowpath(policy: Policy) -> np.ndarray:
                      sp.thisnode_without_wait_fails, sp.min_watermark_retry], dtype=np.int32)
 
 
-def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str, policy: Policy) -> np.ndarray:
+def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str, policy: Policy,
+            release: str | None, proactive_phase_ns: int | None = None) -> np.ndarray:
     p = params
-    # proactive compaction only for eras that have it (5.9+); a plugin without the attribute gets it
-    proactive = p.compaction_proactiveness if getattr(policy, "proactive_compaction", True) else 0
+    sampling = getattr(policy, "free_scanner_sampling", None)
+    if sampling is None:
+        sampling = free_scanner_sampling(release)
+    # proactive compaction only for eras that have it (5.9+); None (an era the lab runs on newer kernels)
+    # and a plugin without the attribute follow the capture's kernel
+    era_proactive = getattr(policy, "proactive_compaction", None)
+    if era_proactive is None:   # the capture's kernel decides; an unknown one leaves the era as it was
+        version = parse_release(release) if release else None
+        era_proactive = version is not None and version >= (5, 9)
+    proactive = p.compaction_proactiveness if era_proactive else 0
     return np.array([
         p.thp_zero_us, p.base_fault_us, p.compact_call_us, p.scan_ns_per_page, p.migrate_us_per_page,
         p.sync_light_factor, p.reclaim_us_per_page, p.swap_out_us_per_page,
         p.access_local_huge, p.access_local_base, p.access_hop1_huge, p.access_hop1_base,
         p.access_hop2_huge, p.access_hop2_base, p.extfrag_threshold, state.swap_pages, sample_ns,
         float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "every_call" else 0.0, float(p.seed),
-        float(proactive),
+        float(proactive), float(sampling), p.kswapd_us_per_page, p.kcompactd_us_per_page,
+        float(proactive_phase_ns if proactive_phase_ns is not None else -1), float(p.fast_isolate_finds),
     ], dtype=np.float64)
 
 
@@ -116,7 +128,7 @@ def _zones(state: InitialState) -> np.ndarray:
 
 
 def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
-               stall_rule: str):
+               stall_rule: str, release: str | None = None, proactive_phase_ns: int | None = None):
     """The C engine at the initial state, with the policy's plan loaded (tests drive it op by op)."""
     plan, nplan = _plan(policy, settings)
     sample_ns = params.sample_interval_ns or max(demand.ops.ts_span // 200, 1)
@@ -124,7 +136,7 @@ def new_engine(policy: Policy, settings: ThpSettings, demand: Demand, state: Ini
         _zones(state), state.zonelists.astype(np.int32), state.distances.astype(np.int32),
         state.block_zone.astype(np.int16), state.block_mt.astype(np.int8), state.used, state.anon, state.file,
         int(state.base_pfn), int(len(demand.observed_huge)), demand.observed_huge.astype(np.int8), plan, nplan,
-        _slowpath(policy), _params(params, state, sample_ns, stall_rule, policy), state.mlock, state.hint,
+        _slowpath(policy), _params(params, state, sample_ns, stall_rule, policy, release, proactive_phase_ns), state.mlock, state.hint,
     )
 
 
@@ -150,9 +162,9 @@ def feed(eng, ops: dict[str, np.ndarray] | pl.DataFrame, out: dict[str, np.ndarr
 
 
 def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
-        stall_rule: str, progress=None) -> Run:
+        stall_rule: str, progress=None, release: str | None = None, proactive_phase_ns: int | None = None) -> Run:
     """Replay the demand under one policy. Deterministic: same inputs, same outputs."""
-    eng = new_engine(policy, settings, demand, state, params, stall_rule)
+    eng = new_engine(policy, settings, demand, state, params, stall_rule, release, proactive_phase_ns)
     n = len(demand.observed_huge)
     out = outputs(n)
     for chunk in demand.ops.chunks(CHUNK, ENGINE_COLUMNS):

@@ -30,6 +30,12 @@ class Params:
     # 20 µs per 4 KiB page is ~200 MB/s of swap bandwidth).
     reclaim_us_per_page: float = 1.0
     swap_out_us_per_page: float = 20.0
+    # The background daemons' own pace, on their own CPU in trace time: kswapd's time per page it
+    # reclaims (as direct reclaim of page cache by default) and kcompactd's per page it migrates
+    # (sync-light: migrate_us_per_page x sync_light_factor by default). `simulate` derives both from the
+    # capture when it shows the daemons at work (sim/calibrate.py); a --params file wins.
+    kswapd_us_per_page: float = 1.0
+    kcompactd_us_per_page: float = 4.0
     # Access-cost multipliers relative to a local THP access (AMD Naples, Andrea Arcangeli's
     # a8282608c88e changelog, §10.1): local 4K +43 %, 1 hop THP +45 %, 1 hop 4K +106 %,
     # 2 hops THP +131 %, 2 hops 4K +224 %. Node distance <= 10 is local, <= 21 one hop, more two.
@@ -53,6 +59,13 @@ class Params:
     # its fragmentation score passes 100 - proactiveness + 10. Read from the bundle's vm_sysctl when it
     # has one; otherwise 20 for a capture from 5.9 or later and 0 before (simulate decides).
     compaction_proactiveness: int = 20
+    # fast_isolate_freepages() (5.1+): async compaction first looks on the free lists for free pages near
+    # the free scanner, a bounded number of entries in the lists' order, which no capture shows. True:
+    # the entries it looks at include the free pages in its window (it finds them when they exist);
+    # False: they never do, and only the sampling linear scan finds free pages (so holes at every odd
+    # offset stay invisible, as in the lab's committed Debian 6.1 fragmented-movable run). The two
+    # bracket the kernel's run-to-run variation on such a node (docs/model.md).
+    fast_isolate_finds: bool = True
     # Time-series sampling interval; 0 picks ~200 samples over the trace.
     sample_interval_ns: int = 0
     # Seed of the model's pseudo-random choices (which LRU page reclaim takes, which movable blocks hold

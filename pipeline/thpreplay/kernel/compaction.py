@@ -1,0 +1,23 @@
+"""Which mm/compaction.c mechanics a kernel version has, for the replay core (sim/_engine.c).
+
+Compaction's internals are the kernel's, not the THP fault policy's: a policy era that spans one of
+these changes (local-only-4.8 covers 4.8 to 5.3-rc4) takes it from the captured kernel.
+"""
+
+from __future__ import annotations
+
+from thpreplay.kernel.gfp import parse_release
+
+# Mel Gorman, "mm, compaction: sample pageblocks for free pages" (4fca9730c51d, merged for 5.1):
+# isolate_freepages() of async compaction looks at one page in COMPACT_CLUSTER_MAX (32) of a pageblock,
+# resets the stride to 1 after a block that yields free pages and doubles it (up to 32) after one that
+# yields none. Free pages in a regular pattern the sampling misses (every other page freed, say) are
+# invisible to async compaction: its free scanner sets every block's skip bit and meets the migrate
+# scanner (COMPACT_PARTIAL_SKIPPED), the failure the lab's fragmented-movable scenario shows.
+FREE_SCANNER_SAMPLING_FROM = (5, 1)
+
+
+def free_scanner_sampling(release: str | None) -> bool:
+    """Whether async compaction's free scanner samples pageblocks; an unknown release is taken as new."""
+    version = parse_release(release) if release else None
+    return version is None or version >= FREE_SCANNER_SAMPLING_FROM
