@@ -125,6 +125,14 @@ class Machine:
         self._set(idx, kind)
         return self
 
+    def fragment_runs(self, node: int, run: int = 64, kind: str = "anon") -> Machine:
+        """Used and free runs of `run` pages in turn (used first): half of the node in use, free blocks
+        of order log2(run) at most, every pageblock compactable."""
+        s = self.span(node)
+        idx = np.arange(s.start, s.stop)
+        self._set(idx[(idx - s.start) // run % 2 == 0], kind)
+        return self
+
     def fill(self, node: int, *, file: float = 0.0, anon: float = 0.0, mlock: float = 0.0) -> Machine:
         """Page cache, anon and mlocked pages at random free places of the node, until the node holds
         these fractions of its pages (each fraction of the whole node; pages already of that kind count)."""

@@ -106,7 +106,7 @@ def test_schema_documents_every_table():
     r = run("schema")
     text = r.stdout.decode()
     for table in schemas.all_tables():
-        assert f"{table} ({table}.v1)" in text
+        assert f"{table} ({schemas.load(table).id})" in text
     assert "policy_coverage (view)" in text
     r = run("schema", "nosuch")
     assert r.returncode == 1 and r.stderr.decode().startswith("thpreplay: unknown table 'nosuch'")

@@ -170,7 +170,7 @@ def test_a_bad_capture_fails_alone_and_the_sweep_exits_1(sample_dataset, tmp_pat
     r = cli("query", str(out), "select capture, policy, settings, faults, compact_stall from outcome_summary "
             "order by settings", "--format", "csv")
     assert r.stdout.splitlines() == ["capture,policy,settings,faults,compact_stall",
-                                     "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-madvise,288,218",
+                                     "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-madvise,288,108",
                                      "qemu-6.1-2node-kpf,relaxed-5.3-rc5,madvise-never,288,0"]
 
 

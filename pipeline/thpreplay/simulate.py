@@ -129,6 +129,10 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
         overrides["compaction_proactiveness"] = int(sysctl["compaction_proactiveness"])
     elif release and (parse_release(release) or (99, 0)) < (5, 9):
         overrides["compaction_proactiveness"] = 0  # proactive compaction (Nitin Gupta) came with 5.9
+    if "watermark_boost_factor" in sysctl:
+        overrides["watermark_boost_factor"] = int(sysctl["watermark_boost_factor"])
+    elif release and (parse_release(release) or (99, 0)) < (5, 0):
+        overrides["watermark_boost_factor"] = 0  # watermark boosting (Mel Gorman, 1c30844d2dfe) came with 5.0
     # costs measured from the capture's own trace (sim/calibrate.py)
     estimates = calibrate.calibrate(dataset)
     overrides.update(calibrate.overrides(estimates, params.explicit))

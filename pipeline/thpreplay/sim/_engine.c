@@ -35,7 +35,7 @@ enum { C_NOT_SUITABLE = 0, C_SKIPPED, C_DEFERRED, C_NO_SUITABLE_PAGE, C_CONTINUE
 enum { PRIO_SYNC_FULL = 0, PRIO_SYNC_LIGHT = 1, PRIO_ASYNC = 2 };
 
 /* demand op kinds (thpreplay.sim.demand) */
-enum { OP_ALLOC = 0, OP_FREE = 1, OP_THP = 2, OP_RELEASE = 3, OP_MIGRATE = 4 };
+enum { OP_ALLOC = 0, OP_FREE = 1, OP_THP = 2, OP_RELEASE = 3, OP_MIGRATE = 4, OP_STEAL = 5 };
 /* fault results (schemas/outcomes) */
 enum { R_HUGE_LOCAL = 0, R_HUGE_REMOTE, R_BASE_LOCAL, R_BASE_REMOTE, R_FAILED };
 
@@ -46,14 +46,14 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
        K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
        K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
-       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_COMPACT_FREE_SCANNED, K_PGMIGRATE_FAIL, K_NCOUNTERS };
+       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_COMPACT_FREE_SCANNED, K_PGMIGRATE_FAIL, K_BOOSTS, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
        P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_FREE_STRIDE, P_KSWAPD_US, P_KCOMPACTD_US,
-       P_PROACTIVE_PHASE, P_FAST_ISOLATE, P_NPARAMS };
+       P_PROACTIVE_PHASE, P_FAST_ISOLATE, P_BOOST_FACTOR, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -80,6 +80,8 @@ typedef struct {
     int defer_shift, considered, order_failed;
     int64_t cmig[2], cfree;       /* compact_cached_migrate_pfn[async, sync], compact_cached_free_pfn (page index) */
     int blockskip_flush;          /* compact_blockskip_flush: kswapd clears the skip bits when it sleeps */
+    int64_t init_migrate;         /* compact_init_migrate_pfn: set by a skip-bit reset, -1 before any */
+    int64_t boost;                /* watermark_boost (5.0+), added to every watermark */
     int64_t hcur[NMT];            /* where the search for free pages the trace never uses resumes */
     int hfail[NMT];               /* smallest order a whole sweep found none of (NORD: none failed) */
 } Zone;
@@ -98,6 +100,31 @@ typedef struct {
                                      4 its huge page swapped out by the model's reclaim */
     int64_t pfn;                  /* model pfn of the huge page */
 } Region;
+
+#define COMPACT_CLUSTER_MAX 32
+#define CC_FREE_MAX 64
+
+typedef struct {
+    Zone *z;
+    int order, async, direct, whole_zone, ignore_skip, ignore_block_suitable, proactive;
+    int skip_on_failure;        /* async direct compaction: abandon an order-aligned block at the first failure */
+    int64_t migrate_pfn;        /* page index the migrate scanner continues from */
+    int64_t free_pfn;           /* page index the free scanner continues from (scans down) */
+    /* isolated free pages: chunks (block, offset, pages) taken off the free lists by the free scanner */
+    int64_t fb[CC_FREE_MAX]; int16_t foff[CC_FREE_MAX], fn[CC_FREE_MAX]; int nchunks, nr_freepages;
+    int64_t mig_b; int16_t mig_off[COMPACT_CLUSTER_MAX]; int nr_migratepages;
+    int64_t migrated, failed, mscanned, fscanned;
+} CompactControl;
+
+/* A node's kswapd and kcompactd: each works on its own CPU, in trace time (kswapd_work, kcompactd_work). */
+typedef struct {
+    int ksw_active, ksw_order, ksw_failures, ksw_boosted; int64_t ksw_reclaimed, ksw_boost_left; double ksw_ns;
+    int kcd_active, kcd_order, kcd_zone, kcd_started; double kcd_ns;
+    CompactControl kcd_cc;        /* kcompactd's compaction in progress, kept between slices */
+    /* proactive compaction (5.9+): one pass over the node's zones, its score when it began */
+    int pro_active, pro_zone, pro_started; int64_t pro_before; double pro_ns;
+    CompactControl pro_cc;
+} Daemon;
 
 typedef struct {
     int nnodes, nzones;
@@ -121,9 +148,6 @@ typedef struct {
     uint64_t rng;
     int64_t next_sample;
     int64_t next_proactive, proactive_defer_until[MAXNODES];
-    /* a proactive compaction in progress per node: its score when it began, and the trace time up to
-       which its work is done (kcompactd works at the model's migration cost, not instantly) */
-    int pro_running[MAXNODES]; int64_t pro_before[MAXNODES]; double pro_done_ns[MAXNODES];
     int64_t swap_left;
     /* time series: ts, node, free pages, free huge blocks */
     int64_t *series; int64_t nseries, capseries;
@@ -131,6 +155,8 @@ typedef struct {
        not hold is taken as the free of one of them, at its unknown new place */
     int64_t *migrated; int64_t mig_head, mig_tail, mig_cap;
     int64_t next_key;             /* synthetic keys for migrated pages, below the regions' */
+    Daemon daemon[MAXNODES];
+    int64_t now;                  /* trace time of the op being replayed */
 } Engine;
 
 /* ---------- small helpers ---------- */
@@ -437,6 +463,8 @@ static int wmark_ok(const Zone *z, int order, int64_t mark) {
     return 0;
 }
 
+static void boost_watermark(Engine *e, Zone *z);
+
 /* fallbacks[] of mm/page_alloc.c */
 static const int FALLBACK[NMT][2] = {{MT_RECLAIMABLE, MT_MOVABLE}, {MT_RECLAIMABLE, MT_UNMOVABLE},
                                      {MT_UNMOVABLE, MT_MOVABLE}};
@@ -463,6 +491,8 @@ static int64_t rmqueue(Engine *e, Zone *z, int order, int mt, int kind, int trac
                 set_mt(e, b, mt);
                 e->k[K_STEALS]++;
             }
+            /* steal_suitable_fallback(): a fallback that can steal boosts the watermarks */
+            if (j < PB_ORDER && (j >= PB_ORDER / 2 || mt != MT_MOVABLE)) boost_watermark(e, z);
             Levels L; levels_of(B->used, &L);
             int off = find_maximal(&L, j);
             take(e, b, off, 1 << order, kind, traced);
@@ -524,7 +554,8 @@ static inline void unhinted_freed(Engine *e, int64_t b) {
     z->hfail[e->blocks[b].mt] = NORD;
 }
 
-static int64_t mark_of(const Zone *z, int which) { return which == 0 ? z->wmin : which == 1 ? z->wlow : z->whigh; }
+/* wmark_pages(): the zone's watermark plus its boost (5.0+, boost_watermark) */
+static int64_t mark_of(const Zone *z, int which) { return (which == 0 ? z->wmin : which == 1 ? z->wlow : z->whigh) + z->boost; }
 
 /* get_page_from_freelist() over a zonelist (node scope: -1 all nodes, else that node only). */
 static int64_t alloc_zonelist(Engine *e, int pref, int only_node, int order, int mt, int kind, int traced, int which) {
@@ -631,7 +662,7 @@ static int64_t frag_index(const Zone *z, int order) {
    NOT_SUITABLE when the fragmentation index says the failure is lack of memory. */
 static int suitable(Engine *e, const Zone *z, int order) {
     int64_t gap = 2LL << order;
-    if (!wmark_ok(z, 0, z->wlow + gap)) return C_SKIPPED;
+    if (!wmark_ok(z, 0, mark_of(z, 1) + gap)) return C_SKIPPED;
     int64_t fi = frag_index(z, order);
     if (fi >= 0 && fi <= (int64_t)e->p[P_EXTFRAG_THRESHOLD]) return C_NOT_SUITABLE;
     return C_CONTINUE;
@@ -681,20 +712,6 @@ static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff) {
    async and sync (compact_cached_migrate_pfn[2]), the cached free position and compact_blockskip_flush.
    Positions are page indices from base_pfn (block * 512 + offset). */
 
-#define COMPACT_CLUSTER_MAX 32
-#define CC_FREE_MAX 64
-
-typedef struct {
-    Zone *z;
-    int order, async, direct, whole_zone, ignore_skip, ignore_block_suitable, proactive;
-    int skip_on_failure;        /* async direct compaction: abandon an order-aligned block at the first failure */
-    int64_t migrate_pfn;        /* page index the migrate scanner continues from */
-    int64_t free_pfn;           /* page index the free scanner continues from (scans down) */
-    /* isolated free pages: chunks (block, offset, pages) taken off the free lists by the free scanner */
-    int64_t fb[CC_FREE_MAX]; int16_t foff[CC_FREE_MAX], fn[CC_FREE_MAX]; int nchunks, nr_freepages;
-    int64_t mig_b; int16_t mig_off[COMPACT_CLUSTER_MAX]; int nr_migratepages;
-    int64_t migrated, failed, mscanned, fscanned;
-} CompactControl;
 
 static inline int64_t zone_start_pidx(const Zone *z) { return z->b0 * PB_PAGES; }
 static inline int64_t zone_end_pidx(const Zone *z) { return z->b1 * PB_PAGES; }
@@ -714,6 +731,7 @@ static void reset_isolation_suitable(Engine *e, Zone *z) {
     for (int64_t b = z->b0; b < z->b1 && b < e->nblocks; b++) e->blocks[b].skip = 0;
     z->blockskip_flush = 0;
     reset_cached_positions(z);
+    z->init_migrate = zone_start_pidx(z);
 }
 
 /* compaction_restarting(): deferred to the limit and considered that often, so the skip bits go. */
@@ -746,22 +764,43 @@ static inline int free_order_at(const Levels *L, int off) {
    isolate_start_pfn, sampling every stride-th page (4fca9730c51d, 5.1: async compaction samples 1 in
    COMPACT_CLUSTER_MAX until a block yields); a page that is the head of a free buddy is isolated
    whole. Stops once enough free pages are isolated. Returns pages isolated; *pos is where it stopped. */
+/* The first free page of the block at or after off, or PB_PAGES. */
+static inline int next_free(const uint64_t used[8], int off) {
+    for (int w = off >> 6; w < 8; w++) {
+        uint64_t x = ~used[w];
+        if (w == off >> 6) x &= ~0ULL << (off & 63);
+        if (x) return w * 64 + __builtin_ctzll(x);
+    }
+    return PB_PAGES;
+}
+
 static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int *pos, int stride) {
     Block *B = &e->blocks[b];
-    Levels L; levels_of(B->used, &L);
-    int isolated = 0, off = *pos;
-    for (; off < PB_PAGES; off += stride) {
+    int isolated = 0, off = *pos, have_levels = 0;
+    Levels L;
+    if (B->nfree == 0) {                                   /* every position looked at is in use */
+        if (off < PB_PAGES) cc->fscanned += (PB_PAGES - off + stride - 1) / stride;
+        *pos = PB_PAGES;
+        return 0;
+    }
+    while (off < PB_PAGES) {
+        if (stride == 1) {                                 /* the used pages up to the next free one */
+            int nxt = next_free(B->used, off);
+            cc->fscanned += nxt - off;
+            off = nxt;
+            if (off >= PB_PAGES) break;
+        } else if (bit_get(B->used, off)) { cc->fscanned++; off += stride; continue; }
         cc->fscanned++;
-        if (bit_get(B->used, off)) continue;
         /* PageBuddy is set on the head of a free block only: the maximal free order at off, if aligned */
+        if (!have_levels) { levels_of(B->used, &L); have_levels = 1; }
         int k = free_order_at(&L, off);
-        if (off & ((1 << k) - 1)) continue;                  /* inside a free block: only its head is PageBuddy */
+        if (off & ((1 << k) - 1)) { off += stride; continue; }   /* inside a free block: not PageBuddy */
         if (cc->nchunks == CC_FREE_MAX) break;
         int n = 1 << k;
         cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
         cc->nr_freepages += n; isolated += n;
         if (cc->nr_freepages >= cc->nr_migratepages) { off += n; break; }
-        off += n - 1;
+        off += n - 1 + stride;
     }
     if (off > PB_PAGES) off = PB_PAGES;
     *pos = off;
@@ -844,12 +883,18 @@ static int64_t compaction_alloc(Engine *e, CompactControl *cc, int stride_sampli
         }
         if (cc->nchunks == 0) return -1;
     }
-    int i = cc->nchunks - 1;
-    int64_t t = cc->fb[i];
-    *toff = cc->foff[i];
-    cc->foff[i]++; cc->fn[i]--; cc->nr_freepages--;
-    if (cc->fn[i] == 0) cc->nchunks--;
-    return t;
+    while (cc->nchunks > 0) {
+        int i = cc->nchunks - 1;
+        int64_t t = cc->fb[i];
+        int off = cc->foff[i];
+        cc->foff[i]++; cc->fn[i]--; cc->nr_freepages--;
+        if (cc->fn[i] == 0) cc->nchunks--;
+        /* isolated pages are not taken in the model: one a trace allocation used since is passed */
+        if (bit_get(e->blocks[t].used, off)) continue;
+        *toff = off;
+        return t;
+    }
+    return compaction_alloc(e, cc, stride_sampling, toff);
 }
 
 /* isolate_migratepages_block(): up to COMPACT_CLUSTER_MAX pages of one block from migrate_pfn. Free
@@ -859,10 +904,10 @@ static int64_t compaction_alloc(Engine *e, CompactControl *cc, int stride_sampli
 static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b) {
     Block *B = &e->blocks[b];
     int off = (int)(cc->migrate_pfn - b * PB_PAGES);
-    int chunk = 1 << (cc->order < PB_ORDER ? cc->order : PB_ORDER);
+    int chunk = 1 << (cc->order >= 0 && cc->order < PB_ORDER ? cc->order : PB_ORDER);
     int next_skip = (off & ~(chunk - 1)) + chunk;
     cc->nr_migratepages = 0; cc->mig_b = b;
-    Levels L; levels_of(B->used, &L);
+    Levels L; int have_levels = 0;
     while (off < PB_PAGES) {
         if (cc->skip_on_failure && off >= next_skip) {
             if (cc->nr_migratepages) break;
@@ -870,6 +915,7 @@ static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b)
         }
         cc->mscanned++;
         if (!bit_get(B->used, off)) {                       /* a free buddy: skip it whole */
+            if (!have_levels) { levels_of(B->used, &L); have_levels = 1; }
             int k = free_order_at(&L, off);
             off = (off & ~((1 << k) - 1)) + (1 << k);
             continue;
@@ -927,7 +973,10 @@ static int compact_finished(Engine *e, CompactControl *cc, int64_t proactive_low
         if (cc->direct) z->blockskip_flush = 1;
         return cc->whole_zone ? C_COMPLETE : C_PARTIAL_SKIPPED;
     }
-    if (cc->proactive) return extfrag_score(z, PB_ORDER) > proactive_low ? C_CONTINUE : C_SUCCESS;
+    if (cc->proactive) {   /* kswapd_is_running(): proactive compaction backs off */
+        if (e->daemon[z->node].ksw_active) return C_PARTIAL_SKIPPED;
+        return extfrag_score(z, PB_ORDER) > proactive_low ? C_CONTINUE : C_SUCCESS;
+    }
     for (int j = cc->order; j < NORD; j++) if (z->nr_free[j] > 0) return C_SUCCESS;
     return C_CONTINUE;
 }
@@ -939,64 +988,94 @@ static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff);
    fails (-ENOMEM) and the scanners have met; async direct compaction then skips the rest of the
    block. Pages already migrated stay migrated. Unused isolated free pages go back, and the cached free
    position moves back up to them (release_freepages). */
-static int compact_zone(Engine *e, Zone *z, int order, int prio, int direct, int proactive, int64_t proactive_low,
-                        int max_batches, int64_t *migrated, int64_t *mscanned, int64_t *fscanned, int64_t *captured) {
-    CompactControl cc;
-    memset(&cc, 0, sizeof(cc));
-    cc.z = z; cc.order = order; cc.async = prio == PRIO_ASYNC; cc.direct = direct; cc.proactive = proactive;
-    cc.ignore_skip = cc.whole_zone = cc.ignore_block_suitable = prio == PRIO_SYNC_FULL;
-    cc.skip_on_failure = direct && cc.async && order < NORD;
+/* compact_zone()'s set-up: the scanners start at the cached positions (a whole-zone run at the zone's
+   ends), and the skip bits go first when deferral restarts. */
+static void cc_init(Engine *e, CompactControl *cc, Zone *z, int order, int prio, int direct, int proactive) {
+    memset(cc, 0, sizeof(*cc));
+    cc->z = z; cc->order = order; cc->async = prio == PRIO_ASYNC; cc->direct = direct; cc->proactive = proactive;
+    /* MIN_COMPACT_PRIORITY ignores the skip bits and walks the whole zone; so does proactive compaction
+       (proactive_compact_node: ignore_skip_hint, whole_zone) */
+    cc->ignore_skip = cc->whole_zone = prio == PRIO_SYNC_FULL || proactive;
+    cc->ignore_block_suitable = prio == PRIO_SYNC_FULL;
+    cc->skip_on_failure = direct && cc->async && order < NORD;
+    if (order >= 0 && compaction_restarting(z, order)) reset_isolation_suitable(e, z);
+    int sync = !cc->async;
+    if (cc->whole_zone) { cc->migrate_pfn = zone_start_pidx(z); cc->free_pfn = (z->b1 - 1) * PB_PAGES; return; }
+    cc->migrate_pfn = z->cmig[sync]; cc->free_pfn = z->cfree;
+    if (cc->free_pfn < zone_start_pidx(z) || cc->free_pfn >= zone_end_pidx(z)) cc->free_pfn = z->cfree = (z->b1 - 1) * PB_PAGES;
+    if (cc->migrate_pfn < zone_start_pidx(z) || cc->migrate_pfn >= zone_end_pidx(z)) cc->migrate_pfn = z->cmig[0] = z->cmig[1] = zone_start_pidx(z);
+    /* a run from where the last skip-bit reset left the migrate scanner covers the whole zone: its
+       scanners meeting is COMPLETE, else PARTIAL_SKIPPED (before any reset there is no such start) */
+    if (z->init_migrate >= 0 && cc->migrate_pfn <= z->init_migrate) cc->whole_zone = 1;
+}
+
+/* compact_zone()'s loop: isolate a batch, migrate it into isolated free pages (migrate_pages with
+   compaction_alloc), until compact_finished says otherwise. A batch that runs out of free pages fails
+   (-ENOMEM) and the scanners have met; async direct compaction then skips the rest of the block.
+   Pages already migrated stay migrated. With max_batches, it stops after that many batches with
+   C_CONTINUE: the daemons run it in slices of their own time, the control kept between slices. */
+static int cc_run(Engine *e, CompactControl *cc, int64_t proactive_low, int max_batches, int64_t *captured) {
     int stride_sampling = e->p[P_FREE_STRIDE] != 0;
-    *captured = -1;
-    if (compaction_restarting(z, order)) reset_isolation_suitable(e, z);
-    int sync = !cc.async;
-    if (cc.whole_zone) { cc.migrate_pfn = zone_start_pidx(z); cc.free_pfn = (z->b1 - 1) * PB_PAGES; }
-    else {
-        cc.migrate_pfn = z->cmig[sync]; cc.free_pfn = z->cfree;
-        if (cc.free_pfn < zone_start_pidx(z) || cc.free_pfn >= zone_end_pidx(z)) cc.free_pfn = z->cfree = (z->b1 - 1) * PB_PAGES;
-        if (cc.migrate_pfn < zone_start_pidx(z) || cc.migrate_pfn >= zone_end_pidx(z)) cc.migrate_pfn = z->cmig[0] = z->cmig[1] = zone_start_pidx(z);
-        if (cc.migrate_pfn <= zone_start_pidx(z)) cc.whole_zone = 1;
-    }
+    int64_t m0 = cc->migrated, f0 = cc->failed, ms0 = cc->mscanned, fs0 = cc->fscanned;
     int ret, batches = 0;
-    while ((ret = compact_finished(e, &cc, proactive_low)) == C_CONTINUE) {
-        /* a background run is done in slices of trace time (kswapd.c's daemons): it stops after its
-           batches with C_CONTINUE and the next slice resumes at the cached positions */
+    while ((ret = compact_finished(e, cc, proactive_low)) == C_CONTINUE) {
         if (max_batches && batches++ >= max_batches) break;
-        if (!isolate_migratepages(e, &cc)) continue;          /* reached the free scanner: finished says so */
-        int64_t b = cc.mig_b;
+        if (!isolate_migratepages(e, cc)) continue;           /* reached the free scanner: finished says so */
+        int64_t b = cc->mig_b;
         int failed = 0;
-        for (int i = 0; i < cc.nr_migratepages; i++) {
+        int64_t touched[COMPACT_CLUSTER_MAX]; int ntouched = 0;   /* target blocks, refreshed once a batch */
+        for (int i = 0; i < cc->nr_migratepages; i++) {
             int toff;
-            int64_t t = compaction_alloc(e, &cc, stride_sampling, &toff);
-            if (t < 0) { failed = cc.nr_migratepages - i; break; }
-            move_page(e, b, cc.mig_off[i], t, toff);
-            cc.migrated++;
-            refresh(e, t);
+            int64_t t = compaction_alloc(e, cc, stride_sampling, &toff);
+            if (t < 0) { failed = cc->nr_migratepages - i; break; }
+            move_page(e, b, cc->mig_off[i], t, toff);
+            cc->migrated++;
+            if (!ntouched || touched[ntouched - 1] != t) touched[ntouched++] = t;
+        }
+        for (int i = 0; i < ntouched; i++) {
+            int seen = 0;
+            for (int j = 0; j < i; j++) if (touched[j] == touched[i]) { seen = 1; break; }
+            if (!seen) refresh(e, touched[i]);
         }
         refresh(e, b);
-        cc.failed += failed;
-        cc.nr_migratepages = 0;
+        cc->failed += failed;
+        cc->nr_migratepages = 0;
         if (failed) {
-            if (cc.free_pfn / PB_PAGES > cc.migrate_pfn / PB_PAGES) { ret = C_CONTENDED; break; }
-            if (cc.direct && cc.async) {                         /* skip the rest of the order-aligned block */
-                int64_t chunk = 1LL << (order < PB_ORDER ? order : PB_ORDER);
-                cc.migrate_pfn = ((cc.migrate_pfn - 1) / chunk + 1) * chunk;
+            if (cc->free_pfn / PB_PAGES > cc->migrate_pfn / PB_PAGES) { ret = C_CONTENDED; break; }
+            if (cc->direct && cc->async) {                      /* skip the rest of the order-aligned block */
+                int64_t chunk = 1LL << (cc->order < PB_ORDER ? cc->order : PB_ORDER);
+                cc->migrate_pfn = ((cc->migrate_pfn - 1) / chunk + 1) * chunk;
             }
         }
         /* page capture (5.1+) or the free list: a block of the order freed by this batch */
-        if (!cc.proactive && e->blocks[b].nfree == PB_PAGES) *captured = b;
+        if (captured && !cc->proactive && e->blocks[b].nfree == PB_PAGES) *captured = b;
     }
-    /* release_freepages(): unused isolated pages were never taken in the model; the cached free
-       position moves back up to the highest of them (only up) */
-    int64_t hi = -1;
-    for (int i = 0; i < cc.nchunks; i++) if (cc.fb[i] > hi) hi = cc.fb[i];
-    if (hi >= 0 && hi * PB_PAGES > z->cfree) z->cfree = hi * PB_PAGES;
-    if (ret == C_SUCCESS || ret == C_CONTENDED) update_cached_migrate(&cc, cc.migrate_pfn);
-    if (ret == C_CONTINUE) z->cmig[sync] = cc.migrate_pfn;
-    *migrated += cc.migrated; *mscanned += cc.mscanned; *fscanned += cc.fscanned;
     /* vmstat: every compaction counts, direct or kcompactd */
-    e->k[K_PGMIGRATE] += cc.migrated; e->k[K_PGMIGRATE_FAIL] += cc.failed;
-    e->k[K_COMPACT_SCANNED] += cc.mscanned; e->k[K_COMPACT_FREE_SCANNED] += cc.fscanned;
+    e->k[K_PGMIGRATE] += cc->migrated - m0; e->k[K_PGMIGRATE_FAIL] += cc->failed - f0;
+    e->k[K_COMPACT_SCANNED] += cc->mscanned - ms0; e->k[K_COMPACT_FREE_SCANNED] += cc->fscanned - fs0;
+    return ret;
+}
+
+/* compact_zone()'s end: release_freepages() (unused isolated pages were never taken in the model; the
+   cached free position moves back up to the highest of them, only up) and the cached migrate position. */
+static void cc_finish(Engine *e, CompactControl *cc, int ret) {
+    Zone *z = cc->z;
+    int64_t hi = -1;
+    for (int i = 0; i < cc->nchunks; i++) if (cc->fb[i] > hi) hi = cc->fb[i];
+    if (hi >= 0 && hi * PB_PAGES > z->cfree) z->cfree = hi * PB_PAGES;
+    if (ret == C_SUCCESS || ret == C_CONTENDED) update_cached_migrate(cc, cc->migrate_pfn);
+    cc->nchunks = 0; cc->nr_freepages = 0;
+}
+
+/* compact_zone() in one go (direct compaction, and tests). */
+static int compact_zone(Engine *e, Zone *z, int order, int prio, int direct,
+                        int64_t *migrated, int64_t *mscanned, int64_t *fscanned, int64_t *captured) {
+    CompactControl cc;
+    cc_init(e, &cc, z, order, prio, direct, 0);
+    *captured = -1;
+    int ret = cc_run(e, &cc, 0, 0, captured);
+    cc_finish(e, &cc, ret);
+    *migrated += cc.migrated; *mscanned += cc.mscanned; *fscanned += cc.fscanned;
     return ret;
 }
 
@@ -1018,7 +1097,7 @@ static int direct_compact(Engine *e, int pref, int only_node, int order, int pri
         int st = suitable(e, z, order);
         if (st == C_CONTINUE) {
             int64_t cap = -1, fs = 0;
-            st = compact_zone(e, z, order, prio, 1, 0, 0, 0, migrated, scanned, &fs, &cap);
+            st = compact_zone(e, z, order, prio, 1, migrated, scanned, &fs, &cap);
             *scanned += fs;
             if (st == C_SUCCESS) {
                 int64_t pfn = -1;
@@ -1061,21 +1140,177 @@ static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int
         if (seen[z->node]) continue;
         seen[z->node] = 1;
         Zone *top = top_zone(e, z->node);
-        if (top->free_pages >= top->whigh + gap + top->reserve) continue;
+        if (top->free_pages >= mark_of(top, 2) + gap + top->reserve) continue;
         int64_t got = 0;
-        while (got < gap && !(top->free_pages > top->wlow + gap + top->reserve)) {
+        while (got < gap && !(top->free_pages > mark_of(top, 1) + gap + top->reserve)) {
             int r = reclaim_one(e, z->node);
             if (!r) break;
             got += reclaimed_pages(r);
             *swapped += swapped_pages(r); e->k[K_PSWPOUT] += swapped_pages(r);
         }
         total += got;
+        if (got) e->daemon[z->node].ksw_failures = 0;   /* shrink_node: reclaimable */
     }
     e->k[K_PGSTEAL_DIRECT] += total;
     return total;
 }
 
-static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct);
+/* ---------- kswapd and kcompactd (mm/vmscan.c, mm/compaction.c), in trace time ---------- */
+
+/* pgdat_balanced(): some zone of the node passes its high watermark (boost included) at the order. */
+static int node_balanced(Engine *e, int node, int order) {
+    for (int i = 0; i < e->nzones; i++) {
+        Zone *z = &e->zones[i];
+        if (z->node == node && wmark_ok(z, order, mark_of(z, 2))) return 1;
+    }
+    return 0;
+}
+
+static int node_boosted(Engine *e, int node) {   /* pgdat_watermark_boosted() */
+    for (int i = 0; i < e->nzones; i++) if (e->zones[i].node == node && e->zones[i].boost) return 1;
+    return 0;
+}
+
+/* kcompactd_node_suitable(): a zone where compaction is suitable and the order is not already there
+   (compaction_suitable() with alloc_flags 0, i.e. the min watermark). */
+static int kcompactd_node_suitable(Engine *e, int node, int order) {
+    for (int i = 0; i < e->nzones; i++) {
+        Zone *z = &e->zones[i];
+        if (z->node == node && !wmark_ok(z, order, mark_of(z, 0)) && suitable(e, z, order) == C_CONTINUE) return 1;
+    }
+    return 0;
+}
+
+/* wakeup_kcompactd(): raise kcompactd_max_order; wake it if it sleeps and a zone is suitable. */
+static void wakeup_kcompactd(Engine *e, int node, int order) {
+    Daemon *d = &e->daemon[node];
+    if (!e->p[P_KCOMPACTD]) return;
+    if (d->kcd_order < order) d->kcd_order = order;
+    if (d->kcd_active || !kcompactd_node_suitable(e, node, d->kcd_order)) return;
+    d->kcd_active = 1; d->kcd_zone = 0; d->kcd_ns = (double)e->now;
+    e->k[K_KCOMPACTD_WAKE]++;
+}
+
+/* wakeup_kswapd(): raise kswapd_order; a running kswapd just takes the order. A hopeless node
+   (kswapd_failures >= MAX_RECLAIM_RETRIES) or one balanced at the order and not boosted is left alone,
+   and then kcompactd is woken unless the caller will compact itself (no __GFP_DIRECT_RECLAIM). */
+static void wakeup_kswapd(Engine *e, int node, int order, int direct) {
+    Daemon *d = &e->daemon[node];
+    if (!e->p[P_KSWAPD]) return;
+    if (d->ksw_active) { if (d->ksw_order < order) d->ksw_order = order; return; }
+    if (d->ksw_failures >= 16 || (node_balanced(e, node, order) && !node_boosted(e, node))) {
+        if (!direct) wakeup_kcompactd(e, node, order);
+        return;
+    }
+    d->ksw_active = 1; d->ksw_order = order; d->ksw_reclaimed = 0; d->ksw_ns = (double)e->now;
+    d->ksw_boost_left = 0;
+    for (int i = 0; i < e->nzones; i++) if (e->zones[i].node == node) d->ksw_boost_left += e->zones[i].boost;
+    d->ksw_boosted = d->ksw_boost_left > 0;
+    e->k[K_KSWAPD_WAKE]++;
+}
+
+/* wake_all_kswapds(): every node of the attempt's zonelist. */
+static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct) {
+    int seen[MAXNODES] = {0};
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (seen[z->node]) continue;
+        seen[z->node] = 1;
+        wakeup_kswapd(e, z->node, order, direct);
+    }
+}
+
+/* kswapd's balance_pgdat(), page by page at its own pace (kswapd_us_per_page, swap_out_us_per_page for
+   an anon page), up to trace time ts. It reclaims until the node is balanced at the order, which drops
+   to 0 once compact_gap(order) pages are reclaimed (kswapd_shrink_node). With boosted watermarks it
+   first reclaims the boost's worth of pages (nr_boost_reclaim, page cache only: may_swap is off), even
+   on a balanced node, unless the node is not balanced (then the boost is ignored); at the end the
+   boosts are cleared and kcompactd is woken at pageblock order. Then kswapd_try_to_sleep(): the skip
+   bits of zones whose direct compaction asked for it go (reset_isolation_suitable) and kcompactd is
+   woken for the order kswapd was woken for. A run that reclaims nothing counts a kswapd_failure; 16
+   make the node hopeless until reclaim frees something. */
+static void kswapd_work(Engine *e, int64_t ts) {
+    for (int n = 0; n < e->nnodes; n++) {
+        Daemon *d = &e->daemon[n];
+        while (d->ksw_active && d->ksw_ns <= (double)ts) {
+            int order = d->ksw_reclaimed >= (2LL << d->ksw_order) ? 0 : d->ksw_order;
+            int balanced = node_balanced(e, n, order);
+            if (d->ksw_boost_left > 0 && !balanced) d->ksw_boost_left = 0;
+            int r = RC_NONE;
+            if (d->ksw_boost_left > 0 || !balanced) {
+                r = d->ksw_boost_left > 0 && e->fileset[n].n == 0 ? RC_NONE : reclaim_one(e, n);
+                if (r == RC_NONE && d->ksw_boost_left > 0) { d->ksw_boost_left = 0; continue; }
+            }
+            if (r == RC_NONE) {                             /* balanced, or nothing left to reclaim */
+                if (!balanced && !d->ksw_reclaimed) d->ksw_failures++;
+                d->ksw_active = 0;
+                if (d->ksw_boosted) {
+                    for (int i = 0; i < e->nzones; i++) if (e->zones[i].node == n) e->zones[i].boost = 0;
+                    d->ksw_boosted = 0;
+                    wakeup_kcompactd(e, n, PB_ORDER);
+                }
+                if (balanced) {
+                    for (int i = 0; i < e->nzones; i++)
+                        if (e->zones[i].node == n && e->zones[i].blockskip_flush) reset_isolation_suitable(e, &e->zones[i]);
+                    if (d->ksw_order > 0) wakeup_kcompactd(e, n, d->ksw_order);
+                }
+                d->ksw_order = 0;
+                break;
+            }
+            int got = reclaimed_pages(r), swp = swapped_pages(r);
+            d->ksw_reclaimed += got;
+            if (d->ksw_boost_left > 0) d->ksw_boost_left -= got < d->ksw_boost_left ? got : d->ksw_boost_left;
+            e->k[K_PGSTEAL_KSWAPD] += got; e->k[K_PSWPOUT] += swp;
+            d->ksw_failures = 0;
+            d->ksw_ns += 1000.0 * ((got - swp) * e->p[P_KSWAPD_US] + swp * e->p[P_SWAP_OUT_US]);
+        }
+    }
+}
+
+/* kcompactd_do_work(), one migrate batch at a time at its pace (kcompactd_us_per_page), up to trace
+   time ts: each zone of the node in turn, skipping deferred ones, those where compaction is not
+   suitable and those that already have the order; sync-light compact_zone; success resets the
+   deferral (compaction_defer_reset), COMPLETE or PARTIAL_SKIPPED defers the zone. */
+static void kcompactd_work(Engine *e, int64_t ts) {
+    for (int n = 0; n < e->nnodes; n++) {
+        Daemon *d = &e->daemon[n];
+        while (d->kcd_active && d->kcd_ns <= (double)ts) {
+            if (d->kcd_zone >= e->nzones) { d->kcd_active = 0; d->kcd_order = 0; break; }
+            Zone *z = &e->zones[d->kcd_zone];
+            int order = d->kcd_order;
+            if (!d->kcd_started) {
+                if (z->node != n || wmark_ok(z, order, mark_of(z, 0)) || deferred(z, order) || suitable(e, z, order) != C_CONTINUE) {
+                    d->kcd_zone++; continue;
+                }
+                cc_init(e, &d->kcd_cc, z, order, PRIO_SYNC_LIGHT, 0, 0);
+                d->kcd_started = 1;
+            }
+            int64_t m0 = d->kcd_cc.migrated, s0 = d->kcd_cc.mscanned + d->kcd_cc.fscanned;
+            int st = cc_run(e, &d->kcd_cc, 0, 1, NULL);
+            d->kcd_ns += 1000.0 * (d->kcd_cc.migrated - m0) * e->p[P_KCOMPACTD_US]
+                         + (d->kcd_cc.mscanned + d->kcd_cc.fscanned - s0) * e->p[P_SCAN_NS] + 1000.0;
+            if (st == C_CONTINUE) continue;
+            cc_finish(e, &d->kcd_cc, st);
+            if (st == C_SUCCESS) defer_reset(z, order, 0); else defer(z, order);
+            d->kcd_started = 0; d->kcd_zone++;
+        }
+    }
+}
+
+/* boost_watermark() (5.0+, watermark_boost_factor): a fallback steal of a pageblock raises the zone's
+   watermarks by a pageblock, up to factor/10000 of the high watermark, and wakes kswapd (rmqueue(),
+   ZONE_BOOSTED_WATERMARK; the allocation is taken to have ALLOC_KSWAPD, as user and GFP_KERNEL ones do). */
+static void boost_watermark(Engine *e, Zone *z) {
+    double factor = e->p[P_BOOST_FACTOR];
+    if (factor <= 0) return;
+    int64_t max_boost = (int64_t)(z->whigh * factor / 10000.0);
+    if (max_boost < PB_PAGES) max_boost = PB_PAGES;
+    z->boost = z->boost + PB_PAGES < max_boost ? z->boost + PB_PAGES : max_boost;
+    e->k[K_BOOSTS]++;
+    wakeup_kswapd(e, z->node, 0, 1);
+}
+
 
 /* A small allocation, as __alloc_pages() does it. The fast path takes the first zone of the zonelist
    above its low watermark (get_page_from_freelist with ALLOC_WMARK_LOW), so a full local node spills to
@@ -1113,6 +1348,8 @@ static int64_t alloc_small(Engine *e, int pref, int order, int mt, int kind, int
 typedef struct {
     int8_t result; int16_t node; int8_t attempts; int16_t compact_calls; int8_t compact_ok;
     int64_t migrated, scanned, reclaimed, swapped, latency_ns; double access;
+    int8_t last_rc;               /* the last direct compaction's result (C_*), -1 when none ran */
+    int16_t reclaim_calls;        /* direct reclaim calls (allocstall) of the fault */
 } Outcome;
 
 static void count_stall(Engine *e, int rc, int success, Outcome *o) {
@@ -1124,45 +1361,12 @@ static void count_stall(Engine *e, int rc, int success, Outcome *o) {
     e->k[success ? K_COMPACT_SUCCESS : K_COMPACT_FAIL]++;
 }
 
-static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct) {
-    int seen[MAXNODES] = {0};
-    for (int i = 0; i < e->zl_len[pref]; i++) {
-        Zone *z = &e->zones[e->zonelist[pref][i]];
-        if (only_node >= 0 && z->node != only_node) continue;
-        if (seen[z->node]) continue;
-        seen[z->node] = 1;
-        Zone *top = top_zone(e, z->node);
-        /* wakeup_kswapd(): an unbalanced node gets kswapd (reclaim to the high watermark); a node
-           without a free block of the order then gets kcompactd, unless the caller will compact
-           directly (kcompactd_do_work: sync-light, skips deferred zones, defers on failure) */
-        if (top->free_pages < top->whigh + top->reserve && e->p[P_KSWAPD]) {
-            e->k[K_KSWAPD_WAKE]++;
-            while (top->free_pages < top->whigh + top->reserve) {
-                int r = reclaim_one(e, z->node);
-                if (!r) break;
-                e->k[K_PGSTEAL_KSWAPD] += reclaimed_pages(r);
-                e->k[K_PSWPOUT] += swapped_pages(r);
-            }
-        }
-        if (direct || !e->p[P_KCOMPACTD]) continue;
-        e->k[K_KCOMPACTD_WAKE]++;
-        for (int zi = 0; zi < e->nzones; zi++) {
-            Zone *zz = &e->zones[zi];
-            if (zz->node != z->node || wmark_ok(zz, order, zz->wmin)) continue;
-            if (deferred(zz, order) || suitable(e, zz, order) != C_CONTINUE) continue;
-            int64_t m = 0, s = 0, fs = 0, cap = -1;
-            int st = compact_zone(e, zz, order, PRIO_SYNC_LIGHT, 0, 0, 0, 0, &m, &s, &fs, &cap);
-            if (st == C_SUCCESS) defer_reset(zz, order, 0); else defer(zz, order);
-        }
-    }
-}
-
 /* A page taken where the trace put it: had the kernel found every zone of the zonelist below its low
    watermark, its slowpath would have woken kswapd; the model does the same. */
 static void wake_if_all_low(Engine *e, int pref) {
     for (int i = 0; i < e->zl_len[pref]; i++) {
         Zone *z = &e->zones[e->zonelist[pref][i]];
-        if (wmark_ok(z, 0, z->wlow)) return;
+        if (wmark_ok(z, 0, mark_of(z, 1))) return;
     }
     wake_kswapds(e, pref, -1, 0, 1);
 }
@@ -1193,6 +1397,7 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         }
         if (!direct) continue;
         int rc = direct_compact(e, local, only, order, PRIO_ASYNC, &m, &s, &pfn);
+        o->last_rc = (int8_t)rc;
         us += e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US];
         o->migrated += m; o->scanned += s;
         count_stall(e, rc, pfn >= 0, o);
@@ -1204,12 +1409,14 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         if (e->sp_bail_deferred_noretry && noretry && rc == C_DEFERRED) continue;
         int prio = (e->sp_second_sync && !noretry) ? PRIO_SYNC_LIGHT : PRIO_ASYNC;
         int64_t got = direct_reclaim(e, local, only, order, &swp);
+        o->reclaim_calls++;
         o->reclaimed += got; o->swapped += swp;
         us += (got - swp) * e->p[P_RECLAIM_US] + swp * e->p[P_SWAP_OUT_US];
         pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
         if (pfn >= 0) goto done;
         m = s = 0;
         rc = direct_compact(e, local, only, order, prio, &m, &s, &pfn);
+        o->last_rc = (int8_t)rc;
         us += (e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US])
               * (prio == PRIO_ASYNC ? 1.0 : e->p[P_SYNC_FACTOR]);
         o->migrated += m; o->scanned += s;
@@ -1236,6 +1443,7 @@ static int base_node(Engine *e, int local) {   /* where alloc_small() would put 
 
 static void fault(Engine *e, int64_t r, int local, int madvised, Outcome *o) {
     memset(o, 0, sizeof(*o));
+    o->last_rc = -1;
     Region *R = &e->regions[r];
     e->k[K_THP_FAULTS]++;
     int64_t pfn = thp_attempts(e, local, madvised, o);
@@ -1307,39 +1515,45 @@ static void proactive(Engine *e, int64_t ts) {
     int64_t low, high;
     proactive_low_high(e, &low, &high);
     for (int n = 0; n < e->nnodes; n++) {
-        if (e->pro_running[n] || ts < e->proactive_defer_until[n]) continue;
+        Daemon *d = &e->daemon[n];
+        /* should_proactive_compact_node(): not while kswapd runs; kcompactd busy with a wake-up's work
+           does not look at its timer */
+        if (d->pro_active || d->kcd_active || d->ksw_active || ts < e->proactive_defer_until[n]) continue;
         int64_t before = node_score(e, n);
         if (before <= high) continue;
-        e->pro_running[n] = 1; e->pro_before[n] = before; e->pro_done_ns[n] = (double)ts;
+        d->pro_active = 1; d->pro_before = before; d->pro_ns = (double)ts; d->pro_zone = 0; d->pro_started = 0;
     }
 }
 
-/* The running proactive compactions, advanced to trace time ts (proactive_compact_node: every zone of
-   the node, sync-light, until each is below the low mark, __compact_finished). kcompactd is one thread:
-   a pageblock emptied costs it the model's per-page scan and sync-light migration cost, so on a slow
-   machine (a --params file with its costs) the work spreads over the trace as the kernel's does instead
-   of happening at once. A compaction that ends without lowering the node's score defers the next
-   check by 64 intervals (kcompactd: default_timeout << COMPACT_MAX_DEFER_SHIFT). */
+/* proactive_compact_node(), in slices of one migrate batch at kcompactd's pace up to trace time ts:
+   every zone of the node once, sync-light, whole zone, skip bits ignored, until the zone's score is at
+   the low mark (__compact_finished) or the scanners meet. A pass that did not lower the node's score
+   defers the next check by 64 intervals (kcompactd: default_timeout << COMPACT_MAX_DEFER_SHIFT). */
 static void proactive_work(Engine *e, int64_t ts) {
     int64_t low, high;
     proactive_low_high(e, &low, &high);
-    double ns_per_page = e->p[P_KCOMPACTD_US] * 1000.0;
     for (int n = 0; n < e->nnodes; n++) {
-        if (!e->pro_running[n] || e->pro_done_ns[n] > (double)ts) continue;
-        int finished = 1;
-        for (int i = 0; i < e->nzones && e->pro_done_ns[n] <= (double)ts; i++) {
-            Zone *z = &e->zones[i];
-            if (z->node != n || extfrag_score(z, PB_ORDER) <= low) continue;
-            finished = 0;
-            int64_t m = 0, sc = 0, fs = 0, cap = -1;
-            int st = compact_zone(e, z, PB_ORDER, PRIO_SYNC_LIGHT, 0, 1, low, 1, &m, &sc, &fs, &cap);
-            e->pro_done_ns[n] += m * ns_per_page + (sc + fs) * e->p[P_SCAN_NS];
-            if (st == C_CONTINUE) { i--; continue; }   /* the same zone again, in the next slice */
-            if (st != C_SUCCESS) { finished = 1; break; }
+        Daemon *d = &e->daemon[n];
+        while (d->pro_active && d->pro_ns <= (double)ts) {
+            if (d->pro_zone >= e->nzones) {
+                d->pro_active = 0;
+                if (node_score(e, n) >= d->pro_before) e->proactive_defer_until[n] = ts + 64 * 500000000LL;
+                break;
+            }
+            Zone *z = &e->zones[d->pro_zone];
+            if (!d->pro_started) {
+                if (z->node != n || z->b1 <= z->b0) { d->pro_zone++; continue; }
+                cc_init(e, &d->pro_cc, z, -1, PRIO_SYNC_LIGHT, 0, 1);
+                d->pro_started = 1;
+            }
+            int64_t m0 = d->pro_cc.migrated, s0 = d->pro_cc.mscanned + d->pro_cc.fscanned;
+            int st = cc_run(e, &d->pro_cc, low, 1, NULL);
+            d->pro_ns += 1000.0 * (d->pro_cc.migrated - m0) * e->p[P_KCOMPACTD_US]
+                         + (d->pro_cc.mscanned + d->pro_cc.fscanned - s0) * e->p[P_SCAN_NS] + 1000.0;
+            if (st == C_CONTINUE) continue;
+            cc_finish(e, &d->pro_cc, st);
+            d->pro_started = 0; d->pro_zone++;
         }
-        if (!finished) continue;
-        e->pro_running[n] = 0;
-        if (node_score(e, n) >= e->pro_before[n]) e->proactive_defer_until[n] = ts + 64 * 500000000LL;
     }
 }
 
@@ -1499,6 +1713,19 @@ static void free_a_migrated_page(Engine *e) {
     }
 }
 
+/* A fallback of the trace's own small allocation (mm_page_alloc_extfrag, emitted by __rmqueue_fallback):
+   the kernel took a free block of order `order` from another migratetype's list for an allocation of
+   type mt. steal_suitable_fallback() boosts the watermarks when the fallback could steal
+   (can_steal_fallback: order >= pageblock_order / 2, or an unmovable or reclaimable allocation) and the
+   block is smaller than a pageblock; change_ownership says the pageblock became mt's. */
+static void trace_steal(Engine *e, int64_t pfn, int order, int mt, int change_ownership) {
+    int64_t b = block_of(e, pfn);
+    if (b < 0 || mt < 0 || mt >= NMT) return;
+    if (change_ownership && e->blocks[b].mt != mt) set_mt(e, b, mt);
+    e->k[K_STEALS]++;
+    if (order < PB_ORDER && (order >= PB_ORDER / 2 || mt != MT_MOVABLE)) boost_watermark(e, &e->zones[e->blocks[b].zone]);
+}
+
 static void region_release(Engine *e, int64_t r) {
     Region *R = &e->regions[r];
     if (R->state == 1) {
@@ -1586,7 +1813,7 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
         z->node = (int)r[0]; z->type = (int)r[1]; z->b0 = r[2]; z->b1 = r[3];
         z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
         z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
-        z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES;
+        z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES; z->init_migrate = -1;
         for (int m = 0; m < NMT; m++) {
             z->hcur[m] = z->b0; z->hfail[m] = NORD;
             for (int j = 0; j < NORD; j++) z->head[m][j] = -1;
@@ -1653,20 +1880,21 @@ fail:
 /* run(engine, kind:int8, ts:int64, pfn:int64, order:int8, mt:int8, pkind:int8, node:int16, region:int64,
        madvised:int8, out_result:int8, out_node:int16, out_attempts:int8, out_compact:int16, out_compact_ok:int8,
        out_migrated:int64, out_scanned:int64, out_reclaimed:int64, out_swapped:int64, out_latency:int64,
-       out_access:float64). Outputs are indexed by region (= fault) number. */
+       out_access:float64, out_compact_result:int8, out_reclaim_calls:int16). Outputs are indexed by region
+       (= fault) number. */
 static PyObject *py_run(PyObject *self, PyObject *args) {
-    PyObject *cap, *o[20];
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOOOOO", &cap, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+    PyObject *cap, *o[22];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOOOOOOO", &cap, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
                           &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &o[14], &o[15], &o[16], &o[17],
-                          &o[18], &o[19]))
+                          &o[18], &o[19], &o[20], &o[21]))
         return NULL;
     Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
     if (!e) return NULL;
-    static const int sizes[20] = {1, 8, 8, 1, 1, 1, 2, 8, 1, 1, 2, 1, 2, 1, 8, 8, 8, 8, 8, 8};
-    Buf b[20];
-    for (int i = 0; i < 20; i++) b[i].ok = 0;
-    for (int i = 0; i < 20; i++)
-        if (getbuf(o[i], &b[i], sizes[i], i >= 9)) { for (int k = 0; k < 20; k++) relbuf(&b[k]); return NULL; }
+    static const int sizes[22] = {1, 8, 8, 1, 1, 1, 2, 8, 1, 1, 2, 1, 2, 1, 8, 8, 8, 8, 8, 8, 1, 2};
+    Buf b[22];
+    for (int i = 0; i < 22; i++) b[i].ok = 0;
+    for (int i = 0; i < 22; i++)
+        if (getbuf(o[i], &b[i], sizes[i], i >= 9)) { for (int k = 0; k < 22; k++) relbuf(&b[k]); return NULL; }
     int64_t n = b[0].buf.len;
     int8_t *kind = b[0].buf.buf, *order = b[3].buf.buf, *mt = b[4].buf.buf, *pk = b[5].buf.buf, *madv = b[8].buf.buf;
     int64_t *ts = b[1].buf.buf, *pfn = b[2].buf.buf, *region = b[7].buf.buf;
@@ -1692,6 +1920,9 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             while (e->next_proactive <= ts[i]) e->next_proactive += 500000000LL;
         }
         if (e->p[P_PROACTIVENESS] > 0) proactive_work(e, ts[i]);
+        e->now = ts[i];
+        kswapd_work(e, ts[i]);
+        kcompactd_work(e, ts[i]);
         switch (kind[i]) {
         case OP_ALLOC: small_alloc(e, pfn[i], order[i], mt[i], pk[i], node[i], region[i]); break;
         case OP_FREE: small_free(e, pfn[i], order[i]); break;
@@ -1712,14 +1943,17 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             ((int64_t *)b[17].buf.buf)[r] = oc.swapped;
             ((int64_t *)b[18].buf.buf)[r] = oc.latency_ns;
             ((double *)b[19].buf.buf)[r] = oc.access;
+            ((int8_t *)b[20].buf.buf)[r] = oc.last_rc;
+            ((int16_t *)b[21].buf.buf)[r] = oc.reclaim_calls;
             break;
         }
         case OP_RELEASE: if (region[i] >= 0 && region[i] < e->nregions) region_release(e, region[i]); break;
         case OP_MIGRATE: for (int j = 0; j < (1 << order[i]) && j < PB_PAGES; j++) kernel_migrated(e, pfn[i] + j); break;
+        case OP_STEAL: trace_steal(e, pfn[i], order[i], mt[i], pk[i]); break;
         }
     }
     Py_END_ALLOW_THREADS
-    for (int k = 0; k < 20; k++) relbuf(&b[k]);
+    for (int k = 0; k < 22; k++) relbuf(&b[k]);
     Py_RETURN_NONE;
 }
 

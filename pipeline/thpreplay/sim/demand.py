@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from thpreplay.errors import InputError, OutputError
 from thpreplay.sim.state import read_table
 
-OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE, OP_MIGRATE = 0, 1, 2, 3, 4
+OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE, OP_MIGRATE, OP_STEAL = 0, 1, 2, 3, 4, 5
 PK_PINNED, PK_ANON, PK_FILE = 0, 1, 2
 REGION_PAGES = 512
 WINDOW_LINES = 1 << 20
@@ -271,6 +271,8 @@ class _Builder:
         self.pfault = _Parts(dataset, "page_fault", ["event", "line", "pid", "address"])
         self.reclaim = _Parts(dataset, "reclaim", ["line", "pid", "event"])
         self.compaction = _Parts(dataset, "compaction", ["line", "pid", "event"])
+        self.extfrag = _Parts(dataset, "extfrag", ["ts_ns", "line", "pfn", "alloc_migratetype", "fallback_order",
+                                                   "change_ownership"])
         sources = self.alloc.scan().select(pl.col("source").unique()).collect()["source"].to_list()
         if len(sources) > 1:
             # events are ordered by their line in the trace; several traces have no common order
@@ -378,7 +380,17 @@ class _Builder:
         free_ops = self._page_ops(demand_frees, OP_FREE)
         migrate_ops = self._page_ops(free.filter(pl.col("by_migration") & ~pl.col("is_huge_release")), OP_MIGRATE)
         fault_ops = self.fault_ops.filter((pl.col("line") >= lo) & (pl.col("line") < hi))
-        ops = pl.concat([alloc_ops, free_ops, fault_ops, migrate_ops]).sort(["line", "kind"])
+        # a fallback of the trace's own small allocations (mm_page_alloc_extfrag): where the kernel took a
+        # page from another migratetype's free list; the model boosts the watermarks for it (5.0+) and
+        # follows a change of the pageblock's owner (pkind carries change_ownership)
+        steal_ops = self.extfrag.read(lo, hi).filter(pl.col("pfn") > 0).select(
+            pl.lit(OP_STEAL, pl.Int8).alias("kind"), "ts_ns", "line", "pfn",
+            pl.col("fallback_order").clip(0, 10).cast(pl.Int8).alias("order"),
+            pl.col("alloc_migratetype").clip(0, 2).cast(pl.Int8).alias("mt"),
+            pl.col("change_ownership").cast(pl.Int8).fill_null(0).alias("pkind"), pl.lit(-1, pl.Int16).alias("node"),
+            pl.lit(-1, pl.Int64).alias("region"), pl.lit(0, pl.Int8).alias("madvised"),
+        )
+        ops = pl.concat([alloc_ops, free_ops, fault_ops, migrate_ops, steal_ops]).sort(["line", "kind"])
         if ops.height:
             self.ts_min = min(self.ts_min, ops["ts_ns"].min())
             self.ts_max = max(self.ts_max, ops["ts_ns"].max())

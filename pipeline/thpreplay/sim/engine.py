@@ -20,17 +20,19 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
   the mask allows, min-watermark retry, async direct compaction, the era's bail-outs, direct reclaim
   (compact_gap pages per node, page cache first, then anon to swap), then compaction again at the
   era's priority; deferral per zone as mm/compaction.c.
-- Direct compaction is a two-scanner walk over pageblocks with cached positions: a source block is
-  emptied only when every used page in it can move; success when it becomes a free pageblock.
-- kswapd, woken from a slowpath (every zone below low), reclaims the node up to its high watermark, at
-  once and off the fault's clock. kcompactd compacts (sync-light) when a THP attempt wakes a balanced
-  node, and, for 5.9+ eras with vm.compaction_proactiveness > 0, proactive compaction starts at a
-  500 ms check when a node's fragmentation score is above its high mark and proceeds at the model's
-  migration cost in trace time.
+- Direct compaction follows compact_zone() page by page: batches of 32, skip_on_failure for async
+  direct compaction, pageblock skip bits, cached scanner positions, the async free scanner's 1-in-32
+  sampling (5.1+); it fails, stalls and defers as the kernel's does (docs/model.md).
+- kswapd and kcompactd are workers on their own CPU in trace time (kswapd_us_per_page,
+  kcompactd_us_per_page): woken as wakeup_kswapd()/wakeup_kcompactd() say (slowpath, THP masks with
+  __GFP_KSWAPD_RECLAIM, watermark boosts from the trace's fallback steals), they reclaim and compact at
+  their pace, and a fault finds only what they had done by its time. Proactive compaction (5.9+) runs
+  on kcompactd's 500 ms timer.
 - Reclaim takes page cache, then anon pages to swap, then whole anon THPs (oldest first) to swap.
 
-Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no watermark boost, no
-node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on contention, reclaim takes LRU
+Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no
+node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on contention and
+fast_isolate_freepages/fast_find_migrateblock are not modelled (params.fast_isolate_finds), reclaim takes LRU
 pages at random (no ageing), huge pages are never split or migrated and are reclaimed only after
 every small LRU page of their node.
 """
@@ -60,8 +62,13 @@ COUNTERS = (
     "small_allocs", "frees", "thp_faults", "bug_double_alloc", "bug_double_free",
     "relocated_from_huge_page", "relocated_from_traced_page", "relocated_from_other_page", "relocated_outside_zones",
     "migrated_by_kernel", "free_of_migrated_page", "thp_swpout", "compact_free_scanned", "pgmigrate_fail",
+    "watermark_boosts",
 )
 RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
+# compaction results in the kernel's order (include/linux/compaction.h, the tracepoint's names);
+# NOT_SUITABLE_ZONE reaches callers as SKIPPED
+COMPACT_RESULTS = ("not_suitable_zone", "skipped", "deferred", "no_suitable_page", "continue", "complete",
+                   "partial_skipped", "contended", "success")
 MAX_ATTEMPTS = 8
 CHUNK = 1 << 20
 
@@ -114,6 +121,7 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "every_call" else 0.0, float(p.seed),
         float(proactive), float(sampling), p.kswapd_us_per_page, p.kcompactd_us_per_page,
         float(proactive_phase_ns if proactive_phase_ns is not None else -1), float(p.fast_isolate_finds),
+        float(p.watermark_boost_factor),
     ], dtype=np.float64)
 
 
@@ -152,6 +160,7 @@ def outputs(n: int) -> dict[str, np.ndarray]:
         compact=np.zeros(n, dtype=np.int16), compact_ok=np.zeros(n, dtype=np.int8), migrated=np.zeros(n, dtype=np.int64),
         scanned=np.zeros(n, dtype=np.int64), reclaimed=np.zeros(n, dtype=np.int64), swapped=np.zeros(n, dtype=np.int64),
         latency=np.zeros(n, dtype=np.int64), access=np.zeros(n, dtype=np.float64),
+        compact_result=np.full(n, -1, dtype=np.int8), reclaim_calls=np.zeros(n, dtype=np.int16),
     )
 
 
@@ -189,6 +198,9 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
         pl.Series("latency_ns", out["latency"]),
         pl.Series("access_cost", out["access"]),
         faults["observed_outcome"],
+        pl.Series("compact_result", [COMPACT_RESULTS[c] if c >= 0 else None for c in out["compact_result"].tolist()],
+                  dtype=pl.String),
+        pl.Series("reclaim_calls", out["reclaim_calls"]).cast(pl.Int16),
     )
     series_df = pl.DataFrame({
         "policy": [policy.name] * len(series), "ts_ns": series[:, 0], "node": series[:, 1].astype(np.int16),
