@@ -12,13 +12,21 @@ import zstandard
 
 from thpreplay import procfs
 from thpreplay.ingest import ingest
-from thpreplay.record import record
+from thpreplay.record import RecordError, _tracefs, record
 
 from conftest import metadata, read_table
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not Path("/sys/kernel/tracing/events/kmem").is_dir(), reason="needs root and tracefs"
-)
+def _tracefs_ready() -> bool:
+    """Root, and tracefs mounted or mountable (record mounts it as perf does)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        return (_tracefs() / "events" / "kmem").is_dir()
+    except RecordError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _tracefs_ready(), reason="needs root and tracefs")
 WORKLOAD = ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=1M count=64 2>/dev/null; cat /proc/self/status >/dev/null"]
 
 

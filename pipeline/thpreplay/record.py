@@ -43,7 +43,19 @@ class RecordResult:
     missing: list[str]
 
 
+def _mount_tracefs() -> None:
+    """Mount tracefs where the kernel offers it and nothing is mounted, as perf does (libapi's
+    tracefs__mount): a fresh machine may have it unmounted. Only root can; failures are left to the
+    caller's check."""
+    target = TRACEFS_CANDIDATES[0]
+    if os.geteuid() != 0 or not target.is_dir() or (target / "events").is_dir():
+        return
+    subprocess.run(["mount", "-t", "tracefs", "nodev", str(target)], capture_output=True, check=False)
+
+
 def _tracefs() -> Path:
+    if not any((p / "events").is_dir() for p in TRACEFS_CANDIDATES):
+        _mount_tracefs()
     for p in TRACEFS_CANDIDATES:
         if (p / "events").is_dir():
             if not os.access(p / "events", os.R_OK | os.X_OK):
