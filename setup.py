@@ -13,6 +13,9 @@ setup(
         Extension(
             "thpreplay.sim._engine",
             ["pipeline/thpreplay/sim/_engine.c"],
+            # one translation unit: _engine.c #includes the model's files, split along the kernel's
+            # (page_alloc.c, vmscan.c, compaction.c); listed here so that a change to one rebuilds it
+            depends=[f"pipeline/thpreplay/sim/{f}" for f in ("engine.h", "page_alloc.c", "vmscan.c", "compaction.c")],
             extra_compile_args=["-O2"],
         ),
         Extension(

@@ -1,0 +1,411 @@
+/*
+ * mm/page_alloc.c, in the replay core (included by _engine.c, one translation unit: see engine.h).
+ * The buddy allocator on each pageblock's bitmap: __free_one_page merging and expand() splitting
+ * (refresh, adjust, take, release), set_pageblock_migratetype with move_freepages_block (set_mt);
+ * __zone_watermark_ok (wmark_ok), wmark_pages (mark_of); __rmqueue, __rmqueue_fallback and
+ * steal_suitable_fallback over the fallbacks[] table (rmqueue; rmqueue_unhinted is the model's choice
+ * of pages for its own placements); get_page_from_freelist (alloc_zonelist); wake_all_kswapds
+ * (wake_kswapds); boost_watermark; __alloc_pages for a small allocation: the fast path, then
+ * __alloc_pages_slowpath's kswapd wake, min-watermark retry and order-0 direct reclaim (alloc_small);
+ * a fallback the trace shows, mm_page_alloc_extfrag (trace_steal). lru_add keeps the LRU counts that
+ * lruvec_add_folio / lruvec_del_folio (include/linux/mm_inline.h) keep.
+ */
+#include "engine.h"
+
+/* ---------- pageblock free structure ---------- */
+
+/* Keep the even bits of x (bit 2i) packed into the low 32 bits (bit i). */
+static inline uint64_t pack_even(uint64_t x) {
+    x &= 0x5555555555555555ULL;
+    x = (x | (x >> 1)) & 0x3333333333333333ULL;
+    x = (x | (x >> 2)) & 0x0F0F0F0F0F0F0F0FULL;
+    x = (x | (x >> 4)) & 0x00FF00FF00FF00FFULL;
+    x = (x | (x >> 8)) & 0x0000FFFF0000FFFFULL;
+    x = (x | (x >> 16)) & 0x00000000FFFFFFFFULL;
+    return x;
+}
+
+static void levels_of(const uint64_t used[8], Levels *L) {
+    for (int i = 0; i < 8; i++) L->w[0][i] = ~used[i];
+    int words = 8;
+    for (int j = 1; j < NORD; j++) {
+        int nbits_prev = PB_PAGES >> (j - 1);
+        if (nbits_prev >= 128) {            /* two words of level j-1 make one of level j */
+            int nw = words / 2;
+            for (int i = 0; i < nw; i++) {
+                uint64_t a = L->w[j - 1][2 * i], b = L->w[j - 1][2 * i + 1];
+                L->w[j][i] = pack_even(a & (a >> 1)) | (pack_even(b & (b >> 1)) << 32);
+            }
+            words = nw;
+        } else {                            /* one word, nbits_prev bits -> nbits_prev/2 bits */
+            uint64_t a = L->w[j - 1][0];
+            L->w[j][0] = pack_even(a & (a >> 1)) & ((nbits_prev / 2 >= 64) ? ~0ULL : ((1ULL << (nbits_prev / 2)) - 1));
+            words = 1;
+        }
+    }
+}
+
+static inline int level_words(int j) { int n = (PB_PAGES >> j) / 64; return n ? n : 1; }
+
+static int popcount_level(const Levels *L, int j) {
+    int c = 0;
+    for (int i = 0; i < level_words(j); i++) c += __builtin_popcountll(L->w[j][i]);
+    return c;
+}
+
+/* Offset (in pages) of the first maximal free block of exactly order j, or -1. */
+static int find_maximal(const Levels *L, int j) {
+    for (int i = 0; i < level_words(j); i++) {
+        uint64_t w = L->w[j][i];
+        while (w) {
+            int bit = __builtin_ctzll(w);
+            int idx = i * 64 + bit;
+            if (j == NORD - 1 || !level_bit(L, j + 1, idx >> 1)) return idx << j;
+            w &= w - 1;
+        }
+    }
+    return -1;
+}
+
+static void list_del(Engine *e, int64_t b, int mt, int j) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    if (B->prev[j] >= 0) e->blocks[B->prev[j]].next[j] = B->next[j]; else z->head[mt][j] = B->next[j];
+    if (B->next[j] >= 0) e->blocks[B->next[j]].prev[j] = B->prev[j];
+    B->next[j] = B->prev[j] = -1;
+}
+static void list_add(Engine *e, int64_t b, int mt, int j) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    B->prev[j] = -1; B->next[j] = z->head[mt][j];
+    if (z->head[mt][j] >= 0) e->blocks[z->head[mt][j]].prev[j] = (int32_t)b;
+    z->head[mt][j] = (int32_t)b;
+}
+
+/* Recompute a block's free-block histogram after its used bitmap changed (what the buddy allocator's
+   merging in __free_one_page and splitting in expand() maintain incrementally). */
+static void refresh(Engine *e, int64_t b) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    Levels L;
+    levels_of(B->used, &L);
+    int pc[NORD];
+    for (int j = 0; j < NORD; j++) pc[j] = popcount_level(&L, j);
+    int nfree = pc[0];
+    z->free_pages += nfree - B->nfree;
+    B->nfree = (int16_t)nfree;
+    for (int j = 0; j < NORD; j++) {
+        int c = (j == NORD - 1) ? pc[j] : pc[j] - 2 * pc[j + 1];
+        if (c == B->cnt[j]) continue;
+        z->nr_free[j] += c - B->cnt[j];
+        if (B->cnt[j] == 0) list_add(e, b, B->mt, j);
+        else if (c == 0) list_del(e, b, B->mt, j);
+        B->cnt[j] = (uint16_t)c;
+    }
+}
+
+static void set_mt(Engine *e, int64_t b, int mt) {
+    Block *B = &e->blocks[b];
+    if (B->mt == mt) return;
+    for (int j = 0; j < NORD; j++) if (B->cnt[j]) list_del(e, b, B->mt, j);
+    B->mt = (int8_t)mt;
+    for (int j = 0; j < NORD; j++) if (B->cnt[j]) list_add(e, b, B->mt, j);
+    e->zones[B->zone].hfail[mt] = NORD;
+}
+
+static int range_free(const Block *B, int off, int n) {
+    for (int i = off; i < off + n; i++) if (bit_get(B->used, i)) return 0;
+    return 1;
+}
+
+static void lru_add(Engine *e, int64_t b, int kind, int delta) {
+    Block *B = &e->blocks[b];
+    int node = node_of_block(e, b);
+    if (kind == PK_ANON) {
+        if (B->nanon == 0 && delta > 0) set_add(&e->anonset[node], (int32_t)b, &B->apos);
+        B->nanon += delta; e->node_anon[node] += delta;
+        if (B->nanon == 0 && B->apos >= 0) {   /* swap-remove */
+            IdxSet *s = &e->anonset[node];
+            int32_t last = s->ids[--s->n];
+            s->ids[B->apos] = last; e->blocks[last].apos = B->apos; B->apos = -1;
+        }
+    } else if (kind == PK_FILE) {
+        if (B->nfile == 0 && delta > 0) set_add(&e->fileset[node], (int32_t)b, &B->fpos);
+        B->nfile += delta; e->node_file[node] += delta;
+        if (B->nfile == 0 && B->fpos >= 0) {
+            IdxSet *s = &e->fileset[node];
+            int32_t last = s->ids[--s->n];
+            s->ids[B->fpos] = last; e->blocks[last].fpos = B->fpos; B->fpos = -1;
+        }
+    }
+}
+
+/* Mark [off, off+n) of block b used (caller checked it is free). */
+/* Whether the aligned 2^j-page chunk at off is all free (all used). */
+static inline int chunk_is(const uint64_t used[8], int off, int j, int want_used) {
+    uint64_t full = want_used ? ~0ULL : 0;
+    if (j >= 6) {
+        for (int w = off >> 6; w < (off >> 6) + (1 << (j - 6)); w++) if (used[w] != full) return 0;
+        return 1;
+    }
+    uint64_t mask = ((1ULL << (1 << j)) - 1) << (off & 63);
+    return (used[off >> 6] & mask) == (full & mask);
+}
+
+/* cnt[j] += d for a block, with its zone's count and free-list membership. */
+static void adjust(Engine *e, int64_t b, int j, int d) {
+    Block *B = &e->blocks[b];
+    int old = B->cnt[j];
+    B->cnt[j] = (uint16_t)(old + d);
+    e->zones[B->zone].nr_free[j] += d;
+    if (old == 0 && B->cnt[j] > 0) list_add(e, b, B->mt, j);
+    else if (old > 0 && B->cnt[j] == 0) list_del(e, b, B->mt, j);
+}
+
+/* Mark [off, off+n) of block b used (caller checked it is free). An aligned power-of-two run is
+   accounted as the buddy allocator's expand() does: the free block of order m around it loses it and
+   leaves one free buddy per order between; anything else is recounted from the bitmap. */
+static void take(Engine *e, int64_t b, int off, int n, int kind, int traced) {
+    Block *B = &e->blocks[b];
+    int k = __builtin_ctz((unsigned)n), m = k;
+    int fast = (n & (n - 1)) == 0 && !(off & (n - 1)) && chunk_is(B->used, off, k, 0);
+    if (fast)
+        while (m < NORD - 1 && chunk_is(B->used, off & ~((2 << m) - 1), m + 1, 0)) m++;
+    for (int i = off; i < off + n; i++) {
+        if (bit_get(B->used, i)) e->k[K_BUG_DOUBLE_ALLOC]++;   /* never: the tests watch this counter */
+        bit_set(B->used, i);
+        if (traced) bit_set(B->traced, i);
+        if (kind == PK_ANON) bit_set(B->anon, i);
+        else if (kind == PK_FILE) bit_set(B->file, i);
+        else if (kind == PK_MLOCK) bit_set(B->mlock, i);
+    }
+    if (kind == PK_MLOCK) B->nmlock += n;
+    else if (kind != PK_PINNED) lru_add(e, b, kind, n);
+    if (!fast) { refresh(e, b); return; }
+    adjust(e, b, m, -1);
+    for (int j = k; j < m; j++) adjust(e, b, j, +1);
+    B->nfree -= n;
+    e->zones[B->zone].free_pages -= n;
+}
+
+static inline void unhinted_freed(Engine *e, int64_t b);
+
+/* Free [off, off+n) of block b. An aligned power-of-two run that was all in use merges with its free
+   buddies as __free_one_page() does; anything else is recounted from the bitmap. */
+static void release(Engine *e, int64_t b, int off, int n) {
+    Block *B = &e->blocks[b];
+    int k = __builtin_ctz((unsigned)n);
+    int fast = (n & (n - 1)) == 0 && !(off & (n - 1)) && chunk_is(B->used, off, k, 1);
+    int na = 0, nf = 0;
+    for (int i = off; i < off + n; i++) {
+        if (!bit_get(B->used, i)) e->k[K_BUG_DOUBLE_FREE]++;   /* never: the tests watch this counter */
+        if (bit_get(B->anon, i)) na++;
+        if (bit_get(B->file, i)) nf++;
+        if (bit_get(B->mlock, i)) B->nmlock--;
+        bit_clr(B->used, i); bit_clr(B->anon, i); bit_clr(B->file, i); bit_clr(B->mlock, i); bit_clr(B->traced, i);
+    }
+    if (na) lru_add(e, b, PK_ANON, -na);
+    if (nf) lru_add(e, b, PK_FILE, -nf);
+    for (int i = off; i < off + n; i++) if (!bit_get(B->hint, i)) { unhinted_freed(e, b); break; }
+    if (!fast) { refresh(e, b); return; }
+    int m = k;
+    while (m < NORD - 1) {
+        int buddy = (off & ~((1 << m) - 1)) ^ (1 << m);
+        if (!chunk_is(B->used, buddy, m, 0)) break;
+        adjust(e, b, m, -1);
+        m++;
+    }
+    adjust(e, b, m, +1);
+    B->nfree += n;
+    e->zones[B->zone].free_pages += n;
+}
+
+/* ---------- the allocator ---------- */
+
+/* __zone_watermark_ok(): free pages above mark + lowmem reserve after the request, and a free block of
+   at least the order (highatomic and CMA reserves not modelled). */
+static int wmark_ok(const Zone *z, int order, int64_t mark) {
+    int64_t free = z->free_pages - ((1LL << order) - 1);
+    if (free <= mark + z->reserve) return 0;
+    if (order == 0) return 1;
+    for (int j = order; j < NORD; j++) if (z->nr_free[j] > 0) return 1;
+    return 0;
+}
+
+static void boost_watermark(Engine *e, Zone *z);
+
+/* fallbacks[] of mm/page_alloc.c */
+static const int FALLBACK[NMT][2] = {{MT_RECLAIMABLE, MT_MOVABLE}, {MT_RECLAIMABLE, MT_UNMOVABLE},
+                                     {MT_UNMOVABLE, MT_MOVABLE}};
+
+/* __rmqueue(): the smallest free block of the migratetype, else steal the largest of a fallback type
+   (__rmqueue_fallback; the whole pageblock changes type when the block is at least half free or the
+   order is >= pageblock_order/2, as steal_suitable_fallback()). Returns a pfn or -1. */
+static int64_t rmqueue(Engine *e, Zone *z, int order, int mt, int kind, int traced) {
+    for (int j = order; j < NORD; j++) {
+        int64_t b = z->head[mt][j];
+        if (b < 0) continue;
+        Levels L; levels_of(e->blocks[b].used, &L);
+        int off = find_maximal(&L, j);
+        take(e, b, off, 1 << order, kind, traced);
+        return pfn_of(e, b, off);
+    }
+    for (int j = NORD - 1; j >= order; j--) {
+        for (int f = 0; f < 2; f++) {
+            int fmt = FALLBACK[mt][f];
+            int64_t b = z->head[fmt][j];
+            if (b < 0) continue;
+            Block *B = &e->blocks[b];
+            if (j >= PB_ORDER / 2 || mt != MT_MOVABLE || B->nfree >= PB_PAGES / 2) {
+                set_mt(e, b, mt);
+                e->k[K_STEALS]++;
+            }
+            /* steal_suitable_fallback(): a fallback that can steal boosts the watermarks */
+            if (j < PB_ORDER && (j >= PB_ORDER / 2 || mt != MT_MOVABLE)) boost_watermark(e, z);
+            Levels L; levels_of(B->used, &L);
+            int off = find_maximal(&L, j);
+            take(e, b, off, 1 << order, kind, traced);
+            return pfn_of(e, b, off);
+        }
+    }
+    return -1;
+}
+
+/* First aligned free run of the order that avoids the trace's pages, or -1. Bit tricks per word: after
+   x &= x >> 2^s for s < k, bit i is set when pages i .. i+2^k-1 are all free. */
+static const uint64_t ALIGNED[6] = {~0ULL, 0x5555555555555555ULL, 0x1111111111111111ULL,
+                                    0x0101010101010101ULL, 0x0001000100010001ULL, 0x0000000100000001ULL};
+static int find_unhinted(const Block *B, int order) {
+    if (order < 6) {
+        for (int w = 0; w < 8; w++) {
+            uint64_t x = ~(B->used[w] | B->hint[w]);
+            for (int sh = 0; sh < order && x; sh++) x &= x >> (1 << sh);
+            x &= ALIGNED[order];
+            if (x) return w * 64 + __builtin_ctzll(x);
+        }
+        return -1;
+    }
+    int words = 1 << (order - 6);
+    for (int w = 0; w < 8; w += words) {
+        int ok = 1;
+        for (int i = w; i < w + words; i++) if (B->used[i] | B->hint[i]) { ok = 0; break; }
+        if (ok) return w * 64;
+    }
+    return -1;
+}
+
+/* Where the model places a page itself (a relocated or synthesized page, a huge page), it prefers free
+   pages the trace never allocates: otherwise each such placement would take a page the trace uses
+   later and push that allocation elsewhere too, a cascade that is an artefact of replay. The search
+   walks the zone's blocks of the migratetype from where it last succeeded; a sweep that finds nothing
+   is remembered (per order) until a page the trace never uses is freed. Else __rmqueue as usual. */
+static int64_t rmqueue_unhinted(Engine *e, Zone *z, int order, int mt, int kind, int traced) {
+    if (order < z->hfail[mt]) {
+        for (int64_t step = 0, n = z->b1 - z->b0; step < n; step++) {
+            Block *B = &e->blocks[z->hcur[mt]];
+            if (B->zone >= 0 && &e->zones[B->zone] == z && B->mt == mt && B->nfree >= (1 << order)) {
+                int off = find_unhinted(B, order);
+                if (off >= 0) {
+                    take(e, z->hcur[mt], off, 1 << order, kind, traced);
+                    return pfn_of(e, z->hcur[mt], off);
+                }
+            }
+            if (++z->hcur[mt] >= z->b1) z->hcur[mt] = z->b0;
+        }
+        z->hfail[mt] = order;
+    }
+    return rmqueue(e, z, order, mt, kind, traced);
+}
+
+/* A page the trace never uses became free (or a block changed type): the search may succeed again. */
+static inline void unhinted_freed(Engine *e, int64_t b) {
+    Zone *z = &e->zones[e->blocks[b].zone];
+    z->hfail[e->blocks[b].mt] = NORD;
+}
+
+/* wmark_pages(): the zone's watermark plus its boost (5.0+, boost_watermark) */
+static int64_t mark_of(const Zone *z, int which) { return (which == 0 ? z->wmin : which == 1 ? z->wlow : z->whigh) + z->boost; }
+
+/* get_page_from_freelist() over a zonelist (node scope: -1 all nodes, else that node only). */
+static int64_t alloc_zonelist(Engine *e, int pref, int only_node, int order, int mt, int kind, int traced, int which) {
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (!wmark_ok(z, order, mark_of(z, which))) continue;
+        int64_t pfn = rmqueue_unhinted(e, z, order, mt, kind, traced);
+        if (pfn >= 0) return pfn;
+    }
+    return -1;
+}
+
+/* ---------- waking kswapd, the watermark boost, small allocations ---------- */
+
+/* wake_all_kswapds(): every node of the attempt's zonelist. */
+static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct) {
+    int seen[MAXNODES] = {0};
+    for (int i = 0; i < e->zl_len[pref]; i++) {
+        Zone *z = &e->zones[e->zonelist[pref][i]];
+        if (only_node >= 0 && z->node != only_node) continue;
+        if (seen[z->node]) continue;
+        seen[z->node] = 1;
+        wakeup_kswapd(e, z->node, order, direct);
+    }
+}
+
+/* boost_watermark() (5.0+, watermark_boost_factor): a fallback steal of a pageblock raises the zone's
+   watermarks by a pageblock, up to factor/10000 of the high watermark, and wakes kswapd (rmqueue(),
+   ZONE_BOOSTED_WATERMARK; the allocation is taken to have ALLOC_KSWAPD, as user and GFP_KERNEL ones do). */
+static void boost_watermark(Engine *e, Zone *z) {
+    double factor = e->p[P_BOOST_FACTOR];
+    if (factor <= 0) return;
+    int64_t max_boost = (int64_t)(z->whigh * factor / 10000.0);
+    if (max_boost < PB_PAGES) max_boost = PB_PAGES;
+    z->boost = z->boost + PB_PAGES < max_boost ? z->boost + PB_PAGES : max_boost;
+    e->k[K_BOOSTS]++;
+    wakeup_kswapd(e, z->node, 0, 1);
+}
+
+
+/* A small allocation, as __alloc_pages() does it. The fast path takes the first zone of the zonelist
+   above its low watermark (get_page_from_freelist with ALLOC_WMARK_LOW), so a full local node spills to
+   the next node and nobody is woken. Only when every zone is below low does the slowpath wake kswapd on
+   the zonelist's nodes (wake_all_kswapds) and retry down to the min watermark. When that fails too, it
+   enters direct reclaim: SWAP_CLUSTER_MAX (32) pages per pass from the zonelist's nodes in order, up to
+   MAX_RECLAIM_RETRIES (16) passes, retrying the free lists after each (should_reclaim_retry simplified). */
+static int64_t alloc_small(Engine *e, int pref, int order, int mt, int kind, int traced) {
+    int64_t p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 1);
+    if (p >= 0) return p;
+    wake_kswapds(e, pref, -1, order, 1);
+    p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 0);
+    if (p >= 0) return p;
+    e->k[K_ALLOCSTALL]++;
+    for (int pass = 0; pass < 16 && p < 0; pass++) {
+        int64_t got = 0;
+        for (int i = 0; i < e->zl_len[pref] && got < 32; i++) {
+            int node = e->zones[e->zonelist[pref][i]].node;
+            while (got < 32) {
+                int r = reclaim_one(e, node);
+                if (!r) break;
+                got += reclaimed_pages(r);
+                e->k[K_PSWPOUT] += swapped_pages(r);
+            }
+        }
+        e->k[K_PGSTEAL_DIRECT] += got;
+        if (!got) break;
+        p = alloc_zonelist(e, pref, -1, order, mt, kind, traced, 0);
+    }
+    return p;
+}
+
+/* A fallback of the trace's own small allocation (mm_page_alloc_extfrag, emitted by __rmqueue_fallback):
+   the kernel took a free block of order `order` from another migratetype's list for an allocation of
+   type mt. steal_suitable_fallback() boosts the watermarks when the fallback could steal
+   (can_steal_fallback: order >= pageblock_order / 2, or an unmovable or reclaimable allocation) and the
+   block is smaller than a pageblock; change_ownership says the pageblock became mt's. */
+static void trace_steal(Engine *e, int64_t pfn, int order, int mt, int change_ownership) {
+    int64_t b = block_of(e, pfn);
+    if (b < 0 || mt < 0 || mt >= NMT) return;
+    if (change_ownership && e->blocks[b].mt != mt) set_mt(e, b, mt);
+    e->k[K_STEALS]++;
+    if (order < PB_ORDER && (order >= PB_ORDER / 2 || mt != MT_MOVABLE)) boost_watermark(e, &e->zones[e->blocks[b].zone]);
+}
