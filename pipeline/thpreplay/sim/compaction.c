@@ -165,8 +165,12 @@ static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int
         if (off & ((1 << k) - 1)) { off += stride; continue; }   /* inside a free block: not PageBuddy */
         if (cc->nchunks == CC_FREE_MAX) break;
         int n = 1 << k;
+        /* only the pages the trace never allocates count as targets (compaction_alloc passes the others) */
+        int usable = 0;
+        for (int i = off; i < off + n; i++) usable += !bit_get(B->hint, i);
+        if (!usable) { off += n - 1 + stride; continue; }
         cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
-        cc->nr_freepages += n; isolated += n;
+        cc->nr_freepages += usable; isolated += usable;
         if (cc->nr_freepages >= cc->nr_migratepages) { off += n; break; }
         off += n - 1 + stride;
     }
@@ -244,25 +248,30 @@ static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
 /* compaction_alloc(): one isolated free page, isolating more when none is left. -1 when the free
    scanner has met the migrate scanner (migrate_pages then fails with -ENOMEM). */
 static int64_t compaction_alloc(Engine *e, CompactControl *cc, int stride_sampling, int *toff) {
-    if (cc->nchunks == 0) {
-        if (cc->free_pfn / PB_PAGES > cc->migrate_pfn / PB_PAGES) {
-            if (stride_sampling && e->p[P_FAST_ISOLATE] != 0) fast_isolate_freepages(e, cc);
-            if (cc->nchunks == 0) isolate_freepages(e, cc, stride_sampling);
+    for (;;) {
+        if (cc->nchunks == 0) {
+            if (cc->free_pfn / PB_PAGES > cc->migrate_pfn / PB_PAGES) {
+                if (stride_sampling && e->p[P_FAST_ISOLATE] != 0) fast_isolate_freepages(e, cc);
+                if (cc->nchunks == 0) isolate_freepages(e, cc, stride_sampling);
+            }
+            if (cc->nchunks == 0) return -1;
         }
-        if (cc->nchunks == 0) return -1;
+        while (cc->nchunks > 0) {
+            int i = cc->nchunks - 1;
+            int64_t t = cc->fb[i];
+            int off = cc->foff[i];
+            cc->foff[i]++; cc->fn[i]--;
+            if (cc->fn[i] == 0) cc->nchunks--;
+            /* a page the trace allocates at some time (Block.hint) was never counted: the kernel did not
+               migrate into a page its workload then took, and the model's own placements avoid them */
+            if (bit_get(e->blocks[t].hint, off)) continue;
+            cc->nr_freepages--;
+            /* isolated pages are not taken in the model: one a trace allocation used since is passed */
+            if (bit_get(e->blocks[t].used, off)) continue;
+            *toff = off;
+            return t;
+        }
     }
-    while (cc->nchunks > 0) {
-        int i = cc->nchunks - 1;
-        int64_t t = cc->fb[i];
-        int off = cc->foff[i];
-        cc->foff[i]++; cc->fn[i]--; cc->nr_freepages--;
-        if (cc->fn[i] == 0) cc->nchunks--;
-        /* isolated pages are not taken in the model: one a trace allocation used since is passed */
-        if (bit_get(e->blocks[t].used, off)) continue;
-        *toff = off;
-        return t;
-    }
-    return compaction_alloc(e, cc, stride_sampling, toff);
 }
 
 /* isolate_migratepages_block(): up to COMPACT_CLUSTER_MAX pages of one block from migrate_pfn. Free
