@@ -82,7 +82,7 @@ def test_tcg_capture_costs_are_large(dataset):
     14.534176 -> migratepages 32 at 14.548972 (14,796 µs: 462 µs a page, the first run scans from the
     zone start) and 14.561984 -> 32 at 14.564734 (2,750 µs: 85.9 a page) -> 223 at 14.572149 (7,415 µs:
     33.3 a page): median 85.9 µs. The lab measured 223 µs a page (all stall time over all pages) on an
-    earlier recording of the same scenario (sample_traces/fidelity/tcg-params.toml); on hardware
+    earlier recording of the same scenario (the hand-made costs file this replaced); on hardware
     (below) it is 5-8. 69 runs isolated nothing, in 39-156 µs (41-78 p10-p90), median 49; the 4 runs
     whose 32-page batches all failed (0.3-2.7 ms) count for neither."""
     est = _by_param(calibrate(dataset("fidelity/6.1-s1-fragmented-movable")))
