@@ -4,13 +4,13 @@ from thpreplay.kernel import gfp
 def test_decode_names_with_matching_table():
     t = gfp.TABLES["6.13"]
     mask, unknown = gfp.decode("GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE", t)
-    assert unknown == [] and mask == 0x3D24CA  # reference §1.2: 5.8.1..6.13.7 madvised attempt 1
+    assert unknown == [] and mask == 0x3D24CA  # 5.8.1..6.13.7 madvised attempt 1
     flags = gfp.flag_values(mask, t)
     assert flags["thisnode"] and flags["noretry"] and flags["direct_reclaim"] and flags["comp"]
 
 
 def test_bit_values_differ_between_eras():
-    # reference §4.1: __GFP_THISNODE is 0x40000 in 4.19 and 0x200000 from 5.x
+    # gfp.h: __GFP_THISNODE is 0x40000 in 4.19 and 0x200000 from 5.x
     m419, _ = gfp.decode("GFP_TRANSHUGE|__GFP_THISNODE", gfp.TABLES["4.19"])
     m54, _ = gfp.decode("GFP_TRANSHUGE|__GFP_THISNODE", gfp.TABLES["5.4"])
     assert m419 == 0x2742CA and m54 == 0x3C24CA

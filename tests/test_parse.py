@@ -1,5 +1,5 @@
 """The text parsers on real lines of each era and tool (fragments from the bundled captures and
-the format strings of reference §7 and §9)."""
+the TP_printk format strings of each era and perf/trace-cmd's line formats)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ PERF = [
     "       perf-exec 13777 [000]  1705.370574653:                             kmem:mm_page_free: page=0x4401a0 pfn=0x4401a0 order=0",
     "            perf 13776 [001]  1705.369949701:                            kmem:mm_page_alloc: page=0x420578 pfn=0x420578 order=0 migratetype=0 gfp_flags=GFP_HIGHUSER|__GFP_ACCOUNT",
 ]
-# 4.x-era ftrace (pid %-5d, 4 latency characters, decimal pfn), reference §9.1 examples.
+# 4.x-era ftrace (pid %-5d, 4 latency characters, decimal pfn), as 4.x kernels print it.
 FTRACE_4X = [
     "        qemu-kvm-4211  [012] .... 35218.123456: mm_page_alloc: page=00000000a8e5f3c1 pfn=8388608 order=9 migratetype=1 gfp_flags=GFP_TRANSHUGE|__GFP_THISNODE",
     "        qemu-kvm-4211  [012] .... 35218.123460: mm_page_alloc: page=          (null) pfn=0 order=9 migratetype=1 gfp_flags=GFP_TRANSHUGE|__GFP_THISNODE",

@@ -1,5 +1,5 @@
 """THP fault policies: the contract every installed policy keeps, the built-ins against the reference's
-tables (../shared/reference/kernel-thp-history.md §1.2, §4, §5), release resolution, the registry's
+tables (each era's alloc_hugepage_direct_gfpmask() and gfp.h), release resolution, the registry's
 loader and the `policies` command."""
 
 from __future__ import annotations
@@ -105,26 +105,26 @@ def _fmt(attempts) -> str:
     return " ".join(out)
 
 
-# (policy, defrag, madvised) -> attempts with enabled=always. From §1.2 (hex), §4 (masks) and §5 (scope).
+# (policy, defrag, madvised) -> attempts with enabled=always. From each version's gfp.h (hex), alloc_hugepage_direct_gfpmask() (masks) and the THP allocation path (scope).
 GOLDEN = {
-    # ≤4.0: one zonelist attempt; GFP_TRANSHUGE carries __GFP_NORETRY and __GFP_NO_KSWAPD (§4.2)
+    # ≤4.0: one zonelist attempt; GFP_TRANSHUGE carries __GFP_NORETRY and __GFP_NO_KSWAPD
     ("prefer-local-4.0", "always", False): "all:DN:0x4352da",
     ("prefer-local-4.0", "always", True): "all:DN:0x4352da",
     ("prefer-local-4.0", "madvise", False): "all:N:0x4352ca",
     ("prefer-local-4.0", "madvise", True): "all:DN:0x4352da",
     ("prefer-local-4.0", "never", True): "all:N:0x4352ca",
-    # 4.1-4.5: the same masks with __GFP_THISNODE (§4.3, §5.2)
+    # 4.1-4.5: the same masks with __GFP_THISNODE
     ("thisnode-4.1", "always", False): "local:DN:0x4752da",
     ("thisnode-4.1", "always", True): "local:DN:0x4752da",
     ("thisnode-4.1", "madvise", False): "local:N:0x4752ca",
     ("thisnode-4.1", "madvise", True): "local:DN:0x4752da",
-    # 4.6-4.7 (§4.4, §5.3)
+    # 4.6-4.7
     ("defrag-modes-4.6", "always", False): "local:DN:0x4752ca",
     ("defrag-modes-4.6", "always", True): "local:DN:0x4752ca",
     ("defrag-modes-4.6", "madvise", False): "local:N:0x752ca",
     ("defrag-modes-4.6", "madvise", True): "local:DN:0x4752ca",
     ("defrag-modes-4.6", "defer", True): "local:KN:0x20752ca",
-    # 4.8-5.3-rc4, 4.11 column (§4.6, §5.5)
+    # 4.8-5.3-rc4, 4.11 column
     ("local-only-4.8", "always", False): "local:DN:0x4752ca",
     ("local-only-4.8", "always", True): "local:D:0x4742ca",
     ("local-only-4.8", "madvise", False): "local::0x742ca",
@@ -132,14 +132,14 @@ GOLDEN = {
     ("local-only-4.8", "defer", True): "local:K:0x10742ca",
     ("local-only-4.8", "defer+madvise", False): "local:K:0x10742ca",
     ("local-only-4.8", "defer+madvise", True): "local:D:0x4742ca",
-    # relaxed, 5.3.1 column (§4.7, §5.7): direct-reclaim masks go to all nodes
+    # relaxed, 5.3.1 column: direct-reclaim masks go to all nodes
     ("relaxed-5.3-rc5", "always", False): "all:DN:0x1d24ca",
     ("relaxed-5.3-rc5", "always", True): "all:D:0x1c24ca",
     ("relaxed-5.3-rc5", "madvise", False): "local::0x3c20ca",
     ("relaxed-5.3-rc5", "madvise", True): "all:D:0x1c24ca",
     ("relaxed-5.3-rc5", "defer", True): "local:K:0x3c28ca",
     ("relaxed-5.3-rc5", "defer+madvise", True): "all:D:0x1c24ca",
-    # 5.4 and the series as posted (§4.8, §5.8)
+    # 5.4 and the series as posted
     ("two-step-5.4", "always", False): "local:DN:0x3d24ca all:DN:0x1d24ca",
     ("two-step-5.4", "always", True): "local:D:0x3c24ca all:DN:0x1d24ca",
     ("two-step-5.4", "madvise", False): "local::0x3c20ca",
@@ -149,7 +149,7 @@ GOLDEN = {
     ("rientjes-2019", "always", True): "local:D:0x3c24ca all:DN:0x1d24ca",
     ("rientjes-2019", "madvise", False): "local::0x3c20ca",
     ("rientjes-2019", "madvise", True): "local:D:0x3c24ca all:DN:0x1d24ca",
-    # cc638f329ef6, 5.8.1 column (§4.10, §5.9)
+    # cc638f329ef6, 5.8.1 column
     ("thisnode-noretry-5.6", "always", False): "local:DN:0x3d24ca all:DN:0x1d24ca",
     ("thisnode-noretry-5.6", "always", True): "local:DN:0x3d24ca all:D:0x1c24ca",
     ("thisnode-noretry-5.6", "madvise", False): "local:N:0x3d20ca",
@@ -178,7 +178,7 @@ def test_every_builtin_has_golden_rows_for_always_and_madvise():
             assert (name, defrag, True) in GOLDEN and (name, defrag, False) in GOLDEN, (name, defrag)
 
 
-# Bit values to decode the hex: the 4.0 and 5.4 name tables (§8.2) and, for 4.6/4.11, the §4.1 constants.
+# Bit values to decode the hex: the 4.0 and 5.4 name tables (mmflags.h) and, for 4.6/4.11, the gfp.h constants of those versions.
 _BITS_4_6 = {"thisnode": 0x40000, "noretry": 0x1000, "direct": 0x400000}
 _LAYOUT = {"prefer-local-4.0": "4.0", "thisnode-4.1": "4.0", "defrag-modes-4.6": _BITS_4_6,
            "local-only-4.8": _BITS_4_6, "relaxed-5.3-rc5": "5.4", "rientjes-2019": "5.4", "two-step-5.4": "5.4",
@@ -392,7 +392,7 @@ def _thisnode_attempts_after_failed_compaction(trace: Path) -> tuple[int, int]:
 def test_captured_kernels_do_not_reclaim_in_the_local_attempt(bundle):
     """Basis of the 6.18.16 / 6.1.165 rows: on the bundled 6.18.44 and Debian 6.1.176 captures, local
     __GFP_THISNODE|__GFP_NORETRY attempts whose compaction ran and failed never enter reclaim, as
-    9c9828d3ead6 makes them; without it they would (reference §4.10, the cc638f329ef6 caveat)."""
+    9c9828d3ead6 makes them; without it they would (the cc638f329ef6 caveat in docs/policies.md)."""
     ran, reclaimed = _thisnode_attempts_after_failed_compaction(SAMPLES / bundle / "trace.txt.zst")
     assert ran >= 20 and reclaimed == 0
 

@@ -1,6 +1,6 @@
 """Golden scenarios: what the September 2019 "swap storm" thread says each policy does, replayed on
-synthetic machines (tests/scenarios.py). Reference: ../shared/reference/kernel-thp-history.md §1.4,
-§4.6-§4.11, §6, §10.3.
+synthetic machines (tests/scenarios.py). Sources: docs/policies.md (the eras), docs/model.md (the slowpath), the
+thread's own figures quoted below.
 
 Every built-in policy runs on the same scenario. Each scenario has
 * claim tests: the thread's qualitative statements, with clear margins;

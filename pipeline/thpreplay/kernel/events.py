@@ -1,8 +1,8 @@
 """Tracepoint events thpreplay types, as data: which table each goes to and how its fields parse.
 
 Field names are the printed `name=` keys, matched anywhere in the payload, so the same spec reads
-every era's print format (reference §7) and libtraceevent's `[FAILED TO PARSE] name=value` fallback
-(§9.4), whatever the field order. Kinds:
+every era's print format (TP_printk of include/trace/events/kmem.h, compaction.h, vmscan.h) and
+libtraceevent's `[FAILED TO PARSE] name=value` fallback, whatever the field order. Kinds:
   int  signed integer, decimal or 0x-hex          pfn  as int; 0 means "no page" for mm_page_alloc
   hex  unsigned integer printed as 0x...           str  a word (symbolic value), trailing ',' removed
   gfp  a gfp mask as printed (names or raw hex)    bool 0/1

@@ -1,7 +1,7 @@
 """gfp flag name tables (show_gfp_flags, x86-64, !LOCKDEP, !KASAN_HW_TAGS), one per verified kernel.
 
-Source: ../shared/reference/kernel-thp-history.md §8.2 (tables read from include/trace/events/mmflags.h
-and gfp.h of 4.0, 4.19.1, 5.4, 6.1.20 and 6.13.7). Order matters to the kernel's greedy renderer; to
+Source: include/trace/events/mmflags.h (show_gfp_flags) and include/linux/gfp.h (gfp_types.h from 6.0)
+of 4.0, 4.19.1, 5.4, 6.1.20 and 6.13.7. Order matters to the kernel's greedy renderer; to
 decode we only need name -> mask. Bit values changed over time (e.g. __GFP_THISNODE 0x40000 in 4.19,
 0x200000 from 5.x), so a raw hex mask is decoded with the table of the matching kernel only.
 """
@@ -101,8 +101,8 @@ TABLES: dict[str, GfpTable] = {
     "6.13": GfpTable("6.13", _parse(_T_6_13), **_MODERN),
 }
 
-# Which table decodes which kernel (reference §8.3). Versions between verified ones take the nearest
-# table that shares its bit layout; the ranges marked [I] there are inferred.
+# Which table decodes which kernel (the bit layouts of gfp.h by version). Versions between verified ones
+# take the nearest table that shares its bit layout; those ranges are inferred, not read from a tree.
 _VERSION_TABLE = [((4, 6), "4.0"), ((5, 0), "4.19"), ((6, 1), "5.4"), ((6, 4), "6.1"), ((99, 0), "6.13")]
 
 FLAGS = ("thisnode", "noretry", "direct_reclaim", "kswapd_reclaim", "comp", "movable")

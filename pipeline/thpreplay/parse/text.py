@@ -4,7 +4,7 @@ A chunk of whole lines becomes one polars frame per event table, with no per-lin
 prefix (task, pid, cpu, latency flags, timestamp, event name) is cut with literal `find`s and slices,
 which is several times faster than a capturing regex; every row is then checked, and the few rows
 the fast path cannot read (a comm containing " [" or ": ", odd column widths) go through the
-reference's regular expressions (kernel-thp-history.md §9.6). Rows that neither reads are rejects.
+generic ftrace/perf line regular expressions. Rows that neither reads are rejects.
 
 Payload fields are read by name (`pfn=`, `order=`, ...) wherever they are, so every era's print
 format and libtraceevent's `[FAILED TO PARSE] name=value` fallback read the same way.
@@ -22,7 +22,7 @@ from thpreplay.kernel.events import EVENTS, EventSpec
 
 FORMATS = ("ftrace", "trace-cmd", "perf")
 
-# Fallback regexes (reference §9.6), slightly widened: perf may print pid/tid, trace-cmd widths vary.
+# Fallback regexes, slightly widened: perf may print pid/tid, trace-cmd widths vary.
 _FTRACE_RE = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<lat>[.a-zA-Z][^\s]{3,4})\s+)?(?P<ts>\d+(?:\.\d+)?):\s+(?P<event>[\w:]+):(?:\s(?P<payload>.*))?$"

@@ -2,8 +2,8 @@
 
 A policy turns one PMD THP fault (MPOL_DEFAULT, local node L) into the `__alloc_pages()` calls the kernel
 makes for it, in order. The simulator tries them until one succeeds, then falls back to order-0 pages
-(`VM_FAULT_FALLBACK`, reference §4.0). How each call behaves inside `__alloc_pages_slowpath()` (compaction
-priority, bail-outs) is the era's `Slowpath`, reference §6.2.
+(`VM_FAULT_FALLBACK`, do_huge_pmd_anonymous_page). How each call behaves inside `__alloc_pages_slowpath()` (compaction
+priority, bail-outs) is the era's `Slowpath`.
 
 The built-in policies (builtin.py) are instances of one data-driven class; a plugin may be any object
 with the attributes of `Policy` below.
@@ -74,12 +74,12 @@ class Attempt:
     direct_reclaim: bool  # __GFP_DIRECT_RECLAIM (old kernels: __GFP_WAIT)
     kswapd_reclaim: bool  # __GFP_KSWAPD_RECLAIM (wakes kswapd); False for <=4.5 (__GFP_NO_KSWAPD)
     noretry: bool  # __GFP_NORETRY, tested on the bits (<=4.7 GFP_TRANSHUGE itself contains it)
-    gfp_hex: int | None = None  # the era's mask for this attempt where the reference's §1.2/§5 tables give it
+    gfp_hex: int | None = None  # this attempt's mask, where the era's alloc_hugepage_direct_gfpmask() is known
 
 
 @dataclass(frozen=True)
 class Slowpath:
-    """How __alloc_pages_slowpath() treats a costly-order (order > 3) attempt in this era (reference §6.2)."""
+    """How __alloc_pages_slowpath() treats a costly-order (order > 3) attempt in this era."""
 
     second_compaction_sync: bool  # after reclaim, SYNC_LIGHT compaction unless the mask has NORETRY (4.8+); False = always async
     bail_deferred_if_noretry: bool  # after the first async compaction: NORETRY and COMPACT_DEFERRED -> fail (4.8-5.4; <=4.7: THP masks fail if deferred)

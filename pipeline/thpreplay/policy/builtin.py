@@ -1,9 +1,10 @@
-"""The built-in THP fault policies, one per kernel era of ../shared/reference/kernel-thp-history.md.
+"""The built-in THP fault policies, one per kernel era (docs/policies.md).
 
 Every era is data: the mask `alloc_hugepage_direct_gfpmask()` (4.0/4.1: `alloc_hugepage_gfpmask()`) returns
-for each defrag mode and VMA (reference §4), the `__alloc_pages()` calls the hugepage branch of
+for each defrag mode and VMA (mm/huge_memory.c), the `__alloc_pages()` calls the hugepage branch of
 `alloc_pages_vma()` / `alloc_pages_mpol()` makes with that mask (the `Step`s), the gfp hex of each call where
-the reference's §1.2 table gives it, and the era's `Slowpath` (§6.2). `EraPolicy.attempts()` only combines
+the era's alloc_hugepage_direct_gfpmask() gives it, and the era's `Slowpath`
+(`__alloc_pages_slowpath()`). `EraPolicy.attempts()` only combines
 them. Registered as entry points in pyproject.toml (group `thpreplay.policies`), like any plugin.
 
 Model-wide simplifications (each era adds its own): MPOL_DEFAULT only (no interleave, bind or preferred
@@ -52,7 +53,7 @@ class Step:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Masks per defrag mode and madvise (reference §4.2-§4.8, §5). Keys: (defrag, madvised).
+# Masks per defrag mode and madvise (alloc_hugepage_direct_gfpmask() of each era). Keys: (defrag, madvised).
 # ---------------------------------------------------------------------------------------------------------
 
 # 3.19-4.5, alloc_hugepage_gfpmask(): GFP_TRANSHUGE has __GFP_WAIT, __GFP_NORETRY and __GFP_NO_KSWAPD;
@@ -95,7 +96,7 @@ MASKS_4_8 = {
 }
 
 # "relaxed" (ac5b2c18911f + 89c83fb539f9; 5.3-rc5 92717d429b38 + a8282608c88e): this_node (__GFP_THISNODE)
-# only in the masks without direct reclaim; alloc_pages_vma() has no hugepage branch (reference §4.7).
+# only in the masks without direct reclaim; alloc_pages_vma() has no hugepage branch (5.3-rc5).
 MASKS_RELAXED = {
     ("always", False): _m("GFP_TRANSHUGE|__GFP_NORETRY", "DN"),
     ("always", True): _m("GFP_TRANSHUGE", "D"),
@@ -110,7 +111,7 @@ MASKS_RELAXED = {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# gfp hex of each attempt (reference §1.2, x86-64), per kernel column. Keys: (defrag, madvised).
+# gfp hex of each attempt (x86-64, from each version's gfp.h), per kernel column. Keys: (defrag, madvised).
 # ---------------------------------------------------------------------------------------------------------
 
 HEX_4_0 = {("always", False): (0x4352da,), ("always", True): (0x4352da,),
@@ -147,7 +148,7 @@ HEX_5_8_1 = {("always", False): (0x3d24ca, 0x1d24ca), ("always", True): (0x3d24c
              ("never", False): (0x3d20ca,), ("never", True): (0x3d20ca,)}
 
 # ---------------------------------------------------------------------------------------------------------
-# How the allocation path turns the mask into __alloc_pages() calls (reference §4, "Allocation").
+# How the allocation path turns the mask into __alloc_pages() calls (alloc_pages_vma / vma_alloc_folio).
 # ---------------------------------------------------------------------------------------------------------
 
 # 3.19-4.0: alloc_pages_vma() hugepage branch -> alloc_pages_exact_node(local, gfp): prefers, does not limit.
@@ -164,7 +165,7 @@ TWO_CALLS_5_6 = (Step(thisnode=True, noretry=True, only_if_direct=False),
                  Step(thisnode=False, noretry=False, only_if_direct=True))
 
 # ---------------------------------------------------------------------------------------------------------
-# __alloc_pages_slowpath() for order 9 (reference §6.2).
+# __alloc_pages_slowpath() for order 9.
 # ---------------------------------------------------------------------------------------------------------
 
 # 4.0-4.7 old slowpath: faults compact async only; a THP mask fails on deferred (or contended) compaction.

@@ -57,7 +57,7 @@ def v(text: str) -> KernelVersion:
 # Mainline: the first release of each era, oldest first. A version belongs to the last row at or below it.
 # (first version, policy, basis; docs/policies.md has the evidence behind each basis)
 MAINLINE: tuple[tuple[KernelVersion, str, str], ...] = (
-    (v("3.19-rc1"), "prefer-local-4.0", "077fcf116c8c, 3.19 (reference §3)"),
+    (v("3.19-rc1"), "prefer-local-4.0", "077fcf116c8c, 3.19"),
     (v("4.1-rc1"), "thisnode-4.1", "5265047ac301, committed 14 Apr 2015, the 4.1 merge window"),
     (v("4.6-rc1"), "defrag-modes-4.6", "444eb2a449ef, 4.6 (release inferred)"),
     (v("4.8-rc1"), "local-only-4.8", "2516035499b9 and the 4.8 slowpath (release inferred)"),

@@ -67,7 +67,7 @@ static double access_mult(Engine *e, int local, int node, int huge) {
     return huge ? e->p[P_M_HOP2_HUGE] : e->p[P_M_HOP2_BASE];
 }
 
-/* Try the plan's attempts (one __alloc_pages_slowpath each, reference §6.2) until one succeeds. */
+/* Try the plan's attempts (one __alloc_pages_slowpath() each) until one succeeds. */
 static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
     double us = 0;
     for (int a = 0; a < e->nplan[madvised]; a++) {

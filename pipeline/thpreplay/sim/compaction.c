@@ -222,12 +222,13 @@ static void isolate_freepages(Engine *e, CompactControl *cc, int stride_sampling
    (else the top half), and isolate around it: its block's free pages, stride 1 (fast_isolate_around);
    a block that does not give enough gets its skip bit. The kernel looks at a bounded number of list
    entries, in the lists' order, which no capture shows: the model takes the highest such block, as if
-   the entries it looked at included it. */
+   the entries it looked at included it (walking down from the free scanner, the first block found is
+   in the top quarter whenever one there qualifies). Used only with params.fast_isolate_finds. */
 static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
     if (cc->order <= 0 || cc->order >= NORD) return;
     Zone *z = cc->z;
     int64_t distance = cc->free_pfn - cc->migrate_pfn;
-    int64_t low_b = (cc->free_pfn - distance / 4) / PB_PAGES, min_b = (cc->free_pfn - distance / 2) / PB_PAGES;
+    int64_t min_b = (cc->free_pfn - distance / 2) / PB_PAGES;
     int64_t mig_b = cc->migrate_pfn / PB_PAGES;
     if (min_b <= mig_b) min_b = mig_b + 1;
     for (int64_t b = cc->free_pfn / PB_PAGES; b >= min_b; b--) {
@@ -240,7 +241,6 @@ static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
         int pos = 0;
         isolate_freepages_block(e, cc, b, &pos, 1);
         if (cc->nr_freepages < cc->nr_migratepages) B->skip = 1;
-        (void)low_b;
         return;
     }
 }

@@ -224,8 +224,8 @@ def _line_range(path: Path) -> tuple[int, int]:
 def _madvised(enabled: str, defrag: str, override: bool | None) -> pl.Expr:
     """Whether each fault's VMA was madvised. With enabled=madvise only madvised VMAs get THP faults.
     Otherwise the direct-reclaim bit of the fault's masks tells it under defrag=madvise/defer+madvise
-    (only madvised VMAs get __GFP_DIRECT_RECLAIM there, reference §1.2): the decoded bit of its first or
-    last attempt (column `direct`), else the printed names. Other modes do not show it and the fault is
+    (only madvised VMAs get __GFP_DIRECT_RECLAIM there, alloc_hugepage_direct_gfpmask()): the decoded
+    bit of its first or last attempt (column `direct`), else the printed names. Other modes do not show it and the fault is
     taken as madvised (the case the 2019 thread is about), which the notes say."""
     if override is not None:
         return pl.lit(override)

@@ -1,8 +1,8 @@
 """Cost and model parameters: documented defaults, overridable from a TOML file (`--params FILE`).
 
-Defaults come from the measurements in the reference (kernel-thp-history.md §10); where the reference
-only suggests a range, the value chosen is stated. Every value is one a user can replace, and
-`simulate` records the values it used in the dataset (simulation/simulation.json).
+Defaults come from published measurements (Mel Gorman's thpfioscale runs, Andrea Arcangeli's a8282608c88e
+changelog) where they exist; where those only suggest a range, the value chosen is stated. Every value
+is one a user can replace, and `simulate` records the values it used in the dataset (simulation/simulation.json).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from thpreplay.errors import InputError
 @dataclass(frozen=True)
 class Params:
     # Fault latency (µs). A successful THP fault zeroes 2 MiB: "Min fault-huge 297" (Mel Gorman,
-    # thpfioscale 5.2, §10.2) -> 300 µs. A 4K fault is "cheap (µs)" (§10.4) -> 1 µs.
+    # thpfioscale 5.2) -> 300 µs. A 4K fault is "cheap (µs)" -> 1 µs.
     thp_zero_us: float = 300.0
     base_fault_us: float = 1.0
     # Compaction: a fixed cost per call plus per page scanned and migrated. 512 migrated pages at
-    # 2 µs make ~1 ms, inside the 0.5-3 ms of a typical async attempt (BAmean-50..99, §10.4).
+    # 2 µs make ~1 ms, inside the 0.5-3 ms of a typical async attempt (BAmean-50..99).
     compact_call_us: float = 20.0
     scan_ns_per_page: float = 5.0
     migrate_us_per_page: float = 2.0
@@ -37,7 +37,7 @@ class Params:
     kswapd_us_per_page: float = 1.0
     kcompactd_us_per_page: float = 4.0
     # Access-cost multipliers relative to a local THP access (AMD Naples, Andrea Arcangeli's
-    # a8282608c88e changelog, §10.1): local 4K +43 %, 1 hop THP +45 %, 1 hop 4K +106 %,
+    # a8282608c88e changelog): local 4K +43 %, 1 hop THP +45 %, 1 hop 4K +106 %,
     # 2 hops THP +131 %, 2 hops 4K +224 %. Node distance <= 10 is local, <= 21 one hop, more two.
     access_local_huge: float = 1.00
     access_local_base: float = 1.43
