@@ -116,6 +116,18 @@ def test_hardware_capture_costs_are_small(dataset, name):
     assert est["reclaim_us_per_page"].value < 20
 
 
+def test_reclaim_round_from_the_calls_that_freed_pages(dataset):
+    """fidelity/6.1-local-only-s2-larger-than-node: direct reclaim swaps out whole THPs, 20 a call: its 8
+    calls return 10,272 and 10,240 (7 times) pages, so a round is 10,240 pages, not SWAP_CLUSTER_MAX.
+    fidelity/6.1-s1-fragmented-movable's calls all return 1 (compaction was ready, nothing freed): no
+    estimate, the default (32) stays."""
+    est = _by_param(calibrate(dataset("fidelity/6.1-local-only-s2-larger-than-node")))
+    r = est["reclaim_round_pages"]
+    assert (r.value, r.count) == (10240.0, 8)
+    assert "reclaim_round_pages = 10240 measured" in describe(r) or "reclaim_round_pages = 10,240 measured" in describe(r)
+    assert "reclaim_round_pages" not in _by_param(calibrate(dataset("fidelity/6.1-s1-fragmented-movable")))
+
+
 def test_kswapd_from_its_own_frees(dataset):
     """local-6.18-ftrace: kswapd0 is awake when the trace opens (its first event is a sleep, 72.7 ms
     in, with no free before it), wakes at 1251.021886 and sleeps at 1251.136231; between, it frees
@@ -200,13 +212,17 @@ def _direct_fragment() -> list[str]:
 
 def test_medians_ignore_unmatched_events(tmp_path):
     est = _by_param(calibrate(_ingest(tmp_path, _direct_fragment())))
-    assert set(est) == {"compact_call_us", "migrate_us_per_page", "kcompactd_us_per_page", "reclaim_us_per_page"}
+    assert set(est) == {"compact_call_us", "migrate_us_per_page", "kcompactd_us_per_page", "reclaim_us_per_page",
+                        "reclaim_round_pages"}
     # 10, 20, ..., 100 µs and thpfrag-101's 1,000 µs run
     assert (est["compact_call_us"].value, est["compact_call_us"].count) == (60.0, 11)
     assert (est["migrate_us_per_page"].value, est["migrate_us_per_page"].count) == (20.0, 3)
     assert est["kcompactd_us_per_page"].value == pytest.approx(4800 / 96)
     assert est["kcompactd_us_per_page"].count == 3
     assert (est["reclaim_us_per_page"].value, est["reclaim_us_per_page"].count) == (20.0, 3)
+    # the calls that freed more than a page: 10, 2, 2 -> a round of 2 pages
+    assert (est["reclaim_round_pages"].value, est["reclaim_round_pages"].count) == (2.0, 3)
+    assert overrides([est["reclaim_round_pages"]]) == {"reclaim_round_pages": 2}
 
 
 def test_too_few_samples_give_no_estimate(tmp_path):

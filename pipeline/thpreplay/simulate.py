@@ -19,10 +19,10 @@ import polars as pl
 
 from thpreplay import schemas
 from thpreplay.atomic import clean_stale, exclusive_lock, io_error_reason, make_tmp, replace_dir
-from thpreplay.errors import InputError, OutputError
+from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.gfp import parse_release
-from thpreplay.policy.base import Policy, PolicyCrashed, PolicyError, ThpSettings, call_attempts
+from thpreplay.policy.base import PMD_ORDER, Policy, PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
 from thpreplay.procfs import selected_setting
 from thpreplay.sim import calibrate
@@ -141,12 +141,36 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     overrides = {k: v for k, v in overrides.items() if k not in params.explicit}
     if overrides:
         params = Params(**{**params.as_dict(), **overrides, "explicit": params.explicit})
-    demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised)
+    demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised,
+                              madvise_gfp=_madvise_gfp(dataset, release, cap_enabled or enabled, cap_defrag or defrag))
     init = state.build(dataset, demand.used_at_start, demand.free_at_start, demand.pfns_by_migratetype, cua, params.seed,
                        demand.traced_pages)
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
                   notes + demand.notes + init.assumptions, kcompactd_timer_phase(dataset),
                   [e.as_dict() for e in estimates])
+
+
+def _madvise_gfp(dataset: Path, release: str | None, enabled: str, defrag: str) -> tuple[frozenset, frozenset] | None:
+    """The gfp signatures (__GFP_THISNODE, __GFP_NORETRY, __GFP_DIRECT_RECLAIM) of THP attempts that only
+    a madvised / only a non-madvised VMA makes under `defrag`, in the capturing kernel's era (its declared
+    policy for a patched kernel, `thp_policy`), or None when the era's attempts do not tell them apart.
+    Under defrag=always (4.8+) only a non-madvised VMA's mask carries __GFP_NORETRY
+    (alloc_hugepage_direct_gfpmask())."""
+    declared = (state.snapshot_text(dataset, "thp_policy") or "").strip()
+    try:
+        era = get_policy(declared) if declared else resolve_kernel(release) if release else None
+        if era is None:
+            return None
+        sides = []
+        for madvised in (True, False):
+            attempts = era.attempts(ThpSettings(enabled=enabled, defrag=defrag), madvised)
+            sides.append({(a.scope == "local", a.noretry, a.direct_reclaim) for a in attempts if a.order == PMD_ORDER})
+    except ThpreplayError:
+        return None
+    mad, plain = sides
+    if not mad or not plain or mad == plain:
+        return None
+    return frozenset(mad - plain), frozenset(plain - mad)
 
 
 def kcompactd_timer_phase(dataset: Path) -> int | None:

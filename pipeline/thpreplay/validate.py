@@ -184,7 +184,7 @@ def simulated(run) -> dict[str, int]:
     out = {
         "huge_local": n.get("huge_local", 0), "huge_remote": n.get("huge_remote", 0),
         "fallback": n.get("base_local", 0) + n.get("base_remote", 0) + n.get("failed", 0),
-        "direct_reclaims": int(c["allocstall"]), "pages_reclaimed": int(c["pgsteal_direct"]),
+        "direct_reclaims": int(c["allocstall"]), "pages_reclaimed": int(c["direct_reclaim_returned"]),
     }
     for counter in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
                     "allocstall", "pgsteal_direct", "pswpout", "numa_miss"):

@@ -97,9 +97,10 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         if (e->sp_bail_thisnode && noretry && only >= 0) continue;           /* 9c9828d3ead6 */
         if (e->sp_bail_deferred_noretry && noretry && rc == C_DEFERRED) continue;
         int prio = (e->sp_second_sync && !noretry) ? PRIO_SYNC_LIGHT : PRIO_ASYNC;
-        int64_t got = direct_reclaim(e, local, only, order, &swp);
+        int64_t returned = 0;
+        int64_t got = direct_reclaim(e, local, only, order, &swp, &returned);
         o->reclaim_calls++;
-        o->reclaimed += got; o->swapped += swp;
+        o->reclaimed += returned; o->swapped += swp;   /* as the trace's nr_reclaimed counts */
         us += (got - swp) * e->p[P_RECLAIM_US] + swp * e->p[P_SWAP_OUT_US];
         pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
         if (pfn >= 0) goto done;

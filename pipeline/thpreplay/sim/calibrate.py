@@ -69,7 +69,8 @@ def describe(e: Estimate) -> str:
 
 def overrides(estimates: list[Estimate], explicit: tuple[str, ...] | list[str] = ()) -> dict[str, float]:
     """The estimates as Params values, except those a --params file set (they win)."""
-    return {e.param: e.value for e in estimates if e.param not in explicit}
+    defaults = Params()
+    return {e.param: type(getattr(defaults, e.param))(e.value) for e in estimates if e.param not in explicit}
 
 
 def calibrate(dataset) -> list[Estimate]:
@@ -266,18 +267,33 @@ def _direct_reclaim(rec: pl.DataFrame) -> list[Estimate]:
     ev = (rec.filter(pl.col("event").is_in([RECLAIM_BEGIN, RECLAIM_END]))
           .select("pid", "ts_ns", "line", "event", "nr_reclaimed").sort(["pid", "ts_ns", "line"]))
     calls = _pairs(ev, RECLAIM_BEGIN, RECLAIM_END, "pid").filter(pl.col("nr_reclaimed_end") > 0)
+    out = _reclaim_round(calls)
     if calls.height < MIN_SAMPLES:
-        return []
+        return out
     # a per-page cost needs calls that reclaim more than a page: where the median call frees a single
     # page (the slab shrinkers' one, the LRU giving nothing, as on the QEMU 6.1 captures), its time is the
     # call's fixed work, not a page's, and no estimate is made
     if float(calls["nr_reclaimed_end"].median()) <= 1:
-        return []
+        return out
     per_page = ((calls["ts_ns_end"] - calls["ts_ns"]) / 1000.0 / calls["nr_reclaimed_end"]).median()
-    return [Estimate("reclaim_us_per_page", max(float(per_page), MIN_US), calls.height,
+    return out + [Estimate("reclaim_us_per_page", max(float(per_page), MIN_US), calls.height,
                      f"direct reclaim, median of {calls.height} calls (begin..end) per page reclaimed "
                      f"({int(calls['nr_reclaimed_end'].sum()):,} pages, median "
                      f"{_fmt(float(calls['nr_reclaimed_end'].median()))} a call)")]
+
+
+def _reclaim_round(calls: pl.DataFrame) -> list[Estimate]:
+    """reclaim_round_pages: the median nr_reclaimed of the direct reclaim calls that freed more than one
+    page. A call that returns 1 mostly freed nothing (do_try_to_free_pages() returns 1 when it stopped
+    because compaction was ready) and says nothing about a round's size; one that freed pages did, in
+    the kernel's usual case, one shrink_node() round: SWAP_CLUSTER_MAX scanned, less what was referenced
+    or under writeback, or whole THPs at a time when anon THPs are swapped out."""
+    freed = calls.filter(pl.col("nr_reclaimed_end") > 1)["nr_reclaimed_end"]
+    if freed.len() < MIN_SAMPLES:
+        return []
+    return [Estimate("reclaim_round_pages", float(round(float(freed.median()))), freed.len(),
+                     f"direct reclaim, median nr_reclaimed of the {_n(freed.len(), 'call')} that freed more than "
+                     f"a page ({int(freed.sum()):,} pages)")]
 
 
 def _kswapd(dataset: Path, rec: pl.DataFrame) -> list[Estimate]:
@@ -355,5 +371,5 @@ def _fmt(x: float) -> str:
     if abs(x) >= 100:
         return f"{x:,.0f}"
     if abs(x) >= 1:
-        return f"{x:.1f}"
+        return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
     return f"{x:.3g}"

@@ -31,9 +31,16 @@ static int64_t frag_index(const Zone *z, int order) {
 static int suitable(Engine *e, const Zone *z, int order) {
     int64_t gap = 2LL << order;
     if (!wmark_ok(z, 0, mark_of(z, 1) + gap)) return C_SKIPPED;
-    int64_t fi = frag_index(z, order);
-    if (fi >= 0 && fi <= (int64_t)e->p[P_EXTFRAG_THRESHOLD]) return C_NOT_SUITABLE;
+    if (frag_lack_of_memory(e, z, order)) return C_NOT_SUITABLE;
     return C_CONTINUE;
+}
+
+/* compaction_suitable()'s fragmentation test for a costly order: an index in [0, extfrag_threshold]
+   says an allocation would fail for lack of memory, not fragmentation, so compaction would not help. */
+static int frag_lack_of_memory(Engine *e, const Zone *z, int order) {
+    if (order <= 3) return 0;   /* PAGE_ALLOC_COSTLY_ORDER */
+    int64_t fi = frag_index(z, order);
+    return fi >= 0 && fi <= (int64_t)e->p[P_EXTFRAG_THRESHOLD];
 }
 
 /* compaction_deferred() / defer_compaction() / compaction_defer_reset(), mm/compaction.c */
@@ -142,6 +149,13 @@ static inline int next_free(const uint64_t used[8], int off) {
     return PB_PAGES;
 }
 
+/* Free pages isolated and not yet migrated into (still in the model's free count). */
+static int64_t cc_pending(const CompactControl *cc) {
+    int64_t n = 0;
+    for (int i = 0; i < cc->nchunks; i++) n += cc->fn[i];
+    return n;
+}
+
 static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int *pos, int stride) {
     Block *B = &e->blocks[b];
     int isolated = 0, off = *pos, have_levels = 0;
@@ -165,6 +179,12 @@ static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int
         if (off & ((1 << k) - 1)) { off += stride; continue; }   /* inside a free block: not PageBuddy */
         if (cc->nchunks == CC_FREE_MAX) break;
         int n = 1 << k;
+        /* __isolate_free_page() (mm/page_alloc.c): a free page is isolated only while the zone keeps
+           its min watermark (unboosted) plus the page, counted without the pages already isolated
+           (the model keeps isolated pages in its free count until it migrates into them). A failure
+           ends the block early: the free scanner stops, compaction_alloc() finds nothing and
+           migrate_pages() fails with -ENOMEM before the scanners meet, COMPACT_CONTENDED. */
+        if (!(cc->z->free_pages - cc_pending(cc) > cc->z->wmin + n)) break;
         /* only the pages the trace never allocates count as targets (compaction_alloc passes the others) */
         int usable = 0;
         for (int i = off; i < off + n; i++) usable += !bit_get(B->hint, i);

@@ -238,13 +238,33 @@ def _madvised(enabled: str, defrag: str, override: bool | None) -> pl.Expr:
     return pl.lit(True)
 
 
+def _madvised_by_mask(madvise_gfp: tuple[frozenset, frozenset] | None) -> pl.Expr | None:
+    """Madvised or not from the decoded gfp bits of a fault's first and last attempts (columns t1, n1,
+    d1 and t2, n2, d2: __GFP_THISNODE, __GFP_NORETRY, __GFP_DIRECT_RECLAIM), when the capturing
+    kernel's era gives the two kinds of VMA attempts that differ (simulate._madvise_gfp): true if one
+    is an attempt only madvised VMAs make, false if one only the others make, else null."""
+    if madvise_gfp is None:
+        return None
+
+    def one_of(signatures: frozenset, k: int) -> pl.Expr:
+        hit = pl.lit(False)
+        for thisnode, noretry, direct in sorted(signatures):
+            hit = hit | ((pl.col(f"t{k}") == thisnode) & (pl.col(f"n{k}") == noretry) & (pl.col(f"d{k}") == direct))
+        return hit.fill_null(False)
+
+    only_madvised, only_plain = madvise_gfp
+    is_mad = one_of(only_madvised, 1) | one_of(only_madvised, 2)
+    is_plain = one_of(only_plain, 1) | one_of(only_plain, 2)
+    return pl.when(is_mad & ~is_plain).then(True).when(is_plain & ~is_mad).then(False).otherwise(None)
+
+
 def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None, *,
-          window_lines: int = WINDOW_LINES) -> Demand:
+          window_lines: int = WINDOW_LINES, madvise_gfp: tuple[frozenset, frozenset] | None = None) -> Demand:
     with warnings.catch_warnings():
         # join_asof with `by` cannot check sortedness; every frame is sorted on `line` before it is joined
         warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
         try:
-            return _Builder(Path(dataset), enabled, defrag, madvised).run(window_lines)
+            return _Builder(Path(dataset), enabled, defrag, madvised, madvise_gfp).run(window_lines)
         except OSError as e:
             raise OutputError(f"{dataset}: writing the demand's op file failed: {e.strerror}") from None
 
@@ -258,7 +278,8 @@ class _Builder:
     """One pass over the trace, window by window. What crosses windows is held in the `carry_*` frames
     and the per-region arrays; everything else is window-local."""
 
-    def __init__(self, dataset: Path, enabled: str, defrag: str, madvised: bool | None):
+    def __init__(self, dataset: Path, enabled: str, defrag: str, madvised: bool | None,
+                 madvise_gfp: tuple[frozenset, frozenset] | None = None):
         self.dataset = dataset
         self.notes: list[str] = []
         self.counts: dict[str, int] = dict.fromkeys(
@@ -278,26 +299,42 @@ class _Builder:
             # events are ordered by their line in the trace; several traces have no common order
             raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
                              f"({', '.join(sorted(sources))}): ingest each into its own dataset")
-        self._faults(enabled, defrag, madvised)
+        self._faults(enabled, defrag, madvised, madvise_gfp)
 
     # -- THP faults: the demand side of each (no outcome, no placement); small, read whole --
-    def _faults(self, enabled: str, defrag: str, madvised: bool | None) -> None:
+    def _faults(self, enabled: str, defrag: str, madvised: bool | None,
+                madvise_gfp: tuple[frozenset, frozenset] | None = None) -> None:
         faults = read_table(self.dataset, "thp_faults")
-        # the decoded __GFP_DIRECT_RECLAIM bit of each fault's first and last attempt (null if undecoded)
+        # the decoded __GFP_DIRECT_RECLAIM bit and the mask of each fault's first and last attempt
         attempts = self.alloc.scan().filter(pl.col("thp_attempt")).select(
-            "line", "gfp_direct_reclaim", "success").collect()
-        bits = attempts.select("line", "gfp_direct_reclaim")
-        faults = faults.join(bits.rename({"line": "first_line", "gfp_direct_reclaim": "d1"}), on="first_line", how="left")
-        faults = faults.join(bits.rename({"line": "last_line", "gfp_direct_reclaim": "d2"}), on="last_line", how="left")
-        faults = faults.with_columns((pl.col("d1") | pl.col("d2")).alias("direct")).drop("d1", "d2")
+            "line", "gfp_direct_reclaim", "gfp_thisnode", "gfp_noretry", "success").collect()
+        bits = attempts.select("line", "gfp_direct_reclaim", "gfp_thisnode", "gfp_noretry")
+        for k, at in ((1, "first_line"), (2, "last_line")):
+            faults = faults.join(bits.rename({"line": at, "gfp_direct_reclaim": f"d{k}", "gfp_thisnode": f"t{k}",
+                                              "gfp_noretry": f"n{k}"}), on=at, how="left")
+        faults = faults.with_columns((pl.col("d1") | pl.col("d2")).alias("direct"))
+        by_mask = _madvised_by_mask(madvise_gfp) if madvised is None and enabled != "madvise" else None
         faults = faults.drop("region").sort("first_line").with_row_index("region").with_columns(
             pl.col("region").cast(pl.Int64),
-            _madvised(enabled, defrag, madvised).fill_null(True).alias("madvised"),
             pl.coalesce("tgid", "pid").alias("mm"),
             (pl.col("address") // (REGION_PAGES * 4096)).cast(pl.Int64).alias("vregion"),
         )
-        if enabled not in ("madvise",) and defrag not in ("madvise", "defer+madvise") and madvised is None:
+        use_mask = by_mask is not None and defrag not in ("madvise", "defer+madvise")
+        faults = faults.with_columns((by_mask if use_mask else _madvised(enabled, defrag, madvised)).alias("madvised"))
+        unknown = int(faults["madvised"].null_count())
+        if use_mask:
+            # a fault whose attempts do not tell (the era's first, THISNODE attempt is the same either way
+            # and succeeded) takes what its process's other faults show; else madvised, as before
+            faults = faults.with_columns(pl.coalesce(
+                "madvised", pl.col("madvised").cast(pl.Float64).mean().over("mm").round().cast(pl.Boolean),
+            ).alias("madvised"))
+            shown = faults.height - unknown
+            self.notes.append(f"defrag={defrag}: {shown:,} of {faults.height:,} faults show whether their VMA was "
+                              f"madvised in their gfp masks ({int(faults['madvised'].sum()):,} madvised in all); "
+                              f"the others take their process's, else madvised")
+        elif enabled not in ("madvise",) and defrag not in ("madvise", "defer+madvise") and madvised is None:
             self.notes.append(f"defrag={defrag}: whether a fault was madvised is not visible in the trace; taken as madvised")
+        faults = faults.with_columns(pl.col("madvised").fill_null(True)).drop("d1", "d2", "t1", "t2", "n1", "n2")
         self.faults = faults
         self.fault_ops = faults.select(
             pl.lit(OP_THP, pl.Int8).alias("kind"), "ts_ns", pl.col("first_line").alias("line"),

@@ -49,14 +49,14 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_NUMA_MISS, K_FOLLOWED, K_RELOCATED, K_SMALL_FAILED, K_DROPPED, K_SYNTHESIZED,
        K_FREE_UNKNOWN, K_FREE_GONE, K_STEALS, K_ALLOCS, K_FREES, K_THP_FAULTS,
        K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
-       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_COMPACT_FREE_SCANNED, K_PGMIGRATE_FAIL, K_BOOSTS, K_NCOUNTERS };
+       K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_COMPACT_FREE_SCANNED, K_PGMIGRATE_FAIL, K_BOOSTS, K_RECLAIM_RETURNED, K_NCOUNTERS };
 
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
        P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_FREE_STRIDE, P_KSWAPD_US, P_KCOMPACTD_US,
-       P_PROACTIVE_PHASE, P_FAST_ISOLATE, P_BOOST_FACTOR, P_NPARAMS };
+       P_PROACTIVE_PHASE, P_FAST_ISOLATE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -121,7 +121,7 @@ typedef struct {
 
 /* A node's kswapd and kcompactd: each works on its own CPU, in trace time (kswapd_work, kcompactd_work). */
 typedef struct {
-    int ksw_active, ksw_order, ksw_failures, ksw_boosted; int64_t ksw_reclaimed, ksw_boost_left; double ksw_ns;
+    int ksw_active, ksw_order, ksw_failures, ksw_boosted; int64_t ksw_reclaimed, ksw_boost_left, ksw_pass_left; double ksw_ns;
     int kcd_active, kcd_order, kcd_zone, kcd_started; double kcd_ns;
     CompactControl kcd_cc;        /* kcompactd's compaction in progress, kept between slices */
     /* proactive compaction (5.9+): one pass over the node's zones, its score when it began */
@@ -271,11 +271,12 @@ static void trace_steal(Engine *e, int64_t pfn, int order, int mt, int change_ow
 static int reclaim_one(Engine *e, int node);
 static int reclaimed_pages(int rc);
 static int swapped_pages(int rc);
-static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int64_t *swapped);
+static int64_t direct_reclaim(Engine *e, int pref, int only_node, int order, int64_t *swapped, int64_t *returned);
 static void wakeup_kswapd(Engine *e, int node, int order, int direct);
 static void kswapd_work(Engine *e, int64_t ts);
 
 /* compaction.c (mm/compaction.c) */
+static int frag_lack_of_memory(Engine *e, const Zone *z, int order);
 static void reset_isolation_suitable(Engine *e, Zone *z);
 static int direct_compact(Engine *e, int pref, int only_node, int order, int prio, int64_t *migrated,
                           int64_t *scanned, int64_t *pfn_out);

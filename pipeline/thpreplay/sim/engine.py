@@ -46,6 +46,7 @@ import polars as pl
 
 from thpreplay.kernel.compaction import free_scanner_sampling
 from thpreplay.kernel.gfp import parse_release
+from thpreplay.kernel.vmscan import compaction_ready_form
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
 from thpreplay.sim.demand import OP_COLUMNS as DEMAND_COLUMNS
@@ -62,7 +63,7 @@ COUNTERS = (
     "small_allocs", "frees", "thp_faults", "bug_double_alloc", "bug_double_free",
     "relocated_from_huge_page", "relocated_from_traced_page", "relocated_from_other_page", "relocated_outside_zones",
     "migrated_by_kernel", "free_of_migrated_page", "thp_swpout", "compact_free_scanned", "pgmigrate_fail",
-    "watermark_boosts",
+    "watermark_boosts", "direct_reclaim_returned",
 )
 RESULTS = ("huge_local", "huge_remote", "base_local", "base_remote", "failed")
 # compaction results in the kernel's order (include/linux/compaction.h, the tracepoint's names);
@@ -121,7 +122,7 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "every_call" else 0.0, float(p.seed),
         float(proactive), float(sampling), p.kswapd_us_per_page, p.kcompactd_us_per_page,
         float(proactive_phase_ns if proactive_phase_ns is not None else -1), float(p.fast_isolate_finds),
-        float(p.watermark_boost_factor),
+        float(p.watermark_boost_factor), float(compaction_ready_form(release)), float(p.reclaim_round_pages),
     ], dtype=np.float64)
 
 

@@ -30,6 +30,12 @@ class Params:
     # 20 µs per 4 KiB page is ~200 MB/s of swap bandwidth).
     reclaim_us_per_page: float = 1.0
     swap_out_us_per_page: float = 20.0
+    # Pages one shrink_node() round of direct reclaim frees before should_continue_reclaim() is asked:
+    # sc->nr_to_reclaim, SWAP_CLUSTER_MAX (32), by default. What a round really frees depends on what
+    # the kernel's scan meets (referenced and dirty pages, writeback, whole THPs: 20 of them, 10,240
+    # pages, a call on the lab's 6.1 swap captures); `simulate` takes the median call of the capture
+    # when its calls free more than a page (sim/calibrate.py).
+    reclaim_round_pages: int = 32
     # The background daemons' own pace, on their own CPU in trace time: kswapd's time per page it
     # reclaims (as direct reclaim of page cache by default) and kcompactd's per page it migrates
     # (sync-light: migrate_us_per_page x sync_light_factor by default). `simulate` derives both from the
