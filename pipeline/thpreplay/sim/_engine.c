@@ -415,10 +415,11 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
         z->node = (int)r[0]; z->type = (int)r[1]; z->b0 = r[2]; z->b1 = r[3];
         z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
         z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
-        z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES; z->init_migrate = -1;
+        z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES; z->init_migrate = -1; z->init_free = -1;
         for (int m = 0; m < NMT; m++) {
             z->hcur[m] = z->b0; z->hfail[m] = NORD;
-            for (int j = 0; j < NORD; j++) z->head[m][j] = -1;
+            for (int j = 0; j < NORD; j++) z->head[m][j] = z->tail[m][j] = -1;
+            for (int j = 0; j < NORD; j++) z->fcur[j] = z->mcur[j] = -1;
         }
         if (z->node + 1 > nn) nn = z->node + 1;
     }
@@ -467,6 +468,7 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     for (int i = 0; i < P_NPARAMS; i++) e->p[i] = pp[i];
     e->rng = (uint64_t)(e->p[P_SEED] >= 0 ? e->p[P_SEED] : 1) * 0x2545F4914F6CDD1DULL + 0x9E3779B97F4A7C15ULL;
     e->swap_left = (int64_t)e->p[P_SWAP_PAGES];
+    if (e->p[P_SHUFFLE_LISTS] != 0) shuffle_free_lists(e);
     e->next_sample = INT64_MIN;
     e->next_proactive = INT64_MIN;
     e->next_key = -(nregions * PB_PAGES) - 16;

@@ -107,6 +107,7 @@ static void reset_isolation_suitable(Engine *e, Zone *z) {
     z->blockskip_flush = 0;
     reset_cached_positions(z);
     z->init_migrate = zone_start_pidx(z);
+    z->init_free = z->cfree;
 }
 
 /* compaction_restarting(): deferred to the limit and considered that often, so the skip bits go. */
@@ -237,32 +238,108 @@ static void isolate_freepages(Engine *e, CompactControl *cc, int stride_sampling
     cc->free_pfn = next;
 }
 
-/* fast_isolate_freepages() (5.1+, with the sampling): before the linear scan, look on the free lists
-   for a free page below the free scanner in the top quarter of the range left between the scanners
-   (else the top half), and isolate around it: its block's free pages, stride 1 (fast_isolate_around);
-   a block that does not give enough gets its skip bit. The kernel looks at a bounded number of list
-   entries, in the lists' order, which no capture shows: the model takes the highest such block, as if
-   the entries it looked at included it (walking down from the free scanner, the first block found is
-   in the top quarter whenever one there qualifies). Used only with params.fast_isolate_finds. */
+/* One free block of the order in block b, isolated as __isolate_free_page() would (the zone's min
+   watermark holds), unless the trace allocates all of its pages at some time (Block.hint). 1 if done. */
+static int isolate_one_free(Engine *e, CompactControl *cc, int64_t b, int order) {
+    Block *B = &e->blocks[b];
+    if (cc->nchunks == CC_FREE_MAX) return 0;
+    Levels L; levels_of(B->used, &L);
+    int off = find_maximal(&L, order);
+    if (off < 0) return 0;
+    int n = 1 << order, usable = 0;
+    for (int i = off; i < off + n; i++) usable += !bit_get(B->hint, i);
+    if (!usable) return 0;
+    if (!(cc->z->free_pages - cc_pending(cc) > cc->z->wmin + n)) return 0;
+    cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
+    cc->nr_freepages += usable;
+    cc->fscanned += n;
+    return 1;
+}
+
+/* fast_isolate_freepages() (5.1+), as mm/compaction.c has it: before the linear scan, walk the
+   MOVABLE free list of each order below the request (from cc->search_order down, wrapping as
+   next_search_order() does) from its tail, up to `limit` entries (freelist_scan_limit(): 16, halved
+   at each failed search of this compaction; 256 when the free scanner starts at the zone's
+   compact_init_free_pfn), for a free block at or above the top quarter of the range left between the
+   scanners (else the highest seen in the top half), and isolate it; sync compaction and kcompactd then
+   isolate around it in its pageblock (fast_isolate_around(); async direct compaction does not). The
+   zone's cached free position moves up to the highest pageblock seen. When nothing is found at the
+   start of a scan, the free scanner jumps down to the highest pageblock seen, or for direct compaction
+   to the middle of the range.
+   The model's free lists hold blocks, not free pages: a block enters the head of a list when it gains
+   its first free block of that order (as a freed page enters the kernel's), so the tail holds the
+   blocks that have had one longest; its chunks count as that many entries. The kernel turns the list
+   after each search (move_freelist_head()) so the next one resumes past it; the model keeps where to
+   resume instead. The
+   order of the free lists at the start of the trace is not in any capture: the model's initial lists
+   hold the blocks in pfn order, highest at the head (state.py). */
 static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
     if (cc->order <= 0 || cc->order >= NORD) return;
     Zone *z = cc->z;
+    int scan_start = z->init_free < 0 || cc->free_pfn >= z->init_free;
+    int fail = cc->fast_search_fail < 31 ? cc->fast_search_fail : 31;
+    int limit = scan_start ? PB_PAGES / 2 : (((COMPACT_CLUSTER_MAX >> fail) + 1) >> 1);
+    if (limit < 1) limit = 1;
     int64_t distance = cc->free_pfn - cc->migrate_pfn;
+    int64_t low_b = (cc->free_pfn - distance / 4) / PB_PAGES;
     int64_t min_b = (cc->free_pfn - distance / 2) / PB_PAGES;
-    int64_t mig_b = cc->migrate_pfn / PB_PAGES;
-    if (min_b <= mig_b) min_b = mig_b + 1;
-    for (int64_t b = cc->free_pfn / PB_PAGES; b >= min_b; b--) {
-        if (!in_zone(e, z, b)) continue;
-        Block *B = &e->blocks[b];
-        if (B->mt != MT_MOVABLE || B->skip || B->nfree == 0 || B->nfree == PB_PAGES) continue;
-        int small = 0;
-        for (int j = 0; j < cc->order; j++) if (B->cnt[j]) { small = 1; break; }
-        if (!small) continue;
-        int pos = 0;
-        isolate_freepages_block(e, cc, b, &pos, 1);
-        if (cc->nr_freepages < cc->nr_migratepages) B->skip = 1;
-        return;
+    if (min_b > low_b) low_b = min_b;
+    int64_t highest = -1, found = -1;
+    if (cc->search_order > cc->order - 1) cc->search_order = cc->order - 1;
+    int order = cc->search_order;
+    while (found < 0 && order >= 0) {
+        int scanned = 0;
+        int64_t high = -1;
+        if (z->tail[MT_MOVABLE][order] >= 0) {
+            /* move_freelist_head() left the list turned so that a search resumes after the entry the
+               last one stopped at: the model keeps that entry (fcur) and walks on from it, around */
+            int64_t start = z->fcur[order];
+            if (start < 0 || e->blocks[start].cnt[order] == 0 || e->blocks[start].mt != MT_MOVABLE
+                || e->blocks[start].zone != (int)(z - e->zones)) start = z->tail[MT_MOVABLE][order];
+            int64_t b = start, last = start;
+            do {
+                last = b;
+                scanned += e->blocks[b].cnt[order] ? e->blocks[b].cnt[order] : 1;
+                if (b > highest) highest = b;
+                if (b >= low_b) {
+                    cc->fast_search_fail = 0; cc->search_order = order;
+                    found = b; break;
+                }
+                if (b >= min_b && b > high) { high = b; limit >>= 1; }
+                if (scanned >= limit) break;
+                b = e->blocks[b].prev[order] >= 0 ? e->blocks[b].prev[order] : z->tail[MT_MOVABLE][order];
+            } while (b != start);
+            int64_t stop = found >= 0 ? found : high >= 0 ? high : last;
+            z->fcur[order] = e->blocks[stop].prev[order];
+            if (found < 0 && high >= 0) found = high;
+            if (found >= 0) {
+                /* isolate it; fast_isolate_around() takes the rest of its pageblock too, but not for
+                   async direct compaction */
+                int ok;
+                if (cc->direct && cc->async) ok = isolate_one_free(e, cc, found, order);
+                else { int pos = 0; ok = isolate_freepages_block(e, cc, found, &pos, 1) > 0;
+                       if (pos >= PB_PAGES) e->blocks[found].skip = 1; }
+                if (!ok) { found = -2; break; }   /* isolation failed: the search ends */
+            }
+            if (scanned >= limit) limit = limit >> 1 > 1 ? limit >> 1 : 1;
+        }
+        if (found >= 0) break;
+        /* next_search_order() */
+        order--;
+        if (order < 0) order = cc->order - 1;
+        if (order == cc->search_order) {
+            if (--cc->search_order < 0) cc->search_order = cc->order - 1;
+            break;
+        }
     }
+    if (found < 0) {
+        cc->fast_search_fail++;
+        if (scan_start) {
+            if (highest >= min_b) cc->free_pfn = highest * PB_PAGES;
+            else if (cc->direct) cc->free_pfn = min_b * PB_PAGES;
+        }
+    }
+    if (highest >= 0 && highest * PB_PAGES >= z->cfree) z->cfree = (highest - 1) * PB_PAGES;
 }
 
 /* compaction_alloc(): one isolated free page, isolating more when none is left. -1 when the free
@@ -271,7 +348,7 @@ static int64_t compaction_alloc(Engine *e, CompactControl *cc, int stride_sampli
     for (;;) {
         if (cc->nchunks == 0) {
             if (cc->free_pfn / PB_PAGES > cc->migrate_pfn / PB_PAGES) {
-                if (stride_sampling && e->p[P_FAST_ISOLATE] != 0) fast_isolate_freepages(e, cc);
+                if (stride_sampling) fast_isolate_freepages(e, cc);
                 if (cc->nchunks == 0) isolate_freepages(e, cc, stride_sampling);
             }
             if (cc->nchunks == 0) return -1;
@@ -336,16 +413,66 @@ static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b)
     }
 }
 
-/* isolate_migratepages(): the next block with pages to migrate, from migrate_pfn up to the free
-   scanner. Blocks with the skip bit, and (async direct compaction) blocks that are not MOVABLE
-   (suitable_migration_source), are passed by. fast_find_migrateblock (5.1+) is not modelled. */
+/* fast_find_migrateblock() (5.1+), as mm/compaction.c has it: at a pageblock boundary, for a costly
+   order (and for direct compaction a MOVABLE request) without ignore_skip_hint, walk the MOVABLE free
+   lists of orders cc->order - 1 down to PAGE_ALLOC_COSTLY_ORDER + 1 from their heads, up to
+   freelist_scan_limit() entries in all (33, halved at each failed search of this compaction), for a free
+   block below the first half of the range between the scanners (the first eighth once the migrate
+   scanner has left the zone's start) in a pageblock without the skip bit: that pageblock is scanned
+   next (and gets the skip bit). A failed search restarts the linear scan at the lowest block an
+   earlier search found (reinit_migrate_pfn()). The lists are the model's (fast_isolate_freepages()):
+   the kernel moves the entries it looked at to the tail (move_freelist_tail()); the model keeps where
+   the next search resumes. Returns the block, or -1. */
+static int64_t fast_find_migrateblock(Engine *e, CompactControl *cc) {
+    Zone *z = cc->z;
+    if (cc->ignore_skip || cc->order <= 3 || cc->order >= NORD) return -1;
+    if (cc->migrate_pfn % PB_PAGES) return -1;
+    int fail = cc->fast_search_fail < 31 ? cc->fast_search_fail : 31;
+    int limit = (COMPACT_CLUSTER_MAX >> fail) + 1, scanned = 0;
+    int64_t distance = (cc->free_pfn - cc->migrate_pfn) >> 1;
+    if (cc->migrate_pfn != zone_start_pidx(z)) distance >>= 2;
+    int64_t high_b = (cc->migrate_pfn + distance) / PB_PAGES;
+    for (int order = cc->order - 1; order > 3 && scanned < limit; order--) {
+        int64_t head = z->head[MT_MOVABLE][order];
+        if (head < 0) continue;
+        int64_t start = z->mcur[order];
+        if (start < 0 || e->blocks[start].cnt[order] == 0 || e->blocks[start].mt != MT_MOVABLE
+            || e->blocks[start].zone != (int)(z - e->zones)) start = head;
+        int64_t b = start;
+        do {
+            if (scanned >= limit) { z->mcur[order] = (int32_t)b; break; }
+            scanned += e->blocks[b].cnt[order] ? e->blocks[b].cnt[order] : 1;
+            int64_t nxt = e->blocks[b].next[order] >= 0 ? e->blocks[b].next[order] : z->head[MT_MOVABLE][order];
+            if (b < high_b && !e->blocks[b].skip) {
+                z->mcur[order] = (int32_t)nxt;
+                cc->fast_search_fail = 0;
+                e->blocks[b].skip = 1;
+                if (cc->fast_start != -2 && (cc->fast_start < 0 || b < cc->fast_start)) cc->fast_start = b;
+                return b;
+            }
+            b = nxt;
+        } while (b != start);
+    }
+    cc->fast_search_fail++;
+    if (cc->fast_start >= 0) { cc->migrate_pfn = cc->fast_start * PB_PAGES; cc->fast_start = -2; }
+    return -1;
+}
+
+/* isolate_migratepages(): the next block with pages to migrate, from where fast_find_migrateblock()
+   points or migrate_pfn, up to the free scanner. Blocks with the skip bit (but the one the fast search
+   found), and (async direct compaction) blocks that are not MOVABLE (suitable_migration_source), are
+   passed by. */
 static int isolate_migratepages(Engine *e, CompactControl *cc) {
     Zone *z = cc->z;
     cc->nr_migratepages = 0;
+    int64_t fast = e->p[P_FREE_STRIDE] != 0 ? fast_find_migrateblock(e, cc) : -1;
+    if (fast >= 0) cc->migrate_pfn = fast * PB_PAGES;
     while (cc->migrate_pfn / PB_PAGES < cc->free_pfn / PB_PAGES) {
         int64_t b = cc->migrate_pfn / PB_PAGES;
         int64_t block_end = (b + 1) * PB_PAGES;
-        if (!in_zone(e, z, b) || (!cc->ignore_skip && e->blocks[b].skip)) { cc->migrate_pfn = block_end; continue; }
+        int fast_block = b == fast;
+        fast = -1;
+        if (!in_zone(e, z, b) || (!cc->ignore_skip && e->blocks[b].skip && !fast_block)) { cc->migrate_pfn = block_end; continue; }
         if (cc->async && cc->direct && e->blocks[b].mt != MT_MOVABLE) {
             update_cached_migrate(cc, block_end);
             cc->migrate_pfn = block_end;
@@ -390,6 +517,7 @@ static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff);
 static void cc_init(Engine *e, CompactControl *cc, Zone *z, int order, int prio, int direct, int proactive) {
     memset(cc, 0, sizeof(*cc));
     cc->z = z; cc->order = order; cc->async = prio == PRIO_ASYNC; cc->direct = direct; cc->proactive = proactive;
+    cc->search_order = order; cc->fast_start = -1;
     /* MIN_COMPACT_PRIORITY ignores the skip bits and walks the whole zone; so does proactive compaction
        (proactive_compact_node: ignore_skip_hint, whole_zone) */
     cc->ignore_skip = cc->whole_zone = prio == PRIO_SYNC_FULL || proactive;

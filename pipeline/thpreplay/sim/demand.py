@@ -324,14 +324,18 @@ class _Builder:
         unknown = int(faults["madvised"].null_count())
         if use_mask:
             # a fault whose attempts do not tell (the era's first, THISNODE attempt is the same either way
-            # and succeeded) takes what its process's other faults show; else madvised, as before
+            # and succeeded) takes what its process's other faults show, else what most faults of the
+            # capture that show it show, else madvised
+            known = faults["madvised"].drop_nulls()
+            overall = bool(known.cast(pl.Float64).mean() >= 0.5) if known.len() else True
             faults = faults.with_columns(pl.coalesce(
                 "madvised", pl.col("madvised").cast(pl.Float64).mean().over("mm").round().cast(pl.Boolean),
+                pl.lit(overall),
             ).alias("madvised"))
             shown = faults.height - unknown
-            self.notes.append(f"defrag={defrag}: {shown:,} of {faults.height:,} faults show whether their VMA was "
-                              f"madvised in their gfp masks ({int(faults['madvised'].sum()):,} madvised in all); "
-                              f"the others take their process's, else madvised")
+            self.notes.append(f"defrag={defrag}: {shown:,} of {faults.height:,} faults show in their gfp masks whether "
+                              f"their VMA was madvised; the others take their process's, else the capture's "
+                              f"({int(faults['madvised'].sum()):,} madvised in all)")
         elif enabled not in ("madvise",) and defrag not in ("madvise", "defer+madvise") and madvised is None:
             self.notes.append(f"defrag={defrag}: whether a fault was madvised is not visible in the trace; taken as madvised")
         faults = faults.with_columns(pl.col("madvised").fill_null(True)).drop("d1", "d2", "t1", "t2", "n1", "n2")

@@ -56,7 +56,7 @@ enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_U
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
        P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_FREE_STRIDE, P_KSWAPD_US, P_KCOMPACTD_US,
-       P_PROACTIVE_PHASE, P_FAST_ISOLATE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_NPARAMS };
+       P_PROACTIVE_PHASE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_SHUFFLE_LISTS, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -79,11 +79,14 @@ typedef struct {
     int64_t wmin, wlow, whigh, reserve;
     int64_t free_pages;
     int64_t nr_free[NORD];        /* maximal free blocks per order, all migratetypes */
-    int32_t head[NMT][NORD];
+    int32_t head[NMT][NORD], tail[NMT][NORD];   /* per migratetype and order: blocks holding such a free block, newest first */
     int defer_shift, considered, order_failed;
     int64_t cmig[2], cfree;       /* compact_cached_migrate_pfn[async, sync], compact_cached_free_pfn (page index) */
     int blockskip_flush;          /* compact_blockskip_flush: kswapd clears the skip bits when it sleeps */
     int64_t init_migrate;         /* compact_init_migrate_pfn: set by a skip-bit reset, -1 before any */
+    int64_t init_free;            /* compact_init_free_pfn: set by a skip-bit reset, -1 before any */
+    int32_t fcur[NORD];           /* MOVABLE free list entry the next fast_isolate_freepages() search starts at */
+    int32_t mcur[NORD];           /* ... and the next fast_find_migrateblock() search */
     int64_t boost;                /* watermark_boost (5.0+), added to every watermark */
     int64_t hcur[NMT];            /* where the search for free pages the trace never uses resumes */
     int hfail[NMT];               /* smallest order a whole sweep found none of (NORD: none failed) */
@@ -116,6 +119,8 @@ typedef struct {
     /* isolated free pages: chunks (block, offset, pages) taken off the free lists by the free scanner */
     int64_t fb[CC_FREE_MAX]; int16_t foff[CC_FREE_MAX], fn[CC_FREE_MAX]; int nchunks, nr_freepages;
     int64_t mig_b; int16_t mig_off[COMPACT_CLUSTER_MAX]; int nr_migratepages;
+    int search_order, fast_search_fail;   /* fast_isolate_freepages() / fast_find_migrateblock() state */
+    int64_t fast_start;         /* fast_start_pfn (block): -1 unset, -2 used (ULONG_MAX) */
     int64_t migrated, failed, mscanned, fscanned;
 } CompactControl;
 

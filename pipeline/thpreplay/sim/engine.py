@@ -121,8 +121,9 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         p.access_hop2_huge, p.access_hop2_base, p.extfrag_threshold, state.swap_pages, sample_ns,
         float(p.kswapd), float(p.kcompactd), 1.0 if stall_rule == "every_call" else 0.0, float(p.seed),
         float(proactive), float(sampling), p.kswapd_us_per_page, p.kcompactd_us_per_page,
-        float(proactive_phase_ns if proactive_phase_ns is not None else -1), float(p.fast_isolate_finds),
+        float(proactive_phase_ns if proactive_phase_ns is not None else -1),
         float(p.watermark_boost_factor), float(compaction_ready_form(release)), float(p.reclaim_round_pages),
+        float(p.shuffled_free_lists),
     ], dtype=np.float64)
 
 

@@ -71,15 +71,43 @@ static void list_del(Engine *e, int64_t b, int mt, int j) {
     Block *B = &e->blocks[b];
     Zone *z = &e->zones[B->zone];
     if (B->prev[j] >= 0) e->blocks[B->prev[j]].next[j] = B->next[j]; else z->head[mt][j] = B->next[j];
-    if (B->next[j] >= 0) e->blocks[B->next[j]].prev[j] = B->prev[j];
+    if (B->next[j] >= 0) e->blocks[B->next[j]].prev[j] = B->prev[j]; else z->tail[mt][j] = B->prev[j];
     B->next[j] = B->prev[j] = -1;
 }
 static void list_add(Engine *e, int64_t b, int mt, int j) {
     Block *B = &e->blocks[b];
     Zone *z = &e->zones[B->zone];
     B->prev[j] = -1; B->next[j] = z->head[mt][j];
-    if (z->head[mt][j] >= 0) e->blocks[z->head[mt][j]].prev[j] = (int32_t)b;
+    if (z->head[mt][j] >= 0) e->blocks[z->head[mt][j]].prev[j] = (int32_t)b; else z->tail[mt][j] = (int32_t)b;
     z->head[mt][j] = (int32_t)b;
+}
+
+/* The free lists' order at the start of the trace is in no capture (pages join a list as they are
+   freed, over the machine's whole uptime): each list starts in a seeded random order. */
+static void shuffle_free_lists(Engine *e) {
+    int32_t *ids = NULL; int64_t cap = 0;
+    for (int zi = 0; zi < e->nzones; zi++) {
+        Zone *z = &e->zones[zi];
+        for (int mt = 0; mt < NMT; mt++) for (int j = 0; j < NORD; j++) {
+            int64_t n = 0;
+            for (int64_t b = z->head[mt][j]; b >= 0; b = e->blocks[b].next[j]) {
+                if (n == cap) { cap = cap ? 2 * cap : 1024; ids = realloc(ids, cap * sizeof(int32_t)); }
+                ids[n++] = (int32_t)b;
+            }
+            if (n < 2) continue;
+            for (int64_t i = n - 1; i > 0; i--) {
+                int64_t k = (int64_t)(rnd(e) % (uint64_t)(i + 1));
+                int32_t t = ids[i]; ids[i] = ids[k]; ids[k] = t;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                Block *B = &e->blocks[ids[i]];
+                B->prev[j] = i ? ids[i - 1] : -1;
+                B->next[j] = i + 1 < n ? ids[i + 1] : -1;
+            }
+            z->head[mt][j] = ids[0]; z->tail[mt][j] = ids[n - 1];
+        }
+    }
+    free(ids);
 }
 
 /* Recompute a block's free-block histogram after its used bitmap changed (what the buddy allocator's

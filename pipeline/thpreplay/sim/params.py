@@ -65,14 +65,12 @@ class Params:
     # its fragmentation score passes 100 - proactiveness + 10. Read from the bundle's vm_sysctl when it
     # has one; otherwise 20 for a capture from 5.9 or later and 0 before (simulate decides).
     compaction_proactiveness: int = 20
-    # fast_isolate_freepages() (5.1+): async compaction first looks at a few free-list entries (16, fewer
-    # after each miss) for a free page in the top quarter of the range between its scanners; the lists'
-    # order, which decides it, is in no capture. False (the default): the entries it looks at are never
-    # in its window, so only the sampling linear scan finds free pages and holes at every odd offset stay
-    # invisible. True: it finds every such page that exists. Measured on every bundled capture, false
-    # agrees better (docs/model.md: 217 against 197 figures within over the scenario-1 runs and the
-    # samples, and a host capture never used to choose it, 10 against 4 of 14).
-    fast_isolate_finds: bool = False
+    # The free lists' order at the start of the trace, which fast_isolate_freepages() (5.1+) walks from
+    # its tail: no capture has it. True (the default): each list starts in a seeded random order, as a
+    # machine's uptime of frees leaves it; false: in pfn order, the lowest block at the tail, as a boot
+    # leaves it. Measured on every bundled capture (docs/model.md): 496 figures within with true, 493
+    # with false.
+    shuffled_free_lists: bool = True
     # vm.watermark_boost_factor (5.0+, default 15000): a fallback steal raises the zone's watermarks by a
     # pageblock, up to this many ten-thousandths of the high watermark, and wakes kswapd to reclaim it.
     # Read from the bundle's vm_sysctl when it has one; 0 for a capture from before 5.0 (simulate).
