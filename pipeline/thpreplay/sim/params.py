@@ -65,12 +65,12 @@ class Params:
     # its fragmentation score passes 100 - proactiveness + 10. Read from the bundle's vm_sysctl when it
     # has one; otherwise 20 for a capture from 5.9 or later and 0 before (simulate decides).
     compaction_proactiveness: int = 20
-    # The free lists' order at the start of the trace, which fast_isolate_freepages() (5.1+) walks from
-    # its tail: no capture has it. True (the default): each list starts in a seeded random order, as a
-    # machine's uptime of frees leaves it; false: in pfn order, the lowest block at the tail, as a boot
-    # leaves it. Measured on every bundled capture (docs/model.md): 496 figures within with true, 493
-    # with false.
-    shuffled_free_lists: bool = True
+    # The free lists' order at the start of the trace, which fast_isolate_freepages() and
+    # fast_find_migrateblock() (5.1+) walk: no capture has it. False (the default): each list holds its
+    # blocks in pfn order, the lowest at the tail, as a boot leaves them; true: in a seeded random order,
+    # as a long uptime of frees might. Measured on every bundled capture (docs/model.md): 502 figures
+    # within with false, 496 with true.
+    shuffled_free_lists: bool = False
     # vm.watermark_boost_factor (5.0+, default 15000): a fallback steal raises the zone's watermarks by a
     # pageblock, up to this many ten-thousandths of the high watermark, and wakes kswapd to reclaim it.
     # Read from the bundle's vm_sysctl when it has one; 0 for a capture from before 5.0 (simulate).
