@@ -245,13 +245,17 @@ ANALYSIS = """## What the misses are
   sleeps or deferral restarts, batches of 32, async direct compaction abandoning a block at its first
   unmovable page, the free scanner's 1-in-32 sampling (5.1+). Holes that sit off the sampling grid are
   invisible to the faults' async compactions, which then fail `partial_skipped` as the kernels' did,
-  unless `fast_isolate_freepages` finds them on the free lists: it reads a few entries in an order no
-  capture shows, and the model takes them as not found (`fast_isolate_finds = false`; docs/model.md
-  gives both settings on every capture). kcompactd's proactive compaction (sync, whole zone, skip bits
-  ignored) runs at the capture's own measured pace per page and keeps its 500 ms timer in the phase
-  the trace shows, which decides most runs (next item): the model meets the five-run range on every
-  figure on 6.1 and 6.12. On 5.10 the failed local compactions are followed by direct reclaim (allocstall
-  22-75 in the five runs) that the model reaches in 3-40 faults, and its compaction stalls are fewer.
+  unless `fast_isolate_freepages` finds them on the free lists. That search and
+  `fast_find_migrateblock` walk the model's own free lists as the kernel walks its own (docs/model.md);
+  the lists' order at the start of a trace is in no capture, and the model starts them in pfn order
+  (`shuffled_free_lists = false`; docs/model.md gives both settings on every capture). kcompactd's
+  proactive compaction (sync, whole zone, skip bits ignored) runs at the capture's own measured pace per
+  page and keeps its 500 ms timer in the phase the trace shows, which decides most runs (next item):
+  the model meets the five-run range on every figure on 6.12 and on all but the compaction stalls on
+  6.1 (three of its runs with most huge pages local: the kernel compacted 39-52 times, the model 19-25,
+  taking more of its huge pages from blocks kcompactd had already freed). On 5.10 the failed local
+  compactions are followed by direct reclaim (allocstall 22-75 in the five runs) that the model reaches
+  in 1-39 faults, and its compaction stalls are fewer.
 - **Why scenario 1 varies from boot to boot: when kcompactd gets to run.** Five runs per Debian kernel
   (local / remote): 5.10 gave 83 / 13, 89 / 7, 21 / 75, 83 / 13, 90 / 6; 6.1 gave 22 / 74, 86 / 10,
   82 / 14, 91 / 5, 90 / 6; 6.12 gave 93 / 3, 27 / 69, 94 / 2, 93 / 3, 61 / 35. The runs fall into two
@@ -270,12 +274,13 @@ ANALYSIS = """## What the misses are
   which runs off a 500 ms timer that nothing ties to the workload: where the faults begin within that
   period is chance from boot to boot, and each trace shows where it fell. The table "Scenario 1 across
   runs" scores the model against the range of all five runs.
-- **`pages_reclaimed` on 5.10 and with local-only compaction failures.** The trace's `nr_reclaimed` counts
-  a page when reclaim stops early so that compaction can run, and slab pages; `pgsteal_direct` is 0
-  there, and so is the model's (it reclaims LRU pages only).
-- **Direct reclaim calls in the swap storm (`6.1-local-only-s2`).** The model matches the storm's pages
-  (81,952 reclaimed and swapped; the model 81,193 and 80,932) but not its calls: the kernel took them in
-  8 direct reclaims, the model in 79, because it stops each call at `compact_gap` (1,024 pages).
+- **Direct reclaim is counted as the kernel counts it.** Each call reclaims in rounds and stops as
+  `do_try_to_free_pages` does; a call that stops at a zone where compaction is ready returns 1 with
+  nothing freed, which is the `nr_reclaimed=1` of every call on the QEMU kernels (their
+  `pgsteal_direct` is 0, and so is the model's). The swap storm (`6.1-local-only-s2`) is now matched call
+  for call (8 calls of 20 THPs each, 10,240 pages a call in the trace: the capture's own round size,
+  `reclaim_round_pages`). Cross-predicted from the Debian 6.1 capture, which has no direct reclaim to
+  measure a round from, the same storm takes 160 calls of one THP each (`SWAP_CLUSTER_MAX` rounds).
 - **The three runs whose kcompactd started late** (5.10 run 3, 6.1 run 1, 6.12 run 2): their proactive
   pass ended 2-22 ms after it began with the scanners met, having found almost no free page to migrate
   into, although node 0 still had tens of thousands of free pages in movable blocks. The model's pass,
@@ -283,18 +288,18 @@ ANALYSIS = """## What the misses are
   so it keeps 53-60 faults local where those kernels kept 21-27. What made the kernels' free scanner
   come up empty there is not established.
 
-Scenarios 2, 3 and 4 are within 10 % or ±5 on every kernel but for the two reclaim figures above: a
-full local node with a free remote one (2, 4) and a local node compaction cannot help (3), on the
-Debian kernels and the three self-built ones.
+Scenarios 2, 3 and 4 are within 10 % or ±5 on every figure and every kernel: a full local node with a
+free remote one (2, 4) and a local node compaction cannot help (3), on the Debian kernels and the three
+self-built ones.
 
 ## What the cross-prediction shows
 
 Replaying the Debian 6.1 capture of scenario 2 as the local-only kernel predicts the 2019 swap storm
 from a capture that had none: 490 local huge pages and 82,231 pages reclaimed and swapped out, where
 the local-only kernel really made 481, 81,952 and 81,952. The relaxed prediction of the same capture
-(326 local, 164 remote, no reclaim) matches the relaxed kernel (322, 159, none). In scenarios 3 and 4
-the THP outcomes and stalls are predicted within 1-3 % for both policies (the local-only kernel's
-`pages_reclaimed` misses as above). Scenario 1 cross-predicts no better than each patched kernel's own
+(326 local, 164 remote, no reclaim) matches the relaxed kernel (322, 159, none). The storm's calls are not
+(8 in the kernel, 160 predicted: the round size above). In scenarios 3 and 4 every figure is predicted
+within 10 % or ±5 for both policies. Scenario 1 cross-predicts no better than each patched kernel's own
 validation: the local-only kernel's run kept 64 faults local after 38 direct reclaims, the prediction
 from the Debian run 33 after 64, and the relaxed kernel's split (39 / 57) is predicted as 60 / 36.
 """

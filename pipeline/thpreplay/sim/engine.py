@@ -18,11 +18,13 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
   (freed inside compaction) are marked, and moved by the model only when the trace reuses their pfn.
 - A THP fault runs the policy's attempts: fast path at the low watermark, kswapd/kcompactd wake when
   the mask allows, min-watermark retry, async direct compaction, the era's bail-outs, direct reclaim
-  (compact_gap pages per node, page cache first, then anon to swap), then compaction again at the
-  era's priority; deferral per zone as mm/compaction.c.
+  (do_try_to_free_pages(): rounds per node while should_continue_reclaim(), a compaction-ready zone
+  skipped, page cache first, then anon to swap), then compaction again at the era's priority; deferral
+  per zone as mm/compaction.c.
 - Direct compaction follows compact_zone() page by page: batches of 32, skip_on_failure for async
   direct compaction, pageblock skip bits, cached scanner positions, the async free scanner's 1-in-32
-  sampling (5.1+); it fails, stalls and defers as the kernel's does (docs/model.md).
+  sampling and the free-list searches (5.1+); it fails, stalls and defers as the kernel's does
+  (docs/model.md).
 - kswapd and kcompactd are workers on their own CPU in trace time (kswapd_us_per_page,
   kcompactd_us_per_page): woken as wakeup_kswapd()/wakeup_kcompactd() say (slowpath, THP masks with
   __GFP_KSWAPD_RECLAIM, watermark boosts from the trace's fallback steals), they reclaim and compact at
@@ -31,10 +33,10 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
 - Reclaim takes page cache, then anon pages to swap, then whole anon THPs (oldest first) to swap.
 
 Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no
-node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on contention and
-fast_isolate_freepages/fast_find_migrateblock are not modelled (params.fast_isolate_finds), reclaim takes LRU
-pages at random (no ageing), huge pages are never split or migrated and are reclaimed only after
-every small LRU page of their node.
+node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on lock contention, the free lists
+that fast_isolate_freepages/fast_find_migrateblock read hold blocks and start in an assumed order
+(params.shuffled_free_lists), reclaim takes LRU pages at random (no ageing), huge pages are never split or
+migrated and are reclaimed only after every small LRU page of their node.
 """
 
 from __future__ import annotations
