@@ -270,9 +270,9 @@ static int isolate_one_free(Engine *e, CompactControl *cc, int64_t b, int order)
    its first free block of that order (as a freed page enters the kernel's), so the tail holds the
    blocks that have had one longest; its chunks count as that many entries. The kernel turns the list
    after each search (move_freelist_head()) so the next one resumes past it; the model keeps where to
-   resume instead. The
-   order of the free lists at the start of the trace is not in any capture: the model's initial lists
-   hold the blocks in pfn order, highest at the head (state.py). */
+   resume instead. The order of the free lists at the start of the trace is in no capture: the initial
+   lists hold the blocks in pfn order, the highest at the head, or in a seeded random order
+   (params.shuffled_free_lists, shuffle_free_lists()). */
 static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
     if (cc->order <= 0 || cc->order >= NORD) return;
     Zone *z = cc->z;
@@ -415,7 +415,7 @@ static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b)
 
 /* fast_find_migrateblock() (5.1+), as mm/compaction.c has it: at a pageblock boundary, for a costly
    order (and for direct compaction a MOVABLE request) without ignore_skip_hint, walk the MOVABLE free
-   lists of orders cc->order - 1 down to PAGE_ALLOC_COSTLY_ORDER + 1 from their heads, up to
+   lists of orders cc->order - 1 down to PAGE_ALLOC_COSTLY_ORDER from their heads, up to
    freelist_scan_limit() entries in all (33, halved at each failed search of this compaction), for a free
    block below the first half of the range between the scanners (the first eighth once the migrate
    scanner has left the zone's start) in a pageblock without the skip bit: that pageblock is scanned
@@ -432,7 +432,7 @@ static int64_t fast_find_migrateblock(Engine *e, CompactControl *cc) {
     int64_t distance = (cc->free_pfn - cc->migrate_pfn) >> 1;
     if (cc->migrate_pfn != zone_start_pidx(z)) distance >>= 2;
     int64_t high_b = (cc->migrate_pfn + distance) / PB_PAGES;
-    for (int order = cc->order - 1; order > 3 && scanned < limit; order--) {
+    for (int order = cc->order - 1; order >= 3 && scanned < limit; order--) {   /* PAGE_ALLOC_COSTLY_ORDER */
         int64_t head = z->head[MT_MOVABLE][order];
         if (head < 0) continue;
         int64_t start = z->mcur[order];

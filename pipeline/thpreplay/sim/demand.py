@@ -305,7 +305,8 @@ class _Builder:
     def _faults(self, enabled: str, defrag: str, madvised: bool | None,
                 madvise_gfp: tuple[frozenset, frozenset] | None = None) -> None:
         faults = read_table(self.dataset, "thp_faults")
-        # the decoded __GFP_DIRECT_RECLAIM bit and the mask of each fault's first and last attempt
+        # the decoded __GFP_DIRECT_RECLAIM, __GFP_THISNODE and __GFP_NORETRY bits of each fault's first and
+        # last attempt (null if undecoded)
         attempts = self.alloc.scan().filter(pl.col("thp_attempt")).select(
             "line", "gfp_direct_reclaim", "gfp_thisnode", "gfp_noretry", "success").collect()
         bits = attempts.select("line", "gfp_direct_reclaim", "gfp_thisnode", "gfp_noretry")

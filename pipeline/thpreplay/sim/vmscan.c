@@ -3,9 +3,10 @@
  * Reclaim a page at a time: shrink_node / shrink_lruvec with the file/anon balance simplified to page
  * cache first, anon to swap while swap lasts (reclaim_one), a whole anon THP swapped out, add_to_swap
  * of a PMD folio (reclaim_huge); do_try_to_free_pages for a costly order (direct_reclaim), with
- * shrink_zones, compaction_ready, shrink_node (shrink_node_direct) and should_continue_reclaim; pgdat_balanced (node_balanced), pgdat_watermark_boosted
- * (node_boosted), wakeup_kswapd, and kswapd's balance_pgdat, kswapd_shrink_node and
- * kswapd_try_to_sleep in trace time (kswapd_work).
+ * shrink_zones, compaction_ready, shrink_node (shrink_node_direct) and should_continue_reclaim;
+ * pgdat_balanced (node_balanced), pgdat_watermark_boosted (node_boosted), wakeup_kswapd, and kswapd's
+ * balance_pgdat, kswapd_shrink_node (kswapd_pass_pages) and kswapd_try_to_sleep in trace time
+ * (kswapd_work).
  */
 #include "engine.h"
 
