@@ -128,6 +128,18 @@ def test_reclaim_round_from_the_calls_that_freed_pages(dataset):
     assert "reclaim_round_pages" not in _by_param(calibrate(dataset("fidelity/6.1-s1-fragmented-movable")))
 
 
+def test_contention_from_the_runs_that_ended_contended(dataset):
+    """host-6.18-runs-defer-madvise: 154 async direct compactions, 43 of them ended `contended`, 42 right
+    after a batch that moved pages (a lock contended during it); the other one after a batch whose every
+    page failed (-ENOMEM, not a lock). Their 537 migration batches give 42/537 a batch. local-6.18-kpf
+    has no contended run: no estimate, the default 0 stays (tests/test_scenarios.py checks what the
+    engine does with it)."""
+    c = _by_param(calibrate(dataset("host-6.18-runs-defer-madvise")))["compact_contention"]
+    assert (c.count, c.value) == (42, pytest.approx(42 / 537))
+    assert "42 runs of 154 ended contended" in c.source
+    assert "compact_contention" not in _by_param(calibrate(dataset("local-6.18-kpf")))
+
+
 def test_kswapd_from_its_own_frees(dataset):
     """local-6.18-ftrace: kswapd0 is awake when the trace opens (its first event is a sleep, 72.7 ms
     in, with no free before it), wakes at 1251.021886 and sleeps at 1251.136231; between, it frees

@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 from scenarios import PB, POLICIES, Machine, Result, replay, thp_faults
 
+from thpreplay.sim.params import Params
+
 NODE = 131072   # pages per node
 OLD_LOCAL = ("thisnode-4.1", "defrag-modes-4.6", "local-only-4.8")   # one __GFP_THISNODE attempt, reclaim included
 TWO_STEP = ("rientjes-2019", "two-step-5.4", "thisnode-noretry-5.6", "no-local-reclaim-7.0")
@@ -429,3 +431,18 @@ def test_demand_shapes():
     assert (allocs["region"].to_numpy() == np.repeat([0, 1], 512)).all()
     assert tops["ts_ns"].is_sorted() and tops["line"].is_sorted()
     assert t.faults["local_node"].to_list() == [1, 1] and t.faults["cpu"].to_list() == [4, 4]
+
+
+def test_a_contended_lock_ends_async_compaction_at_a_block_without_a_free_page():
+    """compact_lock_irqsave() in async mode: a failed spin_trylock sets cc->contended, and
+    __compact_finished() ends the run COMPACT_CONTENDED at the next pageblock boundary with no free page
+    of the order. On pinned_fragmented every async direct compaction abandons pinned blocks: with a
+    contended lock in every batch (compact_contention = 1) runs end contended; at the default 0 none
+    does, and the rest of the run is the same kind of failure."""
+    _, state, demand = scenario("pinned_fragmented")
+    for policy in ("thisnode-noretry-5.6", "no-local-reclaim-7.0"):
+        base = result("pinned_fragmented", policy).run.outcomes["compact_result"]
+        assert (base == "contended").sum() == 0
+        contended = replay(policy, state, demand, params=Params(compact_contention=1.0)).run.outcomes["compact_result"]
+        assert (contended == "contended").sum() > 0
+        assert set(contended.drop_nulls()) <= {"contended", "partial_skipped"}

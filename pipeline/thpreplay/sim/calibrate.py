@@ -77,10 +77,12 @@ def calibrate(dataset) -> list[Estimate]:
     """The cost parameters the capture's own timings support, in Params field order."""
     dataset = Path(dataset)
     out: list[Estimate] = []
-    comp = _table(dataset, "compaction", ["ts_ns", "pid", "comm", "event", "mode", "nr_migrated", "line"])
+    comp = _table(dataset, "compaction", ["ts_ns", "pid", "comm", "event", "mode", "status", "nr_migrated",
+                                          "nr_failed", "line"])
     if comp is not None and comp.height:
         runs, batches = _compaction_runs(comp)
         out += _direct_compaction(runs, batches)
+        out += _contention(runs)
         out += _kcompactd(runs, batches)
     rec = _table(dataset, "reclaim", ["ts_ns", "pid", "event", "nr_reclaimed", "line"])
     if rec is not None and rec.height:
@@ -162,14 +164,19 @@ def _compaction_runs(comp: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
               anchor=pl.when((pl.col("event") == BEGIN) | moved).then(pl.col("ts_ns"))
                        .shift(1).forward_fill().over("pid"),
           ))
-    runs = _pairs(ev.select("pid", "ts_ns", "line", "event", "comm", "mode", "run"), BEGIN, END, "pid")
-    runs = runs.select("pid", "run", "comm", "mode", dur_us=(pl.col("ts_ns_end") - pl.col("ts_ns")) / 1000.0)
+    runs = _pairs(ev.select("pid", "ts_ns", "line", "event", "comm", "mode", "run", "status"), BEGIN, END, "pid")
+    runs = runs.select("pid", "run", "comm", "mode", status="status_end",
+                       dur_us=(pl.col("ts_ns_end") - pl.col("ts_ns")) / 1000.0)
     inside = (ev.filter((pl.col("event") == MIGRATE) & pl.col("inside"))
-              .select("pid", "run", "ts_ns", "anchor", nr_migrated=pl.col("nr_migrated").fill_null(0))
+              .select("pid", "run", "ts_ns", "line", "anchor", nr_migrated=pl.col("nr_migrated").fill_null(0),
+                      nr_failed=pl.col("nr_failed").fill_null(0))
               .join(runs.select("pid", "run", "comm", "mode"), on=["pid", "run"], how="inner"))
-    per_run = inside.group_by(["pid", "run"]).agg(migrated=pl.col("nr_migrated").sum(), batches=pl.len())
+    per_run = inside.sort(["pid", "ts_ns", "line"]).group_by(["pid", "run"]).agg(
+        migrated=pl.col("nr_migrated").sum(), batches=pl.len(),
+        last_moved=pl.col("nr_migrated").last() > 0)
     runs = (runs.join(per_run, on=["pid", "run"], how="left")
-            .with_columns(pl.col("migrated").fill_null(0), pl.col("batches").fill_null(0)))
+            .with_columns(pl.col("migrated").fill_null(0), pl.col("batches").fill_null(0),
+                          pl.col("last_moved").fill_null(False)))
     batches = (inside.filter(pl.col("nr_migrated") > 0)
                .select("pid", "run", "comm", "mode", "nr_migrated",
                        dt_us=(pl.col("ts_ns") - pl.col("anchor")) / 1000.0))
@@ -280,6 +287,27 @@ def _direct_reclaim(rec: pl.DataFrame) -> list[Estimate]:
                      f"direct reclaim, median of {calls.height} calls (begin..end) per page reclaimed "
                      f"({int(calls['nr_reclaimed_end'].sum()):,} pages, median "
                      f"{_fmt(float(calls['nr_reclaimed_end'].median()))} a call)")]
+
+
+def _contention(runs: pl.DataFrame) -> list[Estimate]:
+    """compact_contention: the chance that a migration batch of async direct compaction met a contended
+    lock. compact_lock_irqsave() sets cc->contended when spin_trylock() of the zone or LRU lock fails in
+    async mode, and __compact_finished() then ends the run COMPACT_CONTENDED; that depends on what the
+    other CPUs were doing, which no trace shows beforehand, so the model draws it per batch at the
+    capture's own rate: the async direct runs that ended `contended` after a batch that moved pages,
+    over all batches of async direct runs. A run that ended `contended` after a batch whose every page
+    failed is the other way to that status (migrate_pages() -ENOMEM before the scanners met: the free
+    scanner found nothing), which the model reaches itself, and is not counted."""
+    d = runs.filter(_direct())
+    batches = int(d["batches"].sum()) if d.height else 0
+    if d.height < MIN_CALLS or batches < MIN_CALLS:
+        return []
+    locked = d.filter((pl.col("status") == "contended") & pl.col("last_moved")).height
+    if not locked:
+        return []
+    return [Estimate("compact_contention", locked / batches, locked,
+                     f"async direct compaction, {_n(locked, 'run')} of {d.height:,} ended contended after a batch that "
+                     f"moved pages, over their {batches:,} migration batches")]
 
 
 def _reclaim_round(calls: pl.DataFrame) -> list[Estimate]:

@@ -480,6 +480,9 @@ static int isolate_migratepages(Engine *e, CompactControl *cc) {
         }
         isolate_migratepages_block(e, cc, b);
         if (cc->nr_migratepages) return 1;
+        /* the kernel returns to compact_zone() after each block it tries (ISOLATE_NONE), so
+           __compact_finished() sees a contended lock at the block's end */
+        if (cc->contended) return 0;
     }
     return 0;
 }
@@ -502,6 +505,8 @@ static int compact_finished(Engine *e, CompactControl *cc, int64_t proactive_low
         return extfrag_score(z, PB_ORDER) > proactive_low ? C_CONTINUE : C_SUCCESS;
     }
     for (int j = cc->order; j < NORD; j++) if (z->nr_free[j] > 0) return C_SUCCESS;
+    /* the kernel finishes the pageblock first, then a contended lock ends the run */
+    if (cc->contended && cc->migrate_pfn % PB_PAGES == 0) return C_CONTENDED;
     return C_CONTINUE;
 }
 
@@ -572,6 +577,10 @@ static int cc_run(Engine *e, CompactControl *cc, int64_t proactive_low, int max_
                 cc->migrate_pfn = ((cc->migrate_pfn - 1) / chunk + 1) * chunk;
             }
         }
+        /* compact_lock_irqsave(): async compaction's spin_trylock of the zone or LRU lock failed in
+           this batch, at the capture's own rate (params.compact_contention) */
+        if (cc->async && cc->direct && e->p[P_CONTENTION] > 0
+            && (double)(rnd(e) >> 11) * (1.0 / 9007199254740992.0) < e->p[P_CONTENTION]) cc->contended = 1;
         /* page capture (5.1+) or the free list: a block of the order freed by this batch */
         if (captured && !cc->proactive && e->blocks[b].nfree == PB_PAGES) *captured = b;
     }

@@ -56,7 +56,7 @@ enum { P_THP_ZERO_US, P_BASE_FAULT_US, P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_U
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
        P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_FREE_STRIDE, P_KSWAPD_US, P_KCOMPACTD_US,
-       P_PROACTIVE_PHASE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_SHUFFLE_LISTS, P_NPARAMS };
+       P_PROACTIVE_PHASE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_SHUFFLE_LISTS, P_CONTENTION, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
@@ -120,6 +120,7 @@ typedef struct {
     int64_t fb[CC_FREE_MAX]; int16_t foff[CC_FREE_MAX], fn[CC_FREE_MAX]; int nchunks, nr_freepages;
     int64_t mig_b; int16_t mig_off[COMPACT_CLUSTER_MAX]; int nr_migratepages;
     int search_order, fast_search_fail;   /* fast_isolate_freepages() / fast_find_migrateblock() state */
+    int contended;              /* cc->contended: a lock was contended (async), the run ends at a block boundary */
     int64_t fast_start;         /* fast_start_pfn (block): -1 unset, -2 used (ULONG_MAX) */
     int64_t migrated, failed, mscanned, fscanned;
 } CompactControl;

@@ -30,6 +30,11 @@ class Params:
     # 20 µs per 4 KiB page is ~200 MB/s of swap bandwidth).
     reclaim_us_per_page: float = 1.0
     swap_out_us_per_page: float = 20.0
+    # The chance that a migration batch of async direct compaction meets a contended zone or LRU lock
+    # (spin_trylock() fails, cc->contended, the run ends COMPACT_CONTENDED at its next pageblock
+    # boundary without a free page of the order). It depends on the other CPUs: 0 by default, and
+    # `simulate` takes the capture's own rate when its compactions show it (sim/calibrate.py).
+    compact_contention: float = 0.0
     # Pages one shrink_node() round of direct reclaim frees before should_continue_reclaim() is asked:
     # sc->nr_to_reclaim, SWAP_CLUSTER_MAX (32), by default. What a round really frees depends on what
     # the kernel's scan meets (referenced and dirty pages, writeback, whole THPs: 20 of them, 10,240
