@@ -41,6 +41,86 @@ def test_existing_dataset_is_refused_then_replaced_with_force(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temporary directories left
 
 
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_force_replaces_only_a_dataset(tmp_path):
+    """A directory that is not a thpreplay dataset is never replaced, --force or not: nothing in it is
+    touched, and nothing is left beside it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not a dataset\n")
+    r = run("ingest", HAND, "-o", str(mine), "-q", "--force")
+    assert r.returncode == 1
+    assert r.stderr.decode() == (f"thpreplay: {mine}: exists and is not a thpreplay dataset (no dataset.json); "
+                                 "--force replaces only a dataset: remove it yourself or choose another -o\n")
+    assert _tree(mine) == {"notes.txt": b"not a dataset\n"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_force_never_replaces_its_own_input(tmp_path):
+    """The bundle given as the input, or a dataset that holds the input trace, is refused as the output."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(HAND, bundle)
+    before = _tree(bundle)
+    r = run("ingest", str(bundle), "-o", str(bundle), "-q", "--force")
+    assert r.returncode == 1
+    assert r.stderr.decode() == (f"thpreplay: {bundle}: is the input {bundle}, or holds it; --force would "
+                                 "replace it: choose another -o\n")
+    assert _tree(bundle) == before
+    ds = tmp_path / "ds"
+    assert run("ingest", HAND, "-o", str(ds), "-q").returncode == 0
+    trace = next(p for p in bundle.iterdir() if p.name.startswith("trace"))
+    inside = ds / trace.name
+    shutil.copy(trace, inside)
+    r = run("ingest", str(inside), "-o", str(ds), "-q", "--force")
+    assert r.returncode == 1
+    assert r.stderr.decode() == (f"thpreplay: {ds}: is the input {inside}, or holds it; --force would "
+                                 "replace it: choose another -o\n")
+    assert inside.read_bytes() == trace.read_bytes() and (ds / "dataset.json").is_file()
+
+
+def test_query_output_is_whole_or_untouched(tmp_path):
+    """query -o writes a temporary file beside the target and renames it: a write that fails leaves the
+    old file as it was and no temporary file behind; a directory is a one-line error."""
+    ds = tmp_path / "ds"
+    assert run("ingest", HAND, "-o", str(ds), "-q").returncode == 0
+    out = tmp_path / "out.csv"
+    out.write_text("old contents\n")
+    r = run("query", str(ds), "select count(*) as n from page_alloc", "--format", "csv", "-o", str(out))
+    assert r.returncode == 0, r.stderr.decode()
+    assert out.read_text().splitlines()[0] == "n"
+    r = run("query", str(ds), "select 1 as n", "-o", str(tmp_path))
+    assert r.returncode == 1
+    assert r.stderr.decode() == f"thpreplay: {tmp_path}: cannot write: Is a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "out.csv"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_query_output_on_a_full_disk_keeps_the_old_file(tmp_path, fmt):
+    """A result larger than the file system: the write fails midway (ENOSPC), the old file stays whole,
+    no temporary file is left, and the error names the file."""
+    ds = tmp_path / "ds"
+    assert run("ingest", HAND, "-o", str(ds), "-q").returncode == 0
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = small / f"out.{fmt}"
+        out.write_text("old contents\n")
+        r = run("query", str(ds), "select i, md5(i::varchar) as h from range(200000) t(i)", "--format", fmt,
+                "-o", str(out))
+        assert r.returncode == 1
+        assert r.stderr.decode() == f"thpreplay: {out}: cannot write: No space left on device\n"
+        assert out.read_text() == "old contents\n"
+        assert sorted(p.name for p in small.iterdir()) == [out.name]
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
 def test_usage_errors_exit_2():
     assert run("ingest").returncode == 2
     r = run("record")

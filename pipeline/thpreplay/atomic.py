@@ -73,6 +73,33 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def write_file(final: Path, write) -> None:
+    """Write the file final through write(path): into a temporary file beside it, flushed to disk, then
+    renamed over final, so that a write that fails or is interrupted leaves final as it was. A target
+    that exists and is not a regular file (a FIFO, a device, /dev/stdout) is written in place: it has
+    no contents to keep. Raises OSError (or what write raises); the temporary file never stays."""
+    final = Path(final)
+    if final.exists() and not final.is_file():
+        if final.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(final))
+        write(final)
+        return
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.absolute().parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file, not mkstemp's 0600
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def io_error_reason(e: BaseException, where: Path | None = None) -> str | None:
     """The system's reason when e is a failed write: an OSError, or a library error that wraps one
     (polars and Arrow report a full disk as "... (os error 28)", or only as a broken Parquet stream, so

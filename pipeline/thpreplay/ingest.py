@@ -386,11 +386,21 @@ def _snapshot_tables(bundle: Bundle | None) -> tuple[pl.DataFrame, pl.DataFrame]
     return vm, fl
 
 
-def _prepare_output(output: Path, force: bool) -> Path:
+def _prepare_output(output: Path, force: bool, inputs: list[str] = ()) -> Path:
     if output.exists() and not force:
         raise OutputError(f"{output}: already exists; use --force to replace it")
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output}: exists and is not a directory")
+    # --force replaces a thpreplay dataset, never a directory that is something else, and never an input
+    out = output.resolve()
+    for given in inputs:
+        src = Path(given).resolve()
+        if src == out or out in src.parents:
+            raise OutputError(f"{output}: is the input {given}, or holds it; --force would replace it: "
+                              f"choose another -o")
+    if output.exists() and not (output / "dataset.json").is_file():
+        raise OutputError(f"{output}: exists and is not a thpreplay dataset (no dataset.json); --force "
+                          f"replaces only a dataset: remove it yourself or choose another -o")
     parent = output.absolute().parent
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"{output}: parent {parent} is not a directory")
@@ -420,7 +430,7 @@ def ingest(
     table_name = gfp.table_for_release(release) if release else None
     table_reason = f"kernel release {release}" if table_name else ""
 
-    tmp = _prepare_output(output, force)
+    tmp = _prepare_output(output, force, inputs)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loop makes no reference cycles; collections only cost time here
     try:

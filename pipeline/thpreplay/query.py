@@ -22,7 +22,8 @@ import duckdb
 import polars as pl
 
 from thpreplay import schemas
-from thpreplay.errors import InputError, ThpreplayError
+from thpreplay.atomic import io_error_reason, write_file
+from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.simulate import SIM_DIR, check_dataset
 from thpreplay.sweep import DATASETS, is_sweep
 
@@ -243,12 +244,23 @@ def run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
         return result
 
 
+def _write_output(output: Path, write) -> None:
+    """The result file, whole or not at all (atomic.write_file), or a one-line OutputError naming it."""
+    try:
+        write_file(output, write)
+    except Exception as e:  # polars and Arrow wrap the OSError of a full disk
+        reason = io_error_reason(e, output.absolute().parent)
+        if reason is None:
+            raise
+        raise OutputError(f"{output}: cannot write: {reason}") from None
+
+
 def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
     """Render the result; returns text for stdout, or None when it went to a file."""
     if fmt == "parquet":
         if output is None:
             raise ThpreplayError("--format parquet needs -o FILE")
-        frame.write_parquet(output)
+        _write_output(output, frame.write_parquet)
         return None
     if fmt == "csv":
         text = frame.write_csv()
@@ -259,7 +271,7 @@ def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_formatting="MARKDOWN"):
             text = str(frame) + "\n"
     if output is not None:
-        output.write_text(text)
+        _write_output(output, lambda path: Path(path).write_text(text))
         return None
     return text
 
