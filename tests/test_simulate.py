@@ -16,6 +16,8 @@ import pytest
 
 from conftest import SAMPLES
 from thpreplay import schemas
+from thpreplay.errors import InputError
+from thpreplay.sim.params import Params
 from thpreplay.simulate import simulate
 from thpreplay.validate import validate
 
@@ -176,6 +178,37 @@ def test_cli_errors_are_one_line(qemu, tmp_path):
     assert r.returncode == 1 and r.stderr.decode().startswith(f"thpreplay: {params}: not valid TOML")
     r = run("simulate", str(qemu), "--madvised", "maybe")
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("line, message", [
+    ("migrate_us_per_page = nan", "parameter 'migrate_us_per_page' = nan is outside 0..8.64e+10 (µs)"),
+    ("compact_call_us = -5", "parameter 'compact_call_us' = -5 is outside 0..8.64e+10 (µs)"),
+    ("reclaim_us_per_page = 1e308", "parameter 'reclaim_us_per_page' = 1e+308 is outside 0..8.64e+10 (µs)"),
+    ("sample_interval_ns = -1", "parameter 'sample_interval_ns' = -1 is outside 0..4.61169e+18 (ns)"),
+    ("seed = inf", "parameter 'seed' = inf is outside 0..9.0072e+15 (an integer)"),
+    ("seed = 2.5", "parameter 'seed' must be a whole number, not 2.5"),
+    ("compact_contention = 1.5", "parameter 'compact_contention' = 1.5 is outside 0..1 (a probability)"),
+    ("compaction_proactiveness = 101", "parameter 'compaction_proactiveness' = 101 is outside 0..100 "
+                                       "(vm.compaction_proactiveness)"),
+])
+def test_params_out_of_range_are_refused(tmp_path, line, message):
+    """Every number of a --params file is checked against its documented range (sim/params.py RANGES):
+    NaN, infinities, negative costs and absurd magnitudes are one line naming the file and the parameter."""
+    params = tmp_path / "p.toml"
+    params.write_text(line + "\n")
+    with pytest.raises(InputError) as e:
+        Params.load(params)
+    assert str(e.value) == f"{params}: {message}"
+
+
+def test_every_number_has_a_range():
+    from dataclasses import fields
+    from thpreplay.sim.params import RANGES
+    numbers = {f.name for f in fields(Params) if type(getattr(Params(), f.name)) in (int, float)}
+    assert numbers == set(RANGES)
+    for name in numbers:   # the defaults lie inside
+        lo, hi, _ = RANGES[name]
+        assert lo <= getattr(Params(), name) <= hi, name
 
 
 def test_one_trace_per_dataset(tmp_path):

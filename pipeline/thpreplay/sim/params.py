@@ -14,6 +14,27 @@ from pathlib import Path
 from thpreplay.errors import InputError
 
 
+# What each number may be, with its unit: (lowest, highest, unit). Times are per event, so a day (8.64e10
+# µs) bounds them; the kernel's own ranges bound the sysctls. Anything outside, not a number, NaN or
+# infinite is refused with the file and the parameter's name.
+US = 86_400e6
+RANGES: dict[str, tuple[float, float, str]] = {
+    "thp_zero_us": (0, US, "µs"), "base_fault_us": (0, US, "µs"), "compact_call_us": (0, US, "µs"),
+    "scan_ns_per_page": (0, US * 1000, "ns"), "migrate_us_per_page": (0, US, "µs"),
+    "sync_light_factor": (0, 1e6, "×"), "reclaim_us_per_page": (0, US, "µs"),
+    "swap_out_us_per_page": (0, US, "µs"), "kswapd_us_per_page": (1e-6, US, "µs"),
+    "kcompactd_us_per_page": (1e-6, US, "µs"),
+    "access_local_huge": (0, 1e6, "×"), "access_local_base": (0, 1e6, "×"), "access_hop1_huge": (0, 1e6, "×"),
+    "access_hop1_base": (0, 1e6, "×"), "access_hop2_huge": (0, 1e6, "×"), "access_hop2_base": (0, 1e6, "×"),
+    "extfrag_threshold": (0, 1000, "vm.extfrag_threshold"),
+    "compact_unevictable_allowed": (0, 1, "vm.compact_unevictable_allowed"),
+    "compaction_proactiveness": (0, 100, "vm.compaction_proactiveness"),
+    "watermark_boost_factor": (0, 2**31 - 1, "vm.watermark_boost_factor"),
+    "compact_contention": (0, 1, "a probability"), "reclaim_round_pages": (1, 2**31 - 1, "pages"),
+    "sample_interval_ns": (0, 2**62, "ns"), "seed": (0, 2**53, "an integer"),
+}
+
+
 @dataclass(frozen=True)
 class Params:
     # Fault latency (µs). A successful THP fault zeroes 2 MiB: "Min fault-huge 297" (Mel Gorman,
@@ -108,6 +129,12 @@ class Params:
                 raise InputError(str(path), f"parameter '{key}' must be {want.__name__}")
             if want in (int, float) and not isinstance(value, (int, float)):
                 raise InputError(str(path), f"parameter '{key}' must be a number")
+            if want in (int, float):
+                lo, hi, unit = RANGES[key]
+                if not (lo <= value <= hi):   # NaN and infinities fail here too
+                    raise InputError(str(path), f"parameter '{key}' = {value} is outside {lo:g}..{hi:g} ({unit})")
+                if want is int and value != int(value):
+                    raise InputError(str(path), f"parameter '{key}' must be a whole number, not {value}")
             values[key] = want(value)
         return cls(**values, explicit=tuple(sorted(values)))
 
