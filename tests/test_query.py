@@ -146,3 +146,25 @@ def test_the_example_plugin_is_installed_and_simulates(simulated):
     summary = pl.read_parquet(simulated / "simulation" / "outcome_summary")
     got = dict(zip(summary["policy"], summary["huge_remote"]))
     assert got["free-anywhere-first"] > got["local-only-4.8"]  # it takes remote free huge pages first
+
+
+def test_a_directory_name_with_glob_characters_is_a_name(tmp_path):
+    """A dataset named run[1] beside run1: every reader takes the name as it is (polars with glob off,
+    DuckDB with the characters escaped), so run[1] never reads run1's parts, and the query sandbox
+    still refuses anything else."""
+    from conftest import DATA
+    odd, plain = tmp_path / "run[1]", tmp_path / "run1"
+    assert run("ingest", str(DATA / "bundles" / "qemu61-hand"), "-o", str(odd), "-q").returncode == 0
+    assert run("ingest", str(DATA / "trace-cmd-report-6.18.txt"), "-o", str(plain), "-q").returncode == 0
+    want = {d: pl.read_parquet(sorted((d / "page_alloc").glob("*.parquet")), glob=False).height for d in (odd, plain)}
+    assert want[odd] != want[plain]
+    for d in (odd, plain):
+        r = run("query", str(d), "select count(*) as n from page_alloc", "--format", "csv")
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout.decode().splitlines() == ["n", str(want[d])]
+    r = run("simulate", str(odd), "-q", "--policy", "no-local-reclaim-7.0")
+    assert r.returncode == 0, r.stderr.decode()
+    r = run("query", str(odd), "select faults from outcome_summary", "--format", "csv")
+    assert r.stdout.decode().splitlines() == ["faults", "8"]
+    r = run("query", str(odd), f"select count(*) from read_parquet('{plain}/page_alloc/*.parquet')")
+    assert r.returncode == 1 and "Permission Error" in r.stderr.decode()

@@ -574,8 +574,9 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     if not topology.inferred:
         outside = {}
         for table, located in (("page_alloc", pl.col("success")), ("page_free", pl.col("pfn") > 0)):
-            if any((tmp / table).glob("*.parquet")):
-                outside[table] = (pl.scan_parquet(tmp / table / "*.parquet")
+            parts = sorted(str(p) for p in (tmp / table).glob("*.parquet"))
+            if parts:
+                outside[table] = (pl.scan_parquet(parts, glob=False)
                                   .filter(located & pl.col("node").is_null()).select(pl.len()).collect().item())
         not_located = outside.get("page_alloc", 0)
         if not_located:

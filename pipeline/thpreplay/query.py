@@ -15,6 +15,7 @@ locked to the sweep directory.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _view_sql(table: str, parts: list[tuple[str, list[Path]]]) -> str:
     selects = []
     for name, files in parts:
         if files:
-            paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            paths = ", ".join(_sql_str(_glob_literal(str(f))) for f in files)
             selects.append(f"SELECT *, '{name.replace(chr(39), chr(39) * 2)}' AS dataset FROM read_parquet([{paths}])")
     if not selects:
         cols = ", ".join(f"CAST(NULL AS {_DUCK_TYPES[c.type]}) AS \"{c.name}\"" for c in schema.columns)
@@ -121,7 +122,7 @@ class _Session:
         self._tmp = tempfile.TemporaryDirectory(prefix="thpreplay-query-")
         path = str(Path(self._tmp.name) / "views.duckdb")
         if any(is_sweep(d) for d in datasets):
-            files, dirs = [], [_build_sweep_views(path, datasets)]
+            files, dirs = [], _build_sweep_views(path, datasets)
         else:
             files, dirs = _build_views(path, datasets), []
         self.con = duckdb.connect(path, read_only=True)
@@ -163,6 +164,8 @@ def _build_views(path: str, datasets: list[str | Path]) -> list[str]:
             sub = SIM_DIR + "/" if table in schemas.SIMULATION_TABLES else ""
             parts = [(n, sorted(p.resolve() for p in (d / f"{sub}{table}").glob("*.parquet"))) for n, d in zip(names, dirs)]
             files += [str(f) for _, fs in parts for f in fs]
+            # DuckDB checks the path as written (a file's glob characters escaped) and the file it names
+            files += [_glob_literal(str(f)) for _, fs in parts for f in fs if _glob_literal(str(f)) != str(f)]
             con.execute(f'CREATE VIEW "{table}" AS {_view_sql(table, parts)}')
         for view, (_, sql) in CONVENIENCE_VIEWS.items():
             con.execute(f'CREATE VIEW "{view}" AS {sql}')
@@ -184,8 +187,15 @@ def _empty_sql(table: str, extra: tuple[str, ...]) -> str:
     return f"SELECT {', '.join(cols)} WHERE false"
 
 
-def _build_sweep_views(path: str, sweeps: list[str | Path]) -> str:
-    """Views over a sweep's partitions and ingested captures; returns the directory they read."""
+def _glob_literal(path: str) -> str:
+    """A path DuckDB's read_parquet reads as itself: its glob characters each in a class of one
+    (`run[1]` -> `run[[]1]`), so a directory named run[1] never reads its neighbour run1."""
+    return re.sub(r"[\[*?]", lambda m: f"[{m.group(0)}]", path)
+
+
+def _build_sweep_views(path: str, sweeps: list[str | Path]) -> list[str]:
+    """Views over a sweep's partitions and ingested captures; returns the directory they read (as a path,
+    and as the views' patterns write it when it has glob characters)."""
     if len(sweeps) != 1:
         raise ThpreplayError("a sweep is queried alone (its capture column already compares captures)")
     root = Path(sweeps[0]).resolve()
@@ -193,23 +203,23 @@ def _build_sweep_views(path: str, sweeps: list[str | Path]) -> str:
     try:
         for table in schemas.all_tables():
             if table in schemas.SIMULATION_TABLES:
-                pattern = f"{root}/capture=*/policy=*/settings=*/{table}.parquet"
+                pattern = f"{_glob_literal(str(root))}/capture=*/policy=*/settings=*/{table}.parquet"
                 sql = (f"SELECT capture, settings, * EXCLUDE (capture, settings) FROM read_parquet({_sql_str(pattern)}, "
                        "hive_partitioning=true, hive_types={'capture': VARCHAR, 'policy': VARCHAR, 'settings': VARCHAR})")
                 extra = ("capture", "settings")
             else:
-                pattern = f"{root}/{DATASETS}/*/{table}/*.parquet"
+                pattern = f"{_glob_literal(str(root))}/{DATASETS}/*/{table}/*.parquet"
                 sql = (f"SELECT regexp_extract(filename, '/{DATASETS}/([^/]+)/[^/]+/[^/]+$', 1) AS capture, "
                        f"* EXCLUDE (filename) FROM read_parquet({_sql_str(pattern)}, filename=true, union_by_name=true)")
                 extra = ("capture",)
-            if not next(iter(root.glob(pattern.removeprefix(f"{root}/"))), None):
+            if not next(iter(root.glob(pattern.removeprefix(f"{_glob_literal(str(root))}/"))), None):
                 sql = _empty_sql(table, extra)
             con.execute(f'CREATE VIEW "{table}" AS {sql}')
         for view, (_, sql) in SWEEP_VIEWS.items():
             con.execute(f'CREATE VIEW "{view}" AS {sql}')
     finally:
         con.close()
-    return str(root) + "/"
+    return sorted({str(root) + "/", _glob_literal(str(root)) + "/"})
 
 
 def connect(datasets: list[str | Path]) -> _Session:

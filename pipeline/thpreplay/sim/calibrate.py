@@ -129,7 +129,7 @@ def _kswapd_frees(dataset: Path) -> pl.DataFrame | None:
     if not files:
         return None
     try:
-        f = (pl.scan_parquet([str(p) for p in files])
+        f = (pl.scan_parquet([str(p) for p in files], glob=False)
              .filter(pl.col("comm").str.starts_with("kswapd"))
              .select("pid", "ts_ns", pages=pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
              .collect())

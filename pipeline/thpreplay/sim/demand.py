@@ -198,12 +198,12 @@ class _Parts:
     def read(self, lo: int, hi: int) -> pl.DataFrame:
         chosen = [str(f) for f, (a, b) in zip(self.files, self.ranges) if b >= lo and a < hi]
         if not chosen:
-            return pl.read_parquet(str(self.files[0]), columns=self.columns, n_rows=0)
-        frame = pl.read_parquet(chosen, columns=self.columns)
+            return pl.read_parquet(str(self.files[0]), columns=self.columns, n_rows=0, glob=False)
+        frame = pl.read_parquet(chosen, columns=self.columns, glob=False)
         return frame.filter((pl.col("line") >= lo) & (pl.col("line") < hi))
 
     def scan(self) -> pl.LazyFrame:
-        return pl.scan_parquet([str(f) for f in self.files])
+        return pl.scan_parquet([str(f) for f in self.files], glob=False)
 
 
 def _line_range(path: Path) -> tuple[int, int]:
@@ -215,7 +215,7 @@ def _line_range(path: Path) -> tuple[int, int]:
     for g in range(meta.num_row_groups):
         st = meta.row_group(g).column(col).statistics
         if st is None or not st.has_min_max:  # written without statistics: read the column once
-            span = pl.scan_parquet(str(path)).select(pl.col("line").min().alias("a"), pl.col("line").max().alias("b")).collect()
+            span = pl.scan_parquet(str(path), glob=False).select(pl.col("line").min().alias("a"), pl.col("line").max().alias("b")).collect()
             return (int(span["a"][0]), int(span["b"][0]))
         lo, hi = min(lo, st.min), max(hi, st.max)
     return (lo, hi)

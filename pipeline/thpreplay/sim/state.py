@@ -50,7 +50,7 @@ def read_table(dataset: Path, table: str, columns: list[str] | None = None) -> p
     files = sorted((dataset / table).glob("*.parquet"))
     if not files:
         raise InputError(str(dataset / table), "table missing from the dataset (run thpreplay ingest again)")
-    return pl.read_parquet([str(f) for f in files], columns=columns)
+    return pl.read_parquet([str(f) for f in files], columns=columns, glob=False)  # a path is a path, not a pattern
 
 
 def snapshot_text(dataset: Path, name: str) -> str | None:
