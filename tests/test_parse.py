@@ -115,6 +115,15 @@ def test_noise_and_lost_events_are_not_rejects():
     assert r.tables["page_alloc"].height == 1
 
 
+def test_a_lost_count_past_int64_is_counted_not_zeroed():
+    """[LOST N EVENTS] with N past 2^63 (a corrupt or hostile mark): the count is kept as it is printed,
+    never wrapped or dropped to 0, and the other marks still add up."""
+    lines = ["CPU:0 [LOST 99999999999999999999 EVENTS]", "CPU:1 [LOST 5 EVENTS]", "CPU 2 [3 EVENTS DROPPED]"] + FTRACE_618[:1]
+    fmt, r = _parse(lines)
+    assert r.lost_events == 99999999999999999999 + 5 + 3 and r.lost_markers == 3
+    assert r.rejects.height == 0
+
+
 def test_unknown_events_are_kept():
     lines = FTRACE_618[:1] + [
         "         thpfrag-9959    [000] .....  1250.574800: sched_switch: prev_comm=thpfrag prev_pid=9959 next_comm=swapper",

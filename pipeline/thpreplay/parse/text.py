@@ -351,12 +351,11 @@ def parse_lines(
         noise = bad.filter(is_noise)
         lost = noise.filter(text.str.contains(_LOST_RE))
         if lost.height:
-            counts = lost.select(
-                text.str.extract(_LOST_RE, 2).cast(pl.Int64, strict=False).fill_null(0)
-                + text.str.extract(_LOST_RE, 3).cast(pl.Int64, strict=False).fill_null(0)
-            ).to_series()
+            # Python integers: a mark's count can be past the int64 range ([LOST 99999999999999999999
+            # EVENTS]), and must not become 0
+            counts = lost.select(pl.coalesce(text.str.extract(_LOST_RE, 2), text.str.extract(_LOST_RE, 3))).to_series()
             result.lost_markers = lost.height
-            result.lost_events = int(counts.sum())
+            result.lost_events = sum(int(c) for c in counts.to_list() if c is not None)
         bad = bad.filter(~is_noise)
         result.fallback_rows = bad.height
     if bad.height:
