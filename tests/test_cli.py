@@ -166,3 +166,26 @@ def test_help_does_not_import_heavy_modules():
     code = "import sys, thpreplay.cli; print('polars' in sys.modules, 'pyarrow' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "False False"
+
+
+def test_swapped_vmstat_snapshots_are_named_and_left_out(tmp_path):
+    """A bundle whose vmstat.before and vmstat.after are swapped: event counters fall, which they never do
+    within a boot. ingest says which file and which counters, and leaves the pair's deltas out, so
+    validate compares no vmstat figure instead of negative ones."""
+    src = Path(__file__).resolve().parents[1] / "sample_traces" / "qemu-6.1-2node"
+    bundle = tmp_path / "bundle"
+    shutil.copytree(src, bundle)
+    (bundle / "vmstat.before").rename(bundle / "x")
+    (bundle / "vmstat.after").rename(bundle / "vmstat.before")
+    (bundle / "x").rename(bundle / "vmstat.after")
+    ds = tmp_path / "ds"
+    r = run("ingest", str(bundle), "-o", str(ds))
+    assert r.returncode == 0, r.stderr.decode()
+    warning = next(s for s in (r.stdout + r.stderr).decode().splitlines() if "event counters are lower" in s)
+    assert warning.startswith(f"warning: {bundle / 'vmstat.after'}: 22 event counters are lower than in vmstat.before "
+                              "(allocstall_movable 184 -> 0, ")
+    assert warning.endswith("the snapshots are swapped or span a reboot; their deltas are left out "
+                            "(validate skips those figures)")
+    r = run("validate", str(ds), "--tolerance", "100")
+    assert r.returncode == 0, r.stderr.decode()
+    assert not any("│ vmstat │" in s for s in r.stdout.decode().splitlines())

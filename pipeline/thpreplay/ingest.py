@@ -28,7 +28,7 @@ from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
 from thpreplay.bundle import Bundle, open_bundle
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
-from thpreplay.kernel import gfp
+from thpreplay.kernel import counters, gfp
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES
 from thpreplay.parse import prefix
@@ -350,7 +350,7 @@ def _write_small(directory: Path, table: str, frame: pl.DataFrame) -> None:
     schemas.load(table).write(frame, directory / table / "part-000000.parquet")
 
 
-def _snapshot_tables(bundle: Bundle | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _snapshot_tables(bundle: Bundle | None, warnings: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     vm_rows = []
     fl_rows = []
     if bundle:
@@ -366,10 +366,18 @@ def _snapshot_tables(bundle: Bundle | None) -> tuple[pl.DataFrame, pl.DataFrame]
                 continue
             before = procfs.parse_vmstat(before_p.read_text(), str(before_p)) if before_p else {}
             after = procfs.parse_vmstat(after_p.read_text(), str(after_p)) if after_p else {}
+            # event counters only grow within a boot: one that fell means the pair is swapped or spans a
+            # reboot, and no delta of the pair can be trusted
+            fell = [c for c in sorted(set(before) & set(after)) if counters.is_event_counter(c) and after[c] < before[c]]
+            if fell:
+                shown = ", ".join(f"{c} {before[c]:,} -> {after[c]:,}" for c in fell[:3])
+                warnings.append(f"{after_p}: {len(fell)} event counters are lower than in {before_p.name} ({shown}"
+                                f"{', ...' if len(fell) > 3 else ''}): the snapshots are swapped or span a reboot; "
+                                f"their deltas are left out (validate skips those figures)")
             for counter in sorted(set(before) | set(after)):
                 b, a = before.get(counter), after.get(counter)
                 vm_rows.append(dict(scope=scope, counter=counter, before=b, after=a,
-                                    delta=(a - b) if a is not None and b is not None else None))
+                                    delta=(a - b) if a is not None and b is not None and not fell else None))
         for when in ("before", "after"):
             p = bundle.snapshots.get(f"pagetypeinfo.{when}")
             b = bundle.snapshots.get(f"buddyinfo.{when}")
@@ -544,7 +552,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     _write_small(tmp, "thp_faults", faults)
     topo_frame = topology.table(pfn_min, pfn_max)
     _write_small(tmp, "topology", topo_frame)
-    vmstat, free_lists = _snapshot_tables(bundle)
+    vmstat, free_lists = _snapshot_tables(bundle, warnings)
     _write_small(tmp, "vmstat", vmstat)
     _write_small(tmp, "free_lists", free_lists)
     if bundle:

@@ -20,3 +20,22 @@ def compact_stall_rule(release: str | None) -> str:
     if version is not None and version < _NOT_SKIPPED_FROM:
         return "every_call"
     return "not_skipped"
+
+
+# /proc/vmstat's event counters (enum vm_event_item, include/linux/vm_event_item.h, and the NUMA event
+# counters of enum numa_stat_item) only grow while the machine is up; its other lines (nr_*, workingset
+# nodes, ...) are gauges. Prefixes of the counters, for telling a before/after pair that is swapped or
+# spans a reboot.
+EVENT_COUNTER_PREFIXES = (
+    "pgpg", "pswp", "pgalloc_", "allocstall", "pgskip_", "pgfree", "pgactivate", "pgdeactivate", "pglazyfree",
+    "pgfault", "pgmajfault", "pgrefill", "pgreuse", "pgsteal_", "pgscan_", "pgdemote_", "pgpromote_success",
+    "pginodesteal", "slabs_scanned", "kswapd_", "pageoutrun", "pgrotated", "drop_pagecache", "drop_slab",
+    "oom_kill", "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local", "numa_other",
+    "numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults", "numa_pages_migrated", "pgmigrate_",
+    "thp_migration_", "compact_", "htlb_buddy_alloc_", "unevictable_pgs_", "thp_", "balloon_", "swap_ra",
+)
+
+
+def is_event_counter(name: str) -> bool:
+    """A /proc/vmstat line that counts events (never decreases within one boot)."""
+    return name.startswith(EVENT_COUNTER_PREFIXES)
