@@ -134,6 +134,21 @@ def test_record_refuses_an_existing_bundle(tmp_path):
     assert r.stderr.decode() == f"thpreplay: {tmp_path}: already exists; record never overwrites a bundle\n"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--", "/nonexistent"], "/nonexistent: command not found (not an executable file, nor on PATH); nothing recorded"),
+    (["--duration", "-1"], "--duration -1.0: give a number of seconds above 0"),
+    (["--duration", "nan"], "--duration nan: give a number of seconds above 0"),
+    (["--duration", "1", "--buffer-kb", "-1"],
+     "--buffer-kb -1: give the ring buffer per CPU in KiB, 1 to 16777216 (16 GiB)"),
+])
+def test_record_checks_its_options_before_writing(tmp_path, args, message):
+    out = tmp_path / "bundle"
+    r = run("record", "-o", str(out), *args)
+    assert r.returncode == 1
+    assert r.stderr.decode() == f"thpreplay: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not Path("/sys/kernel/tracing/events/kmem").is_dir(),
                     reason="needs root and tracefs")
 def test_record_without_perf_says_so(tmp_path):

@@ -12,6 +12,7 @@ named in a warning and in the manifest.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -242,6 +243,13 @@ def record(
     log: Callable[[str], None] = print,
 ) -> RecordResult:
     output = Path(output)
+    # everything that can be checked is checked before anything is written
+    if command and shutil.which(command[0]) is None:
+        raise RecordError(f"{command[0]}: command not found (not an executable file, nor on PATH); nothing recorded")
+    if not command and (duration is None or not math.isfinite(duration) or duration <= 0):
+        raise RecordError(f"--duration {duration}: give a number of seconds above 0")
+    if not 1 <= buffer_kb <= 16 * 1024 * 1024:
+        raise RecordError(f"--buffer-kb {buffer_kb}: give the ring buffer per CPU in KiB, 1 to 16777216 (16 GiB)")
     if output.exists():
         raise RecordError(f"{output}: already exists; record never overwrites a bundle")
     parent = output.absolute().parent
