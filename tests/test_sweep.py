@@ -147,6 +147,16 @@ def test_cli_errors(tmp_path):
     assert (r.returncode, r.stderr) == (1, f"thpreplay: {tmp_path}/notasweep: exists and is not a sweep (no sweep.json)\n")
     r = cli("sweep", str(tmp_path / "a/x"))
     assert r.returncode == 2 and "Missing option '-o'" in r.stderr
+    # a scheduler that is no address, and more local workers than the CPUs can run: refused before
+    # anything is written
+    r = cli("sweep", str(tmp_path / "a/x"), "--scheduler", "garbage", "-o", str(tmp_path / "S2"))
+    assert (r.returncode, r.stderr) == (1, "thpreplay: --scheduler garbage: not a Dask scheduler address (tcp://HOST:PORT)\n")
+    cpus = os.cpu_count() or 1
+    r = cli("sweep", str(tmp_path / "a/x"), "--workers", "1000", "-o", str(tmp_path / "S2"))
+    assert (r.returncode, r.stderr) == (1, f"thpreplay: --workers 1000: this machine has {cpus} CPUs, so a local "
+                                           f"cluster takes 1 to {4 * cpus} worker processes (use --scheduler for a "
+                                           "larger cluster)\n")
+    assert not (tmp_path / "S2").exists()
 
 
 def test_a_bad_capture_fails_alone_and_the_sweep_exits_1(sample_dataset, tmp_path):

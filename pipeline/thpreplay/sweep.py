@@ -282,6 +282,10 @@ def _record(root: Path, captures: list[Capture], policies: list[str], enabled, d
     os.replace(tmp, path)
 
 
+# A replay holds its worker's CPU: more local processes than a few per CPU only queue and take memory.
+MAX_WORKERS_PER_CPU = 4
+
+
 def _client(scheduler: str | None, workers: int):
     import logging
 
@@ -290,7 +294,7 @@ def _client(scheduler: str | None, workers: int):
     if scheduler:
         try:
             return Client(scheduler, timeout="20s"), None
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:
             raise ThpreplayError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     # one thread per worker process: the replay holds the GIL, so processes are the parallelism
     # no dashboard, and its HTTP server on a free port (the default 8787 warns when another cluster has it)
@@ -324,6 +328,13 @@ def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None =
         for v in values or []:
             safe_value(kind, v)
     params = Params.load(params_file)
+    if scheduler is None:
+        cpus = os.cpu_count() or 1
+        if not 1 <= workers <= MAX_WORKERS_PER_CPU * cpus:
+            raise ThpreplayError(f"--workers {workers}: this machine has {cpus} CPUs, so a local cluster takes 1 to "
+                                 f"{MAX_WORKERS_PER_CPU * cpus} worker processes (use --scheduler for a larger cluster)")
+    elif not re.fullmatch(r"(?:[a-z]+://)?[^\s/:]+:\d{1,5}", scheduler):
+        raise ThpreplayError(f"--scheduler {scheduler}: not a Dask scheduler address (tcp://HOST:PORT)")
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root}: exists and is not a directory")
     if root.exists() and not is_sweep(root) and any(root.iterdir()):
