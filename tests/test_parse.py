@@ -140,6 +140,18 @@ def test_detect_format_errors_name_the_line():
         detect_format(["# only comments", ""], "x")
 
 
+def test_another_tracers_output_is_named():
+    """function_graph output (ftrace's own header says which tracer) is named as unsupported, at the
+    header line, not blamed on its first line as an unknown format."""
+    lines = ["# tracer: function_graph", "#", "# CPU  DURATION                  FUNCTION CALLS",
+             " 0)   0.345 us    |  __alloc_pages();", " 0)   1.234 us    |  compact_zone();"]
+    with pytest.raises(InputError) as e:
+        detect_format(lines, "fg.txt")
+    assert str(e.value) == ("fg.txt:1: the output of ftrace's function_graph tracer, which thpreplay does not read: "
+                            "record the kmem, compaction and vmscan events with the nop tracer (thpreplay record, "
+                            "perf record, trace-cmd record -e)")
+
+
 def test_trace_cmd_report_real_output(tmp_path):
     """200 lines of `trace-cmd report` (trace-cmd 3.1.6, kernel 6.18): `cpus=N` header, no latency
     column, padded payloads. Made with: enable the events in tracefs, run dd, `trace-cmd extract`,

@@ -52,6 +52,12 @@ def detect_format(sample_lines: list[str], path: str) -> str:
         scores[fmt] = sum(1 for ln in candidates if rx.match(ln))
     best = max(scores, key=lambda k: scores[k])
     if scores[best] == 0:
+        for i, ln in enumerate(sample_lines, 1):   # another ftrace tracer's output (function_graph, ...)
+            m = re.match(r"^#\s*tracer:\s*(\S+)", ln)
+            if m and m.group(1) != "nop":
+                raise InputError(path, f"the output of ftrace's {m.group(1)} tracer, which thpreplay does not read: "
+                                       "record the kmem, compaction and vmscan events with the nop tracer "
+                                       "(thpreplay record, perf record, trace-cmd record -e)", line=i)
         first = next(i for i, ln in enumerate(sample_lines, 1) if ln.strip() and not ln.lstrip().startswith("#"))
         raise InputError(
             path,
