@@ -204,3 +204,14 @@ def test_swapped_vmstat_snapshots_are_named_and_left_out(tmp_path):
     r = run("validate", str(ds), "--tolerance", "100")
     assert r.returncode == 0, r.stderr.decode()
     assert not any("│ vmstat │" in s for s in r.stdout.decode().splitlines())
+
+
+def test_a_bundle_with_many_traces_is_one_short_line(tmp_path):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    for i in range(3000):
+        (bundle / f"trace{i:04d}.txt").write_text("")
+    r = run("ingest", str(bundle), "-o", str(tmp_path / "ds"))
+    assert r.returncode == 1
+    assert r.stderr.decode() == (f"thpreplay: {bundle}: several trace files in bundle: trace0000.txt, trace0001.txt, "
+                                 "trace0002.txt, trace0003.txt, trace0004.txt and 2,995 more; keep one\n")

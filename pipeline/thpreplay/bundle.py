@@ -91,7 +91,8 @@ def open_bundle(path: Path) -> Bundle:
             hint="a bundle holds one trace: perf.data, or text such as trace.txt or perf.txt (optionally .gz/.zst/.xz)",
         )
     if len(candidates) > 1:
-        raise InputError(str(path), f"several trace files in bundle: {', '.join(candidates)}; keep one")
+        shown = ", ".join(candidates[:5]) + (f" and {len(candidates) - 5:,} more" if len(candidates) > 5 else "")
+        raise InputError(str(path), f"several trace files in bundle: {shown}; keep one")
     bundle = Bundle(path=path, trace=path / candidates[0])
     for n in names:
         if _SNAPSHOT_FILE.match(n):
