@@ -215,3 +215,19 @@ def test_a_bundle_with_many_traces_is_one_short_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.decode() == (f"thpreplay: {bundle}: several trace files in bundle: trace0000.txt, trace0001.txt, "
                                  "trace0002.txt, trace0003.txt, trace0004.txt and 2,995 more; keep one\n")
+
+
+def test_a_node_with_cpus_but_no_zones_is_warned_about(tmp_path):
+    """The bundle's cpulists name node 1, its zoneinfo has no zone of node 1 (from another machine, or a
+    memoryless node): the local/remote split rests on it, so ingest says so."""
+    import re as _re
+    bundle = tmp_path / "b"
+    shutil.copytree(HAND, bundle)
+    zi = bundle / "zoneinfo.before"
+    parts = _re.split(r"(?m)^(?=Node \d+, zone)", zi.read_text())
+    zi.write_text("".join(x for x in parts if not x.startswith("Node 1,")))
+    r = run("ingest", str(bundle), "-o", str(tmp_path / "ds"))
+    assert r.returncode == 0, r.stderr.decode()
+    assert ("warning: node 1 has CPUs (nodeN.cpulist) but no memory in the zoneinfo (bundle zoneinfo.before): a "
+            "memoryless node, or a zoneinfo from another machine; the faults on those CPUs have no local memory, "
+            "which decides local and remote") in (r.stdout + r.stderr).decode().splitlines()

@@ -572,6 +572,14 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         deltas = {r["counter"]: r["delta"] for r in sys_rows.iter_rows(named=True) if r["delta"] is not None}
     if topology.inferred:
         warnings.append("no zoneinfo: a single node was inferred (every pfn on node 0); pass --topology FILE")
+    else:
+        with_memory = {z["node"] for z in topology.zones if z.get("present", z.get("spanned", 0))}
+        no_memory = sorted(n for n, cpus in topology.cpus.items() if cpus and n not in with_memory)
+        if no_memory:
+            warnings.append(f"node{'s' if len(no_memory) > 1 else ''} {', '.join(map(str, no_memory))} "
+                            f"{'have' if len(no_memory) > 1 else 'has'} CPUs (nodeN.cpulist) but no memory in the "
+                            f"zoneinfo ({topology.source}): a memoryless node, or a zoneinfo from another machine; "
+                            f"the faults on those CPUs have no local memory, which decides local and remote")
     if stats["lost_events"]:
         warnings.append(f"the kernel dropped {stats['lost_events']} events (ring buffer overrun): counts are low")
     if enricher.unknown_gfp:
