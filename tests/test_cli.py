@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from conftest import DATA
@@ -231,3 +232,28 @@ def test_a_node_with_cpus_but_no_zones_is_warned_about(tmp_path):
     assert ("warning: node 1 has CPUs (nodeN.cpulist) but no memory in the zoneinfo (bundle zoneinfo.before): a "
             "memoryless node, or a zoneinfo from another machine; the faults on those CPUs have no local memory, "
             "which decides local and remote") in (r.stdout + r.stderr).decode().splitlines()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_pipe_is_read_once_and_whole(tmp_path, compressed):
+    """A trace from a pipe (process substitution, a FIFO): nothing is read ahead and lost, so the tables
+    and line numbers are those of the same trace read from its file."""
+    import zstandard
+    trace = tmp_path / ("trace.txt.zst" if compressed else "trace.txt")
+    text = (Path(HAND) / "trace.txt").read_bytes()
+    trace.write_bytes(zstandard.ZstdCompressor().compress(text) if compressed else text)
+    assert run("ingest", str(trace), "-o", str(tmp_path / "file"), "-q").returncode == 0
+    r = subprocess.run(["bash", "-c", f'"{THP}" ingest <(cat "{trace}") -o "{tmp_path / "pipe"}" -q'],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    for table in ("page_alloc", "page_free"):
+        a = pl.read_parquet(sorted((tmp_path / "file" / table).glob("*.parquet")), glob=False).select("line", "pfn")
+        b = pl.read_parquet(sorted((tmp_path / "pipe" / table).glob("*.parquet")), glob=False).select("line", "pfn")
+        assert a.height > 0 and a.equals(b), table
+
+
+def test_an_endless_line_is_refused_not_read_into_memory(tmp_path):
+    r = run("ingest", "/dev/zero", "-o", str(tmp_path / "ds"))
+    assert r.returncode == 1
+    assert r.stderr.decode() == "thpreplay: /dev/zero:1: no newline in 64 MiB: not a text trace\n"
+    assert not (tmp_path / "ds").exists()

@@ -88,6 +88,11 @@ def _resolve_inputs(inputs: list[str]) -> tuple[list[Source], Bundle | None]:
             trace = str(bundle.trace)
             sources.append(Source(trace, describe_kind(trace), trace))
             continue
+        if not p.is_file():
+            # a pipe, FIFO or device (process substitution, /dev/stdin): read once, as stdin is; looking
+            # at its first bytes first would consume them
+            sources.append(Source(item, "text", item))
+            continue
         sources.append(Source(item, describe_kind(item), item))
     return sources, bundle
 

@@ -22,6 +22,13 @@ MAGIC = {
 PERF_DATA_MAGIC = (b"PERFILE2", b"2ELIFREP")
 CHUNK_BYTES = 32 << 20
 FIRST_CHUNK_BYTES = 2 << 20
+# No trace line comes near this: past it without a newline the input is not a text trace (/dev/zero,
+# a binary file), and reading on would only fill memory.
+MAX_LINE_BYTES = 64 << 20
+
+
+def _too_long(path: str, line: int | None) -> InputError:
+    return InputError(path, f"no newline in {MAX_LINE_BYTES >> 20} MiB: not a text trace", line=line)
 
 
 @dataclass
@@ -150,7 +157,7 @@ def decompress_to(path: str, target: BinaryIO) -> None:
             raise InputError(path, f"compressed stream ends early (truncated .{t.kind})") from None
 
 
-def _plain_file_chunks(raw: BinaryIO, chunk_bytes: int, first_bytes: int) -> Iterator[Chunk]:
+def _plain_file_chunks(raw: BinaryIO, chunk_bytes: int, first_bytes: int, path: str = "?") -> Iterator[Chunk]:
     """Chunks of a plain seekable file: read, note where the last line starts, seek back there.
 
     Neither copied nor counted here (that would hold the GIL while the parsers wait for it): a chunk
@@ -167,6 +174,8 @@ def _plain_file_chunks(raw: BinaryIO, chunk_bytes: int, first_bytes: int) -> Ite
             return
         cut = block.rfind(b"\n")
         if cut < 0:  # a line longer than the chunk: read a bigger one
+            if target >= MAX_LINE_BYTES:
+                raise _too_long(path, first)   # the line's number is known only in the first chunk
             raw.seek(pos)
             target *= 2
             continue
@@ -194,7 +203,7 @@ def read_chunks(
         if kind == "perf.data":
             raise InputError(path, "is a perf.data file; decode it with perf script first")
         if kind == "plain" and stream is None and raw is not sys.stdin.buffer and raw.seekable():
-            yield from _plain_file_chunks(raw, chunk_bytes, min(first_bytes, chunk_bytes))
+            yield from _plain_file_chunks(raw, chunk_bytes, min(first_bytes, chunk_bytes), path)
             return
         parts: list[bytes] = []
         size = 0
@@ -209,6 +218,8 @@ def read_chunks(
                 buf = b"".join(parts)
                 cut = buf.rfind(b"\n")
                 if cut < 0:  # one very long line so far: keep reading
+                    if len(buf) > MAX_LINE_BYTES:
+                        raise _too_long(path, line)
                     parts = [buf]
                     continue
                 data, rest = buf[: cut + 1], buf[cut + 1 :]
