@@ -124,6 +124,30 @@ def test_a_lost_count_past_int64_is_counted_not_zeroed():
     assert r.rejects.height == 0
 
 
+def test_values_no_kernel_prints_are_rejects_with_the_reason():
+    """Out of range at the boundary (kernel/events.py): an order past MAX_PAGE_ORDER or below 0, a
+    negative pfn, a pid past PID_MAX_LIMIT (even past 32 bits), a timestamp whose nanoseconds would
+    wrap int64. Each line is a counted reject naming the value; none is stored or replayed."""
+    ok = FTRACE_618[1]
+    lines = [
+        ok,
+        ok.replace("order=0", "order=40"),
+        ok.replace("pfn=0x2ae3be", "pfn=-5"),
+        ok.replace("order=0", "order=-1"),
+        ok.replace("thpfrag-9959 ", "thpfrag-4294967396 "),
+        ok.replace("1250.574824", "99999999999.574824"),
+    ]
+    fmt, r = _parse(lines)
+    assert r.tables["page_free"]["line"].to_list() == [1]
+    reasons = dict(zip(r.rejects["line"].to_list(), r.rejects["reason"].to_list()))
+    assert reasons[2] == "mm_page_free: order 40 outside 0..10 (MAX_PAGE_ORDER)"
+    assert reasons[3] == "mm_page_free: pfn -5 outside 0..1099511627776 (52-bit physical addresses)"
+    assert reasons[4] == "mm_page_free: order -1 outside 0..10 (MAX_PAGE_ORDER)"
+    assert reasons[5] == "mm_page_free: pid 4294967396 outside -1..4194304 (PID_MAX_LIMIT)"
+    assert 6 in reasons   # the header does not read: no timestamp is made up
+    assert len(reasons) == 5
+
+
 def test_unknown_events_are_kept():
     lines = FTRACE_618[:1] + [
         "         thpfrag-9959    [000] .....  1250.574800: sched_switch: prev_comm=thpfrag prev_pid=9959 next_comm=swapper",

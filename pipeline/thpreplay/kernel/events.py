@@ -23,6 +23,16 @@ class EventSpec:
     constants: dict[str, object] = field(default_factory=dict)
 
 
+# Ranges of the values a page event can carry (x86-64): a line outside them is rejected with the
+# reason, never stored wrapped or replayed. MAX_PAGE_ORDER is 10 (include/linux/mmzone.h); a pfn fits
+# the 52-bit physical address space; PID_MAX_LIMIT is 4 Mi (include/linux/threads.h); NR_CPUS is at
+# most 8192.
+PAGE_ORDER_MAX = 10
+PFN_MAX = (1 << 52) >> 12
+PID_MAX_LIMIT = 4 * 1024 * 1024
+CPU_MAX = 8192
+PAGE_TABLES = ("page_alloc", "page_free", "extfrag")
+
 _ZONE_EVENT = {"node": ("node", "int"), "zone": ("zone", "str"), "order": ("order", "int")}
 _DEFER = {
     **_ZONE_EVENT,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from thpreplay.errors import InputError
-from thpreplay.kernel.events import EVENTS, EventSpec
+from thpreplay.kernel.events import CPU_MAX, EVENTS, PAGE_ORDER_MAX, PAGE_TABLES, PFN_MAX, PID_MAX_LIMIT, EventSpec
 
 FORMATS = ("ftrace", "trace-cmd", "perf")
 
@@ -216,21 +216,24 @@ def _finish_header(df: pl.DataFrame, frac_digits: int | None = None) -> pl.DataF
     digits after its '.' (the sample says so): then only that is checked per row."""
     ts = pl.col("_ts")
     whole = ts.str.replace(".", "", literal=True).str.to_integer(strict=False)
+    # seconds of up to 9 digits (31 years of uptime) fit int64 nanoseconds; more would wrap: no value,
+    # and the line is rejected
     if frac_digits is not None:
-        ok = ts.str.slice(-(frac_digits + 1), 1) == "."
+        ok = (ts.str.slice(-(frac_digits + 1), 1) == ".") & (ts.str.len_bytes() <= frac_digits + 1 + 9)
         ts_ns = pl.when(ok).then(whole * 10 ** (9 - frac_digits))
     else:
         dot = ts.str.find(".", literal=True)
         digits = ts.str.len_bytes().cast(pl.Int64) - dot - 1
         scale = pl.lit(10, dtype=pl.Int64).pow(pl.lit(9, dtype=pl.Int64) - digits)
         # A timestamp without a fraction is a raw counter clock (trace_clock=counter, x86-tsc): kept as is.
-        ts_ns = pl.when(dot.is_null()).then(whole).when(digits <= 9).then(whole * scale)
+        ts_ns = pl.when(dot.is_null()).then(whole).when((digits <= 9) & (dot <= 9)).then(whole * scale)
     # The event column stays as cut (perf pads it and adds "subsys:"); parse_lines names each
     # distinct value once instead of cleaning every row.
     return df.with_columns(
         ts_ns.alias("ts_ns"),
-        pl.col("_pid").str.to_integer(strict=False).cast(pl.Int32).alias("pid"),
-        pl.col("_tgid").str.to_integer(strict=False).cast(pl.Int32).alias("tgid"),
+        # Int64 here: a pid past 32 bits is rejected with its value (_range_problems), not an error
+        pl.col("_pid").str.to_integer(strict=False).alias("pid"),
+        pl.col("_tgid").str.to_integer(strict=False).alias("tgid"),
     )
 
 
@@ -366,7 +369,7 @@ def parse_lines(
         result.fallback_rows = bad.height
     if bad.height:
         slow = _regex_header(bad, fmt)
-        ok = pl.concat([ok, slow.filter(pl.col("_ok")).select(_HEADER_COLS)]).sort("line")
+        ok = pl.concat([ok, slow.filter(pl.col("_ok")).select(_HEADER_COLS)], how="vertical_relaxed").sort("line")
         mismatch = slow.filter(~pl.col("_ok")).select("line", "text")
         if mismatch.height:
             other = "perf script" if fmt != "perf" else "ftrace"
@@ -468,6 +471,30 @@ def _raw_fields(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
     return pl.concat([fast, slow]).sort("line")
 
 
+def _out_of(col: str, lo: int, hi: int, what: str, event: str) -> pl.Expr:
+    c = pl.col(col)
+    return (pl.when((c < lo) | (c > hi))
+            .then(pl.format(f"{event}: {col} {{}} outside {lo}..{hi} ({what})", c)))
+
+
+def _range_problems(df: pl.DataFrame, event: str, spec: EventSpec) -> list[pl.Expr]:
+    """Values no kernel prints (kernel/events.py): the line is rejected with the reason."""
+    out = []
+    for col in ("pid", "tgid"):
+        if col in df.columns:
+            out.append(_out_of(col, -1, PID_MAX_LIMIT, "PID_MAX_LIMIT", event))
+    if "cpu" in df.columns:
+        out.append(_out_of("cpu", 0, CPU_MAX - 1, "NR_CPUS", event))
+    if "ts_ns" in df.columns:
+        out.append(pl.when(pl.col("ts_ns") < 0).then(pl.lit(f"{event}: timestamp past the int64 nanosecond range")))
+    if spec.table in PAGE_TABLES:
+        if "order" in df.columns:
+            out.append(_out_of("order", 0, PAGE_ORDER_MAX, "MAX_PAGE_ORDER", event))
+        if "pfn" in df.columns:
+            out.append(_out_of("pfn", 0, PFN_MAX, "52-bit physical addresses", event))
+    return out
+
+
 def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Extract the spec's fields from the payload; rows missing a required field are rejected."""
     df = _raw_fields(rows, spec)
@@ -516,7 +543,9 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
         # A field that is present but does not convert is a bad value.
         bad = pl.col(f"_raw_{key}").is_not_null() & pl.col(f"_v_{key}").is_null()
         problems.append(pl.when(bad).then(pl.lit(f"{event}: bad value for {key}")))
-    df = df.with_columns(typed + [pl.coalesce(problems).alias("_problem")])
+    df = df.with_columns(typed)
+    problems += _range_problems(df, event, spec)
+    df = df.with_columns(pl.coalesce(problems).alias("_problem"))
     bad = df.get_column("_problem").is_not_null()
     rejected = df.select("line", pl.col("_problem").alias("reason")).filter(bad)
     good = df.select(["ts_ns", "cpu", "pid", "tgid", "comm", "event", "source", "line", *by_column]).filter(~bad)
