@@ -88,6 +88,7 @@ def test_tgid_column_and_failed_to_parse_payload():
     assert r.tables["page_fault"].get_column("tgid").to_list() == [360]
     a = r.tables["page_alloc"].row(0, named=True)
     assert (a["pfn"], a["order"], a["gfp_flags"], a["tgid"]) == (1534487, 0, "3264", 360)
+    assert r.failed_to_parse == 1   # counted: ingest says how many lines were read from raw fields
 
 
 def test_odd_widths_fall_back_to_regex_and_bad_lines_are_rejected():

@@ -466,7 +466,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     collector = MarkerCollector()
     enricher = _Enricher(topology, table_name)
     formats: dict[str, str] = {}
-    stats = dict(lines=0, lost_events=0, lost_markers=0, backwards=0, fallback_rows=0, rejects=0)
+    stats = dict(lines=0, lost_events=0, lost_markers=0, backwards=0, fallback_rows=0, rejects=0, failed_to_parse=0)
     ts_min = ts_max = None
     pfn_min = pfn_max = None
     tgid_seen = False
@@ -486,6 +486,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         if state["last_ts"] is not None and result.first_ts is not None and result.first_ts < state["last_ts"]:
             stats["backwards"] += 1
         stats["fallback_rows"] += result.fallback_rows
+        stats["failed_to_parse"] += result.failed_to_parse
         stats["rejects"] += result.rejects.height
         tgid_seen = tgid_seen or result.has_tgid
         if result.ts_min is not None:
@@ -585,6 +586,10 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                             f"{'have' if len(no_memory) > 1 else 'has'} CPUs (nodeN.cpulist) but no memory in the "
                             f"zoneinfo ({topology.source}): a memoryless node, or a zoneinfo from another machine; "
                             f"the faults on those CPUs have no local memory, which decides local and remote")
+    if stats["failed_to_parse"]:
+        warnings.append(f"{stats['failed_to_parse']:,} event lines are [FAILED TO PARSE] (the tool that printed the "
+                        f"trace could not format them): read from the raw fields they list, names as the kernel's "
+                        f"format file gives them")
     if stats["lost_events"]:
         warnings.append(f"the kernel dropped {stats['lost_events']} events (ring buffer overrun): counts are low")
     if enricher.unknown_gfp:
@@ -635,6 +640,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "lost_markers": stats["lost_markers"],
         "ts_backwards": stats["backwards"],
         "header_fallback_rows": stats["fallback_rows"],
+        "failed_to_parse_lines": stats["failed_to_parse"],
         "pfns_outside_topology": not_located,
         "has_tgid": tgid_seen,
         "thp_faults_trace_view": trace_view,

@@ -77,6 +77,7 @@ class ChunkResult:
     lost_events: int = 0
     lost_markers: int = 0
     fallback_rows: int = 0
+    failed_to_parse: int = 0  # event lines libtraceevent printed as `[FAILED TO PARSE] name=value`
     ts_min: int | None = None
     ts_max: int | None = None
     first_ts: int | None = None
@@ -386,6 +387,7 @@ def parse_lines(
             )
 
     if ok.height:
+        result.failed_to_parse = int(ok.get_column("payload").str.starts_with("[FAILED TO PARSE]").sum())
         ts = ok.get_column("ts_ns")
         result.ts_min, result.ts_max = int(ts.min()), int(ts.max())  # type: ignore[arg-type]
         result.backwards = int((ts.diff() < 0).sum())
