@@ -257,3 +257,25 @@ def test_an_endless_line_is_refused_not_read_into_memory(tmp_path):
     assert r.returncode == 1
     assert r.stderr.decode() == "thpreplay: /dev/zero:1: no newline in 64 MiB: not a text trace\n"
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("file, text, message", [
+    ("node1.cpulist", "0-99999999\n", "node1.cpulist:1: cpulist range 0-99999999: CPUs are 0..8191 (NR_CPUS)"),
+    ("zoneinfo.before", None, "zoneinfo.before:{line}: node 99999: past MAX_NUMNODES (1024)"),
+])
+def test_snapshots_past_the_kernels_bounds_are_one_line(tmp_path, file, text, message):
+    """A cpulist or zoneinfo no kernel writes (a damaged copy, a hostile one) is a one-line error naming
+    the file and line, not a table of a hundred million CPUs."""
+    bundle = tmp_path / "b"
+    shutil.copytree(HAND, bundle)
+    if text is None:
+        lines = (bundle / file).read_text().splitlines(keepends=True)
+        line = next(i for i, s in enumerate(lines, 1) if s.startswith("Node 1,"))
+        lines[line - 1] = lines[line - 1].replace("Node 1,", "Node 99999,")
+        (bundle / file).write_text("".join(lines))
+        message = message.format(line=line)
+    else:
+        (bundle / file).write_text(text)
+    r = run("ingest", str(bundle), "-o", str(tmp_path / "ds"))
+    assert r.returncode == 1
+    assert r.stderr.decode() == f"thpreplay: {bundle / message}\n"

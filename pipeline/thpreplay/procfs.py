@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from thpreplay.errors import InputError
+from thpreplay.kernel.events import CPU_MAX, MAX_NUMNODES
 
 _ZONE_HEAD = re.compile(r"^Node\s+(\d+),\s+zone\s+(\w+)\s*$")
 _ZONE_FIELDS = {
@@ -33,6 +34,8 @@ def parse_zoneinfo(text: str, path: str) -> list[dict]:
     for number, line in enumerate(text.splitlines(), 1):
         head = _ZONE_HEAD.match(line)
         if head:
+            if int(head.group(1)) >= MAX_NUMNODES:
+                raise InputError(path, f"node {head.group(1)}: past MAX_NUMNODES ({MAX_NUMNODES})", line=number)
             current = {"node": int(head.group(1)), "zone": head.group(2), "_line": number}
             zones.append(current)
             continue
@@ -131,6 +134,8 @@ def parse_cpulist(text: str, path: str) -> list[int]:
             raise InputError(path, f"not a cpulist: {body!r}", line=1)
         lo = int(m.group(1))
         hi = int(m.group(2) or lo)
+        if hi >= CPU_MAX or lo > hi:
+            raise InputError(path, f"cpulist range {part.strip()}: CPUs are 0..{CPU_MAX - 1} (NR_CPUS)", line=1)
         cpus.extend(range(lo, hi + 1))
     return cpus
 

@@ -31,6 +31,9 @@ PAGE_ORDER_MAX = 10
 PFN_MAX = (1 << 52) >> 12
 PID_MAX_LIMIT = 4 * 1024 * 1024
 CPU_MAX = 8192
+# CONFIG_NODES_SHIFT is at most 10. A snapshot past these bounds is damaged or not from a kernel, and
+# would have thpreplay build tables that size (procfs.py).
+MAX_NUMNODES = 1 << 10
 PAGE_TABLES = ("page_alloc", "page_free", "extfrag")
 
 _ZONE_EVENT = {"node": ("node", "int"), "zone": ("zone", "str"), "order": ("order", "int")}
