@@ -279,3 +279,21 @@ def test_snapshots_past_the_kernels_bounds_are_one_line(tmp_path, file, text, me
     r = run("ingest", str(bundle), "-o", str(tmp_path / "ds"))
     assert r.returncode == 1
     assert r.stderr.decode() == f"thpreplay: {bundle / message}\n"
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("kernel_release", b"6.1.0\xff\xfe-amd64\n", "kernel_release:1: not UTF-8 text (byte 0xff)"),
+    ("kernel_release", b"a\nb\n", "kernel_release: not a kernel release (one line of printable ASCII, as uname -r "
+                                  "prints): 'a\\nb'"),
+    ("manifest.json", b"[1, 2]\n", "manifest.json: not a record manifest (a JSON object), but a JSON list"),
+    ("manifest.json", b'{"thp": ["x"]}\n', "manifest.json: 'thp' is not an object of setting names to values"),
+    ("manifest.json", b'{"kernel_release": 5}\n', "manifest.json: 'kernel_release' is not a string"),
+    ("node0.cpulist", b"0\xc0\n", "node0.cpulist:1: not UTF-8 text (byte 0xc0)"),
+])
+def test_damaged_bundle_files_are_one_line(tmp_path, file, content, message):
+    bundle = tmp_path / "b"
+    shutil.copytree(HAND, bundle)
+    (bundle / file).write_bytes(content)
+    r = run("ingest", str(bundle), "-o", str(tmp_path / "ds"))
+    assert r.returncode == 1
+    assert r.stderr.decode() == f"thpreplay: {bundle}/{message}\n"

@@ -56,7 +56,7 @@ class Bundle:
         for key, p in self.node_files.items():
             m = _NODE_FILE.match(key)
             if m and m.group(2) == "cpulist":
-                out[int(m.group(1))] = procfs.parse_cpulist(p.read_text(), str(p))
+                out[int(m.group(1))] = procfs.parse_cpulist(read_text(p), str(p))
         return out
 
     def distances(self) -> dict[int, list[int]]:
@@ -64,7 +64,7 @@ class Bundle:
         for key, p in self.node_files.items():
             m = _NODE_FILE.match(key)
             if m and m.group(2) == "distance":
-                out[int(m.group(1))] = procfs.parse_distance(p.read_text(), str(p))
+                out[int(m.group(1))] = procfs.parse_distance(read_text(p), str(p))
         return out
 
 
@@ -103,22 +103,50 @@ def open_bundle(path: Path) -> Bundle:
             bundle.node_files[n] = path / n
     release = path / "kernel_release"
     if release.exists():
-        bundle.kernel_release = release.read_text().strip() or None
+        bundle.kernel_release = _release(read_text(release), release)
     version = path / "kernel_version"
     if version.exists():
-        bundle.kernel_version = version.read_text().strip() or None
+        bundle.kernel_version = _release(read_text(version), version)
     settings = path / "thp_settings"
     if settings.exists():
-        lines = [ln for ln in settings.read_text().splitlines() if ln.strip()]
+        lines = [ln for ln in read_text(settings).splitlines() if ln.strip()]
         for key, line in zip(("enabled", "defrag", "khugepaged_defrag"), lines):
             bundle.thp[key] = procfs.selected_setting(line)
     manifest = path / "manifest.json"
     if manifest.exists():
         try:
-            bundle.manifest = json.loads(manifest.read_text())
+            bundle.manifest = json.loads(read_text(manifest))
         except json.JSONDecodeError as e:
             raise InputError(str(manifest), f"not valid JSON: {e.msg}", line=e.lineno) from None
-        bundle.kernel_release = bundle.kernel_release or bundle.manifest.get("kernel_release")
-        for key, value in (bundle.manifest.get("thp") or {}).items():
+        if not isinstance(bundle.manifest, dict):
+            raise InputError(str(manifest), f"not a record manifest (a JSON object), but a JSON {type(bundle.manifest).__name__}")
+        thp = bundle.manifest.get("thp") or {}
+        if not isinstance(thp, dict) or not all(isinstance(v, str) for v in thp.values()):
+            raise InputError(str(manifest), "'thp' is not an object of setting names to values")
+        recorded = bundle.manifest.get("kernel_release")
+        if recorded is not None and not isinstance(recorded, str):
+            raise InputError(str(manifest), "'kernel_release' is not a string")
+        bundle.kernel_release = bundle.kernel_release or (_release(recorded, manifest) if recorded else None)
+        for key, value in thp.items():
             bundle.thp.setdefault(key, value)
     return bundle
+
+
+def read_text(path: Path) -> str:
+    """A bundle's text file, which must be UTF-8 (what the kernel and `record` write): other bytes are a
+    one-line error naming the file and line, not a decoding traceback."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), f"not UTF-8 text (byte 0x{data[e.start]:02x})", line=data[:e.start].count(b"\n") + 1) from None
+
+
+def _release(text: str, path: Path) -> str | None:
+    """A kernel release as `uname -r` prints it: one line of printable ASCII."""
+    release = text.strip()
+    if not release:
+        return None
+    if "\n" in release or len(release) > 256 or not release.isascii() or not release.isprintable():
+        raise InputError(str(path), f"not a kernel release (one line of printable ASCII, as uname -r prints): {release[:40]!r}")
+    return release

@@ -25,7 +25,7 @@ import polars as pl
 
 from thpreplay import __version__, procfs, schemas
 from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
-from thpreplay.bundle import Bundle, open_bundle
+from thpreplay.bundle import Bundle, open_bundle, read_text
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
 from thpreplay.kernel import counters, gfp
@@ -369,8 +369,8 @@ def _snapshot_tables(bundle: Bundle | None, warnings: list[str]) -> tuple[pl.Dat
             after_p = files.get(f"{base}.after")
             if not before_p and not after_p:
                 continue
-            before = procfs.parse_vmstat(before_p.read_text(), str(before_p)) if before_p else {}
-            after = procfs.parse_vmstat(after_p.read_text(), str(after_p)) if after_p else {}
+            before = procfs.parse_vmstat(read_text(before_p), str(before_p)) if before_p else {}
+            after = procfs.parse_vmstat(read_text(after_p), str(after_p)) if after_p else {}
             # event counters only grow within a boot: one that fell means the pair is swapped or spans a
             # reboot, and no delta of the pair can be trusted
             fell = [c for c in sorted(set(before) & set(after)) if counters.is_event_counter(c) and after[c] < before[c]]
@@ -386,8 +386,8 @@ def _snapshot_tables(bundle: Bundle | None, warnings: list[str]) -> tuple[pl.Dat
         for when in ("before", "after"):
             p = bundle.snapshots.get(f"pagetypeinfo.{when}")
             b = bundle.snapshots.get(f"buddyinfo.{when}")
-            rows = procfs.parse_pagetypeinfo(p.read_text(), str(p)) if p else []
-            buddy = procfs.parse_buddyinfo(b.read_text(), str(b)) if b else []
+            rows = procfs.parse_pagetypeinfo(read_text(p), str(p)) if p else []
+            buddy = procfs.parse_buddyinfo(read_text(b), str(b)) if b else []
             if not rows:
                 rows = buddy
             rows = procfs.complete_capped(rows, buddy)
