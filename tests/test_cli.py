@@ -297,3 +297,34 @@ def test_damaged_bundle_files_are_one_line(tmp_path, file, content, message):
     r = run("ingest", str(bundle), "-o", str(tmp_path / "ds"))
     assert r.returncode == 1
     assert r.stderr.decode() == f"thpreplay: {bundle}/{message}\n"
+
+
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
+    """A Ctrl-C that lands while the command line is still being imported: exit 130 and one line."""
+    import types
+    from thpreplay import _entry
+
+    class Interrupting(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "thpreplay.cli", Interrupting("thpreplay.cli"))
+    with pytest.raises(SystemExit) as e:
+        _entry.main()
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "thpreplay: interrupted\n"
+
+
+def test_ctrl_c_is_one_line_and_130(tmp_path):
+    """SIGINT to a running command (here a query waiting for its SQL on stdin): exit 130, no traceback."""
+    import signal
+    import time
+    ds = tmp_path / "ds"
+    assert run("ingest", HAND, "-o", str(ds), "-q").returncode == 0
+    p = subprocess.Popen([THP, "query", str(ds), "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode() and len(err.decode().splitlines()) <= 1

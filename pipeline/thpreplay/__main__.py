@@ -1,3 +1,3 @@
-from thpreplay.cli import main
+from thpreplay._entry import main
 
 main()

@@ -272,6 +272,9 @@ def main() -> None:
     except BrokenPipeError:  # e.g. `thpreplay ... | head`
         sys.stderr.close()
         sys.exit(1)
+    except KeyboardInterrupt:  # a command without its own handler, or before it began
+        print("thpreplay: interrupted", file=sys.stderr)
+        sys.exit(130)
     except Exception as e:  # a bug: still one line, with a way to get the traceback
         if os.environ.get("THPREPLAY_DEBUG"):
             raise
