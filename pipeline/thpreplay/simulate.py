@@ -141,8 +141,9 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     overrides = {k: v for k, v in overrides.items() if k not in params.explicit}
     if overrides:
         params = Params(**{**params.as_dict(), **overrides, "explicit": params.explicit})
+    signatures = _madvise_signatures(dataset, release, cap_enabled or enabled, cap_defrag or defrag)
     demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised,
-                              madvise_gfp=_madvise_gfp(dataset, release, cap_enabled or enabled, cap_defrag or defrag))
+                              madvise_signatures=signatures)
     init = state.build(dataset, demand.used_at_start, demand.free_at_start, demand.pfns_by_migratetype, cua, params.seed,
                        demand.traced_pages)
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
@@ -150,7 +151,8 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
                   [e.as_dict() for e in estimates])
 
 
-def _madvise_gfp(dataset: Path, release: str | None, enabled: str, defrag: str) -> tuple[frozenset, frozenset] | None:
+def _madvise_signatures(dataset: Path, release: str | None, enabled: str,
+                        defrag: str) -> tuple[frozenset, frozenset] | None:
     """The gfp signatures (__GFP_THISNODE, __GFP_NORETRY, __GFP_DIRECT_RECLAIM) of THP attempts that only
     a madvised / only a non-madvised VMA makes under `defrag`, in the capturing kernel's era (its declared
     policy for a patched kernel, `thp_policy`), or None when the era's attempts do not tell them apart.

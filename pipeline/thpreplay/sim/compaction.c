@@ -157,6 +157,22 @@ static int64_t cc_pending(const CompactControl *cc) {
     return n;
 }
 
+/* __isolate_free_page() (mm/page_alloc.c) of the free block (b, off, n): isolated only while the zone
+   keeps its min watermark (unboosted) plus the block, counted without the pages already isolated (the
+   model keeps isolated pages in its free count until it migrates into them); -1 when that fails, which
+   ends the search early: compaction_alloc() finds nothing and migrate_pages() fails with -ENOMEM
+   before the scanners meet, COMPACT_CONTENDED. Only the pages the trace never allocates count as
+   targets (compaction_alloc passes the others): 0 when there are none. Else the usable pages. */
+static int isolate_chunk(CompactControl *cc, const Block *B, int64_t b, int off, int n) {
+    if (!(cc->z->free_pages - cc_pending(cc) > cc->z->wmin + n)) return -1;
+    int usable = 0;
+    for (int i = off; i < off + n; i++) usable += !bit_get(B->hint, i);
+    if (!usable) return 0;
+    cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
+    cc->nr_freepages += usable;
+    return usable;
+}
+
 static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int *pos, int stride) {
     Block *B = &e->blocks[b];
     int isolated = 0, off = *pos, have_levels = 0;
@@ -180,18 +196,10 @@ static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int
         if (off & ((1 << k) - 1)) { off += stride; continue; }   /* inside a free block: not PageBuddy */
         if (cc->nchunks == CC_FREE_MAX) break;
         int n = 1 << k;
-        /* __isolate_free_page() (mm/page_alloc.c): a free page is isolated only while the zone keeps
-           its min watermark (unboosted) plus the page, counted without the pages already isolated
-           (the model keeps isolated pages in its free count until it migrates into them). A failure
-           ends the block early: the free scanner stops, compaction_alloc() finds nothing and
-           migrate_pages() fails with -ENOMEM before the scanners meet, COMPACT_CONTENDED. */
-        if (!(cc->z->free_pages - cc_pending(cc) > cc->z->wmin + n)) break;
-        /* only the pages the trace never allocates count as targets (compaction_alloc passes the others) */
-        int usable = 0;
-        for (int i = off; i < off + n; i++) usable += !bit_get(B->hint, i);
+        int usable = isolate_chunk(cc, B, b, off, n);
+        if (usable < 0) break;   /* the free scanner stops early (see isolate_chunk) */
         if (!usable) { off += n - 1 + stride; continue; }
-        cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
-        cc->nr_freepages += usable; isolated += usable;
+        isolated += usable;
         if (cc->nr_freepages >= cc->nr_migratepages) { off += n; break; }
         off += n - 1 + stride;
     }
@@ -238,21 +246,14 @@ static void isolate_freepages(Engine *e, CompactControl *cc, int stride_sampling
     cc->free_pfn = next;
 }
 
-/* One free block of the order in block b, isolated as __isolate_free_page() would (the zone's min
-   watermark holds), unless the trace allocates all of its pages at some time (Block.hint). 1 if done. */
+/* One free block of the order in block b, isolated as isolate_chunk() allows. 1 if done. */
 static int isolate_one_free(Engine *e, CompactControl *cc, int64_t b, int order) {
     Block *B = &e->blocks[b];
     if (cc->nchunks == CC_FREE_MAX) return 0;
     Levels L; levels_of(B->used, &L);
     int off = find_maximal(&L, order);
-    if (off < 0) return 0;
-    int n = 1 << order, usable = 0;
-    for (int i = off; i < off + n; i++) usable += !bit_get(B->hint, i);
-    if (!usable) return 0;
-    if (!(cc->z->free_pages - cc_pending(cc) > cc->z->wmin + n)) return 0;
-    cc->fb[cc->nchunks] = b; cc->foff[cc->nchunks] = (int16_t)off; cc->fn[cc->nchunks] = (int16_t)n; cc->nchunks++;
-    cc->nr_freepages += usable;
-    cc->fscanned += n;
+    if (off < 0 || isolate_chunk(cc, B, b, off, 1 << order) <= 0) return 0;
+    cc->fscanned += 1 << order;
     return 1;
 }
 

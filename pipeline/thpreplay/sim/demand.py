@@ -238,12 +238,12 @@ def _madvised(enabled: str, defrag: str, override: bool | None) -> pl.Expr:
     return pl.lit(True)
 
 
-def _madvised_by_mask(madvise_gfp: tuple[frozenset, frozenset] | None) -> pl.Expr | None:
+def _madvised_by_signatures(madvise_signatures: tuple[frozenset, frozenset] | None) -> pl.Expr | None:
     """Madvised or not from the decoded gfp bits of a fault's first and last attempts (columns t1, n1,
     d1 and t2, n2, d2: __GFP_THISNODE, __GFP_NORETRY, __GFP_DIRECT_RECLAIM), when the capturing
-    kernel's era gives the two kinds of VMA attempts that differ (simulate._madvise_gfp): true if one
+    kernel's era gives the two kinds of VMA attempts that differ (simulate._madvise_signatures): true if one
     is an attempt only madvised VMAs make, false if one only the others make, else null."""
-    if madvise_gfp is None:
+    if madvise_signatures is None:
         return None
 
     def one_of(signatures: frozenset, k: int) -> pl.Expr:
@@ -252,19 +252,19 @@ def _madvised_by_mask(madvise_gfp: tuple[frozenset, frozenset] | None) -> pl.Exp
             hit = hit | ((pl.col(f"t{k}") == thisnode) & (pl.col(f"n{k}") == noretry) & (pl.col(f"d{k}") == direct))
         return hit.fill_null(False)
 
-    only_madvised, only_plain = madvise_gfp
+    only_madvised, only_plain = madvise_signatures
     is_mad = one_of(only_madvised, 1) | one_of(only_madvised, 2)
     is_plain = one_of(only_plain, 1) | one_of(only_plain, 2)
     return pl.when(is_mad & ~is_plain).then(True).when(is_plain & ~is_mad).then(False).otherwise(None)
 
 
 def build(dataset: Path, enabled: str, defrag: str, madvised: bool | None = None, *,
-          window_lines: int = WINDOW_LINES, madvise_gfp: tuple[frozenset, frozenset] | None = None) -> Demand:
+          window_lines: int = WINDOW_LINES, madvise_signatures: tuple[frozenset, frozenset] | None = None) -> Demand:
     with warnings.catch_warnings():
         # join_asof with `by` cannot check sortedness; every frame is sorted on `line` before it is joined
         warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
         try:
-            return _Builder(Path(dataset), enabled, defrag, madvised, madvise_gfp).run(window_lines)
+            return _Builder(Path(dataset), enabled, defrag, madvised, madvise_signatures).run(window_lines)
         except OSError as e:
             raise OutputError(f"{dataset}: writing the demand's op file failed: {e.strerror}") from None
 
@@ -279,7 +279,7 @@ class _Builder:
     and the per-region arrays; everything else is window-local."""
 
     def __init__(self, dataset: Path, enabled: str, defrag: str, madvised: bool | None,
-                 madvise_gfp: tuple[frozenset, frozenset] | None = None):
+                 madvise_signatures: tuple[frozenset, frozenset] | None = None):
         self.dataset = dataset
         self.notes: list[str] = []
         self.counts: dict[str, int] = dict.fromkeys(
@@ -299,11 +299,11 @@ class _Builder:
             # events are ordered by their line in the trace; several traces have no common order
             raise InputError(str(dataset), f"simulate replays one trace per dataset; this one holds {len(sources)} "
                              f"({', '.join(sorted(sources))}): ingest each into its own dataset")
-        self._faults(enabled, defrag, madvised, madvise_gfp)
+        self._faults(enabled, defrag, madvised, madvise_signatures)
 
     # -- THP faults: the demand side of each (no outcome, no placement); small, read whole --
     def _faults(self, enabled: str, defrag: str, madvised: bool | None,
-                madvise_gfp: tuple[frozenset, frozenset] | None = None) -> None:
+                madvise_signatures: tuple[frozenset, frozenset] | None = None) -> None:
         faults = read_table(self.dataset, "thp_faults")
         # the decoded __GFP_DIRECT_RECLAIM, __GFP_THISNODE and __GFP_NORETRY bits of each fault's first and
         # last attempt (null if undecoded)
@@ -314,7 +314,7 @@ class _Builder:
             faults = faults.join(bits.rename({"line": at, "gfp_direct_reclaim": f"d{k}", "gfp_thisnode": f"t{k}",
                                               "gfp_noretry": f"n{k}"}), on=at, how="left")
         faults = faults.with_columns((pl.col("d1") | pl.col("d2")).alias("direct"))
-        by_mask = _madvised_by_mask(madvise_gfp) if madvised is None and enabled != "madvise" else None
+        by_mask = _madvised_by_signatures(madvise_signatures) if madvised is None and enabled != "madvise" else None
         faults = faults.drop("region").sort("first_line").with_row_index("region").with_columns(
             pl.col("region").cast(pl.Int64),
             pl.coalesce("tgid", "pid").alias("mm"),
