@@ -35,6 +35,9 @@ def ingest(
     topology: Annotated[str | None, typer.Option("--topology", help="A saved /proc/zoneinfo giving nodes and pfn spans")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing dataset")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
+    kernel_release: Annotated[str | None, typer.Option(
+        "--kernel-release", help="Kernel that made the trace (e.g. 3.2, 4.4.0-21), when no bundle says: picks "
+        "the gfp table")] = None,
 ) -> None:
     """Read traces into typed Parquet tables (one per event kind) plus topology, metadata and rejects."""
     from thpreplay.ingest import ingest as run
@@ -42,7 +45,8 @@ def ingest(
 
     try:
         with progress_for(inputs, BIG_INPUT, enabled=not quiet) as advance:
-            summary = run(inputs, output, topology_file=topology, force=force, progress=advance)
+            summary = run(inputs, output, topology_file=topology, force=force, progress=advance,
+                          kernel_release=kernel_release)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:

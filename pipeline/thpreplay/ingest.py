@@ -30,7 +30,7 @@ from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
 from thpreplay.kernel import counters, gfp
 from thpreplay.kernel.counters import compact_stall_rule
-from thpreplay.kernel.events import EVENT_TABLES
+from thpreplay.kernel.events import EVENT_TABLES, NULL_POINTERS
 from thpreplay.parse import prefix
 from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
 from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
@@ -66,6 +66,7 @@ class IngestSummary:
     thp_faults: dict[str, int]
     vmstat_deltas: dict[str, int]
     warnings: list[str] = field(default_factory=list)
+    gfp_table_basis: str = ""  # why that gfp table, in a few words (metadata gfp_table_reason has it all)
 
 
 ProgressFn = Callable[[int], None]
@@ -196,25 +197,27 @@ class _Enricher:
     def __init__(self, topology: Topology, table_name: str | None):
         self.topology = topology
         self.table_name = table_name
+        self.basis = ""
+        self.warn = False  # the table was assumed and masks were decoded with it
         self.unknown_gfp: set[str] = set()
         self._gfp_cache: dict[str, tuple] = {}
 
     def choose_table(self, result: ChunkResult, layout: Layout) -> tuple[str, str]:
+        """No kernel release: the gfp table from the event names that date the trace and the gfp names it
+        prints (kernel/gfp.py choose; docs/kernel-eras.md)."""
         printed: list[str] = []
-        for t in ("page_alloc", "compaction", "reclaim"):
-            f = result.tables.get(t)
-            if f is not None and "gfp_flags" in f.columns:
+        events: set[str] = set()
+        for t, f in result.tables.items():
+            if t in ("page_alloc", "compaction", "reclaim") and "gfp_flags" in f.columns:
                 printed += f.get_column("gfp_flags").drop_nulls().unique().to_list()
-        preferred = ["6.13", "6.1", "5.4", "4.19", "4.0"]
-        if layout.lat_width == 4:  # ftrace before 6.1
-            preferred = ["5.4", "4.19", "4.0", "6.1", "6.13"]
-        name = gfp.best_table_for_names(printed, preferred)
-        if name is None:
-            return "6.13", "no kernel release and names from several eras; newest table used"
-        return name, f"inferred from the printed gfp names and line format (first match of {', '.join(preferred)})"
+            if "event" in f.columns:
+                events.update(f.get_column("event").drop_nulls().unique().to_list())
+        choice = gfp.choose(printed, events, older_layout=layout.lat_width == 4)  # 4 latency chars: before 6.1
+        self.basis, self.warn = choice.basis, choice.warn
+        return choice.table, choice.reason
 
     def _gfp_frame(self, values: list[str]) -> pl.DataFrame:
-        table = gfp.TABLES[self.table_name or "6.13"]
+        table = gfp.TABLES[self.table_name or gfp.NEWEST]
         rows = []
         for v in values:
             if v not in self._gfp_cache:
@@ -263,6 +266,10 @@ class _Enricher:
         for name, frame in tables.items():
             if name == "page_alloc":
                 frame = self._with_gfp(frame, keep_flags=True)
+                if "page" in frame.columns:  # kernels before the NULL check print page_to_pfn(NULL) (events.py)
+                    frame = frame.with_columns(
+                        pl.when(pl.col("page").str.strip_chars().is_in(list(NULL_POINTERS))).then(0)
+                        .otherwise(pl.col("pfn")).alias("pfn"))
                 frame = frame.with_columns(
                     (pl.col("pfn") != 0).alias("success"),
                     pl.when(pl.col("pfn") != 0).then(pl.col("pfn")).alias("pfn"),
@@ -433,7 +440,10 @@ def ingest(
     topology_file: str | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
+    kernel_release: str | None = None,
 ) -> IngestSummary:
+    """Ingest into output. kernel_release: the kernel that made the trace, for a trace without a bundle
+    (or to overrule the bundle's); it picks the gfp table (docs/kernel-eras.md)."""
     if not inputs:
         raise ThpreplayError("no input given")
     output = Path(output)
@@ -442,12 +452,18 @@ def ingest(
     release = bundle.kernel_release if bundle else None
     table_name = gfp.table_for_release(release) if release else None
     table_reason = f"kernel release {release}" if table_name else ""
+    if kernel_release is not None:
+        table_name = gfp.table_for_release(kernel_release)
+        if table_name is None:
+            raise ThpreplayError(f"--kernel-release {kernel_release!r}: not a kernel release (e.g. 3.2 or 4.4.0-21)")
+        table_reason = f"--kernel-release {kernel_release}"
 
     tmp = _prepare_output(output, force, inputs)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loop makes no reference cycles; collections only cost time here
     try:
-        summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress)
+        summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress,
+                               kernel_release)
         replace_dir(tmp, output)
         return summary
     except BaseException as e:
@@ -461,10 +477,12 @@ def ingest(
             gc.enable()
 
 
-def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress) -> IngestSummary:
+def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress,
+                 release_option=None) -> IngestSummary:
     writers = _Writers(tmp)
     collector = MarkerCollector()
     enricher = _Enricher(topology, table_name)
+    enricher.basis = table_reason
     formats: dict[str, str] = {}
     stats = dict(lines=0, lost_events=0, lost_markers=0, backwards=0, fallback_rows=0, rejects=0, failed_to_parse=0)
     ts_min = ts_max = None
@@ -553,7 +571,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     if sum(events.values()) == 0:
         raise InputError(sources[0].name, "no events found (every line was rejected)")
 
-    stall_rule = compact_stall_rule(bundle.kernel_release if bundle else None)
+    stall_rule = compact_stall_rule((bundle.kernel_release if bundle else None) or release_option)
     faults = collector.faults(topology, stall_rule)
     _write_small(tmp, "thp_faults", faults)
     topo_frame = topology.table(pfn_min, pfn_max)
@@ -594,6 +612,8 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         warnings.append(f"the kernel dropped {stats['lost_events']} events (ring buffer overrun): counts are low")
     if enricher.unknown_gfp:
         warnings.append(f"gfp names unknown to table {enricher.table_name}: {', '.join(sorted(enricher.unknown_gfp))}")
+    if enricher.warn:
+        warnings.append(table_reason)
     if stats["rejects"]:
         warnings.append(f"{stats['rejects']} lines rejected: see the rejects table")
     not_located = 0
@@ -621,7 +641,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "inputs": [s.name for s in sources],
         "bundle": str(bundle.path) if bundle else None,
         "trace_formats": formats,
-        "kernel_release": bundle.kernel_release if bundle else None,
+        "kernel_release": (bundle.kernel_release if bundle else None) or release_option,
         "kernel_version": bundle.kernel_version if bundle else None,
         "thp_enabled": bundle.thp.get("enabled") if bundle else None,
         "thp_defrag": bundle.thp.get("defrag") if bundle else None,
@@ -664,6 +684,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         nodes=topology.nodes,
         formats=formats,
         gfp_table=enricher.table_name or "-",
+        gfp_table_basis=enricher.basis,
         topology_source=topology.source,
         lost_events=stats["lost_events"],
         thp_faults={**trace_view, "faults": faults.height,

@@ -59,7 +59,8 @@ def print_ingest_summary(s: IngestSummary) -> None:
     table.add_row("thp_faults", f"{s.thp_faults.get('faults', 0):,}")
     console.print(table)
     fmts = ", ".join(sorted(set(s.formats.values())))
-    console.print(f"lines {s.lines:,}  format {fmts}  gfp table {s.gfp_table}", highlight=False)
+    basis = f" ({s.gfp_table_basis})" if s.gfp_table_basis else ""
+    console.print(f"lines {s.lines:,}  format {fmts}  gfp table {s.gfp_table}{basis}", highlight=False)
     console.print(f"time {_fmt_ts(s.ts_min_ns)} .. {_fmt_ts(s.ts_max_ns)}", highlight=False)
     console.print(f"nodes {s.nodes} ({s.topology_source})", highlight=False)
     f = s.thp_faults

@@ -6,6 +6,11 @@ libtraceevent's `[FAILED TO PARSE] name=value` fallback, whatever the field orde
   int  signed integer, decimal or 0x-hex          pfn  as int; 0 means "no page" for mm_page_alloc
   hex  unsigned integer printed as 0x...           str  a word (symbolic value), trailing ',' removed
   gfp  a gfp mask as printed (names or raw hex)    bool 0/1
+
+Event names changed over the eras (docs/kernel-eras.md): 2.6.32-3.2 print mm_page_free_direct and
+mm_pagevec_free, renamed mm_page_free and mm_page_free_batched in 3.3 (Konstantin Khlebnikov,
+"mm-tracepoint: rename page-free events", linux-mm 11 Nov 2011, <20111111124005.7371.63176.stgit@zurg>).
+Print formats of 2.6.32-4.0 differ only in what the fields mean, noted at each event.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ class EventSpec:
     # printed key -> (column, kind)
     fields: dict[str, tuple[str, str]]
     required: tuple[str, ...] = ()
-    # columns set to a constant for this event (e.g. order 0 for mm_page_free_batched)
+    # columns set to a constant for this event
     constants: dict[str, object] = field(default_factory=dict)
 
 
@@ -51,11 +56,21 @@ _SCANNERS = {
     "mode": ("mode", "str"),
 }
 
+# How %p prints a NULL struct page * (vsprintf, padded to 16 in ftrace: "page=          (null)", read as
+# "", or all zeros with hashed pointers) or how a tool prints it.
+NULL_POINTERS = ("", "(null)", "(nil)", "0", "0x0", "00000000", "0000000000000000")
+
+_FREE = EventSpec("page_free", {"pfn": ("pfn", "pfn"), "order": ("order", "int")}, required=("pfn", "order"))
+
 EVENTS: dict[str, EventSpec] = {
     # kmem
+    # A failed allocation prints pfn=0, except before the NULL check in TP_printk (present by 3.3; the
+    # 2.6.32 kmem.h prints page_to_pfn(page) unconditionally, a garbage pfn for page NULL): there the
+    # printed page= is a NULL pointer (NULL_POINTERS), which ingest turns into pfn 0.
     "mm_page_alloc": EventSpec(
         "page_alloc",
         {
+            "page": ("page", "str"),
             "pfn": ("pfn", "pfn"),
             "order": ("order", "int"),
             "migratetype": ("migratetype", "int"),
@@ -63,12 +78,23 @@ EVENTS: dict[str, EventSpec] = {
         },
         required=("pfn", "order", "gfp_flags"),
     ),
-    "mm_page_free": EventSpec(
-        "page_free", {"pfn": ("pfn", "pfn"), "order": ("order", "int")}, required=("pfn", "order")
-    ),
-    "mm_page_free_batched": EventSpec(
-        "page_free", {"pfn": ("pfn", "pfn")}, required=("pfn",), constants={"order": 0}
-    ),
+    # Every page block the buddy allocator takes back, with its order, whatever the path: "Since
+    # v2.6.33-5426-gc475dab kernel trigger mm_page_free_direct for all freed pages, not only for directly
+    # freed" (Khlebnikov's rename). Its 2.6.32-3.2 name:
+    "mm_page_free": _FREE,
+    "mm_page_free_direct": _FREE,
+    # Not here, so kept whole in other_events: mm_page_free_batched and its 2.6.32-3.2 name mm_pagevec_free
+    # ("page=%p pfn=%lu order=0 cold=%d"). Since 2.6.34 each page they report is also reported by
+    # mm_page_free[_direct] ("For pages freed via page-list we also trigger mm_page_free_batched event",
+    # Khlebnikov's rename), and 6.x prints order=0 for a folio of any order: as a free it would count
+    # pages twice. (Before c475dab, i.e. 2.6.32/2.6.33, pagevec frees are reported only here, and an
+    # order-0 __free_pages() twice as mm_page_free_direct (Li Hong's report, linux-mm 13 Jan 2010,
+    # <20100113144917.GA11934@xhl>): a replay of those two releases misses the one and doubles the other.)
+    # Before 3.12 (Srivatsa S. Bhat, "mm: Fix the value of fallback_migratetype in alloc_extfrag
+    # tracepoint", <20130722184812.9573.16042.stgit@srivatsabhat.in.ibm.com>) fallback_migratetype is the
+    # block's type after a steal, and change_ownership = (alloc_migratetype == fallback_migratetype) is
+    # computed from it: change_ownership and the orders mean what they mean later, fallback_migratetype
+    # equals alloc_migratetype whenever the block changed owner.
     "mm_page_alloc_extfrag": EventSpec(
         "extfrag",
         {
@@ -169,7 +195,7 @@ EVENT_TABLES = TYPED_TABLES + ("other_events",)
 # kernel renamed an event, the alternatives are listed together and the first one present is used.
 RECORD_EVENTS: list[tuple[str, tuple[str, ...]]] = [
     ("kmem", ("mm_page_alloc",)),
-    ("kmem", ("mm_page_free",)),
+    ("kmem", ("mm_page_free", "mm_page_free_direct")),
     ("kmem", ("mm_page_alloc_extfrag",)),
     ("compaction", ("mm_compaction_try_to_compact_pages",)),
     ("compaction", ("mm_compaction_begin",)),
