@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -137,3 +139,22 @@ def test_kernel_release_overrules_the_inference(tmp_path, release, table):
     ds, out = _ingest(tmp_path, "ftrace-4.4-stacktrace.txt", "--kernel-release", release)
     assert _gfp_line(out) == f"{table} (--kernel-release {release})"
     assert _meta(ds)["gfp_table"] == table
+
+
+def test_raw_hex_masks_say_which_table_was_assumed(tmp_path):
+    """perf script of a 6.10+ kernel printing gfp_flags as raw hex, no bundle: nothing dates the masks, so
+    the newest table decodes them and the summary says it was assumed."""
+    _, out = _ingest(tmp_path, "perf-raw-hex-gfp.txt")
+    assert _gfp_line(out) == "6.13 (assumed: raw hex masks, no kernel release)"
+    assert ("warning: gfp masks printed as raw hex and no kernel release: decoded with table 6.13 (kernels 6.8+), "
+            "assumed; pass --kernel-release for another kernel") in out.splitlines()
+
+
+def test_bad_kernel_release_is_one_line_through_the_console_script(tmp_path):
+    script = Path(sys.executable).parent / "thpreplay"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "thpreplay"]
+    proc = subprocess.run([*cmd, "ingest", str(BAD / "ftrace-4.6-extfrag.txt"), "-o", "ds", "--kernel-release",
+                           "four"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["thpreplay: --kernel-release 'four': not a kernel release (e.g. 3.2 or 4.4.0-21)"]
+    assert not (tmp_path / "ds").exists()
