@@ -58,12 +58,14 @@ def test_a_million_distinct_comm_names(tmp_path):
     assert table(tmp_path / "ds", "rejects").height == 0
 
 
-def test_unknown_extra_fields_are_ignored(tmp_path):
+def test_unknown_extra_fields_are_kept(tmp_path):
     r = cli("ingest", str(BAD / "extra-fields.txt"), "-o", str(tmp_path / "ds"), "-q")
     assert r.returncode == 0, r.stderr
     alloc = table(tmp_path / "ds", "page_alloc").sort("line")
     assert alloc.height == 8 and table(tmp_path / "ds", "rejects").height == 0
     assert alloc.row(0, named=True)["pfn"] == 0x16B1CF  # the fields before the extra ones are right
+    # the others are rows of extra_fields (tests/test_stacks.py checks them one by one)
+    assert table(tmp_path / "ds", "extra_fields").height == 16
 
 
 def test_only_frees_and_no_thp_faults_simulate_to_nothing(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +32,7 @@ from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_
 from thpreplay.kernel import counters, gfp
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES, NULL_POINTERS
-from thpreplay.parse import prefix
+from thpreplay.parse import prefix, stacks
 from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
 from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
 from thpreplay.topology import Topology
@@ -41,6 +42,8 @@ DATASET_FORMAT = schemas.DATASET_FORMAT
 WORKERS = 3
 # perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
 PERF_SCRIPT_ARGS = ["script", "-F", "comm,tid,cpu,time,event,trace", "--ns", "-i"]
+# ... and, when every event of the file samples its callchain (perf record -g), the frames (stacks table)
+PERF_CALLCHAIN_FIELDS = "ip,sym,symoff,dso"
 
 
 @dataclass
@@ -66,6 +69,7 @@ class IngestSummary:
     thp_faults: dict[str, int]
     vmstat_deltas: dict[str, int]
     warnings: list[str] = field(default_factory=list)
+    beside: dict[str, int] = field(default_factory=dict)  # rows of stacks and extra_fields
     gfp_table_basis: str = ""  # why that gfp table, in a few words (metadata gfp_table_reason has it all)
 
 
@@ -123,9 +127,22 @@ def _perf_script_stream(path: str, stderr) -> subprocess.Popen:
             "is a perf.data file and perf is not installed to decode it",
             hint="install perf (Debian: linux-perf), or run `perf script` where it is and ingest the text",
         )
-    return subprocess.Popen(
-        [perf, *PERF_SCRIPT_ARGS, path], stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL
-    )
+    args = list(PERF_SCRIPT_ARGS)
+    if _perf_callchains(perf, path):
+        args[2] += "," + PERF_CALLCHAIN_FIELDS
+    return subprocess.Popen([perf, *args, path], stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+
+
+def _perf_callchains(perf: str, path: str) -> bool:
+    """Every event of the perf.data samples its callchain (`perf evlist -v`: sample_type ...|CALLCHAIN|...).
+    Only then are ip and sym asked for: perf prints them on the event's own line for a sample without one."""
+    try:
+        out = subprocess.run([perf, "evlist", "-v", "-i", path], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    types = [t.rstrip(",").split("|") for t in re.findall(r"sample_type: (\S+)", out)]
+    return bool(types) and all("CALLCHAIN" in t for t in types)
 
 
 def _lines_frame(chunk: Chunk, first_line: int) -> pl.DataFrame:
@@ -166,17 +183,21 @@ class _LineNumbers:
         return frame
 
 
-def _parse_chunk(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str) -> ChunkResult:
+def _parse_chunk(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str,
+                 before: bytes = b"") -> ChunkResult:
     """Fixed-width files have their line prefix cut by the C helper when it is built (parse.prefix);
-    the lines it does not accept, and other files, go through polars."""
+    the lines it does not accept, and other files, go through polars. before: the end of the previous
+    chunk (stacks.tail_of), for stack traces whose event is there."""
     mine, following = numbers
     if prefix.AVAILABLE and layout.fixed is not None and not layout.tgid and chunk.data:
         first = mine.result()
         cut = prefix.cut(chunk.data, first, chunk.partial_tail, layout)
         following.set_result(first + cut.lines)
-        return parse_lines(cut.rest, layout, name, _unterminated(chunk), chunk.data.isascii(), cut=cut)
+        return parse_lines(cut.rest, layout, name, _unterminated(chunk), chunk.data.isascii(), cut=cut,
+                           context=stacks.Context(before, first - 1) if before else None)
     lines = _LineNumbers.frame(chunk, mine, following)
-    return parse_lines(lines, layout, name, _unterminated(chunk), chunk.data.isascii())
+    context = stacks.Context(before, mine.result() - 1) if before else None
+    return parse_lines(lines, layout, name, _unterminated(chunk), chunk.data.isascii(), context=context)
 
 
 def _unterminated(chunk: Chunk) -> bool:
@@ -513,13 +534,16 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             state["last_ts"] = result.last_ts
 
     def work(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, name: str, part: int,
-             result: ChunkResult | None = None):
+             result: ChunkResult | None = None, before: bytes = b""):
         if result is None:
-            result = _parse_chunk(chunk, numbers, layout, name)
+            result = _parse_chunk(chunk, numbers, layout, name, before)
         tables = enricher.enrich(result.tables)
         for table, frame in tables.items():
             writers.write(table, frame, part)
         writers.write("rejects", result.rejects, part)
+        for table, frame in (("stacks", result.stacks), ("extra_fields", result.extra_fields)):
+            if frame is not None:
+                writers.write(table, frame, part)
         pfns = [tables[t].get_column("pfn") for t in ("page_alloc", "page_free") if t in tables]
         lows = [s.min() for s in pfns if s.null_count() < len(s)]
         highs = [s.max() for s in pfns if s.null_count() < len(s)]
@@ -536,10 +560,12 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             state: dict = {"last_ts": None}
             pending: deque = deque()
             numbering = _LineNumbers()
+            tail = b""  # the end of the previous chunk (stack traces whose event is there)
             for chunk in _chunks_of(source):
                 if progress:
                     progress(len(chunk.data))
                 numbers = numbering.claim(chunk)
+                before, tail = tail, stacks.tail_of(chunk.data, chunk.partial_tail)
                 if layout is None:
                     sample = _sample_lines(chunk)
                     if not any(ln.strip() for ln in sample):
@@ -553,12 +579,12 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                 part += 1
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
-                    result = _parse_chunk(chunk, numbers, layout, source.name)
+                    result = _parse_chunk(chunk, numbers, layout, source.name, before)
                     if result.tables:
                         enricher.table_name, table_reason = enricher.choose_table(result, layout)
                     absorb(*work(chunk, numbers, layout, source.name, part, result), state)
                     continue
-                pending.append(pool.submit(work, chunk, numbers, layout, source.name, part))
+                pending.append(pool.submit(work, chunk, numbers, layout, source.name, part, None, before))
                 while len(pending) > WORKERS:
                     absorb(*pending.popleft().result(), state)
             while pending:
@@ -566,8 +592,9 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             if layout is None:
                 raise InputError(source.name, "empty trace (no event lines)")
 
-    writers.close(list(EVENT_TABLES) + ["rejects"])
+    writers.close(list(EVENT_TABLES) + ["rejects", "stacks", "extra_fields"])
     events = {t: writers.counts.get(t, 0) for t in EVENT_TABLES}
+    beside = {t: writers.counts.get(t, 0) for t in ("stacks", "extra_fields")}
     if sum(events.values()) == 0:
         raise InputError(sources[0].name, "no events found (every line was rejected)")
 
@@ -656,6 +683,8 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "lines": stats["lines"],
         "events": events,
         "rejects": stats["rejects"],
+        "stacks": beside["stacks"],
+        "extra_fields": beside["extra_fields"],
         "lost_events": stats["lost_events"],
         "lost_markers": stats["lost_markers"],
         "ts_backwards": stats["backwards"],
@@ -677,6 +706,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     return IngestSummary(
         output=output,
         events=events,
+        beside=beside,
         rejects=stats["rejects"],
         lines=stats["lines"],
         ts_min_ns=ts_min,

@@ -56,6 +56,8 @@ def print_ingest_summary(s: IngestSummary) -> None:
     for name, n in s.events.items():
         table.add_row(name, f"{n:,}")
     table.add_row("rejects", f"{s.rejects:,}")
+    for name, n in s.beside.items():
+        table.add_row(name, f"{n:,}")
     table.add_row("thp_faults", f"{s.thp_faults.get('faults', 0):,}")
     console.print(table)
     fmts = ", ".join(sorted(set(s.formats.values())))

@@ -19,6 +19,7 @@ import polars as pl
 
 from thpreplay.errors import InputError
 from thpreplay.kernel.events import CPU_MAX, EVENTS, PAGE_ORDER_MAX, PAGE_TABLES, PFN_MAX, PID_MAX_LIMIT, EventSpec
+from thpreplay.parse import extra, stacks  # lines and fields beside the events
 
 FORMATS = ("ftrace", "trace-cmd", "perf")
 
@@ -84,6 +85,8 @@ class ChunkResult:
     backwards: int = 0
     last_ts: int | None = None
     has_tgid: bool = False
+    stacks: pl.DataFrame | None = None  # the stacks table's rows (parse/stacks.py)
+    extra_fields: pl.DataFrame | None = None  # the extra_fields table's rows (parse/extra.py)
 
 
 def _int_expr(e: pl.Expr) -> pl.Expr:
@@ -290,12 +293,14 @@ def parse_lines(
     unterminated_last: bool,
     all_ascii: bool = False,
     cut=None,
+    context: stacks.Context | None = None,
 ) -> ChunkResult:
     """Parse a frame of (line, text) into typed event frames and rejects.
 
     all_ascii: the caller checked that the chunk has no byte above 0x7f (bytes.isascii is far cheaper
     than a per-row check). cut: a parse.prefix.Cut whose header rows are already read; `lines` then
-    holds only the lines it did not accept.
+    holds only the lines it did not accept. context: the lines before the chunk, for stack traces
+    whose event is there.
     """
     fmt = layout.fmt
     n = lines.height + (cut.header.height if cut is not None else 0)
@@ -355,6 +360,7 @@ def parse_lines(
         bad = pl.concat([bad, texts(rows).select("line", "text")]).sort("line")
         ok = ok.filter(~pl.col("event").is_in(not_events))
     result = ChunkResult(tables={}, rejects=pl.DataFrame(), lines=n)
+    stack_lines = None
     if bad.height:
         # Not every line that the fast path cannot read is bad: headers, blank lines, lost-event marks.
         is_noise = text.str.contains(_NOISE_RE) | text.str.contains(_LOST_RE)
@@ -367,6 +373,8 @@ def parse_lines(
             result.lost_markers = lost.height
             result.lost_events = sum(int(c) for c in counts.to_list() if c is not None)
         bad = bad.filter(~is_noise)
+        # --- stacks (parse/stacks.py): stack-trace lines are not rejects; attached below ---
+        bad, stack_lines = stacks.take_lines(bad, fmt)
         result.fallback_rows = bad.height
     if bad.height:
         slow = _regex_header(bad, fmt)
@@ -386,6 +394,14 @@ def parse_lines(
                 )
             )
 
+    # --- stacks (parse/stacks.py): frames joined to their events (trace-cmd's kernel_stack lines leave ok) ---
+    first_line = cut.first_line if cut is not None else (all_lines.get_column("line").min() if all_lines.height else None)
+    attached = stacks.attach(ok, stack_lines, fmt, first_line, context)
+    ok = attached.events
+    reject_parts += attached.rejects
+    if attached.stacks is not None:
+        result.stacks = stacks.table_rows(attached.stacks, source)
+    # ---
     if ok.height:
         result.failed_to_parse = int(ok.get_column("payload").str.starts_with("[FAILED TO PARSE]").sum())
         ts = ok.get_column("ts_ns")
@@ -397,6 +413,7 @@ def parse_lines(
     common = ok.with_columns(pl.lit(source).alias("source"))
     by_event = common.partition_by("event", as_dict=True, maintain_order=True)
     by_table: dict[str, list[pl.DataFrame]] = {}
+    extras: list[pl.DataFrame | None] = []
     others = []
     for raw, rows in sorted(by_event.items(), key=lambda kv: (_event_name(kv[0][0]) or "", kv[0][0])):
         name = _event_name(raw[0])
@@ -409,11 +426,13 @@ def parse_lines(
             others.append(rows.drop("lat"))
             continue
         typed, rejected = _typed(rows, name, spec)
+        extras.append(extra.collect(rows, name, spec, typed))  # parse/extra.py: fields no column holds
         by_table.setdefault(spec.table, []).append(typed)
         if rejected.height:
             reject_parts.append(rejected)
     if others:
         by_table["other_events"] = others
+    result.extra_fields = extra.table_rows(extras, source)
     for table, frames in by_table.items():
         frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
         result.tables[table] = frame.sort("line") if len(frames) > 1 else frame
