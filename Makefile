@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv browser test test-sweep demo screenshot fidelity lab-fidelity fuzz validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
+.PHONY: venv browser test test-sweep demo screenshot fidelity lab-fidelity fuzz fuzz-asan validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -58,6 +58,27 @@ fuzz: venv
 	@mkdir -p $(OUT)/fuzz-corpus && cp -n tests/fuzz/corpus/* $(OUT)/fuzz-corpus/
 	$(PY) tests/fuzz/fuzz_parse.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
 	  -artifact_prefix=$(OUT)/ $(OUT)/fuzz-corpus
+
+# The C paths (the prefix cutter, the replay core) under AddressSanitizer and UBSan: both are built with
+# the sanitizers into a copy of the package in $(OUT)/asan, then tests/fuzz/fuzz_c.py mutates real trace
+# lines through the cutter, ingest and simulate for FUZZ_SECONDS (seed FUZZ_SEED), and the replay core's
+# hypothesis property tests and the fuzzers' past findings run on the sanitized build. Any sanitizer
+# report fails the target. Not part of `make test` (minutes; gcc's libasan is preloaded into Python).
+ASAN_DIR   := $(OUT)/asan
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_ENV   := LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+              UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONPATH=$(ASAN_DIR)/pipeline:tests \
+              FUZZ_OUT=$(OUT) FUZZ_SECONDS=$(FUZZ_SECONDS)
+fuzz-asan: venv
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)/pipeline
+	cp -r pipeline/thpreplay $(ASAN_DIR)/pipeline/ && ln -s $(CURDIR)/schemas $(ASAN_DIR)/schemas
+	find $(ASAN_DIR) -name '*.so' -delete
+	inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	suf=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
+	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/parse/_prefix$$suf pipeline/thpreplay/parse/_prefix.c && \
+	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/sim/_engine$$suf pipeline/thpreplay/sim/_engine.c
+	$(ASAN_ENV) $(PY) tests/fuzz/fuzz_c.py
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_fuzz_found.py tests/test_parse_properties.py
 
 # Validation of every bundled capture under its own kernel's policy (docs/model.md, Fidelity).
 validate-samples: venv

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import lzma
+import os
+import select
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -49,7 +52,67 @@ def sniff(head: bytes) -> str:
     return "plain"
 
 
-def _raw_stream(path: str) -> BinaryIO:
+class _Watched:
+    """A pipe, FIFO or terminal read with a bound on silence (`ingest --input-timeout`): a read that
+    sees no byte for `timeout` seconds raises InputError instead of waiting like cat. Reads block
+    until n bytes or end of input, as a buffered file's do."""
+
+    def __init__(self, fd: int, path: str, timeout: float, owned: bool):
+        self.fd, self.path, self.timeout, self.owned = fd, path, timeout, owned
+
+    def _wait(self) -> None:
+        ready, _, _ = select.select([self.fd], [], [], self.timeout)
+        if not ready:
+            raise InputError(self.path, f"no data for {self.timeout:g} s (--input-timeout); nothing written")
+
+    def read(self, n: int = -1) -> bytes:
+        parts: list[bytes] = []
+        want = n if n >= 0 else 1 << 62
+        while want > 0:
+            self._wait()
+            block = os.read(self.fd, min(want, 1 << 20))
+            if not block:
+                break
+            parts.append(block)
+            want -= len(block)
+        return b"".join(parts)
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.owned:
+            os.close(self.fd)
+            self.owned = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _watched(path: str, timeout: float) -> _Watched | None:
+    """The input as a _Watched stream when it is stdin, a FIFO or a character device; None for a file."""
+    if path == "-":
+        return _Watched(sys.stdin.fileno(), "-", timeout, owned=False)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        return None
+    try:  # a FIFO without a writer: open at once; the first read's wait is the one that is bounded
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+    except OSError as e:
+        raise InputError(path, f"cannot open: {e.strerror}") from None
+    return _Watched(fd, path, timeout, owned=True)
+
+
+def _raw_stream(path: str, stall_timeout: float | None = None) -> BinaryIO:
+    if stall_timeout is not None and (watched := _watched(path, stall_timeout)) is not None:
+        return watched  # type: ignore[return-value]
     if path == "-":
         return sys.stdin.buffer
     p = Path(path)
@@ -187,16 +250,18 @@ def _plain_file_chunks(raw: BinaryIO, chunk_bytes: int, first_bytes: int, path: 
 
 
 def read_chunks(
-    path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | None = None, first_bytes: int = FIRST_CHUNK_BYTES
+    path: str, chunk_bytes: int = CHUNK_BYTES, stream: BinaryIO | None = None, first_bytes: int = FIRST_CHUNK_BYTES,
+    stall_timeout: float | None = None,
 ) -> Iterator[Chunk]:
     """Yield the decompressed input as chunks of whole lines, numbered from 1.
 
     The first chunk is small (first_bytes) so that what it decides (format, gfp table) is known early.
     `stream` reads from an open stream (e.g. perf script's stdout) named `path` in messages.
+    `stall_timeout` bounds the silence of a pipe, FIFO or stdin (None: wait for it like cat).
     Raises InputError for a missing file, a truncated or corrupt compressed stream (naming the last
     complete line), or a perf.data file (which must go through `perf script` first).
     """
-    raw = stream if stream is not None else _raw_stream(path)
+    raw = stream if stream is not None else _raw_stream(path, stall_timeout)
     try:
         src = _Peekable(raw)
         kind = sniff(src.head)
@@ -239,4 +304,4 @@ def read_chunks(
         yield Chunk(b"".join(parts), line, True)
     finally:
         if stream is None and raw is not sys.stdin.buffer:
-            raw.close()
+            raw.close()  # a _Watched stdin is not closed (owned=False)
