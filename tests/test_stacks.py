@@ -14,6 +14,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from test_hardening import BAD, cli, table
 from thpreplay.ingest import ingest
@@ -272,3 +274,35 @@ def test_perf_data_recorded_with_callchains(tmp_path):
     (tmp_path / "text").mkdir()
     text = _rows(_ingest(tmp_path / "text", "stacks-perf-ip.txt"))  # the capture's first two samples as text
     assert [r[2:5] for r in rows[:len(text)]] == [r[2:5] for r in text]
+
+
+STACK_FILES = ["stacks-ftrace.txt", "stacks-trace-cmd.txt", "stacks-perf.txt", "stacks-perf-srcline.txt"]
+_garbage = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+                   min_size=1, max_size=60).filter(lambda s: s.strip() and not s.lstrip().startswith("#"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(STACK_FILES), cuts=st.lists(st.tuples(st.integers(0, 60), _garbage | st.just(" => x")),
+                                                        max_size=6), drop=st.sets(st.integers(0, 60), max_size=4))
+def test_stacks_among_garbage(name, cuts, drop):
+    """Real stack captures with lines dropped and garbage (or stray frames) inserted anywhere: no
+    exception; every line is at most one of an event, a reject, a frame; every frame is a row of
+    stacks or a reject."""
+    from thpreplay.parse.text import detect_format, detect_layout, parse_lines
+
+    lines = [ln for i, ln in enumerate(_lines(name)) if i not in drop or i == 0]
+    for at, text in sorted(cuts, reverse=True):
+        lines.insert(min(at, len(lines)), text)
+    fmt = detect_format(lines, "t")
+    frame = pl.DataFrame({"line": list(range(1, len(lines) + 1)), "text": lines}, schema={"line": pl.Int64, "text": pl.String})
+    r = parse_lines(frame, detect_layout(lines, fmt), "t", unterminated_last=False)
+    events = [n for f in r.tables.values() for n in f["line"].to_list()]
+    rejected = r.rejects["line"].to_list() if r.rejects.height else []
+    frames = r.stacks["frame_line"].to_list() if r.stacks is not None else []
+    seen = events + rejected + frames
+    assert len(seen) == len(set(seen))
+    if r.stacks is not None:
+        assert set(r.stacks["line"].to_list()) <= set(events) | set(rejected)
+    for n, text in enumerate(lines, 1):
+        if text.lstrip().startswith("=>") and not text.lstrip().startswith("=> 0"):
+            assert (n in frames) != (n in rejected), (n, text)
