@@ -115,7 +115,7 @@ def test_a_dataset_from_another_schema_version_is_refused(tmp_path):
     info = json.loads((ds / "dataset.json").read_text())
     info["schemas"]["page_alloc"] = "page_alloc.v0"
     (ds / "dataset.json").write_text(json.dumps(info))
-    want = f"thpreplay: {ds}: made with schema page_alloc.v0; this thpreplay reads page_alloc.v1: ingest the capture again\n"
+    want = f"thpreplay: {ds}: made with schema page_alloc.v0; this thpreplay reads page_alloc.v2: ingest the capture again\n"
     for args in (["simulate", str(ds)], ["query", str(ds), "select 1"], ["validate", str(ds)], ["report", str(ds)]):
         r = cli(*args)
         assert (r.returncode, r.stderr) == (1, want), args

@@ -44,9 +44,9 @@ def test_written_parquet_has_declared_schema(sample_dataset, name):
         for part in sorted((ds / table).glob("*.parquet")):
             actual = pq.read_schema(part)
             assert actual.equals(declared, check_metadata=False), f"{part}"
-            assert schemas.schema_id_of(part) == f"{table}.v1"
+            assert schemas.schema_id_of(part) == schemas.load(table).id
     dataset = json.loads((ds / "dataset.json").read_text())
-    assert dataset["schemas"] == {t: f"{t}.v1" for t in tables}
+    assert dataset["schemas"] == {t: schemas.load(t).id for t in tables}
 
 
 if __name__ == "__main__":

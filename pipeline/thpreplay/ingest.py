@@ -302,7 +302,7 @@ class _Enricher:
                         & pl.col("gfp_movable").fill_null(False)
                         & pl.col("gfp_nomemalloc").fill_null(False)
                         & pl.col("gfp_hardwall").fill_null(False)
-                        & (pl.col("comm") != "khugepaged")
+                        & (pl.col("comm") != "khugepaged").fill_null(True)  # no comm column: see ingest's warning
                     ).alias("thp_attempt")
                 )
                 frame = self.topology.locate(frame)
@@ -505,7 +505,8 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     enricher = _Enricher(topology, table_name)
     enricher.basis = table_reason
     formats: dict[str, str] = {}
-    stats = dict(lines=0, lost_events=0, lost_markers=0, backwards=0, fallback_rows=0, rejects=0, failed_to_parse=0)
+    stats = dict(lines=0, lost_events=0, lost_markers=0, backwards=0, fallback_rows=0, rejects=0, failed_to_parse=0,
+                 untimed=0)
     ts_min = ts_max = None
     pfn_min = pfn_max = None
     tgid_seen = False
@@ -527,6 +528,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         stats["fallback_rows"] += result.fallback_rows
         stats["failed_to_parse"] += result.failed_to_parse
         stats["rejects"] += result.rejects.height
+        state["untimed"] += result.untimed
         tgid_seen = tgid_seen or result.has_tgid
         if result.ts_min is not None:
             ts_min = result.ts_min if ts_min is None else min(ts_min, result.ts_min)
@@ -557,7 +559,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         for source in sources:
             layout: Layout | None = None
-            state: dict = {"last_ts": None}
+            state: dict = {"last_ts": None, "untimed": 0}
             pending: deque = deque()
             numbering = _LineNumbers()
             tail = b""  # the end of the previous chunk (stack traces whose event is there)
@@ -591,12 +593,22 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                 absorb(*pending.popleft().result(), state)
             if layout is None:
                 raise InputError(source.name, "empty trace (no event lines)")
+            stats["untimed"] += state["untimed"]
+            if state["untimed"]:
+                warnings.append(f"{source.name}: {state['untimed']:,} event lines without the task/cpu/time prefix: "
+                                f"read in file order with null ts_ns, pid, cpu and comm; simulate and validate "
+                                f"need timestamps and refuse this dataset")
+            elif "comm" not in layout.columns:
+                warnings.append(f"{source.name}: no comm column (perf script -F without comm): comm is null, and "
+                                f"khugepaged's huge page allocations cannot be told from page faults'")
 
     writers.close(list(EVENT_TABLES) + ["rejects", "stacks", "extra_fields"])
     events = {t: writers.counts.get(t, 0) for t in EVENT_TABLES}
     beside = {t: writers.counts.get(t, 0) for t in ("stacks", "extra_fields")}
     if sum(events.values()) == 0:
-        raise InputError(sources[0].name, "no events found (every line was rejected)")
+        first = pl.read_parquet(sorted((tmp / "rejects").glob("*.parquet"))).sort("source", "line").head(1)
+        why = "".join(f"; line {r['line']}: {r['reason']}" for r in first.iter_rows(named=True))
+        raise InputError(sources[0].name, f"no events found (every line was rejected{why})")
 
     stall_rule = compact_stall_rule((bundle.kernel_release if bundle else None) or release_option)
     faults = collector.faults(topology, stall_rule)
@@ -692,6 +704,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "failed_to_parse_lines": stats["failed_to_parse"],
         "pfns_outside_topology": not_located,
         "has_tgid": tgid_seen,
+        "untimed_events": stats["untimed"],
         "thp_faults_trace_view": trace_view,
         "schemas": {t: schemas.load(t).id for t in schemas.ingest_tables()},
         "assumptions": assumptions,

@@ -106,6 +106,10 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
     check_dataset(dataset)
     params = params or Params()
     meta = _metadata(dataset)
+    if meta.get("untimed_events"):  # event lines without a prefix (ingest's "events" format)
+        raise InputError(str(dataset), f"{meta['untimed_events']:,} of its events have no timestamp (event lines "
+                         f"without the task/cpu/time prefix): the replay needs their time order; ingest the "
+                         f"trace as perf script or ftrace text with timestamps")
     notes: list[str] = []
     cap_enabled, cap_defrag = captured_settings(dataset, meta)
     if enabled is None:

@@ -40,6 +40,35 @@ CPU_MAX = 8192
 # would have thpreplay build tables that size (procfs.py).
 MAX_NUMNODES = 1 << 10
 PAGE_TABLES = ("page_alloc", "page_free", "extfrag")
+# gfp_t is an unsigned int (include/linux/types.h, every kernel): a printed mask with a bit past 31
+# (0xffffffffffffffff, FAILED TO PARSE's stored -1) is not one the kernel made.
+GFP_BITS = 32
+
+# What each numeric column can hold: the C type of the tracepoint field it comes from (TP_STRUCT__entry
+# in include/trace/events/kmem.h, compaction.h, vmscan.h, arch/x86/include/asm/trace/exceptions.h,
+# 6.1), narrowed to the column's type in schemas/ and to the kernel's own bound where it has one.
+# (low, high, why) by column; a line outside is rejected with the reason, never stored wrapped.
+_INT16 = (-(1 << 15), (1 << 15) - 1, "int16 column")
+_UINT = (0, (1 << 32) - 1, "unsigned int")
+_ULONG = (0, (1 << 63) - 1, "unsigned long, stored as int64")
+_PFN = (0, PFN_MAX, "52-bit physical addresses")
+_ORDER = (0, PAGE_ORDER_MAX, "MAX_PAGE_ORDER")
+_U64 = (0, (1 << 64) - 1, "unsigned long")
+COLUMN_BOUNDS: dict[str, tuple[int, int, str]] = {
+    "pfn": _PFN, "zone_start": _PFN, "migrate_pfn": _PFN, "free_pfn": _PFN, "zone_end": _PFN,
+    # compaction and reclaim events print cc->order, which is -1 for a whole-zone (proactive,
+    # /proc/sys/vm/compact_memory) compaction; a page is always order 0..MAX_PAGE_ORDER (PAGE_BOUNDS)
+    "order": (-1, PAGE_ORDER_MAX, "MAX_PAGE_ORDER; -1: a whole-zone compaction"),
+    "alloc_order": _ORDER, "fallback_order": _ORDER, "pageblock_order": _ORDER,
+    "order_failed": (-1, PAGE_ORDER_MAX + 1, "MAX_PAGE_ORDER + 1"),
+    "migratetype": _INT16, "alloc_migratetype": _INT16, "fallback_migratetype": _INT16, "priority": _INT16,
+    "node": (0, MAX_NUMNODES - 1, "MAX_NUMNODES"),
+    "consider": _UINT, "defer_limit": _ULONG,
+    "nr_migrated": _ULONG, "nr_failed": _ULONG, "nr_scanned": _ULONG, "nr_taken": _ULONG,
+    "nr_reclaimed": _ULONG, "error_code": _ULONG,
+    "address": _U64, "ip": _U64,
+}
+PAGE_BOUNDS = {"order": _ORDER}  # in PAGE_TABLES
 
 _ZONE_EVENT = {"node": ("node", "int"), "zone": ("zone", "str"), "order": ("order", "int")}
 _DEFER = {

@@ -7,7 +7,8 @@
  * event and payload are. It returns bytes objects holding little-endian arrays, which the Python
  * side wraps as Arrow buffers without copying:
  *   index   int64   0-based line index within the chunk of each line that fits
- *   pid     int32,  cpu int64,  ts_ns int64
+ *   pid     int64 (wider than the kernel's: a value past PID_MAX_LIMIT is rejected, not wrapped),
+ *   cpu int64,  ts_ns int64
  *   comm, lat, event, payload   Arrow string-view structs (16 bytes each) into `data`
  *   misfit  int64 triples (line index, start, end) of the other lines (the regular path reads them)
  *   nlines  total lines in the chunk
@@ -59,14 +60,14 @@ static int put_view(buf_t *b, const unsigned char *data, Py_ssize_t start, Py_ss
 	return buf_put(b, v, 16);
 }
 
-/* Unsigned decimal in [a, b) padded with spaces on either side; -1 if anything else. */
-static int64_t padded_digits(const unsigned char *s, Py_ssize_t a, Py_ssize_t b)
+/* What polars' strip_chars trims (Rust's char::is_whitespace, on ASCII). */
+static int is_ws(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* The unsigned decimal that is exactly [a, b): at least one digit, nothing else; -1 otherwise. At
+ * most 18 digits, so the value fits int64 (the callers bound it further). */
+static int64_t digits(const unsigned char *s, Py_ssize_t a, Py_ssize_t b)
 {
-	while (a < b && s[a] == ' ')
-		a++;
-	while (b > a && s[b - 1] == ' ')
-		b--;
-	if (a == b || b - a > 18)
+	if (a >= b || b - a > 18)
 		return -1;
 	int64_t v = 0;
 	for (Py_ssize_t i = a; i < b; i++) {
@@ -107,22 +108,49 @@ static PyObject *cut(PyObject *self, PyObject *args)
 			if (d[i] >= 0x80 || d[i] == 0)
 				fits = 0;
 		int64_t v_pid = -1, v_cpu = -1, v_ts = -1;
-		Py_ssize_t ev_end = 0;
+		Py_ssize_t ev_end = 0, comm_at = 0, lat_at = 0;
 		if (fits) {
+			/* Every field is read exactly where, and as strictly as, text._header (fixed=True)
+			 * reads it: a line this accepts gets the values the polars path gives it, and any
+			 * other line goes to the polars path (tests/test_parse_properties.py compares). */
 			const unsigned char *L = d + s;
-			fits = L[ob] == ' ' && L[ob + 1] == '[' && L[cb] == ']' && L[tc] == ':' && L[tc + 1] == ' ';
+			fits = ob > 17 && cb > ob + 2 && tc > cb && L[ob] == ' ' && L[ob + 1] == '[' && L[cb] == ']' &&
+			       L[tc] == ':' && L[tc + 1] == ' ';
 			if (fits && ec >= 0)
-				fits = L[ec] == ':' && L[ec + 1] == ' ';
+				fits = ec > tc + 2 && L[ec] == ':' && L[ec + 1] == ' ';
 			if (fits && !is_perf)
 				fits = L[16] == '-';
 			if (fits) {
-				v_cpu = padded_digits(L, ob + 2, cb);
-				v_pid = is_perf ? padded_digits(L, 16, ob) : padded_digits(L, 17, ob);
-				Py_ssize_t t0 = cb + 2 + (lat_width ? lat_width + 1 : 0);
+				v_cpu = digits(L, ob + 2, cb);
+				if (is_perf) { /* comm is %16s: the pid (%5d) is right-aligned after it */
+					Py_ssize_t a = 16;
+					while (a < ob && is_ws(L[a]))
+						a++;
+					v_pid = digits(L, a, ob);
+				} else { /* "comm-pid": the pid is left-aligned (%-5d) after the '-' */
+					Py_ssize_t b = ob;
+					while (b > 17 && is_ws(L[b - 1]))
+						b--;
+					v_pid = digits(L, 17, b);
+				}
+				Py_ssize_t t0 = cb + 2;
+				while (t0 < tc && is_ws(L[t0]))
+					t0++;
+				if (lat_width) { /* latency flags: [.a-zA-Z] then non-blanks, then a space */
+					int ok = t0 + lat_width < tc && L[t0 + lat_width] == ' ' &&
+						 (L[t0] == '.' || ((L[t0] | 0x20) >= 'a' && (L[t0] | 0x20) <= 'z'));
+					for (Py_ssize_t i = t0 + 1; ok && i < t0 + lat_width; i++)
+						ok = !is_ws(L[i]);
+					lat_at = t0;
+					t0 = ok ? t0 + lat_width + 1 : tc;
+					while (t0 < tc && is_ws(L[t0]))
+						t0++;
+				}
+				/* seconds of 1 to 9 digits (31 years of uptime; more would wrap int64 ns) */
 				Py_ssize_t dot = tc - frac_digits - 1;
-				if (frac_digits > 0 && dot > t0 && L[dot] == '.') {
-					int64_t sec = padded_digits(L, t0, dot), frac = padded_digits(L, dot + 1, tc);
-					if (sec >= 0 && frac >= 0 && L[dot + 1] != ' ')
+				if (frac_digits > 0 && dot > t0 && dot - t0 <= 9 && L[dot] == '.') {
+					int64_t sec = digits(L, t0, dot), frac = digits(L, dot + 1, tc);
+					if (sec >= 0 && frac >= 0)
 						v_ts = sec * 1000000000LL + frac * scale;
 				}
 				fits = v_cpu >= 0 && v_pid >= 0 && v_ts >= 0;
@@ -137,19 +165,17 @@ static PyObject *cut(PyObject *self, PyObject *args)
 					}
 				fits = ev_end > tc + 2;
 			}
+			while (comm_at < 16 && is_ws(L[comm_at]))
+				comm_at++;
 		}
 		if (fits) {
 			int64_t li = line;
-			int32_t p32 = (int32_t)v_pid;
-			Py_ssize_t lead = 0;
-			while (lead < 15 && d[s + lead] == ' ')
-				lead++;
 			Py_ssize_t ev_a = s + tc + 2, ev_b = ec >= 0 ? s + ec : s + ev_end;
 			Py_ssize_t pay = ec >= 0 ? s + ec + 2 : s + ev_end + 2;
-			err = buf_put(&index, &li, 8) || buf_put(&pid, &p32, 4) || buf_put(&cpu, &v_cpu, 8) ||
-			      buf_put(&ts, &v_ts, 8) || put_view(&comm, d, s + lead, 16 - lead) ||
+			err = buf_put(&index, &li, 8) || buf_put(&pid, &v_pid, 8) || buf_put(&cpu, &v_cpu, 8) ||
+			      buf_put(&ts, &v_ts, 8) || put_view(&comm, d, s + comm_at, 16 - comm_at) ||
 			      put_view(&event, d, ev_a, ev_b - ev_a) || put_view(&payload, d, pay, e - pay) ||
-			      (lat_width && put_view(&lat, d, s + cb + 2, lat_width));
+			      (lat_width && put_view(&lat, d, s + lat_at, lat_width));
 		} else {
 			int64_t lse[3] = {line, s, e};
 			err = buf_put(&misfit, lse, 24);

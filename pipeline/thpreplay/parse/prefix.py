@@ -58,8 +58,8 @@ def cut(data: bytes, first_line: int, partial_tail: bool, layout) -> Cut:
     table = pa.table({
         "line": _ints(pa.int64(), index, n),
         "comm": _views(buf, comm, n),
-        "pid": _ints(pa.int32(), pid, n),
-        "tgid": pa.nulls(n, pa.int32()),
+        "pid": _ints(pa.int64(), pid, n),
+        "tgid": pa.nulls(n, pa.int64()),
         "cpu": _ints(pa.int64(), cpu, n),
         "lat": _views(buf, lat, n) if layout.lat_width else pa.nulls(n, pa.string_view()),
         "ts_ns": _ints(pa.int64(), ts, n),

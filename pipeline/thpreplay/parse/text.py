@@ -18,22 +18,77 @@ from dataclasses import dataclass
 import polars as pl
 
 from thpreplay.errors import InputError
-from thpreplay.kernel.events import CPU_MAX, EVENTS, PAGE_ORDER_MAX, PAGE_TABLES, PFN_MAX, PID_MAX_LIMIT, EventSpec
+from thpreplay.kernel.events import (
+    COLUMN_BOUNDS, CPU_MAX, EVENTS, GFP_BITS, PAGE_BOUNDS, PAGE_TABLES, PID_MAX_LIMIT, EventSpec,
+)
 from thpreplay.parse import extra, stacks  # lines and fields beside the events
 
-FORMATS = ("ftrace", "trace-cmd", "perf")
+FORMATS = ("ftrace", "trace-cmd", "perf", "events")
 
-# Fallback regexes, slightly widened: perf may print pid/tid, trace-cmd widths vary.
+# Fallback regexes, slightly widened: trace-cmd widths vary.
 _FTRACE_RE = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<lat>[.a-zA-Z][^\s]{3,4})\s+)?(?P<ts>\d+(?:\.\d+)?):\s+(?P<event>[\w:]+):(?:\s(?P<payload>.*))?$"
 )
-_PERF_RE = (
-    r"^\s*(?P<comm>.*?)\s+(?:(?P<tgid>-?\d+)/)?(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
-    r"(?P<ts>\d+(?:\.\d+)?):\s+(?P<event>[\w:]+):(?:\s(?P<payload>.*))?$"
+# perf script prints, of comm, tid (or pid, or pid/tid), cpu and time, the columns its -F list names, in
+# this order (perf_sample__fprintf_start, tools/perf/builtin-script.c): comm %16s, pid %5d or
+# %5d/%-5d, cpu [%03d], time %5lu.%09llu (--ns) or %lu.%06lu, each followed by a blank; the time by
+# ": ". A file's columns are detected once (detect_layout); a column it lacks is null in every row.
+# "events" is the case with none of them: event lines as people paste them (`name: fields`).
+PERF_COLUMNS = ("comm", "pid", "cpu", "time")
+_PERF_PARTS = {
+    "comm": r"(?P<comm>.*?)",
+    "pid": r"(?:(?P<tgid>-?\d+)/)?(?P<pid>-?\d+)",
+    "cpu": r"\[(?P<cpu>\d+)\]",
+    "time": r"(?P<ts>\d+(?:\.\d+)?):?",
+}
+
+
+def _perf_re(columns: tuple[str, ...]) -> str:
+    head = r"\s+".join(_PERF_PARTS[c] for c in columns)
+    return r"^\s*" + (head + r"\s+" if head else "") + r"(?P<event>[\w:]+):(?:\s(?P<payload>.*))?$"
+
+
+# Every subset of the columns, most columns first (the first that reads the most sample lines wins).
+_PERF_VARIANTS = sorted(
+    (tuple(c for i, c in enumerate(PERF_COLUMNS) if mask >> i & 1) for mask in range(1 << len(PERF_COLUMNS))),
+    key=lambda cols: -len(cols),
 )
-_HEADER_RE = {"ftrace": _FTRACE_RE, "trace-cmd": _FTRACE_RE, "perf": _PERF_RE}
+_PERF_VARIANT_RE = {cols: re.compile(_perf_re(cols)) for cols in _PERF_VARIANTS}
+_PERF_RE = _perf_re(PERF_COLUMNS)
+_EVENTS_RE = _perf_re(())
+_HEADER_RE = {"ftrace": _FTRACE_RE, "trace-cmd": _FTRACE_RE, "perf": _PERF_RE, "events": _EVENTS_RE}
 _PY_RE = {k: re.compile(v) for k, v in _HEADER_RE.items()}
+
+
+def _perf_reads(cols: tuple[str, ...], line: str) -> bool:
+    """Whether perf variant cols reads the line. comm is %16s: nothing, or a bare number, ending before
+    column 16 is no comm (` 9779 [000] ...` under -F tid,cpu,... is a pid and no comm)."""
+    m = _PERF_VARIANT_RE[cols].match(line)
+    if not m:
+        return False
+    if "time" not in cols and m.group("event").rsplit(":", 1)[-1] not in EVENTS:
+        return False  # without a timestamp, only a tracepoint thpreplay reads (not any "key: value" text)
+    if "comm" not in cols:
+        return True
+    comm = m.group("comm").strip()
+    return bool(comm) and not (re.fullmatch(r"-?\d+(?:/-?\d+)?", comm) and m.end("comm") < 16)
+
+
+def _perf_columns(lines: list[str]) -> tuple[tuple[str, ...], int]:
+    """The perf columns that read the most lines, and how many they read. Lines the ftrace regex reads
+    do not count: a comm column absorbs "comm-pid [cpu] flags" when the variant has no pid or cpu."""
+    # 100 lines: a variant that does not read a line can take a millisecond to say so (comm's .*?)
+    lines = [ln for ln in lines if not _PY_RE["ftrace"].match(ln)][:100]
+    best, score = PERF_COLUMNS, -1
+    for cols in _PERF_VARIANTS:
+        n = sum(1 for ln in lines if _perf_reads(cols, ln))
+        if n > score:
+            best, score = cols, n
+        if score == len(lines):  # none with fewer columns can read more
+            break
+    return best, score
+
 
 # Lines that are not events but are part of a well-formed trace.
 _LOST_RE = r"^\s*CPU:?\s*(\d+)\s*\[\s*(?:LOST\s+(\d+)\s+EVENTS|(\d+)\s+EVENTS\s+DROPPED)\s*\]"
@@ -47,11 +102,16 @@ def detect_format(sample_lines: list[str], path: str) -> str:
     candidates = [ln for ln in sample_lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not candidates:
         raise InputError(path, "empty trace (no event lines)")
-    scores = {}
-    for fmt in ("ftrace", "perf"):
-        rx = _PY_RE[fmt]
-        scores[fmt] = sum(1 for ln in candidates if rx.match(ln))
+    scores = {"ftrace": sum(1 for ln in candidates if _PY_RE["ftrace"].match(ln))}
+    columns, scores["perf"] = _perf_columns(candidates)
     best = max(scores, key=lambda k: scores[k])
+    if best == "perf" and scores[best] and not columns:
+        return "events"
+    if best == "perf" and scores[best] and "time" not in columns:
+        first = next(i for i, ln in enumerate(sample_lines, 1) if _perf_reads(columns, ln))
+        raise InputError(path, "perf script output without the time column: thpreplay replays events in time "
+                               "order; print it again with perf script -F comm,tid,cpu,time,event,trace --ns",
+                         line=first)
     if scores[best] == 0:
         for i, ln in enumerate(sample_lines, 1):   # another ftrace tracer's output (function_graph, ...)
             m = re.match(r"^#\s*tracer:\s*(\S+)", ln)
@@ -85,6 +145,7 @@ class ChunkResult:
     backwards: int = 0
     last_ts: int | None = None
     has_tgid: bool = False
+    untimed: int = 0  # event rows without a timestamp (event lines without the task/cpu/time prefix)
     stacks: pl.DataFrame | None = None  # the stacks table's rows (parse/stacks.py)
     extra_fields: pl.DataFrame | None = None  # the extra_fields table's rows (parse/extra.py)
 
@@ -111,10 +172,25 @@ class Layout:
     # padded to one width) the ": " after the event, when the sampled lines all agree on them.
     fixed: tuple[int, int, int, int] | None = None
     frac_digits: int | None = None  # digits after the timestamp's '.', when the sample agrees
+    columns: tuple[str, ...] = PERF_COLUMNS  # perf: the prefix columns its lines have (() for "events")
+
+    @property
+    def generic(self) -> bool:
+        """perf script with other columns than comm,tid,cpu,time, or event lines: the regex reads every line."""
+        return self.fmt in ("perf", "events") and self.columns != PERF_COLUMNS
+
+    @property
+    def regex(self) -> str:
+        return _perf_re(self.columns) if self.fmt in ("perf", "events") else _HEADER_RE[self.fmt]
 
 
 def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
-    rx = _PY_RE[fmt]
+    columns = PERF_COLUMNS
+    if fmt == "perf":
+        columns = _perf_columns([ln for ln in sample_lines if ln.strip() and not ln.lstrip().startswith("#")])[0]
+    elif fmt == "events":
+        columns = ()
+    rx = _PERF_VARIANT_RE[columns] if fmt in ("perf", "events") else _PY_RE[fmt]
     lat_widths: dict[int, int] = {}
     tgid = 0
     for ln in sample_lines:
@@ -136,12 +212,15 @@ def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
     fracs = set()
     for ln in sample_lines:
         m = rx.match(ln)
-        if m:
+        if m and m.groupdict().get("ts"):
             ts = m.group("ts")
             fracs.add(len(ts) - ts.index(".") - 1 if "." in ts else -1)
     frac = fracs.pop() if len(fracs) == 1 else None
     frac_digits = frac if frac is not None and 0 < frac <= 9 else None
-    return Layout(fmt, width, tgid > 0 and fmt != "perf", fixed, frac_digits)
+    layout = Layout(fmt, width, tgid > 0 and fmt != "perf", fixed, frac_digits, columns)
+    if layout.generic or (fmt == "perf" and tgid):  # the fixed-width paths read comm, tid, cpu, time only
+        layout = Layout(fmt, width, layout.tgid, None, frac_digits, columns)
+    return layout
 
 
 def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
@@ -165,7 +244,9 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
     mid = s.str.slice(cb + 2, _len(tc - cb - 2)).str.strip_chars_start()
     if layout.lat_width:
         lat = mid.str.slice(0, layout.lat_width)
-        ts = mid.str.slice(layout.lat_width + 1).str.strip_chars_start()  # seconds are %5lu
+        # seconds are %5lu, after a blank (a digit there would be read as part of the seconds)
+        ts = pl.when(mid.str.slice(layout.lat_width, 1) == " ").then(
+            mid.str.slice(layout.lat_width + 1).str.strip_chars_start())
     else:
         lat = pl.lit(None, dtype=pl.String)
         ts = mid
@@ -193,9 +274,9 @@ def _header(lines: pl.DataFrame, layout: Layout, fixed: bool) -> pl.DataFrame:
             pid = pidpart.str.strip_chars_end()
             tgid = pl.lit(None, dtype=pl.String)
     if fixed:
-        # The cpu, pid and timestamp conversions fail on a shifted line, so only the separator in
-        # front of the payload (which nothing else checks) is compared.
-        sep = sep & (s.str.slice(tc, 2) == ": ")
+        # The cpu, pid and timestamp conversions fail on a shifted line; the separators they do not
+        # read are compared (as parse/_prefix.c does: both read a line alike or not at all).
+        sep = sep & (s.str.slice(tc, 2) == ": ") & (s.str.slice(ob, 2) == " [") & (s.str.slice(cb, 1) == "]")
     return df.with_columns(
         s.str.slice(0, 16).str.strip_chars_start().alias("comm"),
         s.str.slice(ob + 2, _len(cb - ob - 2)).str.to_integer(strict=False).alias("cpu"),
@@ -269,21 +350,55 @@ def _valid_header() -> pl.Expr:
     )
 
 
-def _regex_header(lines: pl.DataFrame, fmt: str) -> pl.DataFrame:
-    g = pl.col("text").str.extract_groups(_HEADER_RE[fmt])
+_HEADER_SCHEMA = {"line": pl.Int64, "comm": pl.String, "pid": pl.Int64, "tgid": pl.Int64, "cpu": pl.Int64,
+                  "lat": pl.String, "ts_ns": pl.Int64, "event": pl.String, "payload": pl.String}
+
+
+def _mismatch_reason(layout: Layout) -> pl.Expr:
+    """Why the regex did not read a line: a value out of range (_why), a line of another format, an
+    event line without the prefix the file's other lines have, or not an event line at all."""
+    text, fmt = pl.col("text"), layout.fmt
+    if fmt == "events":
+        expected, others = "event lines", [("ftrace", _FTRACE_RE), ("perf script", _PERF_RE)]
+    else:
+        expected = f"{fmt} text"
+        others = [("perf script", _PERF_RE)] if fmt != "perf" else [("ftrace", _FTRACE_RE)]
+    reason = pl.when(pl.col("_why").is_not_null()).then(pl.col("_why"))
+    for name, rx in others:
+        reason = reason.when(text.str.contains(rx)).then(pl.lit(f"{name} line inside a {fmt} trace (mixed formats)"))
+    if fmt != "events":
+        known = text.str.extract(r"^\s*(?:[\w:]*:)?(\w+):(?:\s|$)", 1).is_in(list(EVENTS))
+        reason = reason.when(known).then(pl.lit(
+            "event line without the task/cpu/time prefix the other lines have: it cannot be placed in time"))
+    return reason.otherwise(pl.lit(f"not an event line (expected {expected})"))
+
+
+def _regex_header(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
+    g = pl.col("text").str.extract_groups(layout.regex)
     df = lines.with_columns(g.alias("_g")).unnest("_g")
-    if "tgid" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("tgid"))
-    if "lat" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("lat"))
-    df = df.rename({"pid": "_pid", "tgid": "_tgid", "ts": "_ts"}).with_columns(
-        pl.col("cpu").str.to_integer(strict=False),
+    # a column the layout does not have is null (perf script -F without comm, cpu, ...)
+    df = df.with_columns([pl.lit(None, dtype=pl.String).alias(c)
+                          for c in ("comm", "pid", "tgid", "cpu", "lat", "ts") if c not in df.columns])
+    df = df.rename({"pid": "_pid", "tgid": "_tgid", "ts": "_ts", "cpu": "_cpu"}).with_columns(
+        pl.col("_cpu").str.to_integer(strict=False).alias("cpu"),
         pl.col("comm").str.strip_chars(),
         pl.col("payload").fill_null(""),
     )
     df = _finish_header(df)
-    ok = pl.col("cpu").is_not_null() & pl.col("pid").is_not_null() & pl.col("ts_ns").is_not_null()
-    return df.with_columns(ok.alias("_ok"))
+    # A line the regex reads whose pid, cpu or timestamp does not convert is out of range: say which.
+    name = pl.col("event").str.extract(r"(\w+)$")
+    why = pl.coalesce(
+        pl.when(pl.col("_ts").is_not_null() & pl.col("ts_ns").is_null())
+        .then(pl.format("{}: timestamp {} past the int64 nanosecond range", name, pl.col("_ts"))),
+        pl.when(pl.col("_pid").is_not_null() & pl.col("pid").is_null())
+        .then(pl.format(f"{{}}: pid {{}} outside -1..{PID_MAX_LIMIT} (PID_MAX_LIMIT)", name, pl.col("_pid"))),
+        pl.when(pl.col("_tgid").is_not_null() & pl.col("tgid").is_null())
+        .then(pl.format(f"{{}}: tgid {{}} outside -1..{PID_MAX_LIMIT} (PID_MAX_LIMIT)", name, pl.col("_tgid"))),
+        pl.when(pl.col("_cpu").is_not_null() & pl.col("cpu").is_null())
+        .then(pl.format(f"{{}}: cpu {{}} outside 0..{CPU_MAX - 1} (NR_CPUS)", name, pl.col("_cpu"))),
+    )
+    ok = pl.col("event").is_not_null() & why.is_null()
+    return df.with_columns(ok.alias("_ok"), why.alias("_why"))
 
 
 def parse_lines(
@@ -348,11 +463,14 @@ def parse_lines(
         lines = fast.select("line", "text", "_ascii").filter(~mask)
     else:
         ok = None
-    fast = _finish_header(_header(lines, layout, fixed=False))
-    mask = fast.select(valid).to_series()
-    ok2 = fast.select(_HEADER_COLS).filter(mask)
-    ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
-    bad = fast.select("line", "text").filter(~mask)
+    if layout.generic:  # perf script -F with other columns, event lines: the regex reads every line
+        ok, bad = pl.DataFrame(schema=_HEADER_SCHEMA), lines.select("line", "text")
+    else:
+        fast = _finish_header(_header(lines, layout, fixed=False))
+        mask = fast.select(valid).to_series()
+        ok2 = fast.select(_HEADER_COLS).filter(mask)
+        ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
+        bad = fast.select("line", "text").filter(~mask)
     names = {raw: _event_name(raw) for raw in ok.get_column("event").unique().to_list()}
     not_events = [raw for raw, name in names.items() if name is None]
     if not_events:  # what was cut as the event name is not one: let the regex read these lines
@@ -377,22 +495,11 @@ def parse_lines(
         bad, stack_lines = stacks.take_lines(bad, fmt)
         result.fallback_rows = bad.height
     if bad.height:
-        slow = _regex_header(bad, fmt)
+        slow = _regex_header(bad, layout)
         ok = pl.concat([ok, slow.filter(pl.col("_ok")).select(_HEADER_COLS)], how="vertical_relaxed").sort("line")
-        mismatch = slow.filter(~pl.col("_ok")).select("line", "text")
+        mismatch = slow.filter(~pl.col("_ok")).select("line", "text", "_why")
         if mismatch.height:
-            other = "perf script" if fmt != "perf" else "ftrace"
-            other_rx = _HEADER_RE["perf" if fmt != "perf" else "ftrace"]
-            reject_parts.append(
-                mismatch.select(
-                    "line",
-                    "text",
-                    pl.when(text.str.contains(other_rx))
-                    .then(pl.lit(f"{other} line inside a {fmt} trace (mixed formats)"))
-                    .otherwise(pl.lit(f"not an event line (expected {fmt} text)"))
-                    .alias("reason"),
-                )
-            )
+            reject_parts.append(mismatch.select("line", "text", _mismatch_reason(layout).alias("reason")))
 
     # --- stacks (parse/stacks.py): frames joined to their events (trace-cmd's kernel_stack lines leave ok) ---
     first_line = cut.first_line if cut is not None else (all_lines.get_column("line").min() if all_lines.height else None)
@@ -405,9 +512,12 @@ def parse_lines(
     if ok.height:
         result.failed_to_parse = int(ok.get_column("payload").str.starts_with("[FAILED TO PARSE]").sum())
         ts = ok.get_column("ts_ns")
-        result.ts_min, result.ts_max = int(ts.min()), int(ts.max())  # type: ignore[arg-type]
-        result.backwards = int((ts.diff() < 0).sum())
-        result.first_ts, result.last_ts = int(ts[0]), int(ts[-1])
+        result.untimed = ts.null_count()  # event lines without a prefix (Layout "events")
+        ts = ts.drop_nulls() if result.untimed else ts
+        if len(ts):
+            result.ts_min, result.ts_max = int(ts.min()), int(ts.max())  # type: ignore[arg-type]
+            result.backwards = int((ts.diff() < 0).sum())
+            result.first_ts, result.last_ts = int(ts[0]), int(ts[-1])
         result.has_tgid = ok.get_column("tgid").null_count() < ok.height
 
     common = ok.with_columns(pl.lit(source).alias("source"))
@@ -492,10 +602,21 @@ def _raw_fields(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
     return pl.concat([fast, slow]).sort("line")
 
 
-def _out_of(col: str, lo: int, hi: int, what: str, event: str) -> pl.Expr:
+def _out_of(col: str, lo: int, hi: int, what: str, event: str, dtype: pl.DataType | None = None) -> pl.Expr | None:
+    """The reason for a value outside lo..hi; None when the column's type cannot hold one anyway."""
     c = pl.col(col)
-    return (pl.when((c < lo) | (c > hi))
-            .then(pl.format(f"{event}: {col} {{}} outside {lo}..{hi} ({what})", c)))
+    info = _DTYPE_RANGE.get(dtype) if dtype is not None else None
+    cond = [c < lo if info is None or lo > info[0] else None, c > hi if info is None or hi < info[1] else None]
+    cond = [x for x in cond if x is not None]
+    if not cond:
+        return None
+    return pl.when(pl.any_horizontal(cond) if len(cond) > 1 else cond[0]).then(
+        pl.format(f"{event}: {col} {{}} outside {lo}..{hi} ({what})", c))
+
+
+_DTYPE_RANGE = {pl.Int64: (-(1 << 63), (1 << 63) - 1), pl.UInt64: (0, (1 << 64) - 1), pl.Boolean: (0, 1)}
+# A printed number: decimal or 0x-hex, maybe negative, maybe with the ',' some formats put after it.
+_NUMBER = r"^-?(?:0x[0-9a-fA-F]+|\d+),?$"
 
 
 def _range_problems(df: pl.DataFrame, event: str, spec: EventSpec) -> list[pl.Expr]:
@@ -508,12 +629,46 @@ def _range_problems(df: pl.DataFrame, event: str, spec: EventSpec) -> list[pl.Ex
         out.append(_out_of("cpu", 0, CPU_MAX - 1, "NR_CPUS", event))
     if "ts_ns" in df.columns:
         out.append(pl.when(pl.col("ts_ns") < 0).then(pl.lit(f"{event}: timestamp past the int64 nanosecond range")))
-    if spec.table in PAGE_TABLES:
-        if "order" in df.columns:
-            out.append(_out_of("order", 0, PAGE_ORDER_MAX, "MAX_PAGE_ORDER", event))
-        if "pfn" in df.columns:
-            out.append(_out_of("pfn", 0, PFN_MAX, "52-bit physical addresses", event))
-    return out
+    bounds = {**COLUMN_BOUNDS, **(PAGE_BOUNDS if spec.table in PAGE_TABLES else {})}
+    for column in dict.fromkeys(c for c, kind in spec.fields.values() if kind in ("int", "pfn", "hex")):
+        if column in bounds and column in df.columns:
+            out.append(_out_of(column, *bounds[column], event, df.schema[column]))
+    return [e for e in out if e is not None]
+
+
+def _gfp_too_wide(printed: str) -> bool:
+    """A printed gfp mask with a number past the kernel's gfp_t (GFP_BITS); checked on the text, so that
+    a hostile 5000-digit number is never handed to int()."""
+    for token in printed.split("|"):
+        token = token.strip()
+        if re.fullmatch(r"0x[0-9a-fA-F]+", token):
+            hexdigits = token[2:].lstrip("0")
+            if len(hexdigits) > GFP_BITS // 4 or (hexdigits and int(hexdigits, 16) >> GFP_BITS):
+                return True
+        elif token.isascii() and token.isdigit():
+            if len(token.lstrip("0")) > 10 or int(token) >> GFP_BITS:
+                return True
+    return False
+
+
+def _too_big(rejected: pl.DataFrame, event: str, spec: EventSpec) -> pl.DataFrame:
+    """A field rejected as a bad value that is a number too big for the integer it is read into (past
+    int64, say) is out of range: say so with the kernel's bound. Run on the rejected rows only."""
+    if rejected.height == 0:
+        return rejected
+    bounds = {**COLUMN_BOUNDS, **(PAGE_BOUNDS if spec.table in PAGE_TABLES else {})}
+    fixes = []
+    for key, (column, _kind) in spec.fields.items():
+        if column in bounds:
+            lo, hi, what = bounds[column]
+            raw = pl.col(f"_raw_{key}")
+            shown = raw.str.strip_suffix(",")
+            shown = pl.when(shown.str.len_chars() > 40).then(shown.str.slice(0, 37) + "...").otherwise(shown)
+            fixes.append(pl.when((pl.col("_problem") == f"{event}: bad value for {key}") & raw.str.contains(_NUMBER))
+                         .then(pl.format(f"{event}: {column} {{}} outside {lo}..{hi} ({what})", shown)))
+    if not fixes:
+        return rejected
+    return rejected.with_columns(pl.coalesce(*fixes, pl.col("_problem")).alias("_problem"))
 
 
 def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -560,15 +715,22 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
         typed.append((pl.coalesce(values) if len(values) > 1 else values[0]).alias(column))
     problems = [pl.when(pl.col(f"_raw_{k}").is_null()).then(pl.lit(f"{event}: missing field {k}")) for k in spec.required]
     problems.append(pl.when(pl.all_horizontal([c.is_null() for c in raw_all])).then(pl.lit(f"{event}: no known fields")))
-    for key in spec.fields:
-        # A field that is present but does not convert is a bad value.
-        bad = pl.col(f"_raw_{key}").is_not_null() & pl.col(f"_v_{key}").is_null()
-        problems.append(pl.when(bad).then(pl.lit(f"{event}: bad value for {key}")))
+    for key, (column, kind) in spec.fields.items():
+        # A field that is present but does not convert is a bad value (or, _too_big, out of range).
+        raw = pl.col(f"_raw_{key}")
+        problems.append(pl.when(raw.is_not_null() & pl.col(f"_v_{key}").is_null()).then(
+            pl.lit(f"{event}: bad value for {key}")))
+        if kind == "gfp":
+            wide = [v for v in df.get_column(f"_raw_{key}").drop_nulls().unique().to_list() if _gfp_too_wide(v)]
+            if wide:
+                shown = pl.when(raw.str.len_chars() > 40).then(raw.str.slice(0, 37) + "...").otherwise(raw)
+                problems.append(pl.when(raw.is_in(wide)).then(
+                    pl.format(f"{event}: {key} {{}} out of range (the kernel's gfp_t is {GFP_BITS} bits)", shown)))
     df = df.with_columns(typed)
     problems += _range_problems(df, event, spec)
     df = df.with_columns(pl.coalesce(problems).alias("_problem"))
     bad = df.get_column("_problem").is_not_null()
-    rejected = df.select("line", pl.col("_problem").alias("reason")).filter(bad)
+    rejected = _too_big(df.filter(bad), event, spec).select("line", pl.col("_problem").alias("reason"))
     good = df.select(["ts_ns", "cpu", "pid", "tgid", "comm", "event", "source", "line", *by_column]).filter(~bad)
     if spec.constants:
         good = good.with_columns([pl.lit(v).alias(k) for k, v in spec.constants.items()])
