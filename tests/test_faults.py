@@ -156,7 +156,8 @@ def test_a_second_simulate_of_the_same_dataset_is_refused_while_one_runs(tmp_pat
     finally:
         first.send_signal(signal.SIGCONT)
     assert second.returncode == 1
-    assert second.stderr.decode() == f"thpreplay: {ds}: another thpreplay simulate is writing this dataset\n"
+    assert second.stderr.decode() == (f"thpreplay: {ds}: being simulated by pid {first.pid} (thpreplay simulate); "
+                                      "wait for it to finish, or pass --wait\n")
     assert first.wait(timeout=300) == 0, first.stderr.read().decode()
     assert sim_fingerprint(ds)["outcome_summary"] == 9 and hidden(ds, "simulation") == []
 

@@ -256,7 +256,8 @@ def test_a_second_simulate_is_refused_while_one_runs(qemu):
     finally:
         os.close(fd)
     assert r.returncode == 1
-    assert r.stderr.decode() == f"thpreplay: {qemu}: another thpreplay simulate is writing this dataset\n"
+    assert r.stderr.decode() == (f"thpreplay: {qemu}: being simulated by pid {os.getpid()}; wait for it to finish, "
+                                 "or pass --wait\n")
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")

@@ -34,6 +34,7 @@ def ingest(
     output: Annotated[Path, typer.Option("-o", "--output", help="Dataset directory to write")],
     topology: Annotated[str | None, typer.Option("--topology", help="A saved /proc/zoneinfo giving nodes and pfn spans")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing dataset")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="--force: wait for commands using the dataset instead of refusing")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
     kernel_release: Annotated[str | None, typer.Option(
         "--kernel-release", help="Kernel that made the trace (e.g. 3.2, 4.4.0-21), when no bundle says: picks "
@@ -45,8 +46,8 @@ def ingest(
 
     try:
         with progress_for(inputs, BIG_INPUT, enabled=not quiet) as advance:
-            summary = run(inputs, output, topology_file=topology, force=force, progress=advance,
-                          kernel_release=kernel_release)
+            summary = run(inputs, output, topology_file=topology, force=force, progress=advance, wait=wait,
+                          on_wait=lambda msg: typer.echo(f"thpreplay: {msg}", err=True), kernel_release=kernel_release)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -121,6 +122,7 @@ def simulate(
     defrag: Annotated[str | None, typer.Option("--defrag", help="THP defrag setting (default: the capture's)")] = None,
     madvised: Annotated[str, typer.Option("--madvised", help="auto (from the capture), yes or no")] = "auto",
     params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a simulate running on the dataset instead of refusing")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
 ) -> None:
     """Replay the dataset's demand under each policy (default: every built-in) and write the outcomes."""
@@ -131,7 +133,7 @@ def simulate(
     try:
         with progress_counter("replaying", enabled=not quiet) as (start, advance):
             result = run(dataset, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag, madvised=madv,
-                         params_file=params, progress=advance, on_start=start)
+                         params_file=params, progress=advance, on_start=start, wait=wait)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ import polars as pl
 from thpreplay import __version__, procfs, schemas
 from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
 from thpreplay.bundle import Bundle, open_bundle, read_text
+from thpreplay.dataset import check_replaceable, publish
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_kind, read_chunks
 from thpreplay.kernel import counters, gfp
@@ -461,10 +462,14 @@ def ingest(
     topology_file: str | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
+    wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
     kernel_release: str | None = None,
 ) -> IngestSummary:
-    """Ingest into output. kernel_release: the kernel that made the trace, for a trace without a bundle
-    (or to overrule the bundle's); it picks the gfp table (docs/kernel-eras.md)."""
+    """Ingest into output. A dataset there that a command is using is not replaced: refused at once
+    (unless wait), and a command that began using it meanwhile is waited for before the replacement
+    (on_wait is told whom); see dataset.py. kernel_release: the kernel that made the trace, for a trace
+    without a bundle (or to overrule the bundle's); it picks the gfp table (docs/kernel-eras.md)."""
     if not inputs:
         raise ThpreplayError("no input given")
     output = Path(output)
@@ -480,12 +485,17 @@ def ingest(
         table_reason = f"--kernel-release {kernel_release}"
 
     tmp = _prepare_output(output, force, inputs)
+    try:
+        check_replaceable(output, wait)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loop makes no reference cycles; collections only cost time here
     try:
         summary = _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reason, progress,
                                kernel_release)
-        replace_dir(tmp, output)
+        publish(tmp, output, force, replace_dir, on_wait)
         return summary
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)

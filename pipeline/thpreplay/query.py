@@ -15,6 +15,7 @@ locked to the sweep directory.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ import polars as pl
 
 from thpreplay import schemas
 from thpreplay.atomic import io_error_reason, write_file
+from thpreplay.dataset import check_simulation, reading
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.simulate import SIM_DIR, check_dataset
 from thpreplay.sweep import DATASETS, is_sweep
@@ -154,6 +156,7 @@ def _build_views(path: str, datasets: list[str | Path]) -> list[str]:
     names = []
     for d in dirs:
         check_dataset(d)
+        check_simulation(d)
         names.append(d.resolve().name)
     if len(set(names)) != len(names):
         raise InputError(str(dirs[0]), "two datasets have the same directory name; the dataset column could not tell them apart")
@@ -233,7 +236,16 @@ def _one_line(e: Exception) -> str:
 
 
 def run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
-    """Run the SQL's statements in order; the last one's result is returned."""
+    """Run the SQL's statements in order; the last one's result is returned. Each dataset is read-locked
+    meanwhile (dataset.py): none is replaced while the query reads it."""
+    with contextlib.ExitStack() as stack:
+        for d in datasets:
+            if not is_sweep(d):
+                stack.enter_context(reading(d))
+        return _run(datasets, sql)
+
+
+def _run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
     with connect(datasets) as con:
         try:
             statements = con.extract_statements(sql)

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 import polars as pl  # noqa: E402
 
+from thpreplay.dataset import check_simulation, reading  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
 from thpreplay.sim.state import read_table  # noqa: E402
 from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
@@ -169,14 +170,19 @@ def build(dataset: str | Path, output: str | Path | None = None, validate_captur
     dataset = Path(dataset)
     if is_sweep(dataset):
         return build_fleet(dataset, output)
+    with reading(dataset):  # not replaced while it is read (dataset.py)
+        return _build(dataset, output, validate_capture)
+
+
+def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> Report:
     check_dataset(dataset)
     sim = dataset / SIM_DIR
-    if not (sim / "outcome_summary").is_dir():
+    info = check_simulation(dataset)
+    if info is None:
         raise InputError(str(dataset), "no simulation in this dataset; run thpreplay simulate first")
     summary = read_table(sim, "outcome_summary")
     outcomes = read_table(sim, "outcomes")
     series = read_table(sim, "memory_series")
-    info = json.loads((sim / "simulation.json").read_text())
     meta = _metadata(dataset)
     policies = summary["policy"].to_list()
     validation = None

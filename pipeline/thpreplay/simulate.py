@@ -9,16 +9,17 @@ the new one, never a mix; a lock file refuses a second simulate of the same data
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from thpreplay import schemas
-from thpreplay.atomic import clean_stale, exclusive_lock, io_error_reason, make_tmp, replace_dir
+from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
+from thpreplay.dataset import check, locate_damage, simulating
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.gfp import parse_release
@@ -67,25 +68,10 @@ def _sysctl(dataset: Path) -> dict[str, str]:
 
 
 def check_dataset(dataset: Path) -> None:
-    """A dataset this thpreplay can read: its dataset.json names this format version and, for every
-    table it has, the schema version declared in schemas/ (a dataset from another version is refused
-    with what to do, rather than read with columns that mean something else)."""
-    path = dataset / "dataset.json"
-    if not path.is_file():
-        raise InputError(str(dataset), "not a thpreplay dataset (no dataset.json); make one with thpreplay ingest")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(str(path), f"unreadable dataset record: {e}") from None
-    if not isinstance(info, dict) or info.get("format") != "thpreplay-dataset":
-        raise InputError(str(path), "not a thpreplay dataset record")
-    if info.get("version") != schemas.DATASET_FORMAT:
-        raise InputError(str(dataset), f"dataset format version {info.get('version')}; this thpreplay reads version "
-                         f"{schemas.DATASET_FORMAT}: ingest the capture again")
-    for table, made in sorted((info.get("schemas") or {}).items()):
-        if table in schemas.all_tables() and made != schemas.load(table).id:
-            raise InputError(str(dataset), f"made with schema {made}; this thpreplay reads {schemas.load(table).id}: "
-                             "ingest the capture again")
+    """A dataset this thpreplay can read (dataset.check): its dataset.json names this format version and,
+    for every table, the schema version declared in schemas/, and every Parquet part matches it (a
+    dataset from another version, or a damaged one, is refused with what to do)."""
+    check(dataset)
 
 
 def captured_settings(dataset: Path, meta: dict | None = None) -> tuple[str | None, str | None]:
@@ -102,8 +88,21 @@ def captured_settings(dataset: Path, meta: dict | None = None) -> tuple[str | No
 
 def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | None = None,
             madvised: bool | None = None, params: Params | None = None) -> Inputs:
+    """The replay inputs of a dataset (checked first). A read that fails inside a part whose footer was
+    whole is reported as that part's damage."""
     dataset = Path(dataset)
     check_dataset(dataset)
+    try:
+        return _prepare(dataset, enabled, defrag, madvised, params)
+    except (pl.exceptions.PolarsError, pa.ArrowException) as e:
+        damage = locate_damage(dataset, e)
+        if damage is None:
+            raise
+        raise damage from None
+
+
+def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: bool | None,
+             params: Params | None) -> Inputs:
     params = params or Params()
     meta = _metadata(dataset)
     if meta.get("untimed_events"):  # event lines without a prefix (ingest's "events" format)
@@ -272,14 +271,9 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationR
     return SimulationResult(inputs, runs, summary)
 
 
-def _lock(dataset: Path):
-    fd = exclusive_lock(dataset / ".simulate.lock")
-    if fd is None:
-        raise OutputError(f"{dataset}: another thpreplay simulate is writing this dataset")
-    return fd
-
-
-def write(result: SimulationResult) -> Path:
+def write(result: SimulationResult, before_publish=None) -> Path:
+    """Write the simulation into the dataset; before_publish() is called just before it is put in place
+    (simulate's check that the dataset is still the one it read)."""
     dataset = result.inputs.dataset
     clean_stale(dataset / SIM_DIR)  # what a killed simulate left (the lock makes this one the only writer)
     try:
@@ -305,11 +299,13 @@ def write(result: SimulationResult) -> Path:
         )
         (tmp / "simulation.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
         final = dataset / SIM_DIR
+        if before_publish is not None:
+            before_publish()
         replace_dir(tmp, final)
         return final
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = io_error_reason(e, dataset) if isinstance(e, Exception) else None
+        reason = io_error_reason(e, dataset) if isinstance(e, Exception) and not isinstance(e, ThpreplayError) else None
         if reason is None:
             raise
         raise OutputError(f"{dataset}: writing the simulation failed: {reason}") from None
@@ -317,18 +313,17 @@ def write(result: SimulationResult) -> Path:
 
 def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels: list[str] | None = None,
              enabled: str | None = None, defrag: str | None = None, madvised: bool | None = None,
-             params_file: str | None = None, progress=None, on_start=None) -> SimulationResult:
+             params_file: str | None = None, progress=None, on_start=None, wait: bool = False) -> SimulationResult:
+    """Replay and write DATASET/simulation/. The dataset is read-locked throughout and its simulate lock
+    held (a second simulate is refused, or waits with wait=True); see dataset.py."""
     dataset = Path(dataset)
     check_dataset(dataset)
     chosen = select_policies(policies, kernels)
     params = Params.load(params_file)
-    fd = _lock(dataset)
-    try:
+    with simulating(dataset, wait=wait) as still_there:
         inputs = prepare(dataset, enabled=enabled, defrag=defrag, madvised=madvised, params=params)
         if on_start:
             on_start(inputs.demand.ops.height * len(chosen))
         result = replay(inputs, chosen, progress=progress)
-        write(result)
+        write(result, before_publish=still_there)
         return result
-    finally:
-        os.close(fd)

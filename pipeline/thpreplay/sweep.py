@@ -169,10 +169,12 @@ def run_prepare(dataset: str, enabled: str, defrag: str, params: Params):
     """The replay inputs of one capture under one setting, shared by its policies' tasks (as in
     `thpreplay simulate`; replay does not change them). Dask keeps them on the worker that made them
     and runs the policies there, moving them (~14 MB for the largest sample) only to balance the load."""
+    from thpreplay.dataset import reading
     from thpreplay.simulate import prepare
 
     try:
-        return prepare(dataset, enabled=enabled, defrag=defrag, params=params)
+        with reading(dataset):  # not replaced while it is read (an ingest --force of an input dataset waits)
+            return prepare(dataset, enabled=enabled, defrag=defrag, params=params)
     except ThpreplayError as e:
         return Failed(e.message)
 

@@ -57,6 +57,7 @@ from pathlib import Path
 
 import polars as pl
 
+from thpreplay.dataset import reading
 from thpreplay.errors import InputError, ThpreplayError
 from thpreplay.policy.registry import get_policy, resolve_kernel
 from thpreplay.sim.params import Params
@@ -428,6 +429,11 @@ def confusion_matrix(confusion: pl.DataFrame, a: str, b: str, top: int = 8) -> t
 def validate(dataset, *, policy: str | None = None, kernel: str | None = None, tolerance: float = 0.10,
              small: int = 5, params_file: str | None = None) -> Validation:
     params = Params.load(params_file)
+    with reading(dataset):  # not replaced while it is read (dataset.py)
+        return _validate(dataset, policy, kernel, tolerance, small, params)
+
+
+def _validate(dataset, policy, kernel, tolerance, small, params) -> Validation:
     inputs = prepare(dataset, params=params)
     declared = (state.snapshot_text(inputs.dataset, "thp_policy") or "").strip()
     if policy:

@@ -50,7 +50,13 @@ def read_table(dataset: Path, table: str, columns: list[str] | None = None) -> p
     files = sorted((dataset / table).glob("*.parquet"))
     if not files:
         raise InputError(str(dataset / table), "table missing from the dataset (run thpreplay ingest again)")
-    return pl.read_parquet([str(f) for f in files], columns=columns, glob=False)  # a path is a path, not a pattern
+    try:
+        return pl.read_parquet([str(f) for f in files], columns=columns, glob=False)  # a path is a path, not a pattern
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+        # damaged inside although its footer was checked (dataset.check): name the part
+        from thpreplay.dataset import REINGEST, RESIMULATE, SIM_DIR, damaged_part
+
+        raise damaged_part(files, columns, e, RESIMULATE if dataset.name == SIM_DIR else REINGEST) from None
 
 
 def snapshot_text(dataset: Path, name: str) -> str | None:
