@@ -112,7 +112,7 @@ static PyObject *cut(PyObject *self, PyObject *args)
 		if (fits) {
 			/* Every field is read exactly where, and as strictly as, text._header (fixed=True)
 			 * reads it: a line this accepts gets the values the polars path gives it, and any
-			 * other line goes to the polars path (tests/test_parse_properties.py compares). */
+			 * other line goes to the polars path (tests/test_prefix_forms.py and test_samples.py compare). */
 			const unsigned char *L = d + s;
 			fits = ob > 17 && cb > ob + 2 && tc > cb && L[ob] == ' ' && L[ob + 1] == '[' && L[cb] == ']' &&
 			       L[tc] == ':' && L[tc + 1] == ' ';
