@@ -195,15 +195,18 @@ def damaged_part(files: list[Path], columns: list[str] | None, error: Exception,
 
 def locate_damage(dataset: Path, error: Exception) -> InputError | None:
     """After a read of the dataset failed in the reader (its footers were whole): the error naming the
-    first ingest part that cannot be read in full, or None when every part reads (not damaged data)."""
+    first part (ingest tables, then the simulation's) that cannot be read in full, or None when every
+    part reads (the failure was not damaged data)."""
     import polars as pl
 
-    for table in schemas.ingest_tables():
-        for f in sorted((Path(dataset) / table).glob("*.parquet")):
+    tables = [(t, Path(dataset) / t, REINGEST) for t in schemas.ingest_tables()]
+    tables += [(t, Path(dataset) / SIM_DIR / t, RESIMULATE) for t in schemas.SIMULATION_TABLES]
+    for _, directory, remedy in tables:
+        for f in sorted(directory.glob("*.parquet")):
             try:
                 pl.read_parquet(str(f), glob=False)
             except Exception as e:  # noqa: BLE001 (whatever the reader raises for damaged data)
-                return InputError(str(f), f"damaged Parquet data ({_first_line(e)}); {REINGEST}")
+                return InputError(str(f), f"damaged Parquet data ({_first_line(e)}); {remedy}")
     return None
 
 

@@ -25,7 +25,7 @@ import polars as pl
 
 from thpreplay import schemas
 from thpreplay.atomic import io_error_reason, write_file
-from thpreplay.dataset import check_simulation, reading
+from thpreplay.dataset import check_simulation, locate_damage, reading
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.simulate import SIM_DIR, check_dataset
 from thpreplay.sweep import DATASETS, is_sweep
@@ -262,6 +262,12 @@ def _run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
                 rel = con.sql(st.query)
                 result = rel.pl() if rel is not None else pl.DataFrame()
         except duckdb.Error as e:
+            if not isinstance(e, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+                # failed while reading: a part damaged behind a whole footer is named, not blamed on the SQL
+                for d in datasets:
+                    damage = None if is_sweep(d) else locate_damage(Path(d), e)
+                    if damage is not None:
+                        raise damage from None
             raise QueryError(f"SQL: {_one_line(e)}") from None
         return result
 
