@@ -84,6 +84,15 @@ def rel(p: Path) -> str:
 # ------------------------------------------------------------------------------- damaged datasets
 
 
+def test_a_whole_dataset_passes_its_checks(ds):
+    """The checks accept what ingest and simulate write (a capture without THP faults: its report shows
+    an empty latency figure rather than failing on the log scale)."""
+    procs = run_all([["simulate", "ds", "--policy", "local-only-4.8", "-q"], ["query", "ds", "select count(*) AS n "
+                     "FROM page_alloc", "--format", "csv"], ["report", "ds", "-q", "-o", "r.html"]], ds.parent)
+    assert [(p.returncode, p.stderr) for p in procs] == [(0, b"")] * 3
+    assert procs[1].stdout == b"n\n18\n" and procs[2].stdout == b"report: r.html\n"
+
+
 def test_a_part_cut_short(ds):
     """A Parquet file keeps its footer at the end: a copy cut short has none."""
     p = part(ds, "page_alloc")

@@ -66,6 +66,11 @@ def _latency_boxes(outcomes: pl.DataFrame, policies: list[str]) -> str:
     # at least 1 µs each, for the log scale (a fault the model charges nothing is cheaper than that)
     data = [(outcomes.filter(pl.col("policy") == p)["latency_ns"].to_numpy() / 1000.0).clip(1.0) for p in policies]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(policies) + 1.2))
+    if not any(len(d) for d in data):  # a capture without THP faults: nothing to put on a log scale
+        ax.text(0.5, 0.5, "no THP faults in this capture", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title("Fault latency per policy")
+        return _svg(fig)
     ax.boxplot(data, orientation="horizontal", tick_labels=policies, showfliers=True, flierprops={"markersize": 2})
     ax.invert_yaxis()
     ax.set_xscale("log")
