@@ -352,3 +352,23 @@ def test_a_new_dataset_that_appeared_meanwhile_is_not_replaced_without_force(tmp
         publish(tmp, out, False, atomic.replace_dir)
     assert e.value.message == f"{out}: already exists; use --force to replace it"
     assert (out / "dataset.json").read_text() == "{}"
+
+
+def test_ingest_waits_at_the_end_for_a_command_that_began_during_it(tmp_path):
+    """ingest --force checked at its start that nobody used the dataset; one that began meanwhile is
+    waited for (and the wait said), not replaced under it. The test is the reader, and lets go when told."""
+    out, built = tmp_path / "ds", tmp_path / "built"
+    for d, text in ((out, "old"), (built, "new")):
+        d.mkdir()
+        (d / "dataset.json").write_text(text)
+    fd = hold(out, fcntl.LOCK_SH)
+    told = []
+
+    def on_wait(message: str) -> None:
+        told.append(message)
+        assert (out / "dataset.json").read_text() == "old"  # not replaced while the reader holds it
+        os.close(fd)
+
+    publish(built, out, True, atomic.replace_dir, on_wait)
+    assert told == [f"waiting for another process to finish with {out}"]  # /proc/locks names other processes
+    assert (out / "dataset.json").read_text() == "new" and not built.exists()
