@@ -9,6 +9,7 @@ README there). The C prefix cutter and the polars path must read every line the 
 from __future__ import annotations
 
 import json
+import re
 
 import polars as pl
 import pytest
@@ -63,6 +64,19 @@ def test_perf_field_lists(tmp_path, monkeypatch, name, rows, warning):
     assert table(ds, "page_alloc").sort("line").select(cols).equals(
         table(tmp_path / "ref", "page_alloc").sort("line").select(cols))
     assert run_cli(["simulate", "ds", "-q"], tmp_path).returncode == 0
+
+
+def test_time_without_its_colon():
+    """A timestamp not followed by ':' reads the same (the fixed-width paths are not used for it)."""
+    lines = (BAD / "perf-raw-hex-gfp.txt").read_text().splitlines()
+    bare = [re.sub(r"(\d{4}\.\d{9}):", r"\1 ", ln) for ln in lines]
+    frames = []
+    for text in (lines, bare):
+        layout = detect_layout(text, detect_format(text, "t"))
+        r = parse_lines(pl.DataFrame({"line": list(range(1, 14)), "text": text}), layout, "t", unterminated_last=False)
+        frames.append((layout.fixed, r.tables["page_alloc"], r.rejects.height))
+    assert frames[1][0] is None and frames[1][2] == 0
+    assert frames[1][1].equals(frames[0][1])
 
 
 def test_perf_without_time_is_refused(tmp_path):

@@ -218,7 +218,8 @@ def detect_layout(sample_lines: list[str], fmt: str) -> Layout:
     frac = fracs.pop() if len(fracs) == 1 else None
     frac_digits = frac if frac is not None and 0 < frac <= 9 else None
     layout = Layout(fmt, width, tgid > 0 and fmt != "perf", fixed, frac_digits, columns)
-    if layout.generic or (fmt == "perf" and tgid):  # the fixed-width paths read comm, tid, cpu, time only
+    # the fixed-width paths read comm, tid, cpu, time followed by ": " only
+    if layout.generic or (fmt == "perf" and (tgid or (fixed and fixed[3] < 0))):
         layout = Layout(fmt, width, layout.tgid, None, frac_digits, columns)
     return layout
 
