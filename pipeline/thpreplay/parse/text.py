@@ -54,11 +54,39 @@ _PERF_VARIANTS = sorted(
     (tuple(c for i, c in enumerate(PERF_COLUMNS) if mask >> i & 1) for mask in range(1 << len(PERF_COLUMNS))),
     key=lambda cols: -len(cols),
 )
-_PERF_VARIANT_RE = {cols: re.compile(_perf_re(cols)) for cols in _PERF_VARIANTS}
 _PERF_RE = _perf_re(PERF_COLUMNS)
 _EVENTS_RE = _perf_re(())
 _HEADER_RE = {"ftrace": _FTRACE_RE, "trace-cmd": _FTRACE_RE, "perf": _PERF_RE, "events": _EVENTS_RE}
-_PY_RE = {k: re.compile(v) for k, v in _HEADER_RE.items()}
+
+
+# The patterns above run in polars (Rust's regex, linear time) over every line. Format and layout
+# detection also match sample lines with Python's backtracking engine, where the same patterns are cubic
+# in a run of blanks (a 1,000-blank line took 80 s under the perf pattern; the fuzzer found it). For
+# that engine: blanks and digits are taken possessively (nothing after them can start with one, so no
+# match is lost), comm ends in a non-blank (a lazy comm never ends in one where the pattern matches),
+# and only a line's first _SCAN characters are looked at (every prefix is far shorter; the payload is
+# `.*`, so a cut line matches as the whole one does).
+_SCAN = 512
+
+
+def _for_python(pattern: str) -> re.Pattern:
+    safe = (pattern.replace(r"^\s*", r"^\s*+").replace(r"\s+", r"\s++").replace(r"\d+", r"\d++")
+            .replace(r"(?P<comm>.*?)", r"(?P<comm>.*?\S)"))
+    return re.compile(safe)
+
+
+class _SampleRegex:
+    """A compiled _for_python pattern whose match looks at the first _SCAN characters only."""
+
+    def __init__(self, pattern: str):
+        self.rx = _for_python(pattern)
+
+    def match(self, line: str) -> re.Match | None:
+        return self.rx.match(line[:_SCAN])
+
+
+_PERF_VARIANT_RE = {cols: _SampleRegex(_perf_re(cols)) for cols in _PERF_VARIANTS}
+_PY_RE = {k: _SampleRegex(v) for k, v in _HEADER_RE.items()}
 
 
 def _perf_reads(cols: tuple[str, ...], line: str) -> bool:
