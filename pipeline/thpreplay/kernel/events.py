@@ -105,7 +105,9 @@ EVENTS: dict[str, EventSpec] = {
             "migratetype": ("migratetype", "int"),
             "gfp_flags": ("gfp_flags", "gfp"),
         },
-        required=("pfn", "order", "gfp_flags"),
+        # migratetype is in every kernel's print format since the event came (2.6.33): a line without it is
+        # damaged, and the replay needs it (the block a small allocation takes)
+        required=("pfn", "order", "migratetype", "gfp_flags"),
     ),
     # Every page block the buddy allocator takes back, with its order, whatever the path: "Since
     # v2.6.33-5426-gc475dab kernel trigger mm_page_free_direct for all freed pages, not only for directly

@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from thpreplay.errors import InputError, OutputError
+from thpreplay.errors import InputError, OutputError, SchemaError
 from thpreplay.sim.state import read_table
 
 OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE, OP_MIGRATE, OP_STEAL = 0, 1, 2, 3, 4, 5
@@ -119,6 +119,10 @@ _DTYPES = dict(OP_COLUMNS)
 
 
 def to_columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    for name, _ in OP_COLUMNS:  # a null would be cast to a silently wrong integer
+        if frame[name].null_count():
+            line = frame.filter(pl.col(name).is_null())["line"][0]
+            raise SchemaError(f"demand: op column {name!r} is null for trace line {line}; a bug, please report it")
     return {name: np.ascontiguousarray(frame[name].to_numpy(), dtype=dtype) for name, dtype in OP_COLUMNS}
 
 

@@ -40,6 +40,33 @@ import polars as pl
 from thpreplay.errors import InputError
 
 PB = 512
+# Peak bytes per modelled page while the initial state is built: about eight per-page numpy bool arrays
+# here, plus the replay core's Block (~560 bytes per 512 pages). Measured, rounded up.
+MODEL_BYTES_PER_PAGE = 12
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_fits(dataset: Path, npages: int, base: int, end: int, inferred: bool) -> None:
+    """A topology the model cannot hold is one line, not a MemoryError or the OOM killer: hostile or
+    damaged pfns in a trace without zoneinfo can make the inferred span terabytes wide."""
+    need, avail = npages * MODEL_BYTES_PER_PAGE, _available_bytes()
+    if avail is None or need <= avail:
+        return
+    why = (f"inferred from the trace's pfns ({base:#x}..{end:#x}): pass --topology with the capturing machine's "
+           "zoneinfo to ingest, or look for damaged pfns" if inferred else "from the bundle's zoneinfo")
+    raise InputError(str(dataset / "topology"),
+                     f"the zones span {npages:,} pages ({npages * 4096 / 2**40:.1f} TiB), {why}; modelling them "
+                     f"needs about {need / 2**30:.0f} GiB and {avail / 2**30:.0f} GiB is available")
 KERNEL_RUN = 8
 ZONE_TYPES = {"DMA": 0, "DMA32": 1, "Normal": 2, "Movable": 3, "Device": 4, "all": 2}
 MT_INDEX = {"Unmovable": 0, "Movable": 1, "Reclaimable": 2, "HighAtomic": 0, "CMA": 1, "Isolate": 1, "all": 1}
@@ -238,6 +265,7 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     end = -(-max(z.end for z in zones) // PB) * PB
     nblocks = (end - base) // PB
     npages = nblocks * PB
+    _check_fits(dataset, npages, base, end, bool(inferred))
 
     # zonelists: own zones highest first, then other nodes by distance (ties by node id)
     dist_rows = {row["node"]: row["distances"] for row in topo.unique("node").iter_rows(named=True)}
