@@ -80,12 +80,11 @@ def cluster_start(workers: int) -> float:
     from distributed import Client
 
     t = time.perf_counter()
-    client, cluster = sw._client(None, workers)
-    client.run(lambda: None)  # every worker up and answering
+    engine = sw._Engine(None, workers)
+    engine.client.run(lambda: None)  # every worker up and answering
     elapsed = time.perf_counter() - t
-    client.close()
-    cluster.close()
-    assert isinstance(client, Client)
+    engine.close()
+    assert isinstance(engine.client, Client)
     return elapsed
 
 

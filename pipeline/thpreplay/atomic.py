@@ -13,10 +13,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import io
 import os
 import re
 import shutil
 import tempfile
+from functools import cache
 from pathlib import Path
 
 _AT_FDCWD = -100
@@ -55,8 +57,19 @@ def exclusive_lock(path: Path) -> int | None:
 
 
 def make_tmp(final: Path) -> Path:
-    """A hidden directory beside final to build it in (named after this process, see clean_stale)."""
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    """A hidden directory beside final to build it in (named after this process, see clean_stale), with
+    the permissions of an ordinary new directory (the umask's), not mkdtemp's owner-only 0700."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+@cache
+def _umask() -> int:
+    """The process's umask (read once: reading it means setting it for an instant)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
@@ -73,24 +86,37 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# a process's own open files by name: written in place, never replaced (what they name is not a path)
+_STREAM = re.compile(r"/dev/(?:stdout|stderr|fd/\d+)|/proc/(?:self|thread-self|\d+)/fd/\d+")
+
+
 def write_file(final: Path, write) -> None:
     """Write the file final through write(path): into a temporary file beside it, flushed to disk, then
-    renamed over final, so that a write that fails or is interrupted leaves final as it was. A target
-    that exists and is not a regular file (a FIFO, a device, /dev/stdout) is written in place: it has
-    no contents to keep. Raises OSError (or what write raises); the temporary file never stays."""
+    renamed over final, so that a write that fails or is interrupted leaves final as it was. A symbolic
+    link stays and the file it names is replaced. The standard streams by name (/dev/stdout, /dev/fd/N)
+    and a target that exists and is not a regular file (a FIFO, a device) are written in place: they
+    have no contents to keep. Raises OSError (or what write raises), whose filename is final's directory
+    when no file can be made there (/proc, /sys); the temporary file never stays."""
     final = Path(final)
+    if _STREAM.fullmatch(str(final.absolute())):
+        write(final)
+        return
+    if final.is_symlink():
+        final = Path(os.path.realpath(final))
     if final.exists() and not final.is_file():
         if final.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(final))
         write(final)
         return
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.absolute().parent)
+    parent = final.absolute().parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=parent)
+    except OSError as e:  # nothing can be created there (/proc, /sys, a read-only or missing directory)
+        raise OSError(e.errno, e.strerror, str(final if e.errno == errno.ENAMETOOLONG else parent)) from None
     os.close(fd)
     tmp = Path(name)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file, not mkstemp's 0600
+        os.chmod(tmp, 0o666 & ~_umask())  # as an ordinary new file, not mkstemp's 0600
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -143,3 +169,31 @@ def clean_stale(final: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+def write_parquet(frame, path: Path, **options) -> None:
+    """The polars frame as a Parquet file at path: encoded in memory by polars and written by Python, so
+    that a failed write is an OSError naming path with the system's reason. (polars' own file writer
+    reports a full disk or a file-size limit as a broken Parquet stream, or as a bare os error number.)"""
+    buf = io.BytesIO()
+    frame.write_parquet(buf, **options)
+    with open(path, "wb") as f:
+        f.write(buf.getbuffer())
+
+
+def write_output(final: Path, write) -> None:
+    """write_file for a file the user named (query -o, report): a failed write is a one-line OutputError
+    naming it with the system's reason (a full disk, a file-size limit, an I/O error, /proc)."""
+    from thpreplay.errors import OutputError
+
+    final = Path(final)
+    parent = final.absolute().parent
+    try:
+        write_file(final, write)
+    except Exception as e:
+        reason = io_error_reason(e, parent)
+        if reason is None:
+            raise
+        if isinstance(e, OSError) and e.filename == str(parent):
+            raise OutputError(f"{final}: cannot write in {parent}: {reason}") from None
+        raise OutputError(f"{final}: cannot write: {reason}") from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,10 +24,20 @@ app = typer.Typer(
 BIG_INPUT = 64 << 20
 
 
+def printable(text: str) -> str:
+    """text as one printable line: bytes of a path that are not UTF-8 (Python's surrogate escapes) and
+    control characters, a newline in a file name included, are shown as \\xNN."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name gave
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _fail(err: ThpreplayError) -> None:
-    typer.echo(f"thpreplay: {err.message}", err=True)
+    typer.echo(f"thpreplay: {printable(err.message)}", err=True)
     if err.hint:
-        typer.echo(f"hint: {err.hint}", err=True)
+        typer.echo(f"hint: {printable(err.hint)}", err=True)
     raise typer.Exit(1)
 
 
@@ -218,6 +231,7 @@ def query(
 ) -> None:
     """DuckDB SQL over the dataset's tables (a view each, with a `dataset` column); see `thpreplay schema`."""
     from thpreplay import query as q
+    from thpreplay.inputs import read_small_text
 
     if fmt not in ("table", "csv", "json", "parquet"):
         typer.echo("thpreplay: --format is table, csv, json or parquet", err=True)
@@ -225,15 +239,13 @@ def query(
     if (sql is None) == (file is None):
         typer.echo("thpreplay: give the SQL as an argument, '-' for stdin, or --file", err=True)
         raise typer.Exit(2)
+    datasets = [dataset, *(more or [])]
     try:
-        if file is not None:
-            try:
-                sql = file.read_text()
-            except OSError as e:
-                raise ThpreplayError(f"{file}: cannot read: {e.strerror}") from None
-        elif sql == "-":
-            sql = sys.stdin.read()
-        text = q.write(q.run([dataset, *(more or [])], sql), fmt, output)
+        if file is not None or sql == "-":
+            sql = read_small_text(file if file is not None else "-", q.MAX_SQL_BYTES, "SQL")
+        if output is not None:
+            q.check_output(output, datasets)
+        text = q.write(q.run(datasets, sql), fmt, output)
     except ThpreplayError as e:
         _fail(e)
     if text:
@@ -272,18 +284,90 @@ def schema(table: Annotated[str | None, typer.Argument(help="One table or view")
         _fail(e)
 
 
-def main() -> None:
+class StdoutFailed(Exception):
+    """Writing to stdout failed (a full disk, a file-size limit, an I/O error, a closed pipe)."""
+
+
+class _Stdout(io.RawIOBase):
+    """File descriptor 1 under sys.stdout. The first write that fails is kept and raised as StdoutFailed
+    (not an OSError, so that no library code takes it for its own file); later writes are dropped, so
+    that nothing retries them or reports them again when Python exits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 1
+
+    def isatty(self) -> bool:
+        return os.isatty(1)
+
+    def write(self, data) -> int:
+        if self.error is not None:
+            return len(data)
+        try:
+            return os.write(1, data)
+        except OSError as e:
+            self.error = e
+            raise StdoutFailed(e.strerror) from None
+
+
+def _guard_stdout() -> _Stdout | None:
+    """Put sys.stdout over a _Stdout (same encoding and buffering), when it writes to fd 1."""
+    try:
+        if sys.stdout.fileno() != 1:
+            return None
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        return None
+    raw = _Stdout()
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=sys.stdout.encoding, errors=sys.stdout.errors,
+                                  line_buffering=sys.stdout.line_buffering)
+    return raw
+
+
+def _run() -> int | str | None:
+    """The command; its exit status."""
     try:
         app()
-    except BrokenPipeError:  # e.g. `thpreplay ... | head`
-        sys.stderr.close()
-        sys.exit(1)
+    except SystemExit as e:
+        # typer turns a Ctrl-C that no command handled into exit status 130 without a word
+        if isinstance(getattr(e.__context__, "__cause__", None), KeyboardInterrupt):
+            print("thpreplay: interrupted", file=sys.stderr)
+        return e.code
+    except StdoutFailed:  # reported by main
+        return 1
+    except BrokenPipeError:  # stderr, or a stream of the library's own
+        return 1
     except KeyboardInterrupt:  # a command without its own handler, or before it began
         print("thpreplay: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except Exception as e:  # a bug: still one line, with a way to get the traceback
         if os.environ.get("THPREPLAY_DEBUG"):
             raise
-        print(f"thpreplay: internal error: {type(e).__name__}: {e} (set THPREPLAY_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        sys.exit(1)
+        print(f"thpreplay: internal error: {type(e).__name__}: {printable(str(e))} (set THPREPLAY_DEBUG=1 for a "
+              "traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> None:
+    """The console script. Output that could not be written to stdout (a full disk, `| head` closing the
+    pipe) is never a success: one line, `thpreplay: stdout: No space left on device` (nothing for a
+    closed pipe, whose reader chose to stop), and exit status 1 unless the command already failed."""
+    stdout = _guard_stdout()
+    code = _run()
+    if stdout is not None:
+        try:
+            sys.stdout.flush()
+        except StdoutFailed:
+            pass
+        if stdout.error is not None:
+            if stdout.error.errno != errno.EPIPE:
+                print(f"thpreplay: stdout: {stdout.error.strerror}", file=sys.stderr)
+            code = code if code not in (0, None) else 1
+    sys.exit(code)

@@ -305,3 +305,24 @@ def read_chunks(
     finally:
         if stream is None and raw is not sys.stdin.buffer:
             raw.close()  # a _Watched stdin is not closed (owned=False)
+
+
+def read_small_text(path: str | Path, limit: int, what: str) -> str:
+    """A small text file an option names (`--file` SQL, `--params` TOML; '-' is stdin): UTF-8 and at most
+    limit bytes, else a one-line InputError naming it. A device or a pipe that never ends (/dev/zero) is
+    refused at the limit, not read into memory."""
+    name = str(path)
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+    except OSError as e:
+        raise InputError(name, f"cannot read: {e.strerror}") from None
+    if len(data) > limit:
+        raise InputError(name, f"more than {limit >> 20} MiB: too large for {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(name, f"not UTF-8 text (byte 0x{data[e.start]:02x})", line=data[:e.start].count(b"\n") + 1) from None

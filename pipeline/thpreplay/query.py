@@ -16,6 +16,7 @@ locked to the sweep directory.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -24,7 +25,7 @@ import duckdb
 import polars as pl
 
 from thpreplay import schemas
-from thpreplay.atomic import io_error_reason, write_file
+from thpreplay.atomic import write_output, write_parquet
 from thpreplay.dataset import check_simulation, locate_damage, reading
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.simulate import SIM_DIR, check_dataset
@@ -84,6 +85,9 @@ class QueryError(ThpreplayError):
     """The SQL failed (DuckDB's message, on one line)."""
 
 
+MAX_SQL_BYTES = 16 << 20  # --file and stdin: past this it is not a query (/dev/zero)
+
+
 def _view_sql(table: str, parts: list[tuple[str, list[Path]]]) -> str:
     schema = schemas.load(table)
     selects = []
@@ -116,12 +120,30 @@ MACROS = {
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
 
 
+_TMP_HINT = "set TMPDIR to a directory with space"
+
+
 class _Session:
     """The views built in a throw-away database file, reopened read-only with file access locked to the
     datasets' Parquet parts: user SQL can read them and nothing else, and can change nothing."""
 
     def __init__(self, datasets: list[str | Path]):
-        self._tmp = tempfile.TemporaryDirectory(prefix="thpreplay-query-")
+        where = os.environ.get("TMPDIR") or "/tmp"
+        try:
+            self._tmp = tempfile.TemporaryDirectory(prefix="thpreplay-query-")
+            where = str(Path(self._tmp.name).parent)
+        except OSError as e:
+            raise OutputError(f"{where}: cannot make the query's scratch directory: {e.strerror}", hint=_TMP_HINT) from None
+        try:
+            self._open(datasets)
+        except BaseException as e:
+            self._tmp.cleanup()
+            if isinstance(e, duckdb.IOException) and self._tmp.name in str(e):  # a full /tmp, a size limit
+                reason = _one_line(e).rsplit(": ", 1)[-1]
+                raise OutputError(f"{where}: cannot write the query's scratch database: {reason}", hint=_TMP_HINT) from None
+            raise
+
+    def _open(self, datasets: list[str | Path]) -> None:
         path = str(Path(self._tmp.name) / "views.duckdb")
         if any(is_sweep(d) for d in datasets):
             files, dirs = [], _build_sweep_views(path, datasets)
@@ -246,6 +268,10 @@ def run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
 
 
 def _run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as e:  # bytes of the command line that are not UTF-8
+        raise QueryError(f"SQL: not UTF-8 text (byte 0x{ord(sql[e.start]) & 0xFF:02x})") from None
     with connect(datasets) as con:
         try:
             statements = con.extract_statements(sql)
@@ -272,15 +298,14 @@ def _run(datasets: list[str | Path], sql: str) -> pl.DataFrame:
         return result
 
 
-def _write_output(output: Path, write) -> None:
-    """The result file, whole or not at all (atomic.write_file), or a one-line OutputError naming it."""
-    try:
-        write_file(output, write)
-    except Exception as e:  # polars and Arrow wrap the OSError of a full disk
-        reason = io_error_reason(e, output.absolute().parent)
-        if reason is None:
-            raise
-        raise OutputError(f"{output}: cannot write: {reason}") from None
+def check_output(output: Path, datasets: list[str | Path]) -> None:
+    """-o may not write into a dataset or sweep the query reads: the file would replace one of its files
+    (dataset.json) or become part of a table."""
+    out = Path(output).resolve()
+    for d in datasets:
+        root = Path(d).resolve()
+        if out == root or root in out.parents:
+            raise OutputError(f"{output}: is inside {d}, which the query reads; choose another -o")
 
 
 def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
@@ -288,7 +313,7 @@ def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
     if fmt == "parquet":
         if output is None:
             raise ThpreplayError("--format parquet needs -o FILE")
-        _write_output(output, frame.write_parquet)
+        write_output(output, lambda path: write_parquet(frame, path))
         return None
     if fmt == "csv":
         text = frame.write_csv()
@@ -299,7 +324,7 @@ def write(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_formatting="MARKDOWN"):
             text = str(frame) + "\n"
     if output is not None:
-        _write_output(output, lambda path: Path(path).write_text(text))
+        write_output(output, lambda path: Path(path).write_text(text, encoding="utf-8"))
         return None
     return text
 

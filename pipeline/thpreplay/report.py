@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 import polars as pl  # noqa: E402
 
+from thpreplay.atomic import write_output  # noqa: E402
 from thpreplay.dataset import check_simulation, reading  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
 from thpreplay.sim.state import read_table  # noqa: E402
@@ -118,13 +119,13 @@ th{background:#f2f2f2}td:first-child,th:first-child{text-align:left;white-space:
 .off{color:#b00}"""
 
 
-def _write_page(path: Path, parts: list[str]) -> None:
-    try:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(parts))
-        tmp.replace(path)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+def _write_page(path: Path, parts: list[str], source: Path) -> None:
+    """The page whole or not at all (a failed write keeps the old page), or a one-line error naming it.
+    Inside the dataset or sweep it reports on, only an .html file: nothing of theirs is replaced."""
+    root = source.resolve()
+    if root in path.resolve().parents and path.suffix != ".html":
+        raise OutputError(f"{path}: is inside {source}; a report written there must be an .html file")
+    write_output(path, lambda tmp: Path(tmp).write_text("".join(parts), encoding="utf-8"))
 
 
 def _spread(frame: pl.DataFrame, column: str, label: str, title: str) -> str:
@@ -167,7 +168,7 @@ def build_fleet(sweep: str | Path, output: str | Path | None = None) -> Report:
              "<p class='note'>Made by thpreplay from the sweep's partitions (thpreplay query SWEEP "
              "\"select * from fleet_settings\" gives the table).</p></body></html>\n"]
     path = Path(output) if output else sweep / "report.html"
-    _write_page(path, parts)
+    _write_page(path, parts, sweep)
     return Report(path, fleet, None)
 
 
@@ -228,5 +229,5 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append("<p class='note'>Made by thpreplay from the dataset's simulation; the model, its sources and "
                  "simplifications: docs/model.md.</p></body></html>\n")
     path = Path(output) if output else dataset / "report.html"
-    _write_page(path, parts)
+    _write_page(path, parts, dataset)
     return Report(path, summary, validation)

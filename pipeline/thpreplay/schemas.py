@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from thpreplay.atomic import write_parquet
 from thpreplay.errors import SchemaError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -101,10 +102,10 @@ class TableSchema:
 
     def write(self, frame: pl.DataFrame, path: Path) -> None:
         """One Parquet file with exactly the declared Arrow schema and the schema id in its metadata
-        (polars' writer: about twice as fast here as converting to Arrow and writing with pyarrow)."""
-        self.validated(frame).write_parquet(
-            path, compression="zstd", arrow_schema=self.arrow(), metadata={META_KEY.decode(): self.id}
-        )
+        (polars' writer: about twice as fast here as converting to Arrow and writing with pyarrow). A
+        failed write is an OSError naming the file (atomic.write_parquet)."""
+        write_parquet(self.validated(frame), path, compression="zstd", arrow_schema=self.arrow(),
+                      metadata={META_KEY.decode(): self.id})
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.polars())

@@ -16,16 +16,19 @@ The client and every worker must see SWEEP (and the inputs) at the same path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from thpreplay import schemas
-from thpreplay.atomic import exclusive_lock, io_error_reason, make_tmp, replace_dir
+from thpreplay.atomic import exclusive_lock, io_error_reason, make_tmp, replace_dir, write_output
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.policy.base import PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.sim.params import Params
@@ -250,7 +253,10 @@ def write_partition(final: Path, task: Task, result, params: Params, refused: st
 # Client side.
 
 def _lock(root: Path) -> int:
-    fd = exclusive_lock(root / ".sweep.lock")
+    try:
+        fd = exclusive_lock(root / ".sweep.lock")
+    except OSError as e:
+        raise OutputError(f"{root}: cannot write: {e.strerror}") from None
     if fd is None:
         raise OutputError(f"{root}: another thpreplay sweep is writing this sweep")
     return fd
@@ -279,33 +285,159 @@ def _record(root: Path, captures: list[Capture], policies: list[str], enabled, d
             raise InputError(c.source, f"capture name '{c.name}' already means {known['source']} in {root}",
                              hint="rename the input or write a new sweep")
         ask["captures"][c.name] = {"source": c.source, "dataset": c.dataset}
-    tmp = path.with_name(f".{SWEEP_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(ask, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(ask, indent=1, sort_keys=True) + "\n"
+    write_output(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 # A replay holds its worker's CPU: more local processes than a few per CPU only queue and take memory.
 MAX_WORKERS_PER_CPU = 4
+# and each takes memory: its libraries and one capture's replay (the bundled samples peak near 400 MB)
+WORKER_MEMORY = 512 << 20
 
 
-def _client(scheduler: str | None, workers: int):
+def _available_memory() -> int | None:
+    """Bytes of memory available to new processes (MemAvailable, within a cgroup v2 limit), or None."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        cg = Path("/sys/fs/cgroup")
+        limit = (cg / "memory.max").read_text().strip()
+        if avail is not None and limit != "max":
+            avail = min(avail, int(limit) - int((cg / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def local_worker_limit() -> tuple[int, str]:
+    """The most worker processes a local cluster may have here, and why: MAX_WORKERS_PER_CPU per CPU,
+    and one per WORKER_MEMORY of available memory (at least one)."""
+    cpus = os.cpu_count() or 1
+    limit, why = MAX_WORKERS_PER_CPU * cpus, f"{cpus} CPUs"
+    avail = _available_memory()
+    if avail is not None and max(1, avail // WORKER_MEMORY) < limit:
+        limit, why = max(1, avail // WORKER_MEMORY), f"{avail / 2**30:.1f} GiB of memory available"
+    return limit, why
+
+
+class _Engine:
+    """The Dask client of a sweep: of the scheduler at an address, or of a local cluster of worker
+    processes that it starts (and stops in close)."""
+
+    def __init__(self, scheduler: str | None, workers: int):
+        self.client = self.cluster = self._runner = None
+        self._sigint = None
+        if threading.current_thread() is threading.main_thread():
+            self._sigint = signal.signal(signal.SIGINT, _quiet_interrupt)
+        try:
+            self._start(scheduler, workers)
+        except BaseException:
+            self.close(now=True)
+            raise
+
+    def _start(self, scheduler: str | None, workers: int) -> None:
+        import logging
+        import multiprocessing
+
+        from distributed import Client, LocalCluster
+
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError, ValueError) as e:
+                raise ThpreplayError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+            return
+        engine = self
+
+        class Cluster(LocalCluster):  # known to close() from its first moment, even if its start is interrupted
+            def __init__(self, **kwargs):
+                engine.cluster = self
+                super().__init__(**kwargs)
+
+        # one thread per worker process: the replay holds the GIL, so processes are the parallelism
+        # no dashboard, and its HTTP server on a free port (the default 8787 warns when another cluster has it)
+        # and polars, whose pool would take every core in each worker, gets its share
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        self._others = {p.pid for p in multiprocessing.active_children()}
+        self._runner = _quiet_loop()
+        Cluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
+                env={"POLARS_MAX_THREADS": share}, loop=self._runner.loop)
+        self.client = Client(self.cluster)
+
+    def close(self, now: bool = False) -> None:
+        """Close the client and the local cluster. now (after a Ctrl-C, or a failed start): at once and
+        quietly: the local workers are killed, whatever they were doing (a partition is built in a
+        hidden directory, which the next run removes)."""
+        if self._sigint is not None:
+            signal.signal(signal.SIGINT, self._sigint)
+        if not now:
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+                self._runner.stop()
+            return
+        import multiprocessing
+
+        _quiet_logs()
+        if self.cluster is None:
+            if self.client is not None:
+                with contextlib.suppress(Exception):
+                    self.client.close()
+            return
+        from distributed.core import Status
+
+        self.cluster.shutdown_on_close = False  # nothing left for distributed's own exit handler
+        for nanny in list(self.cluster.workers.values()):
+            nanny.status = Status.closing  # so that it does not start its worker again
+        # every worker process is gone before this process goes: one still starting when its parent
+        # has exited fails to read its start-up data and says so in a traceback
+        for _ in range(5):
+            ours = [p for p in multiprocessing.active_children() if p.pid not in self._others]
+            if not ours:
+                break
+            for p in ours:
+                p.kill()
+            for p in ours:
+                p.join(2)
+
+
+def _quiet_logs() -> None:
+    """Nothing more from Dask's loggers (each: the command line sets levels of some of them)."""
     import logging
 
-    from distributed import Client, LocalCluster
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("distributed", "asyncio", "tornado")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
-    if scheduler:
-        try:
-            return Client(scheduler, timeout="20s"), None
-        except (OSError, TimeoutError, ValueError) as e:
-            raise ThpreplayError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
-    # one thread per worker process: the replay holds the GIL, so processes are the parallelism
-    # no dashboard, and its HTTP server on a free port (the default 8787 warns when another cluster has it)
-    # and polars, whose pool would take every core in each worker, gets its share
-    share = str(max(1, (os.cpu_count() or 1) // workers))
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
-                           env={"POLARS_MAX_THREADS": share})
-    return Client(cluster), cluster
+
+def _quiet_interrupt(signum, frame):
+    """Ctrl-C during a sweep: Dask's logs go quiet first (the scheduler would log the gather it cancels)."""
+    _quiet_logs()
+    raise KeyboardInterrupt
+
+
+def _quiet_loop():
+    """A started event-loop runner (a thread) for a local cluster whose worker processes never see a
+    Ctrl-C: the thread, which starts them, blocks SIGINT, and a signal mask is inherited across fork and
+    exec. A Ctrl-C at the terminal then reaches only this process, which stops them (_Engine.close)."""
+    from multiprocessing import resource_tracker
+
+    from distributed.utils import LoopRunner
+
+    # multiprocessing unblocks SIGINT in the thread that first starts its resource tracker: start it here
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        runner = LoopRunner(asynchronous=False)
+        runner.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return runner
 
 
 # ("add", n): n more tasks to run (negative: found finished, or not attempted); ("done", label);
@@ -331,10 +463,10 @@ def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None =
             safe_value(kind, v)
     params = Params.load(params_file)
     if scheduler is None:
-        cpus = os.cpu_count() or 1
-        if not 1 <= workers <= MAX_WORKERS_PER_CPU * cpus:
-            raise ThpreplayError(f"--workers {workers}: this machine has {cpus} CPUs, so a local cluster takes 1 to "
-                                 f"{MAX_WORKERS_PER_CPU * cpus} worker processes (use --scheduler for a larger cluster)")
+        limit, why = local_worker_limit()
+        if not 1 <= workers <= limit:
+            raise ThpreplayError(f"--workers {workers}: this machine has {why}, so a local cluster takes 1 to "
+                                 f"{limit} worker processes (use --scheduler for a larger cluster)")
     elif not re.fullmatch(r"(?:[a-z]+://)?[^\s/:]+:\d{1,5}", scheduler):
         raise ThpreplayError(f"--scheduler {scheduler}: not a Dask scheduler address (tcp://HOST:PORT)")
     if root.exists() and not root.is_dir():
@@ -342,19 +474,22 @@ def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None =
     if root.exists() and not is_sweep(root) and any(root.iterdir()):
         raise OutputError(f"{root}: exists and is not a sweep (no {SWEEP_FILE})")
     captures = plan_captures(inputs, root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{root}: cannot create it: {e.strerror}") from None
     fd = _lock(root)
     try:
         _record(root, captures, names, enabled, defrag, params)
         clean_partials(root)
         summary = SweepSummary(root)
-        client, cluster = _client(scheduler, workers)
+        engine = _Engine(scheduler, workers)
         try:
-            _run(client, root, captures, names, enabled, defrag, params, summary, emit)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            _run(engine.client, root, captures, names, enabled, defrag, params, summary, emit)
+        except BaseException:
+            engine.close(now=True)
+            raise
+        engine.close()
         return summary
     finally:
         os.close(fd)

@@ -113,10 +113,10 @@ class Params:
     def load(cls, path: str | Path | None) -> Params:
         if path is None:
             return cls()
+        from thpreplay.inputs import read_small_text
+
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except OSError as e:
-            raise InputError(str(path), f"cannot read: {e.strerror}") from None
+            data = tomllib.loads(read_small_text(path, 1 << 20, "a --params file"))
         except tomllib.TOMLDecodeError as e:
             raise InputError(str(path), f"not valid TOML: {e}") from None
         known = {f.name: f for f in fields(cls) if f.name != "explicit"}
