@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,7 @@ from thpreplay.ingest import ingest
 from thpreplay.record import RecordError, _tracefs, record
 
 from conftest import metadata, read_table
+
 
 def _tracefs_ready() -> bool:
     """Root, and tracefs mounted or mountable (record mounts it as perf does)."""
@@ -70,4 +76,65 @@ def test_record_ftrace_then_ingest(tmp_path):
     ingest([str(b)], ds)
     assert metadata(ds)["trace_formats"] == {str(b / "trace.txt.zst"): "ftrace"}
     # the private tracefs instance is gone
+    assert not [p for p in Path("/sys/kernel/tracing/instances").iterdir() if p.name.startswith("thpreplay-")]
+
+
+THP = str(Path(sys.executable).parent / "thpreplay")
+BACKENDS = [pytest.param("perf", marks=pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")),
+            "ftrace"]
+TRACE = {"perf": "perf.data", "ftrace": "trace.txt.zst"}
+
+
+def _session_has(sid: int, comm: str) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if name == comm and int(rest[3]) == sid:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_ends_the_recording_and_keeps_the_bundle(tmp_path, backend):
+    """Ctrl-C at the terminal (SIGINT to the process group) once the recording runs: the bundle keeps what
+    was recorded, with its snapshots after and "interrupted" in the manifest; one line; exit 130."""
+    b = tmp_path / "bundle"
+    p = subprocess.Popen([THP, "record", "-o", str(b), "--duration", "60", "--backend", backend, "--buffer-kb", "4096"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not _session_has(p.pid, "sleep") and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the sleep of --duration runs: the recording has begun
+    time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    m = re.fullmatch(rf"bundle: {re.escape(str(b))}  \({TRACE[backend]}, interrupted after (\d+\.\d) s\)\n", out)
+    assert m and 0.3 <= float(m[1]) < 30, out
+    assert err == f"thpreplay: interrupted; the bundle keeps the {m[1]} s recorded before it\n"
+    manifest = _check_bundle(b, TRACE[backend])
+    assert (manifest["interrupted"], manifest["exit_code"]) == (True, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    ds = tmp_path / "ds"
+    ingest([str(b)], ds)
+    assert read_table(ds, "page_alloc").height > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_full_disk_leaves_no_bundle(tmp_path, backend):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        r = subprocess.run([THP, "record", "-o", str(small / "b"), "--backend", backend, "--buffer-kb", "4096", "--",
+                            *WORKLOAD], capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stderr) == (
+            1, f"thpreplay: {small}/b: write failed: No space left on device; no bundle written\n")
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
     assert not [p for p in Path("/sys/kernel/tracing/instances").iterdir() if p.name.startswith("thpreplay-")]

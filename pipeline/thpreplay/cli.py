@@ -92,9 +92,17 @@ def record(
                      log=lambda msg: typer.echo(msg, err=True))
     except ThpreplayError as e:
         _fail(e)
+    except KeyboardInterrupt:  # before the recording began
+        typer.echo("thpreplay: interrupted; no bundle written", err=True)
+        raise typer.Exit(130) from None
+    if result.interrupted_after is not None:
+        typer.echo(f"bundle: {result.path}  ({result.trace_name}, interrupted after {result.interrupted_after:.1f} s)")
+        typer.echo(f"thpreplay: interrupted; the bundle keeps the {result.interrupted_after:.1f} s recorded before it",
+                   err=True)
+        raise typer.Exit(130)
     typer.echo(f"bundle: {result.path}  ({result.trace_name}, command exit {result.exit_code})")
     if result.exit_code not in (0, None):
-        raise typer.Exit(result.exit_code)
+        raise typer.Exit(result.exit_code if result.exit_code > 0 else 128 - result.exit_code)  # a signal: 128+N
 
 
 @app.command()

@@ -7,10 +7,14 @@ bundle is never overwritten. Two backends:
           is rendered by the kernel, so gfp names are right even where perf prints raw hex)
 Only the events of kernel/events.py RECORD_EVENTS that this kernel has are enabled; the others are
 named in a warning and in the manifest.
+
+A Ctrl-C ends the recording, not the bundle: what was recorded is kept, with snapshots after it and
+"interrupted": true in the manifest (_CtrlC). A write that fails (a full disk) leaves no bundle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,6 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +47,7 @@ class RecordResult:
     exit_code: int | None
     events: list[str]
     missing: list[str]
+    interrupted_after: float | None = None  # seconds recorded before a Ctrl-C (the bundle keeps them)
 
 
 def _mount_tracefs() -> None:
@@ -171,22 +177,61 @@ def static_files(bundle: Path) -> dict:
     return {"kernel_release": release, "thp": thp, "nodes": nodes}
 
 
-def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable[[str], None]) -> int:
+class _CtrlC:
+    """SIGINT while record runs: noted, never raised, so that the bundle is finished with what was
+    recorded. A Ctrl-C at the terminal reaches perf and the traced command too (they are in its process
+    group); a SIGINT sent to record alone is passed on to its own child (perf, or the sleep of
+    --duration), so that the recording ends the same way. perf stops and writes perf.data whole."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.child: subprocess.Popen | None = None
+
+    def __call__(self, signum, frame) -> None:
+        if self.at is None:
+            self.at = time.time()
+        self._forward()
+
+    def run(self, args: list[str], own: bool, **kwargs) -> subprocess.Popen:
+        """Start args (passed SIGINT when own) and wait for it."""
+        with subprocess.Popen(args, **kwargs) as proc:
+            if own:
+                self.child = proc
+                self._forward()
+            try:
+                proc.communicate()
+            finally:
+                self.child = None
+        return proc
+
+    def _forward(self) -> None:
+        if self.at is not None and self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGINT)
+
+
+def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable[[str], None], ctrl_c: _CtrlC) -> int:
     perf = shutil.which("perf")
     if perf is None:
         raise RecordError("perf is not installed", hint="install perf (Debian: linux-perf) or use --backend ftrace")
-    args = [perf, "record", "-a", "-q", "-m", "16M", "-o", str(bundle / "perf.data")]
+    args = [perf, "record", "-a", "-m", "16M", "-o", str(bundle / "perf.data")]
     for e in events:
         args += ["-e", e]
-    proc = subprocess.run(args + ["--", *command], stderr=subprocess.PIPE, text=True)
-    err = proc.stderr or ""
+    with tempfile.TemporaryFile("w+", errors="replace") as messages:  # not -q: perf says when it cannot write
+        proc = ctrl_c.run(args + ["--", *command], own=True, stderr=messages)
+        messages.seek(0)
+        err = messages.read()
     if "Permission" in err or "perf_event_paranoid" in err or "No permission" in err:
         raise RecordError(
             "perf may not open the tracepoints (permission denied)",
             hint="run as root, or set kernel.perf_event_paranoid=-1",
         )
+    failed = re.search(r"failed to write perf data, error: (.*)", err)
+    if failed:  # a full disk, a file-size limit: perf.data is cut short (the reason is perf's words)
+        raise OSError(0, failed.group(1).strip())
     if not (bundle / "perf.data").exists():
-        last = [ln for ln in err.splitlines() if ln.strip()]
+        if ctrl_c.at is not None:
+            raise KeyboardInterrupt
+        last = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("[ perf record:")]
         raise RecordError(f"perf record failed: {last[-1] if last else 'no perf.data written'}")
     for ln in err.splitlines():
         if "lost" in ln.lower():
@@ -194,8 +239,17 @@ def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable
     return proc.returncode
 
 
+def _control(path: Path, text: str) -> None:
+    """Write a tracefs control file; its refusal is a one-line error naming it."""
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise RecordError(f"{path}: {e.strerror}") from None
+
+
 def _run_ftrace(
-    bundle: Path, tracefs: Path, events: list[str], command: list[str], buffer_kb: int, log: Callable[[str], None]
+    bundle: Path, tracefs: Path, events: list[str], command: list[str], own: bool, buffer_kb: int,
+    log: Callable[[str], None], ctrl_c: _CtrlC,
 ) -> tuple[int, dict]:
     instance = tracefs / "instances" / f"thpreplay-{os.getpid()}"
     try:
@@ -203,14 +257,14 @@ def _run_ftrace(
     except OSError as e:
         raise RecordError(f"cannot create a tracefs instance at {instance}: {e.strerror}") from None
     try:
-        (instance / "buffer_size_kb").write_text(str(buffer_kb))
-        (instance / "set_event").write_text("\n".join(events) + "\n")
-        (instance / "trace").write_text("")
-        (instance / "tracing_on").write_text("1")
+        _control(instance / "buffer_size_kb", str(buffer_kb))
+        _control(instance / "set_event", "\n".join(events) + "\n")
+        _control(instance / "trace", "")
+        _control(instance / "tracing_on", "1")
         try:
-            code = subprocess.run(command).returncode
+            code = ctrl_c.run(command, own=own).returncode
         finally:
-            (instance / "tracing_on").write_text("0")
+            _control(instance / "tracing_on", "0")
         overruns = {}
         for cpu_dir in sorted((instance / "per_cpu").glob("cpu*")):
             stats = _read(cpu_dir / "stats") or ""
@@ -224,7 +278,8 @@ def _run_ftrace(
             cctx.copy_stream(src, dst)
         return code, overruns
     finally:
-        (instance / "set_event").write_text("")
+        with contextlib.suppress(OSError):  # rmdir below removes the instance with its events anyway
+            (instance / "set_event").write_text("")
         for _ in range(10):
             try:
                 instance.rmdir()
@@ -264,22 +319,27 @@ def record(
     run = command or ["sleep", str(duration)]
 
     tmp = parent / f".{output.name}.tmp-{os.getpid()}"
-    tmp.mkdir()
-    old_int = signal.getsignal(signal.SIGINT)
     try:
-        # Let Ctrl-C reach the traced command; record finishes the bundle after it ends.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        tmp.mkdir()
+    except OSError as e:
+        raise RecordError(f"{output}: cannot create it in {parent}: {e.strerror}") from None
+    ctrl_c = _CtrlC()
+    old_int = signal.signal(signal.SIGINT, ctrl_c)
+    try:
         snapshot(tmp, "before")
         manifest = static_files(tmp)
+        if ctrl_c.at is not None:  # before anything was recorded
+            raise KeyboardInterrupt
         started = time.time()
         overruns: dict = {}
         if backend == "perf":
-            code = _run_perf(tmp, events, run, log)
+            code = _run_perf(tmp, events, run, log, ctrl_c)
             trace_name = "perf.data"
         else:
-            code, overruns = _run_ftrace(tmp, tracefs, events, run, buffer_kb, log)
+            code, overruns = _run_ftrace(tmp, tracefs, events, run, not command, buffer_kb, log, ctrl_c)
             trace_name = "trace.txt.zst"
         ended = time.time()
+        interrupted = ctrl_c.at is not None and ctrl_c.at < ended  # a Ctrl-C after it is too late to matter
         snapshot(tmp, "after")
         manifest.update(
             {
@@ -292,7 +352,8 @@ def record(
                 "events_missing": missing,
                 "command": command,
                 "duration_s": duration if not command else None,
-                "exit_code": code,
+                "exit_code": None if interrupted else code,  # the command did not end by itself
+                "interrupted": interrupted,
                 "started_unix": round(started, 3),
                 "ended_unix": round(ended, 3),
                 "ring_buffer_overruns": overruns,
@@ -300,9 +361,12 @@ def record(
         )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         os.rename(tmp, output)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # writing the bundle: a full disk, a file-size limit, an I/O error
+            raise RecordError(f"{output}: write failed: {e.strerror}; no bundle written") from None
         raise
     finally:
         signal.signal(signal.SIGINT, old_int)
-    return RecordResult(output, trace_name, code, events, missing)
+    recorded = max(0.0, ctrl_c.at - started) if interrupted else None
+    return RecordResult(output, trace_name, code, events, missing, interrupted_after=recorded)
