@@ -52,6 +52,9 @@ def ingest(
     kernel_release: Annotated[str | None, typer.Option(
         "--kernel-release", help="Kernel that made the trace (e.g. 3.2, 4.4.0-21), when no bundle says: picks "
         "the gfp table")] = None,
+    input_timeout: Annotated[float | None, typer.Option(
+        "--input-timeout", help="Seconds a pipe, FIFO or stdin may stay silent before ingest gives up "
+        "(default: wait, as cat does)")] = None,
 ) -> None:
     """Read traces into typed Parquet tables (one per event kind) plus topology, metadata and rejects."""
     from thpreplay.ingest import ingest as run
@@ -60,7 +63,8 @@ def ingest(
     try:
         with progress_for(inputs, BIG_INPUT, enabled=not quiet) as advance:
             summary = run(inputs, output, topology_file=topology, force=force, progress=advance, wait=wait,
-                          on_wait=lambda msg: typer.echo(f"thpreplay: {msg}", err=True), kernel_release=kernel_release)
+                          on_wait=lambda msg: typer.echo(f"thpreplay: {msg}", err=True), kernel_release=kernel_release,
+                          input_timeout=input_timeout)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -52,6 +52,7 @@ class Source:
     name: str  # as given (path or '-'), used in messages and the `source` column
     kind: str  # text, perf.data
     path: str
+    stall_timeout: float | None = None  # a pipe, FIFO or stdin silent this long is an error (--input-timeout)
 
 
 @dataclass
@@ -354,7 +355,7 @@ class _Writers:
 
 def _chunks_of(source: Source) -> Iterator[Chunk]:
     if source.kind != "perf.data":
-        yield from read_chunks(source.path)
+        yield from read_chunks(source.path, stall_timeout=source.stall_timeout)
         return
     with contextlib.ExitStack() as stack:
         path = source.path
@@ -465,6 +466,7 @@ def ingest(
     wait: bool = False,
     on_wait: Callable[[str], None] | None = None,
     kernel_release: str | None = None,
+    input_timeout: float | None = None,
 ) -> IngestSummary:
     """Ingest into output. A dataset there that a command is using is not replaced: refused at once
     (unless wait), and a command that began using it meanwhile is waited for before the replacement
@@ -473,7 +475,11 @@ def ingest(
     if not inputs:
         raise ThpreplayError("no input given")
     output = Path(output)
+    if input_timeout is not None and not (0 < input_timeout < float("inf")):
+        raise ThpreplayError(f"--input-timeout {input_timeout:g}: give a number of seconds above 0")
     sources, bundle = _resolve_inputs(inputs)
+    for source in sources:
+        source.stall_timeout = input_timeout
     topology = _topology(bundle, topology_file)
     release = bundle.kernel_release if bundle else None
     table_name = gfp.table_for_release(release) if release else None
