@@ -197,3 +197,22 @@ def write_output(final: Path, write) -> None:
         if isinstance(e, OSError) and e.filename == str(parent):
             raise OutputError(f"{final}: cannot write in {parent}: {reason}") from None
         raise OutputError(f"{final}: cannot write: {reason}") from None
+
+
+def dataset_path_problem(path: Path) -> str | None:
+    """Why a directory thpreplay writes tables into (a dataset, a sweep) cannot be used, or None: its name
+    must be UTF-8 (polars and DuckDB open tables by name, as text) and one the system accepts (not past
+    PATH_MAX, no component past NAME_MAX)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = os.fsencode(text[e.start:e.start + 1])[0]
+        return (f"not a UTF-8 name (byte {byte:#x}); datasets and sweeps need UTF-8 names (their tables are "
+                "opened by name): choose another")
+    try:
+        path.exists()
+        path.absolute().parent.exists()
+    except OSError as e:
+        return f"cannot use it: {e.strerror}"
+    return None

@@ -38,6 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from thpreplay import schemas
+from thpreplay.atomic import dataset_path_problem
 from thpreplay.errors import InputError, OutputError
 
 RECORD = "dataset.json"
@@ -54,6 +55,8 @@ RESIMULATE = "run thpreplay simulate again"
 def check(dataset: Path) -> dict:
     """The dataset's record, after checking it and every ingest table's parts; InputError otherwise."""
     dataset = Path(dataset)
+    if problem := dataset_path_problem(dataset):
+        raise InputError(str(dataset), problem)
     path = dataset / RECORD
     if not path.is_file():
         raise InputError(str(dataset), "not a thpreplay dataset (no dataset.json); make one with thpreplay ingest")

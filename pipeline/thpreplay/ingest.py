@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from thpreplay import __version__, procfs, schemas
-from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
+from thpreplay.atomic import clean_stale, dataset_path_problem, io_error_reason, make_tmp, replace_dir
 from thpreplay.bundle import Bundle, open_bundle, read_text
 from thpreplay.dataset import check_replaceable, publish
 from thpreplay.errors import InputError, OutputError, ThpreplayError
@@ -86,7 +86,11 @@ def _resolve_inputs(inputs: list[str]) -> tuple[list[Source], Bundle | None]:
             sources.append(Source("-", "text", "-"))
             continue
         p = Path(item)
-        if not p.exists():
+        try:
+            exists = p.exists()
+        except OSError as e:  # a name the system refuses (past PATH_MAX, a component past NAME_MAX)
+            raise InputError(item, f"cannot open: {e.strerror}") from None
+        if not exists:
             raise InputError(item, "no such file or directory")
         if p.is_dir():
             if bundle is not None:
@@ -430,6 +434,8 @@ def _snapshot_tables(bundle: Bundle | None, warnings: list[str]) -> tuple[pl.Dat
 
 
 def _prepare_output(output: Path, force: bool, inputs: list[str] = ()) -> Path:
+    if problem := dataset_path_problem(output):
+        raise OutputError(f"{output}: {problem}")
     if output.exists() and not force:
         raise OutputError(f"{output}: already exists; use --force to replace it")
     if output.exists() and not output.is_dir():

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from thpreplay import schemas
-from thpreplay.atomic import exclusive_lock, io_error_reason, make_tmp, replace_dir, write_output
+from thpreplay.atomic import (
+    dataset_path_problem, exclusive_lock, io_error_reason, make_tmp, replace_dir, write_output,
+)
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.policy.base import PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.sim.params import Params
@@ -80,7 +82,10 @@ class SweepSummary:
 
 
 def is_sweep(path: str | Path) -> bool:
-    return (Path(path) / SWEEP_FILE).is_file()
+    try:
+        return (Path(path) / SWEEP_FILE).is_file()
+    except OSError:  # a name the system refuses (past PATH_MAX): no sweep; the dataset check says why
+        return False
 
 
 def safe_value(kind: str, value: str) -> str:
@@ -469,6 +474,8 @@ def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None =
                                  f"{limit} worker processes (use --scheduler for a larger cluster)")
     elif not re.fullmatch(r"(?:[a-z]+://)?[^\s/:]+:\d{1,5}", scheduler):
         raise ThpreplayError(f"--scheduler {scheduler}: not a Dask scheduler address (tcp://HOST:PORT)")
+    if problem := dataset_path_problem(root):
+        raise OutputError(f"{root}: {problem}")
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root}: exists and is not a directory")
     if root.exists() and not is_sweep(root) and any(root.iterdir()):
