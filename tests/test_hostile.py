@@ -246,6 +246,7 @@ FINDINGS = {
     "a FIFO whose writer exited / stalled input": "test_hostile::test_a_silent_fifo_times_out_only_when_asked",
     "an inferred topology of terabytes (fuzz-asan)": "test_hostile::test_a_topology_the_model_cannot_hold_is_one_line",
     "an allocation line that lost its migratetype (fuzz-asan)": "test_hostile::test_an_allocation_without_migratetype_is_a_reject",
+    "node distances that contradict the bundle": "test_hostile::test_node_distances_that_contradict_the_bundle_are_one_line",
     "3,000 candidate trace files": "test_cli::test_a_bundle_with_many_traces_is_one_short_line",
     "function_graph traces": "test_parse::test_another_tracers_output_is_named",
     "sweep --workers 1000, --scheduler garbage": "test_sweep::test_cli_errors",
@@ -384,3 +385,19 @@ def test_the_readme_counts_these_cases():
     text = " ".join(readme.split())
     assert f"damaged dataset ({matrix} cases), and an index of the {len(FINDINGS)} findings of issue 14" in text
     assert f"| `tests/test_hostile.py` (matrix) | {matrix} |" in readme
+
+
+@pytest.mark.parametrize("node0, message", [
+    ("10 20 30\n", "node0.distance:1: 3 distances for the bundle's 2 nodes (0, 1)"),
+    ("10 -5\n", "node0.distance:1: node distance -5: distances are 0..255"),
+    ("20 20\n", "node0.distance:1: node 0's distance to itself is 20, not 10 (LOCAL_DISTANCE)"),
+])
+def test_node_distances_that_contradict_the_bundle_are_one_line(tmp_path, node0, message):
+    """Distances are the kernel's u8 node_distance(), one per node, 10 to itself: a file that says
+    otherwise would silently change which node is nearer (the remote-node order of the zonelists)."""
+    bundle = tmp_path / "b"
+    shutil.copytree(HAND, bundle)
+    (bundle / "node0.distance").write_text(node0)
+    res = CliRunner().invoke(app, ["ingest", str(bundle), "-o", str(tmp_path / "ds"), "-q"])
+    assert (res.exit_code, res.stderr) == (1, f"thpreplay: {bundle}/{message}\n")
+    assert not (tmp_path / "ds").exists()

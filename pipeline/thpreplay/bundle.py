@@ -60,11 +60,13 @@ class Bundle:
         return out
 
     def distances(self) -> dict[int, list[int]]:
-        out = {}
+        out, paths = {}, {}
         for key, p in self.node_files.items():
             m = _NODE_FILE.match(key)
             if m and m.group(2) == "distance":
                 out[int(m.group(1))] = procfs.parse_distance(read_text(p), str(p))
+                paths[int(m.group(1))] = str(p)
+        procfs.check_distances(out, paths)
         return out
 
 

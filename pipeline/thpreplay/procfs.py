@@ -142,9 +142,27 @@ def parse_cpulist(text: str, path: str) -> list[int]:
 
 def parse_distance(text: str, path: str) -> list[int]:
     try:
-        return [int(x) for x in text.split()]
+        values = [int(x) for x in text.split()]
     except ValueError:
         raise InputError(path, "not a node distance file (numbers separated by spaces)", line=1) from None
+    for v in values:  # node_distance() is a u8 (numa_set_distance refuses others, arch/x86/mm/numa.c)
+        if not 0 <= v <= 255:
+            raise InputError(path, f"node distance {v}: distances are 0..255", line=1)
+    return values
+
+
+def check_distances(distances: dict[int, list[int]], paths: dict[int, str]) -> None:
+    """Each node's distance line has one entry per node, in node order, its own being LOCAL_DISTANCE (10),
+    as /sys/devices/system/node/nodeN/distance prints them; else the file is named."""
+    nodes = sorted(distances)
+    for node, row in distances.items():
+        if len(row) != len(nodes):
+            raise InputError(paths[node], f"{len(row)} distances for the bundle's {len(nodes)} nodes "
+                                          f"({', '.join(map(str, nodes))})", line=1)
+        own = row[nodes.index(node)]
+        if own != 10:
+            raise InputError(paths[node], f"node {node}'s distance to itself is {own}, not 10 (LOCAL_DISTANCE)",
+                             line=1)
 
 
 def selected_setting(line: str) -> str:
