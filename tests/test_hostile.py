@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DATA
+from conftest import DATA, ROOT
 from thpreplay.cli import app
 
 HAND = DATA / "bundles" / "qemu61-hand"
@@ -280,6 +280,7 @@ FINDINGS = {
         "test_datasets::test_simulate_does_not_write_into_a_dataset_moved_away_meanwhile",
     "stdout on a full device": "test_writers::test_stdout_on_a_full_device_is_one_line",
     "ENOSPC on every writer": "test_writers::test_simulate_and_report_on_a_full_disk_keep_what_was_there",
+    "EIO in writeback (fsync before the rename)": "test_hostile::test_a_write_that_fails_in_writeback_is_one_line_and_no_dataset",
     "EFBIG on every writer": "test_writers::test_query_output_past_the_file_size_limit_keeps_the_old_file",
     "query -o to a directory or a /proc file": "test_writers::test_query_output_paths",
     "--file, SQL and --params that are not UTF-8": "test_writers::test_sql_and_params_that_are_not_text",
@@ -401,3 +402,38 @@ def test_node_distances_that_contradict_the_bundle_are_one_line(tmp_path, node0,
     res = CliRunner().invoke(app, ["ingest", str(bundle), "-o", str(tmp_path / "ds"), "-q"])
     assert (res.exit_code, res.stderr) == (1, f"thpreplay: {bundle}/{message}\n")
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("losetup") or not shutil.which("mkfs.ext4"),
+                    reason="needs root, losetup and mkfs.ext4")
+def test_a_write_that_fails_in_writeback_is_one_line_and_no_dataset(tmp_path):
+    """An ext4 on a loop device whose backing file sits on a 1 MiB tmpfs: the data is taken into the page
+    cache, and fails only when the loop device writes it back (the block layer's I/O error, which ext4
+    logs as error -5). Every table part is fsynced before the dataset is renamed into place, so ingest
+    hears of it: one line, exit 1, no dataset, nothing left behind."""
+    back, mnt = tmp_path / "back", tmp_path / "mnt"
+    back.mkdir()
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(back)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    loop = None
+    try:
+        subprocess.run(["truncate", "-s", "32M", str(back / "img")], check=True)
+        r = subprocess.run(["losetup", "-f", "--show", str(back / "img")], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"no loop device: {r.stderr.strip()}")
+        loop = r.stdout.strip()
+        subprocess.run(["mkfs.ext4", "-q", "-O", "^has_journal", "-E", "lazy_itable_init=1", loop], check=True)
+        subprocess.run(["mount", "-o", "errors=continue", loop, str(mnt)], check=True)
+        ds = mnt / "ds"
+        r = subprocess.run([_cli_path(), "ingest", str(ROOT / "sample_traces" / "qemu-6.1-2node"), "-o", str(ds), "-q"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr in (f"thpreplay: {ds}: write failed: No space left on device\n",
+                            f"thpreplay: {ds}: write failed: Input/output error\n"), r.stderr
+        assert sorted(p.name for p in mnt.iterdir()) == ["lost+found"]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        if loop:
+            subprocess.run(["losetup", "-d", loop], capture_output=True)
+        subprocess.run(["umount", str(back)], capture_output=True)

@@ -174,11 +174,14 @@ def clean_stale(final: Path) -> list[Path]:
 def write_parquet(frame, path: Path, **options) -> None:
     """The polars frame as a Parquet file at path: encoded in memory by polars and written by Python, so
     that a failed write is an OSError naming path with the system's reason. (polars' own file writer
-    reports a full disk or a file-size limit as a broken Parquet stream, or as a bare os error number.)"""
+    reports a full disk or a file-size limit as a broken Parquet stream, or as a bare os error number.)
+    The file is on disk before the dataset that holds it is renamed into place."""
     buf = io.BytesIO()
     frame.write_parquet(buf, **options)
     with open(path, "wb") as f:
         f.write(buf.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())  # an I/O error in writeback (EIO) is reported here, not lost after the rename
 
 
 def write_output(final: Path, write) -> None:
