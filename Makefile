@@ -22,7 +22,7 @@ browser:
 	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 
 test: venv browser
-	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow"
+	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -n auto --maxprocesses=4 -m "not slow"
 
 # The full distributed sweep test: every bundled sample x every policy x two defrag settings on a
 # `dask scheduler` and two `dask worker` processes, one killed mid-sweep (about 1.5 minutes).

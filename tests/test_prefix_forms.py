@@ -218,7 +218,7 @@ def test_pid_and_order_boundaries(pid, order):
 _MUTATION = st.sampled_from(list(" \t0123456789[]:-.+/x"))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 130), st.sampled_from(["set", "insert", "delete"]),
                           _MUTATION), max_size=4))
 def test_c_cutter_and_polars_read_mutated_lines_alike(edits):
