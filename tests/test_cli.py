@@ -328,3 +328,9 @@ def test_ctrl_c_is_one_line_and_130(tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err.decode()
     assert "Traceback" not in err.decode() and len(err.decode().splitlines()) <= 1
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+    r = run("--version")
+    assert (r.returncode, r.stdout.decode(), r.stderr) == (0, f"thpreplay {version('thpreplay')}\n", b"")

@@ -24,6 +24,22 @@ app = typer.Typer(
 BIG_INPUT = 64 << 20
 
 
+def _version(value: bool) -> None:
+    if value:
+        from thpreplay import __version__
+
+        typer.echo(f"thpreplay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print thpreplay's version and exit")] = False,
+) -> None:
+    """Replay Linux page-allocation traces through per-kernel-era THP policies."""
+
+
 def printable(text: str) -> str:
     """text as one printable line: bytes of a path that are not UTF-8 (Python's surrogate escapes) and
     control characters, a newline in a file name included, are shown as \\xNN."""
