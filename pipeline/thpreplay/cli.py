@@ -97,11 +97,19 @@ def record(
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds to record when no command is given")] = None,
     backend: Annotated[str, typer.Option("--backend", help="perf (perf.data) or ftrace (tracefs text)")] = "perf",
     buffer_kb: Annotated[int, typer.Option("--buffer-kb", help="ftrace: ring buffer per CPU, KiB")] = 131072,
+    pid: Annotated[str | None, typer.Option("-p", "--pid", metavar="PID[,PID]", help="Only these processes' "
+                                            "allocations, frees and page faults (and the kernel's daemons'); "
+                                            "until they exit unless --duration or a COMMAND")] = None,
+    cgroup: Annotated[str | None, typer.Option("--cgroup", metavar="PATH", help="Only this cgroup's tasks' "
+                                               "allocations, frees and page faults (perf)")] = None,
+    workload_only: Annotated[bool, typer.Option("--workload-only", help="Only COMMAND's process tree's "
+                                                "allocations, frees and page faults (perf)")] = False,
 ) -> None:
-    """Record page-allocation events system-wide into a capture bundle (needs root)."""
+    """Record page-allocation events into a capture bundle (needs root): system-wide, or limited to a
+    workload with -p, --cgroup or --workload-only (the daemons' and the zone-wide events stay system-wide)."""
     from thpreplay.record import record as run
 
-    if not command and duration is None:
+    if not command and duration is None and pid is None:
         typer.echo("thpreplay: give -- COMMAND ... or --duration SECONDS", err=True)
         raise typer.Exit(2)
     if backend not in ("perf", "ftrace"):
@@ -109,7 +117,7 @@ def record(
         raise typer.Exit(2)
     try:
         result = run(output, command=command or None, duration=duration, backend=backend, buffer_kb=buffer_kb,
-                     log=lambda msg: typer.echo(msg, err=True))
+                     log=lambda msg: typer.echo(msg, err=True), pids=pid, cgroup=cgroup, workload_only=workload_only)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:  # before the recording began

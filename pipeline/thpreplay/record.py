@@ -8,6 +8,16 @@ bundle is never overwritten. Two backends:
 Only the events of kernel/events.py RECORD_EVENTS that this kernel has are enabled; the others are
 named in a warning and in the manifest.
 
+A capture can be limited to one workload (RecordFilter): `-p PID[,PID]` (those processes' threads),
+`--cgroup PATH` (the tasks of a cgroup), or `--workload-only` with `-- COMMAND` (the command's process
+tree, run in a cgroup of its own). Only the events that say what a task did (TASK_EVENTS: its page
+allocations, frees and page faults) are limited, and the kernel's memory daemons (DAEMONS: kswapd,
+kcompactd, khugepaged) keep theirs; compaction, reclaim, extfrag and the daemons' wake-ups are the
+allocator's own work and zone state, so they stay system-wide. perf filters per event: a tracepoint
+filter on common_pid and comm (the kernel's event filter, the same one tracefs's `filter` files use),
+and `-G` per event for a cgroup (the same task event is recorded twice: once in the cgroup, once for
+the daemons by comm). The manifest's "filter" says what was limited and how.
+
 A Ctrl-C ends the recording, not the bundle: what was recorded is kept, with snapshots after it and
 "interrupted": true in the manifest (_CtrlC). A write that fails (a full disk) leaves no bundle.
 """
@@ -22,10 +32,11 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
@@ -40,6 +51,153 @@ THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
 NODE_DIR = Path("/sys/devices/system/node")
 
 
+# The events that say what a task did. A filtered capture keeps them for the workload's tasks and the
+# daemons only; every other event is recorded system-wide.
+TASK_EVENTS = ("kmem:mm_page_alloc", "kmem:mm_page_free", "kmem:mm_page_free_direct", "exceptions:page_fault_user")
+# The kernel threads that reclaim, compact and collapse on everyone's behalf (kswapdN, kcompactdN per node:
+# mm/vmscan.c kswapd_run(), mm/compaction.c kcompactd_run(); mm/khugepaged.c): their frees and
+# allocations are the allocator's own work on the workload's memory, kept in a filtered capture.
+DAEMONS = ("kswapd*", "kcompactd*", "khugepaged")
+
+
+@dataclass
+class RecordFilter:
+    """What a capture is limited to. kind: "pid" (threads), "cgroup" (a cgroup's tasks) or "command"
+    (the traced command's process tree, in a cgroup record makes)."""
+
+    kind: str
+    pids: list[int] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
+    cgroup: str | None = None        # the cgroup as perf names it (relative to its cgroup mount)
+    cgroup_path: str | None = None   # the directory
+
+    def daemon_expr(self) -> str:
+        return " || ".join(f'comm ~ "{d}"' if "*" in d else f'comm == "{d}"' for d in DAEMONS)
+
+    def pid_expr(self) -> str:
+        return " || ".join([*(f"common_pid == {t}" for t in self.threads), self.daemon_expr()])
+
+    def describe(self) -> str:
+        if self.kind == "pid":
+            return (f"pid {','.join(map(str, self.pids))} ({len(self.threads)} thread{'s' if len(self.threads) != 1 else ''} "
+                    "when recording began)")
+        if self.kind == "cgroup":
+            return f"cgroup {self.cgroup_path}"
+        return "the command's process tree"
+
+    def manifest(self, events: list[str]) -> dict:
+        return {"kind": self.kind, "pids": self.pids, "threads": self.threads, "cgroup": self.cgroup_path,
+                "filtered_events": [e for e in events if e in TASK_EVENTS], "daemons": list(DAEMONS),
+                "system_wide_events": [e for e in events if e not in TASK_EVENTS]}
+
+
+def parse_pids(text: str) -> list[int]:
+    """`-p 1234,5678` -> [1234, 5678]; each must be a running process."""
+    pids = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) <= 0:
+            raise RecordError(f"-p {text}: give process ids, comma-separated (e.g. -p 1234,5678)")
+        if not Path(f"/proc/{int(item)}/task").is_dir():
+            raise RecordError(f"-p {text}: no process {int(item)}; nothing recorded")
+        if int(item) not in pids:
+            pids.append(int(item))
+    return pids
+
+
+def threads_of(pids: list[int]) -> list[int]:
+    """Every thread of the processes now (a tracepoint's common_pid is the thread id)."""
+    out = []
+    for pid in pids:
+        try:
+            out += sorted(int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if t.name.isdigit())
+        except OSError:
+            raise RecordError(f"-p: process {pid} exited before recording began; nothing recorded") from None
+    return out
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(mount point, type, options) of the cgroup file systems."""
+    out = []
+    for line in (_read(Path("/proc/self/mounts")) or "").splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[2] in ("cgroup", "cgroup2"):
+            out.append((f[1].replace("\\040", " "), f[2], f[3]))
+    return out
+
+
+def perf_cgroup_mount() -> Path:
+    """The cgroup hierarchy perf's -G names cgroups in: a v1 hierarchy with the perf_event controller, else
+    the v2 one (tools/lib/api/fs/cgroup.c, cgroupfs_find_mountpoint(), perf 6.1)."""
+    mounts = _mounts()
+    for point, kind, options in mounts:
+        if kind == "cgroup" and "perf_event" in options.split(","):
+            return Path(point)
+    for point, kind, _ in mounts:
+        if kind == "cgroup2":
+            return Path(point)
+    raise RecordError("no cgroup v2 file system is mounted (nor a v1 one with perf_event)",
+                      hint="mount one: mount -t cgroup2 none /sys/fs/cgroup")
+
+
+def cgroup_filter(path: str) -> RecordFilter:
+    """--cgroup PATH: a directory of the hierarchy perf uses (absolute, or relative to its mount)."""
+    mount = perf_cgroup_mount()
+    given = Path(path)
+    full = given if given.is_absolute() else mount / given
+    try:
+        full = full.resolve(strict=True)
+    except OSError:
+        raise RecordError(f"--cgroup {path}: no such cgroup (not a directory under {mount})") from None
+    if not (full / "cgroup.procs").is_file():
+        raise RecordError(f"--cgroup {path}: not a cgroup (no cgroup.procs)")
+    if full == mount.resolve() or mount.resolve() not in full.parents:
+        raise RecordError(f"--cgroup {path}: give a cgroup below {mount}, the hierarchy perf filters by "
+                          "(the root cgroup holds every task: record without --cgroup)")
+    name = str(full.relative_to(mount.resolve()))
+    if "," in name:
+        raise RecordError(f"--cgroup {path}: perf cannot name a cgroup with a comma in it")
+    return RecordFilter("cgroup", cgroup=name, cgroup_path=str(full))
+
+
+def _command_cgroup() -> RecordFilter:
+    """--workload-only: a new cgroup for the traced command's process tree."""
+    mount = perf_cgroup_mount()
+    full = mount / f"thpreplay-record-{os.getpid()}"
+    try:
+        full.mkdir()
+    except OSError as e:
+        raise RecordError(f"--workload-only: cannot make a cgroup at {full}: {e.strerror}",
+                          hint="run as root with a writable cgroup file system, or use -p PID") from None
+    return RecordFilter("command", cgroup=full.name, cgroup_path=str(full))
+
+
+def _remove_cgroup(flt: RecordFilter) -> None:
+    """The command's cgroup, once it is done: tasks the command left running go back to the root cgroup."""
+    full = Path(flt.cgroup_path)
+    for _ in range(50):
+        for pid in (_read(full / "cgroup.procs") or "").split():
+            with contextlib.suppress(OSError):
+                (full.parent / "cgroup.procs").write_text(pid)
+        try:
+            full.rmdir()
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _join_cgroup(command: list[str], flt: RecordFilter) -> list[str]:
+    """The command, started in the filter's cgroup (it joins, then execs the command)."""
+    return ["sh", "-c", 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', "sh", flt.cgroup_path, *command]
+
+
+def _wait_for(pids: list[int]) -> list[str]:
+    """A command that ends when every process of pids has exited (-p without --duration)."""
+    return [sys.executable, "-c", "import os, sys, time\n"
+            "while any(os.path.exists(f'/proc/{p}/task') for p in sys.argv[1:]): time.sleep(0.1)",
+            *map(str, pids)]
+
+
 @dataclass
 class RecordResult:
     path: Path
@@ -48,6 +206,7 @@ class RecordResult:
     events: list[str]
     missing: list[str]
     interrupted_after: float | None = None  # seconds recorded before a Ctrl-C (the bundle keeps them)
+    filter: RecordFilter | None = None
 
 
 def _mount_tracefs() -> None:
@@ -209,13 +368,32 @@ class _CtrlC:
             self.child.send_signal(signal.SIGINT)
 
 
-def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable[[str], None], ctrl_c: _CtrlC) -> int:
+def perf_event_args(events: list[str], flt: RecordFilter | None) -> list[str]:
+    """perf record's -e (--filter) (-G) arguments. A cgroup is given per event (-G's list matches the
+    events in order, an empty entry is system-wide), so a task event is recorded twice: in the cgroup, and
+    for the daemons by comm."""
+    args, cgroups = [], []
+    for e in events:
+        if flt is None or e not in TASK_EVENTS:
+            args += ["-e", e]
+            cgroups.append("")
+        elif flt.kind == "pid":
+            args += ["-e", e, "--filter", flt.pid_expr()]
+            cgroups.append("")
+        else:
+            args += ["-e", e, "-e", e, "--filter", flt.daemon_expr()]
+            cgroups += [flt.cgroup, ""]
+    if any(cgroups):
+        args += ["-G", ",".join(cgroups)]
+    return args
+
+
+def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable[[str], None], ctrl_c: _CtrlC,
+              flt: RecordFilter | None = None) -> int:
     perf = shutil.which("perf")
     if perf is None:
         raise RecordError("perf is not installed", hint="install perf (Debian: linux-perf) or use --backend ftrace")
-    args = [perf, "record", "-a", "-m", "16M", "-o", str(bundle / "perf.data")]
-    for e in events:
-        args += ["-e", e]
+    args = [perf, "record", "-a", "-m", "16M", "-o", str(bundle / "perf.data"), *perf_event_args(events, flt)]
     with tempfile.TemporaryFile("w+", errors="replace") as messages:  # not -q: perf says when it cannot write
         proc = ctrl_c.run(args + ["--", *command], own=True, stderr=messages)
         messages.seek(0)
@@ -233,6 +411,8 @@ def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable
             raise KeyboardInterrupt
         last = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("[ perf record:")]
         raise RecordError(f"perf record failed: {last[-1] if last else 'no perf.data written'}")
+    if flt is not None and flt.kind != "pid" and "cgroup" in err.lower() and proc.returncode:
+        raise RecordError(f"perf cannot filter by cgroup {flt.cgroup_path}: {err.strip().splitlines()[-1]}")
     for ln in err.splitlines():
         if "lost" in ln.lower():
             log(f"warning: perf: {ln.strip()}")
@@ -249,7 +429,7 @@ def _control(path: Path, text: str) -> None:
 
 def _run_ftrace(
     bundle: Path, tracefs: Path, events: list[str], command: list[str], own: bool, buffer_kb: int,
-    log: Callable[[str], None], ctrl_c: _CtrlC,
+    log: Callable[[str], None], ctrl_c: _CtrlC, flt: RecordFilter | None = None,
 ) -> tuple[int, dict]:
     instance = tracefs / "instances" / f"thpreplay-{os.getpid()}"
     try:
@@ -259,6 +439,10 @@ def _run_ftrace(
     try:
         _control(instance / "buffer_size_kb", str(buffer_kb))
         _control(instance / "set_event", "\n".join(events) + "\n")
+        if flt is not None:  # -p: the kernel's event filter on the task events (tracefs has no cgroup filter)
+            for e in events:
+                if e in TASK_EVENTS:
+                    _control(instance / "events" / e.replace(":", "/") / "filter", flt.pid_expr())
         _control(instance / "trace", "")
         _control(instance / "tracing_on", "1")
         try:
@@ -296,13 +480,34 @@ def record(
     backend: str = "perf",
     buffer_kb: int = 131072,
     log: Callable[[str], None] = print,
+    pids: str | list[int] | None = None,
+    cgroup: str | None = None,
+    workload_only: bool = False,
 ) -> RecordResult:
+    """Record into the bundle `output`. pids (-p), cgroup (--cgroup) or workload_only (the command's
+    process tree) limit the task events to that workload and the daemons (RecordFilter); -p without a
+    command or a duration records until those processes have exited."""
     output = Path(output)
     # everything that can be checked is checked before anything is written
+    if sum((pids is not None, cgroup is not None, workload_only)) > 1:
+        raise RecordError("-p, --cgroup and --workload-only each choose the workload: give one")
+    if workload_only and not command:
+        raise RecordError("--workload-only records the process tree of -- COMMAND: give the command")
+    if (cgroup is not None or workload_only) and backend != "perf":
+        raise RecordError(f"{'--cgroup' if cgroup is not None else '--workload-only'} needs --backend perf "
+                          "(tracefs filters events by task, not by cgroup); -p works with both")
     if command and shutil.which(command[0]) is None:
         raise RecordError(f"{command[0]}: command not found (not an executable file, nor on PATH); nothing recorded")
-    if not command and (duration is None or not math.isfinite(duration) or duration <= 0):
+    if not command and pids is None and (duration is None or not math.isfinite(duration) or duration <= 0):
         raise RecordError(f"--duration {duration}: give a number of seconds above 0")
+    if not command and duration is not None and (not math.isfinite(duration) or duration <= 0):
+        raise RecordError(f"--duration {duration}: give a number of seconds above 0")
+    flt = None
+    if pids is not None:
+        wanted = parse_pids(pids) if isinstance(pids, str) else parse_pids(",".join(map(str, pids)))
+        flt = RecordFilter("pid", pids=wanted)
+    elif cgroup is not None:
+        flt = cgroup_filter(cgroup)
     if not 1 <= buffer_kb <= 16 * 1024 * 1024:
         raise RecordError(f"--buffer-kb {buffer_kb}: give the ring buffer per CPU in KiB, 1 to 16777216 (16 GiB)")
     if output.exists():
@@ -316,7 +521,10 @@ def record(
         raise RecordError("this kernel has no kmem:mm_page_alloc tracepoint; nothing to record")
     if missing:
         log(f"warning: this kernel lacks {', '.join(missing)}; recording without them")
-    run = command or ["sleep", str(duration)]
+    if flt is not None and flt.kind == "pid":
+        run = command or (["sleep", str(duration)] if duration is not None else _wait_for(flt.pids))
+    else:
+        run = command or ["sleep", str(duration)]
 
     tmp = parent / f".{output.name}.tmp-{os.getpid()}"
     try:
@@ -330,14 +538,26 @@ def record(
         manifest = static_files(tmp)
         if ctrl_c.at is not None:  # before anything was recorded
             raise KeyboardInterrupt
+        if workload_only:
+            flt = _command_cgroup()
+            run = _join_cgroup(command, flt)
+        if flt is not None and flt.kind == "pid":
+            flt.threads = threads_of(flt.pids)
+        if flt is not None:
+            log(f"record: {', '.join(e for e in events if e in TASK_EVENTS)} only of {flt.describe()} and the "
+                f"kernel's {', '.join(d.rstrip('*') for d in DAEMONS)}; the other events system-wide")
         started = time.time()
         overruns: dict = {}
-        if backend == "perf":
-            code = _run_perf(tmp, events, run, log, ctrl_c)
-            trace_name = "perf.data"
-        else:
-            code, overruns = _run_ftrace(tmp, tracefs, events, run, not command, buffer_kb, log, ctrl_c)
-            trace_name = "trace.txt.zst"
+        try:
+            if backend == "perf":
+                code = _run_perf(tmp, events, run, log, ctrl_c, flt)
+                trace_name = "perf.data"
+            else:
+                code, overruns = _run_ftrace(tmp, tracefs, events, run, not command, buffer_kb, log, ctrl_c, flt)
+                trace_name = "trace.txt.zst"
+        finally:
+            if flt is not None and flt.kind == "command":
+                _remove_cgroup(flt)
         ended = time.time()
         interrupted = ctrl_c.at is not None and ctrl_c.at < ended  # a Ctrl-C after it is too late to matter
         snapshot(tmp, "after")
@@ -357,6 +577,8 @@ def record(
                 "started_unix": round(started, 3),
                 "ended_unix": round(ended, 3),
                 "ring_buffer_overruns": overruns,
+                # what the capture was limited to (null: every task's events)
+                "filter": flt.manifest(events) if flt is not None else None,
             }
         )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -369,4 +591,4 @@ def record(
     finally:
         signal.signal(signal.SIGINT, old_int)
     recorded = max(0.0, ctrl_c.at - started) if interrupted else None
-    return RecordResult(output, trace_name, code, events, missing, interrupted_after=recorded)
+    return RecordResult(output, trace_name, code, events, missing, interrupted_after=recorded, filter=flt)
