@@ -275,7 +275,7 @@ RESOLVE = {
     "5.3-rc5": "relaxed-5.3-rc5",
     "5.3.1": "relaxed-5.3-rc5",
     "5.4": "two-step-5.4",
-    "6.1.0-50-amd64": "thisnode-noretry-5.6",  # Debian ABI name: read as 6.1.0 (the package is 6.1.176)
+    "6.1.0-50-amd64": "no-local-reclaim-7.0",  # Debian ABI 50 is 6.1.176 (versions.DEBIAN_ABI)
     "4.0": "prefer-local-4.0",
     "7.0-rc1": "no-local-reclaim-7.0",
     "4.20": "local-only-4.8",
@@ -496,8 +496,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([THP, *args], check=False, capture_output=True, text=True, timeout=120)
 
 
-def test_cli_resolve_prints_only_the_name():
-    r = run("policies", "--resolve", "5.3-rc4")
+def test_cli_resolve_quiet_prints_only_the_name():
+    r = run("policies", "--resolve", "5.3-rc4", "-q")
     assert (r.returncode, r.stdout, r.stderr) == (0, "local-only-4.8\n", "")
 
 

@@ -136,14 +136,25 @@ def record(
 @app.command()
 def policies(
     resolve: Annotated[str | None, typer.Option("--resolve", metavar="VERSION",
-                                                help="Print only the policy name of this kernel release")] = None,
+                                                help="The policy of this kernel (a release such as 6.1.0-50-amd64 or "
+                                                "6.12.75, a /proc/version line, or a bundle, dataset or file naming "
+                                                "it) and why")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="--resolve: print only the policy name (warnings "
+                                        "go to stderr)")] = False,
 ) -> None:
     """List the THP fault policies (built-in and plugins): name, kernels, commits."""
-    from thpreplay.policy import all_policies, resolve_kernel
+    from thpreplay.policy import all_policies
+    from thpreplay.policy.registry import explain_kernel
 
     try:
         if resolve is not None:
-            typer.echo(resolve_kernel(resolve).name)
+            r = explain_kernel(resolve)
+            typer.echo(r.policy)
+            if quiet:
+                for w in r.warnings:
+                    typer.echo(f"thpreplay: warning: {printable(w)}", err=True)
+            else:
+                typer.echo("\n".join(printable(line) for line in r.lines()))
             return
         found = all_policies()
     except ThpreplayError as e:
@@ -297,15 +308,14 @@ def report(
     """One self-contained HTML page comparing every simulated policy (and the terminal summary); for a
     sweep, the fleet page comparing every policy and setting over the captures."""
     from thpreplay.report import build
-    from thpreplay.report_text import _wide_console, fleet_table, summary_table
+    from thpreplay.report_text import print_report_summary
 
     try:
         result = build(dataset, output)
     except ThpreplayError as e:
         _fail(e)
     if not quiet:
-        fleet = "settings" in result.summary.columns
-        _wide_console().print(fleet_table(result.summary) if fleet else summary_table(result.summary))
+        print_report_summary(result)
     typer.echo(f"report: {result.path}")
 
 

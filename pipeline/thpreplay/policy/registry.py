@@ -8,10 +8,14 @@ that fails to import or is not a valid policy stops loading with a one-line Poli
 from __future__ import annotations
 
 import functools
+import os
+import re
 from collections.abc import Iterable
+from pathlib import Path
 from importlib.metadata import entry_points
 from typing import Any
 
+from thpreplay.errors import InputError
 from thpreplay.policy import versions
 from thpreplay.policy.base import Attempt, Policy, PolicyError, Slowpath, ThpSettings
 from thpreplay.policy.builtin import BUILTINS
@@ -96,5 +100,59 @@ def get_policy(name: str) -> Policy:
 
 
 def resolve_kernel(version: str) -> Policy:
-    """The built-in policy of a kernel release, e.g. '5.3-rc4', '6.1.0-50-amd64' (see versions.py)."""
-    return get_policy(versions.policy_name_for(version))
+    """The built-in policy of a kernel release, e.g. '5.3-rc4', '6.1.0-50-amd64' (see versions.py; its
+    warnings: explain_kernel)."""
+    return get_policy(versions.explain(version).policy)
+
+
+# A bundle's (or a dataset's snapshots/) files that name the kernel, most telling first: /proc/version
+# has Debian's upstream version, kernel_version is record's reading of it, kernel_release is uname -r.
+KERNEL_FILES = ("proc_version", "kernel_version", "kernel_release")
+_MAX_KERNEL_FILE = 1 << 16
+
+
+def _looks_like_path(arg: str) -> bool:
+    return "/" in arg or (os.path.exists(arg) and not re.match(r"v?\d+\.\d+", arg))
+
+
+def _small_text(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(_MAX_KERNEL_FILE + 1)
+    except OSError as e:
+        raise InputError(str(path), f"cannot read: {e.strerror}") from None
+    if len(data) > _MAX_KERNEL_FILE or b"\0" in data:
+        raise InputError(str(path), "not a kernel version file (binary, or larger than 64 KiB)")
+    return data.decode("utf-8", "replace")
+
+
+def explain_kernel(arg: str) -> versions.Resolution:
+    """versions.explain() of a kernel string, or of a bundle or dataset directory or a file holding one
+    (proc_version, kernel_version, kernel_release). A bundle's thp_policy (a patched kernel) overrides the
+    era its release gives, and says so."""
+    if not _looks_like_path(arg):
+        return versions.explain(arg)
+    path = Path(arg)
+    if path.is_dir():
+        where = path / "snapshots" if (path / "dataset.json").is_file() else path
+        found = [where / name for name in KERNEL_FILES if (where / name).is_file()]
+        if not found:
+            raise InputError(str(path), f"names no kernel (no {', '.join(KERNEL_FILES)})")
+        source = found[0]
+    elif path.is_file():
+        where, source = path.parent, path
+    else:
+        raise InputError(str(path), "no such file or directory")
+    text = _small_text(source)
+    try:
+        r = versions.explain(text)
+    except PolicyError as e:
+        raise InputError(str(source), e.message) from None
+    r.parsed = f"{source}: {r.parsed}"
+    declared = where / "thp_policy" if path.is_dir() else None
+    if declared is not None and declared.is_file():
+        name = _small_text(declared).strip()
+        get_policy(name)
+        if name != r.policy:
+            r.policy, r.declared, r.warnings = name, str(declared), []
+    return r
