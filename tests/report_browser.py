@@ -5,7 +5,8 @@ Used by tests/test_report_browser.py, and on its own to refresh the screenshot i
     .venv/bin/python tests/report_browser.py out/qemu-6.1-2node/report.html docs/report.png
 
 The page must load from file:// with no request anywhere else, no console message of level warning or
-error, no script error, and every chart's SVG drawn at a visible size with marks in it.
+error, no script error, every chart's SVG drawn at a visible size with marks in it, and nothing wider
+than the window (a 1366x768 laptop screen by default: wide tables scroll inside their box).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ class PageCheck:
     figures: dict[str, dict] = field(default_factory=dict)  # id -> {"width", "height", "marks"}
     tables: int = 0
     title: str = ""
+    overflow: int = 0  # pixels the page is wider than the window (0: no horizontal scroll bar)
 
 
-def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, ...] = FIGURES) -> PageCheck:
+def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, ...] = FIGURES,
+          width: int = 1366, height: int = 768, full_page: bool = True) -> PageCheck:
     from playwright.sync_api import sync_playwright
 
     exe = chromium()
@@ -47,7 +50,7 @@ def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, .
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.on("console", lambda m: result.console.append(f"{m.type}: {m.text}")
                     if m.type in ("warning", "error") else None)
             page.on("pageerror", lambda e: result.page_errors.append(str(e)))
@@ -68,8 +71,10 @@ def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, .
                 result.figures[fig] = {"width": box["width"] if box else 0,
                                        "height": box["height"] if box else 0, "marks": marks}
             result.tables = page.locator("table").count()
+            result.overflow = page.evaluate(
+                "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth")
             if screenshot is not None:
-                page.screenshot(path=str(screenshot), full_page=True)
+                page.screenshot(path=str(screenshot), full_page=full_page)
         finally:
             browser.close()
     return result
@@ -80,6 +85,6 @@ if __name__ == "__main__":
         sys.exit("usage: report_browser.py REPORT.html [SCREENSHOT.png]")
     out = check(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) == 3 else None)
     print(out)
-    bad = out.console or out.page_errors or out.foreign_requests or any(
+    bad = out.console or out.page_errors or out.foreign_requests or out.overflow > 0 or any(
         f["width"] < 100 or f["marks"] == 0 for f in out.figures.values())
     sys.exit(1 if bad else 0)

@@ -45,6 +45,17 @@ def test_the_report_loads_offline_with_every_chart(report_page, tmp_path):
 
 
 @needs_browser
+@pytest.mark.parametrize("width", [1366, 1400])
+def test_the_report_fits_a_laptop_screen(report_page, width):
+    """No horizontal scroll bar on a 1366x768 laptop (the summary table scrolls inside its box if it must),
+    and the charts fit the window."""
+    page = check(report_page, width=width, height=768)
+    assert page.overflow == 0
+    for name, fig in page.figures.items():
+        assert fig["width"] <= width - 40, (name, fig)
+
+
+@needs_browser
 def test_the_browser_check_sees_a_broken_page(tmp_path):
     """The check can fail: a page that fetches from the network, logs an error and lost a chart."""
     bad = tmp_path / "bad.html"
@@ -87,6 +98,7 @@ def test_the_fleet_report_loads_offline_with_both_charts(fleet_page):
     assert page.console == [] and page.page_errors == [] and page.foreign_requests == []
     for name, fig in page.figures.items():
         assert fig["width"] > 300 and fig["height"] > 100 and fig["marks"] > 10, (name, fig)
-    assert page.tables == 1
+    assert page.tables == 3  # pooled, then one per capture
+    assert page.overflow == 0  # at 1366 px
     text = fleet_page.read_text()
     assert "2 captures with THP faults (of 2 in the sweep), 6 policy and setting pairs" in text

@@ -183,9 +183,12 @@ def simulate(
     madvised: Annotated[str, typer.Option("--madvised", help="auto (from the capture), yes or no")] = "auto",
     params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for a simulate running on the dataset instead of refusing")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Drop the stored results of the policies not simulated "
+                                          "now (default: keep them when made with the same settings and params)")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
 ) -> None:
-    """Replay the dataset's demand under each policy (default: every built-in) and write the outcomes."""
+    """Replay the dataset's demand under each policy (default: every built-in) and write the outcomes; the
+    stored results of other policies are kept when made with the same settings and params."""
     from thpreplay.report_text import print_simulation, progress_counter
     from thpreplay.simulate import simulate as run
 
@@ -193,7 +196,7 @@ def simulate(
     try:
         with progress_counter("replaying", enabled=not quiet) as (start, advance):
             result = run(dataset, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag, madvised=madv,
-                         params_file=params, progress=advance, on_start=start, wait=wait)
+                         params_file=params, progress=advance, on_start=start, wait=wait, replace=replace)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -201,6 +204,11 @@ def simulate(
         raise typer.Exit(130) from None
     if not quiet:
         print_simulation(result)
+        if result.kept:
+            typer.echo(f"kept the stored results of {', '.join(result.kept)} (same settings and params; --replace "
+                       "drops them)")
+    if result.replaced:
+        typer.echo(f"note: {printable(result.replaced)}", err=quiet)
 
 
 @app.command()

@@ -1,10 +1,12 @@
-"""`thpreplay report`: one self-contained HTML page comparing every simulated policy.
+"""`thpreplay report`: one self-contained HTML page comparing every simulated policy with the capture.
 
 Charts are drawn by matplotlib (Agg) as inline SVG, so the page needs no network and no JavaScript:
-it can be attached to a mailing-list thread or a ticket as is. Sections: the capture (kernel, THP
-settings, topology), the summary table, fault outcomes per policy (stacked bars), estimated fault
-latency per policy (box plots), free huge pages per node over time, and the validation table against
-the captured kernel when the capture names its kernel.
+it can be attached to a mailing-list thread or a ticket as is; hovering a bar, point or line shows its
+values (SVG <title> tooltips). Sections: the capture (kernel, THP settings, topology), the summary
+table, fault outcomes per policy (stacked bars), fault latency percentiles per policy, free huge pages
+per node over time (one small panel per policy), and the validation table against the captured kernel
+when the capture names its kernel. The capture's own figures ("as captured", captured.py) come first in
+the table and in every chart; policies follow in era order (the policy registry's order).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +25,26 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 import polars as pl  # noqa: E402
 
 from thpreplay.atomic import write_output  # noqa: E402
+from thpreplay.captured import LABEL as CAPTURED, Captured, captured as capture_figures, free_huge_snapshots  # noqa: E402
 from thpreplay.dataset import check_simulation, reading  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
+from thpreplay.report_text import (FIGURES, DELTA_LEGEND, LATENCY_NOTE, figure_value, fmt_delta, fmt_figure,  # noqa: E402
+                                   fmt_us, row_label)
 from thpreplay.sim.state import read_table  # noqa: E402
 from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
 from thpreplay.sweep import is_sweep  # noqa: E402
 
 RESULT_COLORS = {"huge_local": "#1b7837", "huge_remote": "#7fbf7b", "base_local": "#af8dc3",
-                 "base_remote": "#762a83", "failed": "#444444"}
+                 "base_remote": "#762a83", "failed": "#444444", "fallback": "#9e9ac8"}
+RESULT_LABELS = {"huge_local": "huge, local", "huge_remote": "huge, remote", "base_local": "4K fallback, local",
+                 "base_remote": "4K fallback, remote", "failed": "no page",
+                 "fallback": "4K fallback (node not traced)"}
+CAPTURED_COLOR = "#222222"
+# one colour per node in the time series (colour-blind safe, Okabe-Ito)
+NODE_COLORS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442", "#000000")
+NODE_DASHES = ("-", "--", "-.", ":")
 plt.rcParams["svg.hashsalt"] = "thpreplay"  # stable ids: the same inputs give the same page
+plt.rcParams["font.size"] = 9
 
 
 @dataclass
@@ -38,84 +52,267 @@ class Report:
     path: Path
     summary: pl.DataFrame
     validation: object | None
+    captured: Captured | None = None
 
 
-def _svg(fig) -> str:
+def era_order(names: list[str]) -> list[str]:
+    """Policies in the registry's order (built-ins by era, then plugins by name); unknown names last."""
+    from thpreplay.policy.registry import all_policies
+
+    try:
+        rank = {p.name: i for i, p in enumerate(all_policies())}
+    except ThpreplayError:
+        rank = {}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+class _Tips:
+    """Hover text for SVG elements: an artist gets a gid, and its group a <title> after saving."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def add(self, artist, text: str) -> None:
+        artist.set_gid(f"tip{len(self.texts)}")
+        self.texts.append(text)
+
+    def apply(self, svg: str) -> str:
+        def sub(m: re.Match) -> str:
+            return f'{m.group(0)}<title>{html.escape(self.texts[int(m.group(1))])}</title>'
+        return re.sub(r'<g id="tip(\d+)">', sub, svg)
+
+
+def _svg(fig, tips: _Tips | None = None) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    text = text[text.index("<svg"):]
+    return tips.apply(text) if tips else text
 
 
-def _outcome_bars(outcomes: pl.DataFrame, policies: list[str]) -> str:
+def _captured_counts(cap: Captured) -> dict[str, int]:
+    """The capture's faults by result: by node when the trace gives the fallbacks' node (one node), else
+    its fallbacks as one "node not traced" segment."""
+    out = {"huge_local": cap.get("huge_local"), "huge_remote": cap.get("huge_remote")}
+    if cap.get("base_local") is None:
+        return {**out, "fallback": cap.get("base")}
+    return {**out, "base_local": cap.get("base_local"), "base_remote": cap.get("base_remote")}
+
+
+def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | None) -> str:
     counts = outcomes.group_by("policy", "result").len()
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(policies) + 1.2))
-    left = [0] * len(policies)
+    rows = ([CAPTURED] if cap else []) + policies
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.3))
+    tips = _Tips()
+    left = [0] * len(rows)
+    n_faults = max(1, int(cap.get("faults") or 0) if cap else 0, *(
+        int(counts.filter(pl.col("policy") == p)["len"].sum()) for p in policies))
     for result, color in RESULT_COLORS.items():
-        vals = [int(counts.filter((pl.col("policy") == p) & (pl.col("result") == result))["len"].sum()) for p in policies]
-        ax.barh(policies, vals, left=left, color=color, label=result)
+        vals: list[int] = []
+        for label in rows:
+            if label == CAPTURED:
+                v = _captured_counts(cap).get(result, 0)
+            else:
+                v = int(counts.filter((pl.col("policy") == label) & (pl.col("result") == result))["len"].sum())
+            vals.append(int(v or 0))
+        if not any(vals):
+            continue
+        bars = ax.barh(rows, vals, left=left, color=color, label=RESULT_LABELS[result],
+                       edgecolor="white", linewidth=0.5)
+        for bar, label, v, x in zip(bars, rows, vals, left):
+            if v:
+                tips.add(bar, f"{label}: {v:,} {RESULT_LABELS[result]} ({100 * v / n_faults:.1f}% of the faults)")
+                if v >= 0.06 * n_faults:  # the count inside the segment when it fits
+                    ax.text(x + v / 2, bar.get_y() + bar.get_height() / 2, f"{v:,}", ha="center", va="center",
+                            fontsize=7, color="white" if result in ("huge_local", "base_remote", "failed") else "#222")
         left = [a + b for a, b in zip(left, vals)]
+    if not tips.texts:  # a capture without THP faults: no bar to draw
+        ax.text(0.5, 0.5, "no THP faults in this capture", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title("Fault outcomes: the capture, then each policy")
+        return _svg(fig)
     ax.invert_yaxis()
+    if cap:
+        ax.get_yticklabels()[0].set_fontweight("bold")
+        ax.axhline(0.5, color="#888", linewidth=0.6)
     ax.set_xlabel("THP faults")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_title("Fault outcomes per policy")
-    return _svg(fig)
+    ax.set_xlim(0, n_faults)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.32 * len(rows) + 1.3) - 0.12), ncols=3,
+              frameon=False, fontsize=8)
+    ax.set_title("Fault outcomes: the capture, then each policy")
+    return _svg(fig, tips)
 
 
-def _latency_boxes(outcomes: pl.DataFrame, policies: list[str]) -> str:
-    # at least 1 µs each, for the log scale (a fault the model charges nothing is cheaper than that)
-    data = [(outcomes.filter(pl.col("policy") == p)["latency_ns"].to_numpy() / 1000.0).clip(1.0) for p in policies]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(policies) + 1.2))
-    if not any(len(d) for d in data):  # a capture without THP faults: nothing to put on a log scale
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+PCT_MARKERS = {"p50": "o", "p90": "s", "p99": "D", "max": "x"}
+
+
+def latency_percentiles(outcomes: pl.DataFrame, policies: list[str], dataset: Path | None) -> list[tuple[str, dict]]:
+    """(label, {p50, p90, p99, max} in µs) for the capture (measured, when traced) and each policy."""
+    out = []
+    if dataset is not None:
+        lat = read_table(dataset, "thp_faults", ["latency_ns"])["latency_ns"].drop_nulls()
+        if lat.len():
+            out.append((CAPTURED, {k: float(lat.quantile(q, "linear")) / 1000 for k, q in PERCENTILES}))
+    for p in policies:
+        lat = outcomes.filter(pl.col("policy") == p)["latency_ns"].drop_nulls()
+        if lat.len():
+            out.append((p, {k: float(lat.quantile(q, "linear")) / 1000 for k, q in PERCENTILES}))
+    return out
+
+
+def _latency_chart(rows: list[tuple[str, dict]]) -> str:
+    """A strip of percentiles per row (log scale): p50 to p99 as a bar, p90 and max as marks."""
+    fig, ax = plt.subplots(figsize=(9, 0.32 * max(len(rows), 1) + 1.3))
+    if not rows:  # a capture without THP faults: nothing to put on a log scale
         ax.text(0.5, 0.5, "no THP faults in this capture", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         ax.set_title("Fault latency per policy")
         return _svg(fig)
-    ax.boxplot(data, orientation="horizontal", tick_labels=policies, showfliers=True, flierprops={"markersize": 2})
+    tips = _Tips()
+    labels = [label for label, _ in rows]
+    for i, (label, pct) in enumerate(rows):
+        color = CAPTURED_COLOR if label == CAPTURED else "#4477aa"
+        lo, hi = max(pct["p50"], 1.0), max(pct["p99"], 1.0)  # at least 1 µs, for the log scale
+        line, = ax.plot([lo, hi], [i, i], color=color, linewidth=4, alpha=0.35, solid_capstyle="butt")
+        tips.add(line, f"{label}: " + ", ".join(f"{k} {fmt_us(v)}" for k, v in pct.items()))
+        for k, v in pct.items():
+            ax.plot([max(v, 1.0)], [i], marker=PCT_MARKERS[k], color=color, markersize=5 if k != "max" else 6,
+                    linestyle="none", label=k if i == 0 else None)
+    ax.set_yticks(range(len(labels)), labels)
+    if labels[0] == CAPTURED:
+        ax.get_yticklabels()[0].set_fontweight("bold")
+        ax.axhline(0.5, color="#888", linewidth=0.6)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("estimated fault latency (µs, log scale)")
-    ax.set_title("Fault latency per policy")
-    return _svg(fig)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt_us(x)))
+    ax.grid(axis="x", color="#ddd", linewidth=0.5)
+    ax.set_xlabel("fault latency (log scale): the capture's measured, the policies' estimated by the model")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8, title="percentile")
+    ax.set_title("Fault latency percentiles per policy")
+    return _svg(fig, tips)
 
 
-def _free_huge(series: pl.DataFrame, policies: list[str]) -> str:
+def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame) -> str:
+    """Small multiples: one panel per policy, a line per node, the capture's before/after snapshots as
+    reference marks in every panel (the trace has nothing in between)."""
     nodes = sorted(series["node"].unique().to_list())
-    fig, axes = plt.subplots(len(nodes), 1, figsize=(9, 2.6 * len(nodes) + 0.6), squeeze=False, sharex=True)
+    cols = min(3, max(1, len(policies)))
+    nrows = -(-len(policies) // cols) if policies else 1
+    fig, axes = plt.subplots(nrows, cols, figsize=(9.5, 1.9 * nrows + 0.9), squeeze=False, sharex=True, sharey=True)
+    tips = _Tips()
     t0 = series["ts_ns"].min() or 0
-    for ax, node in zip(axes[:, 0], nodes):
-        for p in policies:
+    t1 = ((series["ts_ns"].max() or 0) - t0) / 1e9
+    for k, ax in enumerate(axes.flat):
+        if k >= len(policies):
+            ax.set_axis_off()
+            continue
+        p = policies[k]
+        for j, node in enumerate(nodes):
             s = series.filter((pl.col("policy") == p) & (pl.col("node") == node)).sort("ts_ns")
-            style = ("-", "--", ":", "-.")[policies.index(p) % 4]  # equal curves stay visible
-            ax.step((s["ts_ns"].to_numpy() - t0) / 1e9, s["free_huge_pages"].to_numpy(), where="post", label=p,
-                    linewidth=1.2, linestyle=style)
-        ax.set_ylabel(f"node {node}\nfree 2 MiB blocks")
-    axes[-1, 0].set_xlabel("seconds since the start of the capture")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    axes[0, 0].set_title("Free huge pages per node over time")
-    return _svg(fig)
+            color = NODE_COLORS[j % len(NODE_COLORS)]
+            x = (s["ts_ns"].to_numpy() - t0) / 1e9
+            y = s["free_huge_pages"].to_numpy()
+            line, = ax.step(x, y, where="post", color=color, linewidth=1.3,
+                            linestyle=NODE_DASHES[j % len(NODE_DASHES)])
+            if len(y):
+                tips.add(line, f"{p}, node {node}: {int(y[0]):,} free huge pages at the start, {int(y.min()):,} at the "
+                               f"lowest, {int(y[-1]):,} at the end")
+            snap = snapshots.filter(pl.col("node") == node)
+            for snapshot, xpos, marker in (("before", 0.0, "o"), ("after", t1, "s")):
+                v = snap.filter(pl.col("snapshot") == snapshot)["free_huge_pages"]
+                if v.len():
+                    m, = ax.plot([xpos], [int(v[0])], marker=marker, color=color, markerfacecolor="white",
+                                 markersize=5, linestyle="none", zorder=5, clip_on=False)
+                    tips.add(m, f"as captured, node {node}: {int(v[0]):,} free huge pages in the {snapshot} snapshot")
+        ax.set_title(p, fontsize=9)
+        ax.grid(color="#eee", linewidth=0.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("free 2 MiB blocks")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("seconds since the start")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=NODE_COLORS[j % len(NODE_COLORS)], linestyle=NODE_DASHES[j % len(NODE_DASHES)],
+                      label=f"node {node} (model)") for j, node in enumerate(nodes)]
+    handles += [Line2D([], [], marker="o", color="#444", markerfacecolor="white", linestyle="none",
+                       label="as captured: before snapshot"),
+                Line2D([], [], marker="s", color="#444", markerfacecolor="white", linestyle="none",
+                       label="as captured: after snapshot")]
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(4, len(handles)),
+               frameon=False, fontsize=8)
+    fig.suptitle("Free huge pages per node over time, one panel per policy", y=1.08)
+    fig.tight_layout()
+    return _svg(fig, tips)
 
 
-def _table(frame: pl.DataFrame, floats: int = 3) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+def _cell(text: str, delta: str = "", cls: str = "") -> str:
+    d = f"<br><span class='d'>{html.escape(delta)}</span>" if delta else ""
+    c = f" class='{cls}'" if cls else ""
+    return f"<td{c}>{html.escape(text)}{d}</td>"
+
+
+def _summary_html(summary: pl.DataFrame, cap: Captured | None) -> str:
+    """The summary table: the captured row first, then each policy with its difference from it."""
+    head = "<th>policy</th>" + "".join(f"<th>{html.escape(f[1])}</th>" for f in FIGURES)
     rows = []
-    for row in frame.iter_rows():
+    ref = cap.row if cap else None
+    if ref is not None:
+        rows.append("<tr class='cap'><th>" + CAPTURED + "</th>" + "".join(
+            _cell(fmt_figure(figure_value(ref, c), kind)) for c, _, _, kind in FIGURES) + "</tr>")
+    for r in summary.iter_rows(named=True):
         cells = []
-        for v in row:
-            if isinstance(v, float):
-                v = f"{v:,.{floats}f}"
-            elif isinstance(v, int) and not isinstance(v, bool):
-                v = f"{v:,}"
-            cells.append(f"<td>{html.escape('' if v is None else str(v))}</td>")
+        for c, _, _, kind in FIGURES:
+            v = figure_value(r, c)
+            cells.append(_cell(fmt_figure(v, kind), fmt_delta(v, figure_value(ref, c), kind) if ref else ""))
+        rows.append(f"<tr><th>{html.escape(row_label(r))}</th>{''.join(cells)}</tr>")
+    return (f"<div class='scroll'><table class='summary'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _fmt_cell(column: str, v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "ok" if v else "off"
+    if isinstance(v, float):
+        if column in ("rel_error",) or column.endswith(("coverage", "share")) or column.startswith(("thp_coverage", "local_share")):
+            return f"{100 * v:.1f}%"
+        if column.endswith("_us") or "_us_" in column:
+            return fmt_us(v)
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(frame: pl.DataFrame, headers: dict[str, str] | None = None, cls: str = "") -> str:
+    headers = headers or {}
+    head = "".join(f"<th>{html.escape(headers.get(c, c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for c, v in row.items():
+            text = _fmt_cell(c, v)
+            klass = " class='off'" if c == "ok" and v is False else ""
+            cells.append(f"<td{klass}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    c = f" class='{cls}'" if cls else ""
+    return f"<div class='scroll'><table{c}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1240px;margin:2em auto;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left;white-space:nowrap}figure{margin:1.5em 0}.note{color:#555;font-size:13px}
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1280px;margin:1.5em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
+.scroll{max-width:100%;overflow-x:auto;margin:1em 0}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+thead th{background:#f2f2f2;text-align:center}tbody th{text-align:left;background:#fafafa;font-weight:normal}
+td:first-child{text-align:left}
+table.summary tbody th,table.summary thead th:first-child{position:sticky;left:0;z-index:1}
+table.summary thead th:first-child{background:#f2f2f2}
+tr.cap th,tr.cap td{font-weight:bold;background:#eef3fa;border-bottom:2px solid #888}
+.d{color:#666;font-size:11px}
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}.note{color:#555;font-size:13px}
 .off{color:#b00}"""
 
 
@@ -128,45 +325,115 @@ def _write_page(path: Path, parts: list[str], source: Path) -> None:
     write_output(path, lambda tmp: Path(tmp).write_text("".join(parts), encoding="utf-8"))
 
 
-def _spread(frame: pl.DataFrame, column: str, label: str, title: str) -> str:
-    """One box per policy and setting: how a figure spreads over the sweep's captures."""
+def _spread(frame: pl.DataFrame, column: str, label: str, title: str, captured_rows: dict[str, dict]) -> str:
+    """One dot per capture for every policy and setting (a few captures: no box to draw), each capture in
+    its colour; the capture's own figure as a hollow mark on a row of its own at the top."""
     groups = frame.select("policy", "settings").unique(maintain_order=True).rows()
-    data = [frame.filter((pl.col("policy") == p) & (pl.col("settings") == s))[column].drop_nulls().to_numpy()
-            for p, s in groups]
-    fig, ax = plt.subplots(figsize=(9, 0.4 * len(groups) + 1.2))
-    ax.boxplot(data, orientation="horizontal", tick_labels=[f"{p}  {s}" for p, s in groups], showfliers=True,
-               flierprops={"markersize": 3})
+    captures = sorted(frame["capture"].unique().to_list())
+    rows = [CAPTURED] + [f"{p}  {s}" for p, s in groups]
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(rows) + 1.4))
+    tips = _Tips()
+    for j, cap in enumerate(captures):
+        color = NODE_COLORS[j % len(NODE_COLORS)]
+        offset = (j - (len(captures) - 1) / 2) * 0.12  # captures side by side within a row: equal values stay visible
+        ref = (captured_rows.get(cap) or {}).get(column)
+        if ref is not None:
+            m, = ax.plot([100 * ref], [offset], marker="o", markerfacecolor="white", color=color, linestyle="none",
+                         markersize=6, label=cap)
+            tips.add(m, f"{cap}, as captured: {100 * ref:.1f}%")
+        for i, (p, s) in enumerate(groups, start=1):
+            v = frame.filter((pl.col("policy") == p) & (pl.col("settings") == s) & (pl.col("capture") == cap))[column]
+            v = v.drop_nulls()
+            if v.len():
+                m, = ax.plot([100 * float(v[0])], [i + offset], marker="o", color=color, linestyle="none", markersize=5,
+                             label=None if ref is not None or i > 1 else cap)
+                tips.add(m, f"{cap}, {p} {s}: {100 * float(v[0]):.1f}%")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.get_yticklabels()[0].set_fontweight("bold")
+    ax.axhline(0.5, color="#888", linewidth=0.6)
     ax.invert_yaxis()
+    ax.set_xlim(-2, 102)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.0f}%"))
+    ax.grid(axis="x", color="#ddd", linewidth=0.5)
     ax.set_xlabel(label)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8, title="capture")
     ax.set_title(title)
-    return _svg(fig)
+    return _svg(fig, tips)
 
 
 FLEET_FIGURES = ("fleet-coverage", "fleet-local")
+FLEET_HEADERS = {"thp_coverage": "THP", "thp_coverage_p50": "THP p50", "thp_coverage_min": "THP worst",
+                 "local_share": "local", "local_share_p50": "local p50", "compact_stall": "stalls",
+                 "pgsteal_direct": "reclaimed", "pswpout": "swap-outs", "latency_p99_us_p50": "p99 latency p50"}
+CAPTURE_COLUMNS = ("huge_local", "huge_remote", "fallback", "thp_coverage", "local_share", "compact_stall",
+                   "pgsteal_direct", "pswpout")
+
+
+def _sort_era(frame: pl.DataFrame) -> pl.DataFrame:
+    order = era_order(frame["policy"].unique().to_list())
+    rank = {p: i for i, p in enumerate(order)}
+    keys = (["capture"] if "capture" in frame.columns else []) + ["_era", "settings"]
+    return frame.with_columns(pl.col("policy").replace_strict(rank, return_dtype=pl.Int64).alias("_era")).sort(
+        keys, maintain_order=True).drop("_era")
+
+
+def _capture_table(name: str, rows: pl.DataFrame, cap: Captured | None) -> str:
+    """One capture of a sweep: its captured row, then each policy and setting with the difference."""
+    spec = {f[0]: f for f in FIGURES}
+    head = "<th>policy</th><th>settings</th>" + "".join(f"<th>{html.escape(spec[c][1])}</th>" for c in CAPTURE_COLUMNS)
+    out = []
+    ref = cap.row if cap else None
+    if ref is not None:
+        out.append(f"<tr class='cap'><th>{CAPTURED}</th><td></td>" + "".join(
+            _cell(fmt_figure(figure_value(ref, c), spec[c][3])) for c in CAPTURE_COLUMNS) + "</tr>")
+    for r in rows.iter_rows(named=True):
+        cells = [_cell(fmt_figure(figure_value(r, c), spec[c][3]),
+                       fmt_delta(figure_value(r, c), figure_value(ref, c), spec[c][3]) if ref else "")
+                 for c in CAPTURE_COLUMNS]
+        out.append(f"<tr><th>{html.escape(row_label(r))}</th><td>{html.escape(r['settings'])}</td>{''.join(cells)}</tr>")
+    return (f"<h3>{html.escape(name)}</h3><div class='scroll'><table class='summary'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(out)}</tbody></table></div>")
 
 
 def build_fleet(sweep: str | Path, output: str | Path | None = None) -> Report:
-    """The fleet page of a sweep: every policy and setting over the captures (pooled table, spreads)."""
+    """The fleet page of a sweep: every policy and setting over the captures (pooled table, one dot per
+    capture), then each capture on its own with its captured row."""
     from thpreplay.query import run
 
     sweep = Path(sweep)
-    fleet = run([sweep], "SELECT * FROM fleet_settings")
-    per_capture = run([sweep], "SELECT capture, policy, settings, thp_coverage, local_share FROM outcome_summary "
-                               "WHERE faults > 0 ORDER BY policy, settings, capture")
+    fleet = _sort_era(run([sweep], "SELECT * FROM fleet_settings"))
+    per_capture = run([sweep], "SELECT * FROM outcome_summary WHERE faults > 0")
     if per_capture.is_empty():
         raise InputError(str(sweep), "no finished partition with THP faults in this sweep yet")
+    per_capture = _sort_era(per_capture)
     asked = json.loads((sweep / "sweep.json").read_text())
+    caps: dict[str, Captured | None] = {}
+    for name in sorted(per_capture["capture"].unique().to_list()):
+        entry = asked.get("captures", {}).get(name) or {}
+        ds = Path(entry["dataset"]) if entry.get("dataset") else None
+        if ds is not None and not ds.is_absolute():
+            ds = sweep / ds
+        try:
+            caps[name] = capture_figures(ds) if ds is not None and ds.is_dir() else None
+        except ThpreplayError:
+            caps[name] = None  # the capture's dataset is gone or damaged: its table has no captured row
+    captured_rows = {k: (v.row if v else None) for k, v in caps.items()}
+    spread_rows = per_capture.select("capture", "policy", "settings", "thp_coverage", "local_share")
     title = f"thpreplay fleet report: {sweep.resolve().name}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>{per_capture['capture'].n_unique():,} captures with THP faults (of {len(asked['captures']):,} "
              f"in the sweep), {fleet.height:,} policy and setting pairs. Pooled figures sum every capture's faults; "
-             "the _p50 and _min columns are over captures.</p>",
-             _table(fleet),
-             f"<figure id='fleet-coverage'>{_spread(per_capture, 'thp_coverage', 'THP coverage', 'THP coverage over captures')}</figure>",
-             f"<figure id='fleet-local'>{_spread(per_capture, 'local_share', 'local share', 'Local share over captures')}</figure>",
-             "<p class='note'>Made by thpreplay from the sweep's partitions (thpreplay query SWEEP "
-             "\"select * from fleet_settings\" gives the table).</p></body></html>\n"]
+             "the median and worst columns are over captures. Policies in era order.</p>",
+             _table(fleet, FLEET_HEADERS),
+             f"<figure id='fleet-coverage'>{_spread(spread_rows, 'thp_coverage', 'THP coverage (share of the faults)', 'THP coverage per capture', captured_rows)}</figure>",
+             f"<figure id='fleet-local'>{_spread(spread_rows, 'local_share', 'local share (share of the faults)', 'Local share per capture', captured_rows)}</figure>",
+             "<h2>Per capture</h2>"]
+    for name, cap in caps.items():
+        parts.append(_capture_table(name, per_capture.filter(pl.col("capture") == name), cap))
+    parts.append(f"<p class='note'>{html.escape(DELTA_LEGEND)}</p>")
+    parts.append("<p class='note'>Made by thpreplay from the sweep's partitions (thpreplay query SWEEP "
+                 "\"select * from fleet_settings\" gives the pooled table).</p></body></html>\n")
     path = Path(output) if output else sweep / "report.html"
     _write_page(path, parts, sweep)
     return Report(path, fleet, None)
@@ -180,17 +447,24 @@ def build(dataset: str | Path, output: str | Path | None = None, validate_captur
         return _build(dataset, output, validate_capture)
 
 
+def _sort_summary(summary: pl.DataFrame) -> pl.DataFrame:
+    rank = {p: i for i, p in enumerate(era_order(summary["policy"].to_list()))}
+    return summary.with_columns(pl.col("policy").replace_strict(rank, return_dtype=pl.Int64).alias("_era")).sort(
+        "_era", maintain_order=True).drop("_era")
+
+
 def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> Report:
     check_dataset(dataset)
     sim = dataset / SIM_DIR
     info = check_simulation(dataset)
     if info is None:
         raise InputError(str(dataset), "no simulation in this dataset; run thpreplay simulate first")
-    summary = read_table(sim, "outcome_summary")
+    summary = _sort_summary(read_table(sim, "outcome_summary"))
     outcomes = read_table(sim, "outcomes")
     series = read_table(sim, "memory_series")
     meta = _metadata(dataset)
     policies = summary["policy"].to_list()
+    cap = capture_figures(dataset)
     validation = None
     if validate_capture:
         from thpreplay.validate import validate
@@ -210,19 +484,22 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append(f"; THP enabled={html.escape(info['settings']['enabled'])} defrag={html.escape(info['settings']['defrag'])}")
     parts.append(f"; {info['demand'].get('thp_faults', 0):,} THP faults, {info['demand'].get('ops', 0):,} demand ops;"
                  f" initial state from {html.escape(str(info['initial_state'].get('source', 'snapshots')))}</p>")
-    parts.append(_table(topo, 0))
+    parts.append(_table(topo))
     for note in info.get("notes", []):
         parts.append(f"<p class='note'>note: {html.escape(note)}</p>")
     parts.append("<h2>Summary</h2>")
-    parts.append(_table(summary.select(
-        "policy", "huge_local", "huge_remote", "base_local", "base_remote", "failed", "thp_coverage", "local_share",
-        "latency_mean_us", "latency_p99_us", "compact_stall", "pgsteal_direct", "pswpout", "access_cost_mean")))
-    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies)}</figure>")
-    parts.append(f"<figure id='latency'>{_latency_boxes(outcomes, policies)}</figure>")
-    parts.append(f"<figure id='free-huge'>{_free_huge(series, policies)}</figure>")
+    parts.append(f"<p class='note'>The first row is what the capturing kernel did (from the trace and its vmstat "
+                 f"snapshots); under each policy's figure, its difference from it (pp: percentage points; ×: ratio). "
+                 f"Policies in era order.</p>")
+    parts.append(_summary_html(summary, cap))
+    for note in _footnotes(cap):
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap)}</figure>")
+    parts.append(f"<figure id='latency'>{_latency_chart(latency_percentiles(outcomes, policies, dataset))}</figure>")
+    parts.append(f"<figure id='free-huge'>{_free_huge(series, policies, free_huge_snapshots(dataset))}</figure>")
     if validation is not None:
         parts.append(f"<h2>Validation against the captured kernel ({html.escape(validation.policy)})</h2>")
-        parts.append(_table(validation.table(), 3))
+        parts.append(_table(validation.table(), {"rel_error": "rel. error"}))
         bad = len(validation.failures)
         parts.append(f"<p>{len(validation.rows) - bad} of {len(validation.rows)} figures within "
                      f"{100 * validation.tolerance:.0f} % or ±{validation.small}.</p>")
@@ -230,4 +507,10 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
                  "simplifications: docs/model.md.</p></body></html>\n")
     path = Path(output) if output else dataset / "report.html"
     _write_page(path, parts, dataset)
-    return Report(path, summary, validation)
+    return Report(path, summary, validation, cap)
+
+
+def _footnotes(cap: Captured | None) -> list[str]:
+    from thpreplay.report_text import footnotes
+
+    return footnotes(cap)

@@ -7,10 +7,12 @@ import os
 import sys
 from collections.abc import Iterator
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
+from thpreplay.errors import ThpreplayError
 from thpreplay.ingest import IngestSummary
 
 
@@ -140,29 +142,151 @@ def print_sweep(summary) -> None:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
+    return "—" if x is None else f"{100 * x:.1f}%"
 
 
 def _num(x: float | None, fmt: str = ",.0f") -> str:
-    return "-" if x is None else format(x, fmt)
+    return "—" if x is None else format(x, fmt)
 
 
-def summary_table(summary) -> Table:
-    """The headline table of a simulation: one row per policy."""
-    table = Table(show_header=True, header_style="bold")
-    for name, justify in (("policy", "left"), ("huge local", "right"), ("huge remote", "right"),
-                          ("base", "right"), ("THP", "right"), ("local", "right"), ("latency mean µs", "right"),
-                          ("p99 µs", "right"), ("stalls", "right"), ("reclaimed", "right"), ("swap-outs", "right"),
-                          ("access cost", "right")):
-        table.add_column(name, justify=justify)
+def fmt_us(x: float | None) -> str:
+    """A latency in microseconds at a precision that fits its size: 4.9 µs, 390 µs, 7.40 ms, 81.9 ms, 1.31 s."""
+    if x is None:
+        return "—"
+    if x < 10:
+        return f"{x:.1f} µs"
+    if x < 1000:
+        return f"{x:.0f} µs"
+    if x < 10_000:
+        return f"{x / 1000:.2f} ms"
+    if x < 1_000_000:
+        return f"{x / 1000:.1f} ms" if x < 100_000 else f"{x / 1000:.0f} ms"
+    return f"{x / 1e6:,.2f} s"
+
+
+# The summary's figures: outcome_summary column (fallback = base_local + base_remote + failed, as validate
+# counts it), wide header, narrow header, kind (count, pct, us, cost). One list for the terminal and HTML.
+FIGURES = (
+    ("huge_local", "huge local", "huge L", "count"),
+    ("huge_remote", "huge remote", "huge R", "count"),
+    ("fallback", "4K fallback", "4K", "count"),
+    ("thp_coverage", "THP", "THP", "pct"),
+    ("local_share", "local", "local", "pct"),
+    ("latency_mean_us", "mean latency", "mean", "us"),
+    ("latency_p99_us", "p99 latency", "p99", "us"),
+    ("compact_stall", "compact stalls", "stalls", "count"),
+    ("pgsteal_direct", "reclaimed", "recl.", "count"),
+    ("pswpout", "swap-outs", "swap", "count"),
+    ("access_cost_mean", "access cost", "cost", "cost"),
+)
+# narrow layout (under the wide table's width): placement figures, then cost figures, one table each
+NARROW_GROUPS = (("huge_local", "huge_remote", "fallback", "thp_coverage", "local_share"),
+                 ("latency_mean_us", "latency_p99_us", "compact_stall", "pgsteal_direct", "pswpout", "access_cost_mean"))
+DELTA_LEGEND = "under each policy's figure: its difference from the captured one (pp: percentage points; ×: ratio)"
+NARROW_LEGEND = ("huge L/R: faults given a huge page on the local/a remote node; 4K: fell back to 4 KiB pages; "
+                 "THP, local: share of the faults; recl.: pages reclaimed directly; swap: swap-outs; "
+                 "cost: mean access cost")
+
+
+def figure_value(row: dict, column: str):
+    if column == "fallback":
+        if "base" in row:
+            return row["base"]  # the captured row: the trace counts fallbacks, whatever their node
+        parts = [row.get("base_local"), row.get("base_remote"), row.get("failed") or 0]
+        return None if parts[0] is None or parts[1] is None else sum(parts)
+    return row.get(column)
+
+
+def fmt_figure(value, kind: str) -> str:
+    if value is None:
+        return "—"
+    if kind == "pct":
+        return _pct(value)
+    if kind == "us":
+        return fmt_us(value)
+    if kind == "cost":
+        return f"{value:.2f}"
+    return f"{value:,}"
+
+
+def fmt_delta(value, ref, kind: str) -> str:
+    """A policy's figure against the captured one: +12, -3.1 pp, ×2.4 (latency); empty when either is unknown."""
+    if value is None or ref is None or kind == "cost":
+        return ""
+    if kind == "pct":
+        d = round(100 * (value - ref), 1)
+        return "±0 pp" if d == 0 else f"{d:+.1f} pp"
+    if kind == "us":  # latencies span orders of magnitude: a ratio
+        if ref <= 0:
+            return ""
+        r = value / ref
+        return f"×{r:.2f}" if r < 10 else f"×{r:,.0f}" if r >= 100 else f"×{r:.1f}"
+    d = value - ref
+    return "±0" if d == 0 else f"{d:+,}"
+
+
+def row_label(row: dict) -> str:
+    """The policy, or the kernel version(s) the user asked for and their policy."""
+    kernel = row.get("kernel")
+    return f"{kernel} ({row['policy']})" if kernel else row["policy"]
+
+
+def _cell(row: dict, column: str, kind: str, ref: dict | None) -> str:
+    value = figure_value(row, column)
+    text = fmt_figure(value, kind)
+    delta = fmt_delta(value, figure_value(ref, column), kind) if ref is not None else ""
+    return f"{text}\n[dim]{delta}[/dim]" if ref is not None else text
+
+
+def summary_tables(summary, captured=None, width: int | None = None) -> list[Table]:
+    """The headline of a simulation: the captured row first, then one row per policy with its difference
+    from the captured figures. One table when it fits `width` (None: always), else two narrower ones."""
+    wide = _summary_table(summary, captured, [f[0] for f in FIGURES], wide=True)
+    if width is None or _width(wide) <= width:
+        return [wide]
+    return [_summary_table(summary, captured, list(group), wide=False) for group in NARROW_GROUPS]
+
+
+def summary_table(summary, captured=None) -> Table:
+    """The wide summary table (one row per policy, the captured row first when given)."""
+    return summary_tables(summary, captured)[0]
+
+
+def _width(table: Table) -> int:
+    from rich.measure import Measurement
+
+    console = Console(width=1000)
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _summary_table(summary, captured, columns: list[str], wide: bool) -> Table:
+    spec = {f[0]: f for f in FIGURES}
+    table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("policy", justify="left", overflow="fold")
+    for c in columns:
+        table.add_column(spec[c][1] if wide else spec[c][2], justify="right", overflow="fold", no_wrap=False)
+    ref = captured.row if captured is not None else None
+    if ref is not None:
+        table.add_row(f"[bold]{captured.row['policy']}[/bold]",
+                      *(fmt_figure(figure_value(ref, c), spec[c][3]) for c in columns), end_section=True)
     for r in summary.iter_rows(named=True):
-        table.add_row(
-            r["policy"], f"{r['huge_local']:,}", f"{r['huge_remote']:,}", f"{r['base_local'] + r['base_remote']:,}",
-            _pct(r["thp_coverage"]), _pct(r["local_share"]), _num(r["latency_mean_us"]), _num(r["latency_p99_us"]),
-            f"{r['compact_stall']:,}", f"{r['pgsteal_direct']:,}", f"{r['pswpout']:,}",
-            _num(r["access_cost_mean"], ".2f"),
-        )
+        table.add_row(row_label(r), *(_cell(r, c, spec[c][3], ref) for c in columns))
     return table
+
+
+def footnotes(captured, columns=None) -> list[str]:
+    """Why a captured figure is "—", and where its latency comes from."""
+    if captured is None:
+        return []
+    columns = columns or [f[0] for f in FIGURES]
+    notes = [f"—: {n}" for n in captured.footnotes(columns)]
+    if any(c.startswith("latency") for c in columns) and captured.row.get("latency_mean_us") is not None:
+        notes.append(LATENCY_NOTE)
+    return notes
+
+
+LATENCY_NOTE = ("as captured, latency is measured (page fault to the last THP attempt); the policies' is the "
+                "model's estimate")
 
 
 def fleet_table(fleet) -> Table:
@@ -185,16 +309,64 @@ def _wide_console() -> Console:
     return console if console.is_terminal else Console(soft_wrap=True, width=160)
 
 
+PIPED_WIDTH = 100  # the summary's width when stdout is not a terminal (COLUMNS overrides): the same bytes every run
+
+
+def summary_console() -> Console:
+    """The terminal's width on a terminal; piped, COLUMNS if set, else PIPED_WIDTH (deterministic)."""
+    console = Console(soft_wrap=True)
+    if console.is_terminal:
+        return console
+    try:
+        width = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        width = PIPED_WIDTH
+    return Console(soft_wrap=True, width=width if width > 0 else PIPED_WIDTH)
+
+
+def print_summary(console: Console, summary, captured=None) -> None:
+    """The summary tables at the console's width, a legend when abbreviated, and the captured row's notes."""
+    tables = summary_tables(summary, captured, console.width)
+    for i, t in enumerate(tables):
+        if i:
+            console.print()
+        console.print(t)
+    if captured is not None:
+        console.print(DELTA_LEGEND, highlight=False, soft_wrap=False)
+    if len(tables) > 1:
+        console.print(NARROW_LEGEND, highlight=False, soft_wrap=False)
+    for note in footnotes(captured):
+        console.print(note, highlight=False, soft_wrap=False)
+
+
+def _captured_or_none(dataset):
+    from thpreplay.captured import captured
+
+    try:
+        return captured(dataset)
+    except ThpreplayError:
+        return None
+
+
 def print_simulation(result) -> None:
-    console = _wide_console()
+    console = summary_console()
     inp = result.inputs
     d = inp.demand.counts
     console.print(f"simulated {inp.dataset}  (enabled={inp.settings.enabled} defrag={inp.settings.defrag}; "
                   f"{d['thp_faults']:,} THP faults, {d['ops']:,} demand ops)", highlight=False)
-    console.print(summary_table(result.summary))
+    print_summary(console, result.summary, _captured_or_none(inp.dataset))
     for note in inp.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     console.print(f"tables: {inp.dataset}/simulation/{{outcomes,outcome_summary,memory_series}}", highlight=False)
+
+
+def print_report_summary(report) -> None:
+    """What `thpreplay report` prints: the summary (a dataset's, with its captured row) or the fleet table."""
+    console = summary_console()
+    if "settings" in report.summary.columns:
+        console.print(fleet_table(report.summary))
+    else:
+        print_summary(console, report.summary, getattr(report, "captured", None))
 
 
 def print_validation(v) -> None:
@@ -218,8 +390,33 @@ def print_validation(v) -> None:
         console.print(_figures_table(v.cost_rows, v.tolerance, v.small))
         console.print(f"{len(v.cost_rows) - len(v.cost_failures)} of {len(v.cost_rows)} cost figures within tolerance",
                       highlight=False)
+    if v.latency_rows:
+        console.print("fault latency, µs: page-fault event to the allocation's return (not in the tally above)",
+                      highlight=False)
+        console.print(_latency_table(v.latency_rows, v.tolerance, v.small))
+        console.print(f"{len(v.latency_rows) - len(v.latency_failures)} of {len(v.latency_rows)} latency figures "
+                      "within tolerance", highlight=False)
     for note in v.result.inputs.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def _us(x: float | None) -> str:
+    """µs with sensible precision: 7.0, 48.2, 1,668, and '-' for none."""
+    if x is None:
+        return "-"
+    return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def _latency_table(rows, tolerance: float, small: int) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    for name, justify in (("placement", "left"), ("", "left"), ("faults obs/sim", "right"), ("observed", "right"),
+                          ("simulated", "right"), ("rel. error", "right"), ("", "left")):
+        table.add_column(name, justify=justify)
+    for r in rows:
+        err = r.error()
+        table.add_row(r.placement, r.stat, f"{r.observed_n:,}/{r.simulated_n:,}", _us(r.observed), _us(r.simulated),
+                      "-" if err is None else f"{100 * err:.1f}%", "ok" if r.ok(tolerance, small) else "[red]off[/red]")
+    return table
 
 
 def agreement_line(v) -> str:
