@@ -138,3 +138,141 @@ def test_a_full_disk_leaves_no_bundle(tmp_path, backend):
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
     assert not [p for p in Path("/sys/kernel/tracing/instances").iterdir() if p.name.startswith("thpreplay-")]
+
+
+# --- a capture limited to one workload (-p, --cgroup, --workload-only) ----------------------------------
+
+# a process that allocates and frees memory, touching every page, for argv[1] seconds or until the file
+# argv[1] exists
+CHURN = ("import os, sys, time\n"
+         "arg = sys.argv[1]\n"
+         "end = time.time() + float(arg) if arg.replace('.', '').isdigit() else None\n"
+         "while (time.time() < end) if end else not os.path.exists(arg):\n"
+         "    b = bytearray(33 << 20)\n"  # above glibc's largest mmap threshold (32 MiB): every round faults
+         "    for i in range(0, len(b), 4096): b[i] = 1\n"
+         "    del b\n"
+         "    time.sleep(0.2)\n")
+DAEMON = r"^(kswapd\d*|kcompactd\d*|khugepaged)$"
+TASK_TABLES = ("page_alloc", "page_free", "page_fault")
+
+
+def _tasks(ds: Path) -> dict[str, set[tuple[int, str]]]:
+    """(pid, comm) of every row of the task events' tables."""
+    return {t: set(read_table(ds, t).select("pid", "comm").unique().iter_rows()) for t in TASK_TABLES}
+
+
+def _only(tasks: dict, allowed) -> None:
+    """Every task event is the workload's (allowed(pid, comm)) or a daemon's, and the workload has some."""
+    for table, seen in tasks.items():
+        strangers = {(p, c) for p, c in seen if not allowed(p, c) and not re.match(DAEMON, c or "")}
+        assert not strangers, (table, sorted(strangers)[:5])
+        assert any(allowed(p, c) for p, c in seen), table
+
+
+def _manifest_filter(b: Path) -> dict:
+    flt = json.loads((b / "manifest.json").read_text())["filter"]
+    assert flt["filtered_events"] == ["kmem:mm_page_alloc", "kmem:mm_page_free", "exceptions:page_fault_user"]
+    assert flt["daemons"] == ["kswapd*", "kcompactd*", "khugepaged"]
+    assert "compaction:mm_compaction_begin" in flt["system_wide_events"]
+    return flt
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_record_p_keeps_only_that_process_and_the_daemons(tmp_path, backend):
+    """-p PID without a duration: records until the process exits; its threads' allocations, frees and
+    page faults and the daemons', nobody else's (the test's own python churns memory too)."""
+    stop = tmp_path / "stop"
+    w = subprocess.Popen([sys.executable, "-c", CHURN, str(stop)])
+    b = tmp_path / "b"
+    rec = subprocess.Popen([THP, "record", "-o", str(b), "-p", str(w.pid), "--backend", backend, "--buffer-kb", "8192"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = rec.stderr.readline()  # said just before the recording starts
+    time.sleep(1.5)
+    stop.touch()
+    w.wait()
+    out, err = rec.communicate(timeout=60)
+    assert rec.returncode == 0, first + err
+    assert out == f"bundle: {b}  ({TRACE[backend]}, command exit 0)\n"
+    assert first == (f"record: kmem:mm_page_alloc, kmem:mm_page_free, exceptions:page_fault_user only of pid {w.pid} (1 thread "
+            "when recording began) and the kernel's kswapd, kcompactd, khugepaged; the other events system-wide\n")
+    flt = _manifest_filter(b)
+    assert (flt["kind"], flt["pids"], flt["threads"], flt["cgroup"]) == ("pid", [w.pid], [w.pid], None)
+    ingest([str(b)], tmp_path / "ds")
+    _only(_tasks(tmp_path / "ds"), lambda pid, comm: pid == w.pid)
+
+
+def _perf_cgroups():
+    """The cgroup hierarchy perf filters by, when this machine lets us make a cgroup in it."""
+    from thpreplay.record import perf_cgroup_mount
+
+    try:
+        mount = perf_cgroup_mount()
+    except RecordError:
+        return None
+    return mount if os.access(mount, os.W_OK) else None
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
+def test_record_cgroup_keeps_only_its_tasks_and_the_daemons(tmp_path):
+    mount = _perf_cgroups()
+    assert mount is not None, "no writable cgroup hierarchy for perf on this machine"
+    cg = mount / f"thpreplay-test-{os.getpid()}"
+    cg.mkdir()
+    try:
+        stop = tmp_path / "stop"
+        w = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1" "$2"', sys.executable,
+                              CHURN, str(stop)])
+        deadline = time.monotonic() + 10
+        while str(w.pid) not in (cg / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        b = tmp_path / "b"
+        r = subprocess.run([THP, "record", "-o", str(b), "--cgroup", str(cg), "--duration", "1.5"],
+                           capture_output=True, text=True, timeout=120)
+        stop.touch()
+        w.wait()
+        assert r.returncode == 0, r.stderr
+        assert f"only of cgroup {cg} and the kernel's" in r.stderr
+    finally:
+        cg.rmdir()
+    flt = _manifest_filter(b)
+    assert (flt["kind"], flt["cgroup"]) == ("cgroup", str(cg))
+    ingest([str(b)], tmp_path / "ds")
+    _only(_tasks(tmp_path / "ds"), lambda pid, comm: pid == w.pid)
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
+def test_record_workload_only_keeps_the_command_tree(tmp_path):
+    """-- COMMAND --workload-only: the command and its children (a shell running two pythons), in a cgroup
+    record makes and removes."""
+    assert _perf_cgroups() is not None, "no writable cgroup hierarchy for perf on this machine"
+    b = tmp_path / "b"
+    script = f'"{sys.executable}" -c "$0" 1 & "{sys.executable}" -c "$0" 1; wait'
+    r = subprocess.run([THP, "record", "-o", str(b), "--workload-only", "--", "sh", "-c", script, CHURN],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "only of the command's process tree and the kernel's" in r.stderr
+    flt = _manifest_filter(b)
+    assert flt["kind"] == "command" and not Path(flt["cgroup"]).exists()
+    ingest([str(b)], tmp_path / "ds")
+    tasks = _tasks(tmp_path / "ds")
+    _only(tasks, lambda pid, comm: comm in ("sh", "python3", Path(sys.executable).name))
+    assert len({p for p, c in tasks["page_alloc"] if c != "sh" and not re.match(DAEMON, c)}) == 2  # both pythons
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "1", "--cgroup", "x", "--duration", "1"], "-p, --cgroup and --workload-only each choose the workload: give one"),
+    (["--workload-only", "--duration", "1"], "--workload-only records the process tree of -- COMMAND: give the command"),
+    (["--cgroup", "x", "--backend", "ftrace", "--duration", "1"],
+     "--cgroup needs --backend perf (tracefs filters events by task, not by cgroup); -p works with both"),
+    (["-p", "12x"], "-p 12x: give process ids, comma-separated (e.g. -p 1234,5678)"),
+    (["-p", "1,999999999"], "-p 1,999999999: no process 999999999; nothing recorded"),
+    (["--cgroup", "no-such-cgroup-here", "--duration", "1"], None),
+])
+def test_record_filter_options_are_checked_before_anything_is_written(tmp_path, args, message):
+    r = subprocess.run([THP, "record", "-o", str(tmp_path / "b"), *args], capture_output=True, text=True, timeout=60)
+    if message is None:  # the hierarchy's path depends on the machine
+        message = f"--cgroup no-such-cgroup-here: no such cgroup (not a directory under "
+        assert r.returncode == 1 and r.stderr.startswith(f"thpreplay: {message}"), r.stderr
+    else:
+        assert (r.returncode, r.stderr) == (1, f"thpreplay: {message}\n")
+    assert list(tmp_path.iterdir()) == []

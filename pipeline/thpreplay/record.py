@@ -193,8 +193,12 @@ def _join_cgroup(command: list[str], flt: RecordFilter) -> list[str]:
 
 def _wait_for(pids: list[int]) -> list[str]:
     """A command that ends when every process of pids has exited (-p without --duration)."""
-    return [sys.executable, "-c", "import os, sys, time\n"
-            "while any(os.path.exists(f'/proc/{p}/task') for p in sys.argv[1:]): time.sleep(0.1)",
+    # a process that has exited but is not yet reaped by its parent (a zombie, state Z) has exited
+    return [sys.executable, "-c", "import sys, time\n"
+            "def alive(p):\n"
+            "    try: return open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] not in 'ZX'\n"
+            "    except OSError: return False\n"
+            "while any(alive(p) for p in sys.argv[1:]): time.sleep(0.1)",
             *map(str, pids)]
 
 
