@@ -4,6 +4,7 @@
   per-event Python loop would be ~100x slower).
 - thpreplay.parse._prefix, an optional helper for the line prefix. If it cannot be built, the package
   installs without it and ingest uses its pure-polars path (same results, slower).
+- thpreplay.parse._tracedat, the optional trace.dat reader's record renderer.
 """
 
 from setuptools import Extension, setup
@@ -21,6 +22,14 @@ setup(
         Extension(
             "thpreplay.parse._prefix",
             ["pipeline/thpreplay/parse/_prefix.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        # the trace.dat record renderer (parse/tracedat.py); without it a trace.dat is read through
+        # `trace-cmd report`
+        Extension(
+            "thpreplay.parse._tracedat",
+            ["pipeline/thpreplay/parse/_tracedat.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

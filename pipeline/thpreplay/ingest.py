@@ -33,7 +33,7 @@ from thpreplay.inputs import Chunk, decompress_to, describe_container, describe_
 from thpreplay.kernel import counters, gfp
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES, NULL_POINTERS
-from thpreplay.parse import prefix, stacks
+from thpreplay.parse import perfdata, prefix, stacks
 from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
 from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
 from thpreplay.topology import Topology
@@ -50,9 +50,11 @@ PERF_CALLCHAIN_FIELDS = "ip,sym,symoff,dso"
 @dataclass
 class Source:
     name: str  # as given (path or '-'), used in messages and the `source` column
-    kind: str  # text, perf.data
+    kind: str  # text, perf.data, trace.dat
     path: str
     stall_timeout: float | None = None  # a pipe, FIFO or stdin silent this long is an error (--input-timeout)
+    notes: list[str] = field(default_factory=list)  # warnings its reader gave (trace.dat: fallback, lost pages)
+    perf_info: dict | None = None  # perf.data read by thpreplay's reader: its header and counts (parse/perfdata.py)
 
 
 @dataclass
@@ -358,6 +360,10 @@ class _Writers:
 
 
 def _chunks_of(source: Source) -> Iterator[Chunk]:
+    if source.kind == "trace.dat":  # rendered as `trace-cmd report -t` text by the native reader
+        from thpreplay.parse import tracedat
+        yield from tracedat.chunks(source.path, source.name, source.notes)
+        return
     if source.kind != "perf.data":
         yield from read_chunks(source.path, stall_timeout=source.stall_timeout)
         return
@@ -368,6 +374,20 @@ def _chunks_of(source: Source) -> Iterator[Chunk]:
             decompress_to(path, plain)
             plain.flush()
             path = plain.name
+        # thpreplay's own reader prints what perf script prints (parse/perfdata.py); what it does not
+        # read goes to perf script, with the reason in one warning
+        native, why = perfdata.open_native(path, source.name)
+        if native is not None:
+            yield from native.chunks()
+            source.perf_info = native.info
+            return
+        if why:
+            if shutil.which("perf") is None:
+                raise InputError(source.name, f"perf.data: {why}: thpreplay's reader does not read that, and "
+                                              f"perf is not installed to decode it",
+                                 hint="install perf (Debian: linux-perf)")
+            source.notes.append(f"{source.name}: {why}: thpreplay's perf.data reader does not read that; "
+                                f"decoded with perf script")
         # perf's messages go to a file: a pipe nobody reads while perf writes could fill and stall it
         errfile = stack.enter_context(tempfile.TemporaryFile())
         proc = _perf_script_stream(path, errfile)
@@ -533,6 +553,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
     pfn_min = pfn_max = None
     tgid_seen = False
     warnings: list[str] = []
+    perf_data: dict[str, dict] = {}  # perf.data files thpreplay's reader read (the others: perf script)
 
     def absorb(result: ChunkResult, reduced: ChunkMarkers, pfns: tuple, state: dict) -> None:
         nonlocal ts_min, ts_max, pfn_min, pfn_max, tgid_seen
@@ -599,7 +620,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                         continue
                     fmt = detect_format(sample, source.name)
                     layout = detect_layout(sample, fmt)
-                    formats[source.name] = fmt
+                    formats[source.name] = "trace.dat" if source.kind == "trace.dat" else fmt
                 part += 1
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
@@ -616,6 +637,11 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             if layout is None:
                 raise InputError(source.name, "empty trace (no event lines)")
             stats["untimed"] += state["untimed"]
+            warnings.extend(source.notes)
+            if source.perf_info is not None:  # PERF_RECORD_LOST and LOST_SAMPLES: events the kernel dropped
+                stats["lost_events"] += source.perf_info["lost"] + source.perf_info["lost_samples"]
+                perf_data[source.name] = {k: source.perf_info[k] for k in (
+                    "osrelease", "nr_cpus_online", "samples", "lost", "lost_samples", "compressed_records")}
             if state["untimed"]:
                 warnings.append(f"{source.name}: {state['untimed']:,} event lines without the task/cpu/time prefix: "
                                 f"read in file order with null ts_ns, pid, cpu and comm; simulate and validate "
@@ -726,6 +752,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         "failed_to_parse_lines": stats["failed_to_parse"],
         "pfns_outside_topology": not_located,
         "has_tgid": tgid_seen,
+        "perf_data_native": perf_data,
         "untimed_events": stats["untimed"],
         "thp_faults_trace_view": trace_view,
         "schemas": {t: schemas.load(t).id for t in schemas.ingest_tables()},

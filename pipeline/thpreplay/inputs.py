@@ -23,6 +23,7 @@ MAGIC = {
     b"\xfd7zXZ\x00": "xz",
 }
 PERF_DATA_MAGIC = (b"PERFILE2", b"2ELIFREP")
+TRACE_DAT_MAGIC = b"\x17\x08\x44tracing"  # trace-cmd's trace.dat (parse/tracedat.py)
 CHUNK_BYTES = 32 << 20
 FIRST_CHUNK_BYTES = 2 << 20
 # No trace line comes near this: past it without a newline the input is not a text trace (/dev/zero,
@@ -43,9 +44,11 @@ class Chunk:
 
 
 def sniff(head: bytes) -> str:
-    """'gz', 'zst', 'xz', 'perf.data' or 'plain', from the first bytes of a file."""
+    """'gz', 'zst', 'xz', 'perf.data', 'trace.dat' or 'plain', from the first bytes of a file."""
     if head[:8] in PERF_DATA_MAGIC:
         return "perf.data"
+    if head[:10] == TRACE_DAT_MAGIC:
+        return "trace.dat"
     for magic, kind in MAGIC.items():
         if head.startswith(magic):
             return kind
@@ -189,17 +192,18 @@ def _decompressed_blocks(src: _Peekable, kind: str) -> Iterator[bytes]:
 
 
 def describe_kind(path: str) -> str:
-    """What a file on disk holds: 'perf.data' (plain or compressed) or 'text' (plain or compressed)."""
+    """What a file on disk holds: 'perf.data', 'trace.dat' or 'text' (each plain or compressed)."""
     with _raw_stream(path) as f:
         src = _Peekable(f)
         kind = sniff(src.head)
-        if kind in ("perf.data", "plain"):
-            return "perf.data" if kind == "perf.data" else "text"
+        if kind in ("perf.data", "trace.dat", "plain"):
+            return "text" if kind == "plain" else kind
         try:
             first = next(_decompressed_blocks(src, kind), b"")
         except (_Truncated, OSError, EOFError, lzma.LZMAError, zlib.error, zstandard.ZstdError):
             return "text"  # read_chunks reports the damage with a line number
-        return "perf.data" if sniff(first[:16]) == "perf.data" else "text"
+        inner = sniff(first[:16])
+        return inner if inner in ("perf.data", "trace.dat") else "text"
 
 
 def describe_container(path: str) -> str:
@@ -214,7 +218,7 @@ def decompress_to(path: str, target: BinaryIO) -> None:
         src = _Peekable(f)
         kind = sniff(src.head)
         try:
-            for block in _decompressed_blocks(src, "plain" if kind == "perf.data" else kind):
+            for block in _decompressed_blocks(src, "plain" if kind in ("perf.data", "trace.dat") else kind):
                 target.write(block)
         except _Truncated as t:
             raise InputError(path, f"compressed stream ends early (truncated .{t.kind})") from None
@@ -267,6 +271,8 @@ def read_chunks(
         kind = sniff(src.head)
         if kind == "perf.data":
             raise InputError(path, "is a perf.data file; decode it with perf script first")
+        if kind == "trace.dat":  # a file is read by parse/tracedat.py; this is one on stdin or a pipe
+            raise InputError(path, "is a trace-cmd trace.dat; give it as a file (not on stdin or a pipe)")
         if kind == "plain" and stream is None and raw is not sys.stdin.buffer and raw.seekable():
             yield from _plain_file_chunks(raw, chunk_bytes, min(first_bytes, chunk_bytes), path)
             return

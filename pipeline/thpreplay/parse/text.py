@@ -119,7 +119,8 @@ def _perf_columns(lines: list[str]) -> tuple[tuple[str, ...], int]:
 
 
 # Lines that are not events but are part of a well-formed trace.
-_LOST_RE = r"^\s*CPU:?\s*(\d+)\s*\[\s*(?:LOST\s+(\d+)\s+EVENTS|(\d+)\s+EVENTS\s+DROPPED)\s*\]"
+# trace-cmd prints "CPU:0 [EVENTS DROPPED]" where the ring-buffer page does not store how many: a mark, no count
+_LOST_RE = r"^\s*CPU:?\s*(\d+)\s*\[\s*(?:LOST\s+(\d+)\s+EVENTS|(\d+)\s+EVENTS\s+DROPPED|EVENTS\s+DROPPED)\s*\]"
 _NOISE_RE = r"^\s*(#|$|cpus=\d+\s*$|version\s*=|CPU\s*\d+\s+is\s+empty|CPU:?\d+\s+\[LOST)"
 
 RAW_MAX = 4096
