@@ -89,11 +89,16 @@ def _scramble_observed(ds: Path) -> None:
 def test_the_model_never_reads_what_the_kernel_decided(qemu, tmp_path):
     reference = tmp_path / "reference"
     shutil.copytree(qemu, reference)
-    before = simulate(reference, policies=["thisnode-noretry-5.6", "local-only-4.8", "relaxed-5.3-rc5"])
+    # thp_prep_us is measured on the faults the kernel served on the fast path (a cost, not a decision):
+    # pinned here so that only decisions could differ
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text("thp_prep_us = 100.0\n")
+    policies = ["thisnode-noretry-5.6", "local-only-4.8", "relaxed-5.3-rc5"]
+    before = simulate(reference, policies=policies, params_file=str(pinned))
     _scramble_observed(qemu)
     assert pl.read_parquet(qemu / "thp_faults")["outcome"].to_list() != pl.read_parquet(reference / "thp_faults")[
         "outcome"].to_list()
-    after = simulate(qemu, policies=["thisnode-noretry-5.6", "local-only-4.8", "relaxed-5.3-rc5"])
+    after = simulate(qemu, policies=policies, params_file=str(pinned))
     for b, a in zip(before.runs, after.runs):
         assert b.outcomes.drop("observed_outcome").equals(a.outcomes.drop("observed_outcome")), b.policy
         assert b.counters == a.counters
@@ -227,7 +232,7 @@ def test_one_trace_per_dataset(tmp_path):
 def test_params_file_changes_costs_not_decisions(qemu, tmp_path):
     base = simulate(qemu, policies=["local-only-4.8"]).runs[0].outcomes
     params = tmp_path / "p.toml"
-    params.write_text("thp_zero_us = 600.0\nmigrate_us_per_page = 1000.0\n")   # dearer than the capture's own
+    params.write_text("fault_entry_us = 600.0\nmigrate_us_per_page = 1000.0\n")   # dearer than the capture's own
     dear = simulate(qemu, policies=["local-only-4.8"], params_file=str(params)).runs[0].outcomes
     assert base["result"].equals(dear["result"])
     assert dear["latency_ns"].sum() > base["latency_ns"].sum()

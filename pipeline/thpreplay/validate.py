@@ -6,7 +6,7 @@ the table says which is which. A figure passes when its relative error |sim - ob
 tolerance, or when the absolute difference is at most `small` (default 5: a ±5 band for small counts,
 where one fault is many percent).
 
-The 14 FIGURES are the tally (and the exit status). Two further comparisons do not count in it:
+The 14 FIGURES are the tally (and the exit status). Three further comparisons do not count in it:
 
 Cost figures (COST_FIGURES): what the faults cost the system, compared with the same rule: the vmstat
 deltas pgmigrate_success, compact_migrate_scanned, compact_free_scanned, compact_daemon_wake (the
@@ -14,6 +14,12 @@ model's kcompactd_wakes) and pgsteal_kswapd against the model's counters, and pe
 pages at the end (`free_huge_pages_nodeN`): observed, the after-snapshot's free blocks of order >= 9 in
 every zone of the node (pagetypeinfo, else buddyinfo; an order-10 block counts as 2); simulated, the
 last sample of the run's memory_series (free order-9 blocks, order 10 not modelled).
+
+Fault latency (compare_latency): p50 and p99 of latency_ns per placement, the trace's against the
+model's, over the faults whose page-fault event the trace has. Both sides measure the same span (the
+schemas' definition: the page-fault event to the return of the fault's last THP attempt); the model's is
+its calibrated entry cost plus its compaction and reclaim costs, so this is where a model that compacts
+too much, too little or at the wrong price shows.
 
 Per-fault paths: every THP fault's path through the allocator in the trace against the model's for
 the same fault (joined on fault_id). A path is `stage → placement`:
@@ -82,6 +88,32 @@ class Row:
 
 
 @dataclass
+class LatencyRow:
+    """One percentile of fault latency (µs) over the faults of one placement, trace against model.
+    Both sides are latency_ns as the schemas define it (the page-fault event to the return of the last
+    THP attempt), over the same faults: those whose page-fault event the trace has; each side groups
+    them by its own placement (huge_local, huge_remote, fallback; `all` for every one)."""
+    placement: str
+    stat: str           # p50 or p99
+    observed_n: int
+    simulated_n: int
+    observed: float | None    # µs; None when the side has no such fault
+    simulated: float | None
+
+    def error(self) -> float | None:
+        if self.observed is None or self.simulated is None:
+            return None
+        return abs(self.simulated - self.observed) / max(self.observed, 1.0)
+
+    def ok(self, tolerance: float, small: int) -> bool:
+        """Within tolerance or ±small µs; a placement only one side has is within when that side's faults
+        are at most `small` (the figures' rule for counts)."""
+        if self.observed is None or self.simulated is None:
+            return max(self.observed_n, self.simulated_n) <= small
+        return self.error() <= tolerance or abs(self.simulated - self.observed) <= small
+
+
+@dataclass
 class Validation:
     policy: str
     kernel_release: str | None
@@ -91,6 +123,11 @@ class Validation:
     small: int
     cost_rows: list[Row] = field(default_factory=list)
     path_comparison: PathComparison | None = None
+    latency_rows: list[LatencyRow] = field(default_factory=list)
+
+    @property
+    def latency_failures(self) -> list[LatencyRow]:
+        return [r for r in self.latency_rows if not r.ok(self.tolerance, self.small)]
 
     @property
     def failures(self) -> list[Row]:
@@ -426,6 +463,33 @@ def confusion_matrix(confusion: pl.DataFrame, a: str, b: str, top: int = 8) -> t
     return labels, rows
 
 
+LATENCY_PLACEMENTS = ("huge_local", "huge_remote", "fallback", "all")
+LATENCY_STATS = (("p50", 0.5), ("p99", 0.99))
+
+
+def _percentile(values: pl.Series, q: float) -> float | None:
+    return None if values.len() == 0 else float(values.quantile(q, interpolation="linear")) / 1000.0
+
+
+def compare_latency(faults: pl.DataFrame, outcomes: pl.DataFrame) -> list[LatencyRow]:
+    """p50 and p99 fault latency per placement (LATENCY_PLACEMENTS), trace (thp_faults: fault_id, outcome,
+    latency_ns) against model (outcomes: fault_id, result, latency_ns), over the faults whose latency the
+    trace knows. Placements neither side has are left out."""
+    timed = faults.filter(pl.col("latency_ns").is_not_null()).select(
+        "fault_id", pl.col("outcome").alias("placement"), "latency_ns")
+    model = outcomes.join(timed.select("fault_id"), on="fault_id", how="semi").select(
+        "fault_id", _placement(pl.col("result")).alias("placement"), "latency_ns")
+    rows = []
+    for placement in LATENCY_PLACEMENTS:
+        pick = (lambda f: f) if placement == "all" else (lambda f, p=placement: f.filter(pl.col("placement") == p))
+        obs, sim = pick(timed)["latency_ns"], pick(model)["latency_ns"]
+        if obs.len() == 0 and sim.len() == 0:
+            continue
+        for stat, q in LATENCY_STATS:
+            rows.append(LatencyRow(placement, stat, obs.len(), sim.len(), _percentile(obs, q), _percentile(sim, q)))
+    return rows
+
+
 def validate(dataset, *, policy: str | None = None, kernel: str | None = None, tolerance: float = 0.10,
              small: int = 5, params_file: str | None = None) -> Validation:
     params = Params.load(params_file)
@@ -451,4 +515,6 @@ def _validate(dataset, policy, kernel, tolerance, small, params) -> Validation:
     rows = compare(observed(inputs.dataset), simulated(run))
     costs = compare_costs(observed_costs(inputs.dataset), simulated_costs(run))
     paths = compare_paths(trace_paths(inputs.dataset), run.outcomes)
-    return Validation(chosen.name, inputs.kernel_release, rows, result, tolerance, small, costs, paths)
+    latency = compare_latency(read_table(inputs.dataset, "thp_faults", ["fault_id", "outcome", "latency_ns"]),
+                              run.outcomes)
+    return Validation(chosen.name, inputs.kernel_release, rows, result, tolerance, small, costs, paths, latency)
