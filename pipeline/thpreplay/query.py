@@ -37,13 +37,15 @@ _DUCK_TYPES = {"bool": "BOOLEAN", "int16": "SMALLINT", "int32": "INTEGER", "int6
 # name -> (description, SQL). Built on the table views, so they work over several datasets at once.
 CONVENIENCE_VIEWS = {
     "policy_coverage": (
-        "Per dataset and policy: THP coverage and where the pages went (from outcome_summary)",
-        """SELECT dataset, policy, faults, huge_local, huge_remote, base_local + base_remote AS base, failed,
+        "Per dataset and policy: THP coverage and where the pages went (from outcome_summary; kernel: the "
+        "--kernel versions that chose the policy)",
+        """SELECT dataset, policy, kernel, faults, huge_local, huge_remote, base_local + base_remote AS base, failed,
                   thp_coverage, local_share FROM outcome_summary""",
     ),
     "policy_costs": (
-        "Per dataset and policy: latency, compaction, reclaim and swap (from outcome_summary)",
-        """SELECT dataset, policy, latency_mean_us, latency_p50_us, latency_p99_us, compact_stall,
+        "Per dataset and policy: latency, compaction, reclaim and swap (from outcome_summary; kernel: the "
+        "--kernel versions that chose the policy)",
+        """SELECT dataset, policy, kernel, latency_mean_us, latency_p50_us, latency_p99_us, compact_stall,
                   pages_migrated, pgsteal_direct, pswpout, access_cost_mean FROM outcome_summary""",
     ),
     "stall_percentiles": (

@@ -9,6 +9,7 @@ the new one, never a mix; a lock file refuses a second simulate of the same data
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,13 @@ import pyarrow as pa
 
 from thpreplay import schemas
 from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
-from thpreplay.dataset import check, locate_damage, simulating
+from thpreplay.dataset import check, check_simulation, locate_damage, simulating
 from thpreplay.errors import InputError, OutputError, ThpreplayError
 from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.gfp import parse_release
 from thpreplay.policy.base import PMD_ORDER, Policy, PolicyCrashed, PolicyError, ThpSettings, call_attempts
 from thpreplay.policy.registry import all_policies, get_policy, is_builtin, resolve_kernel
+from thpreplay.policy.versions import explain
 from thpreplay.procfs import selected_setting
 from thpreplay.sim import calibrate
 from thpreplay.sim import demand as demand_mod
@@ -197,6 +199,7 @@ def kcompactd_timer_phase(dataset: Path) -> int | None:
 
 
 def select_policies(names: list[str] | None, kernels: list[str] | None) -> list[Policy]:
+    """The policies asked for by name, then by kernel version (default: every built-in), each once."""
     chosen: list[Policy] = []
     for name in names or []:
         chosen.append(get_policy(name))
@@ -212,11 +215,25 @@ def select_policies(names: list[str] | None, kernels: list[str] | None) -> list[
     return out
 
 
+def kernels_asked(kernels: list[str] | None) -> tuple[dict[str, list[str]], list[str]]:
+    """{policy name: the --kernel versions that gave it, in order} and the resolution warnings (a bare
+    version that spans two eras, a vendor kernel's backports), one note each."""
+    asked: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    for version in kernels or []:
+        r = explain(version)
+        names = asked.setdefault(r.policy, [])
+        if version not in names:
+            names.append(version)
+        warnings += [f"--kernel {w}" if w.startswith(version) else f"--kernel {version}: {w}" for w in r.warnings]
+    return asked, warnings
+
+
 def _quantile(values: np.ndarray, q: float) -> float | None:
     return float(np.quantile(values, q)) if len(values) else None
 
 
-def summarize(run: engine.Run, policy: Policy, settings: ThpSettings) -> dict:
+def summarize(run: engine.Run, policy: Policy, settings: ThpSettings, kernel: str | None = None) -> dict:
     o = run.outcomes
     c = run.counters
     n = o.height
@@ -224,7 +241,7 @@ def summarize(run: engine.Run, policy: Policy, settings: ThpSettings) -> dict:
     lat = o["latency_ns"].to_numpy() / 1000.0
     got = o.filter(pl.col("result") != "failed")["access_cost"]
     return dict(
-        policy=policy.name, kernels=policy.kernels, enabled=settings.enabled, defrag=settings.defrag, faults=n,
+        policy=policy.name, kernels=policy.kernels, kernel=kernel, enabled=settings.enabled, defrag=settings.defrag, faults=n,
         **counts,
         thp_coverage=(counts["huge_local"] + counts["huge_remote"]) / n if n else None,
         local_share=(counts["huge_local"] + counts["base_local"]) / n if n else None,
@@ -244,12 +261,19 @@ def summarize(run: engine.Run, policy: Policy, settings: ThpSettings) -> dict:
 class SimulationResult:
     inputs: Inputs
     runs: list[engine.Run]
-    summary: pl.DataFrame
+    summary: pl.DataFrame           # after write(): every stored policy's row, kept ones included
+    kernels: dict[str, list[str]] = field(default_factory=dict)  # policy -> the --kernel versions asked
+    madvised: bool | None = None    # the --madvised choice (None: from the capture)
+    kept: list[str] = field(default_factory=list)   # stored policies this run kept (write())
+    replaced: str | None = None     # why the stored results of other policies were not kept, if they were not
 
 
-def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationResult:
+def replay(inputs: Inputs, policies: list[Policy], progress=None,
+           kernels: dict[str, list[str]] | None = None) -> SimulationResult:
     """Run every policy. A policy that refuses the settings (a defrag mode its era did not have) is left
-    out with a note when others run; alone, its error is the result."""
+    out with a note when others run; alone, its error is the result. kernels: policy -> the kernel
+    versions asked for (kernels_asked), the summary's `kernel` column."""
+    kernels = kernels or {}
     runs, rows = [], []
     usable = []
     for policy in policies:
@@ -265,44 +289,151 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None) -> SimulationR
                          progress=progress, release=inputs.kernel_release,
                          proactive_phase_ns=inputs.proactive_phase_ns)
         runs.append(run)
-        rows.append(summarize(run, policy, inputs.settings))
-    summary = schemas.load("outcome_summary").conform(
-        pl.DataFrame(rows, schema_overrides=schemas.load("outcome_summary").polars(), strict=False))
-    return SimulationResult(inputs, runs, summary)
+        rows.append(summarize(run, policy, inputs.settings, ", ".join(kernels.get(policy.name, [])) or None))
+    table = schemas.load("outcome_summary")
+    summary = table.conform(pl.DataFrame(rows, schema_overrides=table.polars(), strict=False)) if rows else table.empty()
+    ran = {r.policy for r in runs}
+    return SimulationResult(inputs, runs, summary, {k: v for k, v in kernels.items() if k in ran})
 
 
-def write(result: SimulationResult, before_publish=None) -> Path:
-    """Write the simulation into the dataset; before_publish() is called just before it is put in place
-    (simulate's check that the dataset is still the one it read)."""
-    dataset = result.inputs.dataset
-    clean_stale(dataset / SIM_DIR)  # what a killed simulate left (the lock makes this one the only writer)
+# simulation.json keys that must be equal for stored results to be kept beside new ones: what the
+# results were computed from (the dataset's demand and initial state, the settings, the parameters after
+# calibration, the model's version). Notes and counters are per run.
+SAME_INPUTS = ("settings", "madvised", "params", "kernel_release", "compact_stall_rule", "demand", "initial_state",
+               "thpreplay")
+
+
+def _part(i: int) -> str:
+    return f"part-{i:06d}.parquet"
+
+
+def _record(result: SimulationResult) -> dict:
+    """This run's simulation.json, before merging."""
+    from thpreplay import __version__
+
+    inp = result.inputs
+    names = [r.policy for r in result.runs]
+    return json.loads(json.dumps(dict(
+        policies=names,
+        settings=dict(enabled=inp.settings.enabled, defrag=inp.settings.defrag), madvised=result.madvised,
+        kernel_release=inp.kernel_release, compact_stall_rule=inp.stall_rule,
+        params=inp.params.as_dict(), calibration=inp.calibration, notes=inp.notes, demand=inp.demand.counts,
+        initial_state=inp.state.summary,
+        counters={r.policy: r.counters for r in result.runs},
+        kernels={name: result.kernels[name] for name in names if name in result.kernels},
+        parts={name: _part(i) for i, name in enumerate(names)},
+        schemas={name: schemas.load(name).id for name in TABLES},
+        thpreplay=__version__,
+    )))  # JSON's own types, so that it compares equal to a stored record
+
+
+def _differs(old: dict, new: dict) -> str:
+    """What differs between the stored results' inputs and this run's, in a few words."""
+    if old.get("settings") != new["settings"]:
+        s = old.get("settings") or {}
+        return f"other THP settings (enabled={s.get('enabled')} defrag={s.get('defrag')})"
+    if old.get("madvised") != new["madvised"]:
+        return f"--madvised {({None: 'auto', True: 'yes', False: 'no'}).get(old.get('madvised'), '?')}"
+    if old.get("params") != new["params"]:
+        keys = sorted(k for k in set(old.get("params") or {}) | set(new["params"])
+                      if (old.get("params") or {}).get(k) != new["params"].get(k))
+        return "other parameters (" + ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "") + ")"
+    if old.get("thpreplay") != new["thpreplay"]:
+        return f"thpreplay {old.get('thpreplay') or 'of an older version'}"
+    return "other inputs (" + ", ".join(k for k in SAME_INPUTS if old.get(k) != new.get(k)) + ")"
+
+
+def _stored(dataset: Path, new: dict) -> tuple[dict | None, str | None]:
+    """The stored simulation's record when its other policies can be kept beside this run's, else
+    (None, why not; None when there is nothing stored or nothing else to keep)."""
     try:
-        tmp = make_tmp(dataset / SIM_DIR)
+        old = check_simulation(dataset)
+    except InputError as e:
+        return None, f"the stored simulation was not kept ({e.message})"
+    if old is None:
+        return None, None
+    others = [p for p in old["policies"] if p not in new["policies"]]
+    if not others:
+        return None, None
+    if any(old.get(k) != new.get(k) for k in SAME_INPUTS):
+        return None, (f"the stored results of {', '.join(others)} were simulated with {_differs(old, new)}: "
+                      "replaced by this run's (simulate them again with these options to compare)")
+    return old, None
+
+
+def _kept_part(sim: Path, old: dict, table: str, policy: str, tmp: Path) -> None:
+    """Put a kept policy's stored part of `table` in the new simulation at tmp/table/: the same file
+    (hard-linked: parts are never written in place) or, from a simulation without per-policy parts, its
+    rows."""
+    name = (old.get("parts") or {}).get(policy)
+    dest = tmp / table / _part(old["policies"].index(policy))
+    if name and (sim / table / name).is_file():
+        try:
+            os.link(sim / table / name, dest)
+        except OSError:
+            shutil.copyfile(sim / table / name, dest)
+        return
+    frame = state.read_table(sim, table).filter(pl.col("policy") == policy)
+    schemas.load(table).write(frame, dest)
+
+
+def write(result: SimulationResult, before_publish=None, replace: bool = False) -> Path:
+    """Write the simulation into the dataset, keeping the stored results of policies this run did not
+    simulate when they were computed from the same inputs (SAME_INPUTS); otherwise, or with replace=True,
+    only this run's remain (result.replaced says why). One part per policy for outcomes and memory_series,
+    so a kept policy's parts are its stored files. before_publish() is called just before the directory
+    is put in place (simulate's check that the dataset is still the one it read)."""
+    dataset = result.inputs.dataset
+    sim = dataset / SIM_DIR
+    clean_stale(sim)  # what a killed simulate left (the lock makes this one the only writer)
+    info = _record(result)
+    old, result.replaced = (None, None) if replace else _stored(dataset, info)
+    ran = info["policies"]
+    order = list(old["policies"]) if old else []
+    order += [p for p in ran if p not in order]
+    result.kept = [p for p in order if p not in ran]
+    try:
+        tmp = make_tmp(sim)
     except OSError as e:
         raise OutputError(f"{dataset}: cannot write: {e.strerror}") from None
     try:
-        outcomes = pl.concat([r.outcomes for r in result.runs]) if result.runs else schemas.load("outcomes").empty()
-        series = pl.concat([r.series for r in result.runs]) if result.runs else schemas.load("memory_series").empty()
-        for name, frame in (("outcomes", outcomes), ("outcome_summary", result.summary), ("memory_series", series)):
+        runs = {r.policy: r for r in result.runs}
+        summaries = [result.summary]
+        if result.kept:
+            summaries.insert(0, state.read_table(sim, "outcome_summary").filter(pl.col("policy").is_in(result.kept)))
+        table = schemas.load("outcome_summary")
+        rank = {p: i for i, p in enumerate(order)}
+        summary = table.conform(pl.concat([table.conform(f) for f in summaries]))
+        summary = summary.sort(pl.col("policy").replace_strict(rank, return_dtype=pl.Int64), maintain_order=True)
+        for name in ("outcomes", "memory_series"):
             (tmp / name).mkdir()
-            table = schemas.load(name)
-            table.write(table.conform(frame), tmp / name / "part-000000.parquet")
-        inp = result.inputs
-        info = dict(
-            policies=[r.policy for r in result.runs],
-            settings=dict(enabled=inp.settings.enabled, defrag=inp.settings.defrag),
-            kernel_release=inp.kernel_release, compact_stall_rule=inp.stall_rule,
-            params=inp.params.as_dict(), calibration=inp.calibration, notes=inp.notes, demand=inp.demand.counts,
-            initial_state=inp.state.summary,
-            counters={r.policy: r.counters for r in result.runs},
-            schemas={name: schemas.load(name).id for name in TABLES},
-        )
+            schema = schemas.load(name)
+            if not order:
+                schema.write(schema.empty(), tmp / name / _part(0))
+            for i, policy in enumerate(order):
+                if policy in runs:
+                    frame = runs[policy].outcomes if name == "outcomes" else runs[policy].series
+                    schema.write(schema.conform(frame), tmp / name / _part(i))
+                else:
+                    _kept_part(sim, old, name, policy, tmp)
+        (tmp / "outcome_summary").mkdir()
+        table.write(summary, tmp / "outcome_summary" / _part(0))
+        if old:
+            notes = info["notes"] + [n for n in old.get("notes", []) if n not in info["notes"]
+                                     and not any(n.startswith(f"{p} skipped") for p in ran)]
+            info.update(
+                policies=order, notes=notes,
+                counters={p: (info["counters"] if p in runs else old["counters"])[p] for p in order},
+                kernels={p: k for p in order
+                         if (k := (info["kernels"] if p in runs else old.get("kernels") or {}).get(p))},
+                parts={p: _part(i) for i, p in enumerate(order)},
+            )
         (tmp / "simulation.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-        final = dataset / SIM_DIR
         if before_publish is not None:
             before_publish()
-        replace_dir(tmp, final)
-        return final
+        replace_dir(tmp, sim)
+        result.summary = summary
+        return sim
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         reason = io_error_reason(e, dataset) if isinstance(e, Exception) and not isinstance(e, ThpreplayError) else None
@@ -313,17 +444,22 @@ def write(result: SimulationResult, before_publish=None) -> Path:
 
 def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels: list[str] | None = None,
              enabled: str | None = None, defrag: str | None = None, madvised: bool | None = None,
-             params_file: str | None = None, progress=None, on_start=None, wait: bool = False) -> SimulationResult:
-    """Replay and write DATASET/simulation/. The dataset is read-locked throughout and its simulate lock
-    held (a second simulate is refused, or waits with wait=True); see dataset.py."""
+             params_file: str | None = None, progress=None, on_start=None, wait: bool = False,
+             replace: bool = False) -> SimulationResult:
+    """Replay and write DATASET/simulation/, keeping the stored results of other policies computed from
+    the same inputs (write(); replace=True keeps none). The dataset is read-locked throughout and its
+    simulate lock held (a second simulate is refused, or waits with wait=True); see dataset.py."""
     dataset = Path(dataset)
     check_dataset(dataset)
     chosen = select_policies(policies, kernels)
+    asked, warnings = kernels_asked(kernels)
     params = Params.load(params_file)
     with simulating(dataset, wait=wait) as still_there:
         inputs = prepare(dataset, enabled=enabled, defrag=defrag, madvised=madvised, params=params)
+        inputs.notes += warnings
         if on_start:
             on_start(inputs.demand.ops.height * len(chosen))
-        result = replay(inputs, chosen, progress=progress)
-        write(result, before_publish=still_there)
+        result = replay(inputs, chosen, progress=progress, kernels=asked)
+        result.madvised = madvised
+        write(result, before_publish=still_there, replace=replace)
         return result
