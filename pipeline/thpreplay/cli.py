@@ -271,7 +271,9 @@ def validate(
     except ThpreplayError as e:
         _fail(e)
     print_validation(result)
-    if result.failures:
+    from thpreplay.thp_faults import has_no_demand
+
+    if result.failures or has_no_demand(result.result.inputs.notes):  # nothing validated is no success either
         raise typer.Exit(1)
 
 

@@ -500,9 +500,10 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     if validation is not None:
         parts.append(f"<h2>Validation against the captured kernel ({html.escape(validation.policy)})</h2>")
         parts.append(_table(validation.table(), {"rel_error": "rel. error"}))
-        bad = len(validation.failures)
-        parts.append(f"<p>{len(validation.rows) - bad} of {len(validation.rows)} figures within "
-                     f"{100 * validation.tolerance:.0f} % or ±{validation.small}.</p>")
+        from thpreplay.thp_faults import validation_tally
+
+        within = f"within {100 * validation.tolerance:.0f} % or ±{validation.small}"
+        parts.append(f"<p>{html.escape(validation_tally(validation, within))}.</p>")
     parts.append("<p class='note'>Made by thpreplay from the dataset's simulation; the model, its sources and "
                  "simplifications: docs/model.md.</p></body></html>\n")
     path = Path(output) if output else dataset / "report.html"

@@ -374,8 +374,9 @@ def print_validation(v) -> None:
     console.print(f"validate {v.result.inputs.dataset}: kernel {v.kernel_release or '?'} -> policy {v.policy}; "
                   f"tolerance {100 * v.tolerance:.0f}% or ±{v.small}", highlight=False)
     console.print(_figures_table(v.rows, v.tolerance, v.small))
-    bad = v.failures
-    console.print(f"{len(v.rows) - len(bad)} of {len(v.rows)} figures within tolerance", highlight=False)
+    from thpreplay.thp_faults import validation_tally
+
+    console.print(validation_tally(v), highlight=False)  # not a success when the capture has no THP demand
     console.print(agreement_line(v), highlight=False)
     if v.path_comparison is not None and v.path_comparison.total:
         console.print(_confusion_table(v.paths, "trace_path", "model_path", numbered=True))

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from thpreplay.errors import InputError, OutputError, SchemaError
 from thpreplay.sim.state import read_table
+from thpreplay.thp_faults import no_demand_note
 
 OP_ALLOC, OP_FREE, OP_THP, OP_RELEASE, OP_MIGRATE, OP_STEAL = 0, 1, 2, 3, 4, 5
 PK_PINNED, PK_ANON, PK_FILE = 0, 1, 2
@@ -360,15 +361,18 @@ class _Builder:
         self.by_task = faults.select(pl.col("first_line").alias("line"), "pid", pl.col("region").alias("thp_region")).sort("line")
         # a small allocation's preferred node is its CPU's node, when the topology gives one
         self.local = faults.select("cpu", "local_node").unique("cpu")
-        has_pf = self.pfault.scan().filter(pl.col("event") == "page_fault_user").select(pl.len()).collect().item() > 0
-        if has_pf and self.keyed.height:
+        page_faults = self.pfault.scan().filter(pl.col("event") == "page_fault_user").select(pl.len()).collect().item()
+        if page_faults and self.keyed.height:
             self.region_mode = "page_fault"
         elif faults.height:
             self.region_mode = "next_512"
-            self.notes.append("no page-fault events: 4 KiB pages of a fallback region approximated as the task's next "
+            why = (f"none of the {faults.height:,} THP faults has a page fault of its task just before it (of "
+                   f"{page_faults:,} page-fault events)" if page_faults else "no page-fault events")
+            self.notes.append(f"{why}: 4 KiB pages of a fallback region approximated as the task's next "
                               "512 movable order-0 allocations")
         else:
             self.region_mode = "none"
+            self.notes.append(no_demand_note(self.dataset))  # said once, plainly, by simulate, validate and report
 
     def run(self, window_lines: int) -> Demand:
         n = self.faults.height
