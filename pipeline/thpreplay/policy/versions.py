@@ -3,9 +3,9 @@
 A release string ("5.3-rc4", "4.19.72", "6.18.44-fc-v657", "7.0-rc1") becomes a comparable
 `KernelVersion`; an -rc sorts before its final release (5.3-rc4 < 5.3-rc5 < 5.3 = 5.3.0 < 5.3.1).
 
-Distribution kernels are read through PATTERNS, a table of regexes (distro, what a match means): the
-upstream version is taken from where the distribution puts it (Fedora's and Debian trixie's release,
-Debian's /proc/version, Ubuntu's /proc/version_signature). Debian's and Ubuntu's ABI names
+Distribution kernels are read through TEXT_PATTERNS and RELEASE_PATTERNS, tables of regexes (distro,
+what a match means): the upstream version is taken from where the distribution puts it (Fedora's and
+Debian trixie's release, Debian's /proc/version, Ubuntu's /proc/version_signature). Debian's and Ubuntu's ABI names
 ("6.1.0-50-amd64", "5.15.0-91-generic") do not say the upstream point release: a few Debian ABIs are
 known from real captures (DEBIAN_ABI); otherwise the range it may span is said and, if that range
 crosses an era boundary, the result is the era of its lowest version with a warning. RHEL-family and
