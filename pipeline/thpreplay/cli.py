@@ -207,8 +207,8 @@ def simulate(
         if result.kept:
             typer.echo(f"kept the stored results of {', '.join(result.kept)} (same settings and params; --replace "
                        "drops them)")
-    if result.replaced:
-        typer.echo(f"note: {printable(result.replaced)}", err=quiet)
+        if result.replaced:
+            typer.echo(f"note: {printable(result.replaced)}")
 
 
 @app.command()
