@@ -5,6 +5,7 @@
 - thpreplay.parse._prefix, an optional helper for the line prefix. If it cannot be built, the package
   installs without it and ingest uses its pure-polars path (same results, slower).
 - thpreplay.parse._tracedat, the optional trace.dat reader's record renderer.
+- thpreplay.parse._perfdata, the optional perf.data reader.
 """
 
 from setuptools import Extension, setup
@@ -31,6 +32,15 @@ setup(
             "thpreplay.parse._tracedat",
             ["pipeline/thpreplay/parse/_tracedat.c"],
             extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        # the perf.data reader (parse/perfdata.py); it loads libtraceevent and libzstd at run time, so it
+        # builds without their headers. Without it a perf.data is read through `perf script`
+        Extension(
+            "thpreplay.parse._perfdata",
+            ["pipeline/thpreplay/parse/_perfdata.c"],
+            extra_compile_args=["-O2"],
+            libraries=["dl"],
             optional=True,
         ),
     ]

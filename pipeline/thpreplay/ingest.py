@@ -378,6 +378,7 @@ def _chunks_of(source: Source) -> Iterator[Chunk]:
         # read goes to perf script, with the reason in one warning
         native, why = perfdata.open_native(path, source.name)
         if native is not None:
+            source.notes += native.notes
             yield from native.chunks()
             source.perf_info = native.info
             return
