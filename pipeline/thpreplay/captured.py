@@ -21,9 +21,9 @@ LABEL = "as captured"
 
 # why a figure is missing from the captured row (one footnote per reason)
 NO_BASE_NODE = "the trace does not say which node a fallback's 4 KiB pages came from"
-NO_ACCESS_COST = "access cost is the model's price of a placement; the capture has no such measure"
+NO_ACCESS_COST = "access cost is the model's price of a placement, not a measured figure"
 NO_LATENCY = "the trace has no page_fault event before the faults' attempts, so no fault latency"
-NO_VMSTAT = "the bundle has no vmstat snapshot pair with this counter"
+NO_VMSTAT = "the bundle's vmstat snapshots lack this counter"
 
 # outcome_summary column -> the vmstat delta that counts the same thing (validate compares the same pairs)
 VMSTAT = {"compact_stall": "compact_stall", "compact_success": "compact_success", "compact_fail": "compact_fail",

@@ -28,8 +28,8 @@ from thpreplay.atomic import write_output  # noqa: E402
 from thpreplay.captured import LABEL as CAPTURED, Captured, captured as capture_figures, free_huge_snapshots  # noqa: E402
 from thpreplay.dataset import check_simulation, reading  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
-from thpreplay.report_text import (FIGURES, DELTA_LEGEND, LATENCY_NOTE, figure_value, fmt_delta, fmt_figure,  # noqa: E402
-                                   fmt_us, row_label)
+from thpreplay.report_text import (FIGURES, DELTA_LEGEND, era_order, figure_value, fmt_delta, fmt_figure,  # noqa: E402
+                                   fmt_us, in_era_order, row_label)
 from thpreplay.sim.state import read_table  # noqa: E402
 from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
 from thpreplay.sweep import is_sweep  # noqa: E402
@@ -53,17 +53,6 @@ class Report:
     summary: pl.DataFrame
     validation: object | None
     captured: Captured | None = None
-
-
-def era_order(names: list[str]) -> list[str]:
-    """Policies in the registry's order (built-ins by era, then plugins by name); unknown names last."""
-    from thpreplay.policy.registry import all_policies
-
-    try:
-        rank = {p.name: i for i, p in enumerate(all_policies())}
-    except ThpreplayError:
-        rank = {}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 class _Tips:
@@ -447,19 +436,13 @@ def build(dataset: str | Path, output: str | Path | None = None, validate_captur
         return _build(dataset, output, validate_capture)
 
 
-def _sort_summary(summary: pl.DataFrame) -> pl.DataFrame:
-    rank = {p: i for i, p in enumerate(era_order(summary["policy"].to_list()))}
-    return summary.with_columns(pl.col("policy").replace_strict(rank, return_dtype=pl.Int64).alias("_era")).sort(
-        "_era", maintain_order=True).drop("_era")
-
-
 def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> Report:
     check_dataset(dataset)
     sim = dataset / SIM_DIR
     info = check_simulation(dataset)
     if info is None:
         raise InputError(str(dataset), "no simulation in this dataset; run thpreplay simulate first")
-    summary = _sort_summary(read_table(sim, "outcome_summary"))
+    summary = in_era_order(read_table(sim, "outcome_summary"))
     outcomes = read_table(sim, "outcomes")
     series = read_table(sim, "memory_series")
     meta = _metadata(dataset)

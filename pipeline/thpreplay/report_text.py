@@ -182,7 +182,7 @@ FIGURES = (
 # narrow layout (under the wide table's width): placement figures, then cost figures, one table each
 NARROW_GROUPS = (("huge_local", "huge_remote", "fallback", "thp_coverage", "local_share"),
                  ("latency_mean_us", "latency_p99_us", "compact_stall", "pgsteal_direct", "pswpout", "access_cost_mean"))
-DELTA_LEGEND = "under each policy's figure: its difference from the captured one (pp: percentage points; ×: ratio)"
+DELTA_LEGEND = "under each figure: its difference from as captured (pp: percentage points; ×: ratio)"
 NARROW_LEGEND = ("huge L/R: faults given a huge page on the local/a remote node; 4K: fell back to 4 KiB pages; "
                  "THP, local: share of the faults; recl.: pages reclaimed directly; swap: swap-outs; "
                  "cost: mean access cost")
@@ -225,6 +225,26 @@ def fmt_delta(value, ref, kind: str) -> str:
     return "±0" if d == 0 else f"{d:+,}"
 
 
+def era_order(names: list[str]) -> list[str]:
+    """Policies in the registry's order (built-ins by era, then plugins by name); unknown names last."""
+    from thpreplay.policy.registry import all_policies
+
+    try:
+        rank = {p.name: i for i, p in enumerate(all_policies())}
+    except ThpreplayError:
+        rank = {}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def in_era_order(summary):
+    """The summary's rows in era order (a stable sort: a policy's several rows keep their order)."""
+    import polars as pl
+
+    rank = {p: i for i, p in enumerate(era_order(summary["policy"].unique().to_list()))}
+    return summary.with_columns(pl.col("policy").replace_strict(rank, return_dtype=pl.Int64).alias("_era")).sort(
+        "_era", maintain_order=True).drop("_era")
+
+
 def row_label(row: dict) -> str:
     """The policy, or the kernel version(s) the user asked for and their policy."""
     kernel = row.get("kernel")
@@ -241,6 +261,7 @@ def _cell(row: dict, column: str, kind: str, ref: dict | None) -> str:
 def summary_tables(summary, captured=None, width: int | None = None) -> list[Table]:
     """The headline of a simulation: the captured row first, then one row per policy with its difference
     from the captured figures. One table when it fits `width` (None: always), else two narrower ones."""
+    summary = in_era_order(summary)
     wide = _summary_table(summary, captured, [f[0] for f in FIGURES], wide=True)
     if width is None or _width(wide) <= width:
         return [wide]
@@ -285,8 +306,7 @@ def footnotes(captured, columns=None) -> list[str]:
     return notes
 
 
-LATENCY_NOTE = ("as captured, latency is measured (page fault to the last THP attempt); the policies' is the "
-                "model's estimate")
+LATENCY_NOTE = "latency: as captured, measured in the trace; the policies', the model's estimate"
 
 
 def fleet_table(fleet) -> Table:
