@@ -29,6 +29,7 @@ from thpreplay.policy.registry import all_policies, get_policy, is_builtin, reso
 from thpreplay.policy.versions import explain
 from thpreplay.procfs import selected_setting
 from thpreplay.sim import calibrate
+from thpreplay.sim import cache as prepared_cache
 from thpreplay.sim import demand as demand_mod
 from thpreplay.sim import engine, state
 from thpreplay.sim.params import Params
@@ -147,12 +148,19 @@ def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: b
     if overrides:
         params = Params(**{**params.as_dict(), **overrides, "explicit": params.explicit})
     signatures = _madvise_signatures(dataset, release, cap_enabled or enabled, cap_defrag or defrag)
-    demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised,
-                              madvise_signatures=signatures)
-    init = state.build(dataset, demand.used_at_start, demand.free_at_start, demand.pfns_by_migratetype, cua, params.seed,
-                       demand.traced_pages)
+
+    def build() -> tuple[demand_mod.Demand, state.InitialState]:
+        demand = demand_mod.build(dataset, cap_enabled or enabled, cap_defrag or defrag, madvised,
+                                  madvise_signatures=signatures)
+        return demand, state.build(dataset, demand.used_at_start, demand.free_at_start, demand.pfns_by_migratetype,
+                                   cua, params.seed, demand.traced_pages)
+
+    # built once per dataset and settings, kept in DATASET/cache (sim/cache.py: the key is all build() reads)
+    demand, init, cache_notes = prepared_cache.load_or_build(dataset, dict(
+        enabled=cap_enabled or enabled, defrag=cap_defrag or defrag, madvised=madvised,
+        signatures=[sorted(s) for s in signatures] if signatures else None, cua=cua, seed=params.seed), build)
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
-                  notes + demand.notes + init.assumptions, kcompactd_timer_phase(dataset),
+                  notes + demand.notes + init.assumptions + cache_notes, kcompactd_timer_phase(dataset),
                   [e.as_dict() for e in estimates])
 
 
