@@ -52,12 +52,17 @@ screenshot: demo browser
 # Coverage-guided fuzzing of the text parsers (atheris; FUZZ_SECONDS, default 300). The corpus grows in
 # $(OUT)/fuzz-corpus (seeded from tests/fuzz/corpus); a crash is written as $(OUT)/crash-*: add it to
 # tests/data/fuzz/ (tests/test_fuzz_found.py).
+# The trace.dat reader is fuzzed the same way (tests/fuzz/fuzz_tracedat.py, seeded from tests/data/tracedat).
 FUZZ_SECONDS ?= 300
 fuzz: venv
 	$(PY) -m pip install -q 'atheris>=2.3'
 	@mkdir -p $(OUT)/fuzz-corpus && cp -n tests/fuzz/corpus/* $(OUT)/fuzz-corpus/
 	$(PY) tests/fuzz/fuzz_parse.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
 	  -artifact_prefix=$(OUT)/ $(OUT)/fuzz-corpus
+	@mkdir -p $(OUT)/fuzz-tracedat-corpus && cp tests/data/tracedat/*.dat $(OUT)/fuzz-tracedat-corpus/ && \
+	  for f in tests/data/tracedat/*.dat.xz; do xz -dc $$f > $(OUT)/fuzz-tracedat-corpus/$$(basename $$f .xz); done
+	$(PY) tests/fuzz/fuzz_tracedat.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=1048576 \
+	  -artifact_prefix=$(OUT)/tracedat- $(OUT)/fuzz-tracedat-corpus
 
 # The C paths (the prefix cutter, the replay core) under AddressSanitizer and UBSan: both are built with
 # the sanitizers into a copy of the package in $(OUT)/asan, then tests/fuzz/fuzz_c.py mutates real trace
@@ -77,7 +82,11 @@ fuzz-asan: venv
 	suf=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
 	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/parse/_prefix$$suf pipeline/thpreplay/parse/_prefix.c && \
 	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/sim/_engine$$suf pipeline/thpreplay/sim/_engine.c
+	gcc $(ASAN_FLAGS) -shared -fPIC -I$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])') \
+	  -o $(ASAN_DIR)/pipeline/thpreplay/parse/_tracedat$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))') \
+	  pipeline/thpreplay/parse/_tracedat.c
 	$(ASAN_ENV) $(PY) tests/fuzz/fuzz_c.py
+	$(ASAN_ENV) $(PY) tests/fuzz/fuzz_tracedat_c.py
 	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_fuzz_found.py tests/test_parse_properties.py
 
 # Validation of every bundled capture under its own kernel's policy (docs/model.md, Fidelity).
