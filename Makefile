@@ -63,6 +63,10 @@ fuzz: venv
 	  for f in tests/data/tracedat/*.dat.xz; do xz -dc $$f > $(OUT)/fuzz-tracedat-corpus/$$(basename $$f .xz); done
 	$(PY) tests/fuzz/fuzz_tracedat.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=1048576 \
 	  -artifact_prefix=$(OUT)/tracedat- $(OUT)/fuzz-tracedat-corpus
+	@mkdir -p $(OUT)/fuzz-perfdata-corpus && for f in tests/data/perfdata/*.perf.data.xz; do \
+	  xz -dc $$f > $(OUT)/fuzz-perfdata-corpus/$$(basename $$f .xz); done
+	$(PY) tests/fuzz/fuzz_perfdata.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=1048576 \
+	  -artifact_prefix=$(OUT)/perfdata- $(OUT)/fuzz-perfdata-corpus
 
 # The C paths (the prefix cutter, the replay core) under AddressSanitizer and UBSan: both are built with
 # the sanitizers into a copy of the package in $(OUT)/asan, then tests/fuzz/fuzz_c.py mutates real trace
@@ -81,7 +85,8 @@ fuzz-asan: venv
 	inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
 	suf=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
 	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/parse/_prefix$$suf pipeline/thpreplay/parse/_prefix.c && \
-	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/sim/_engine$$suf pipeline/thpreplay/sim/_engine.c
+	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/sim/_engine$$suf pipeline/thpreplay/sim/_engine.c && \
+	gcc $(ASAN_FLAGS) -shared -fPIC -I$$inc -o $(ASAN_DIR)/pipeline/thpreplay/parse/_perfdata$$suf pipeline/thpreplay/parse/_perfdata.c -ldl
 	gcc $(ASAN_FLAGS) -shared -fPIC -I$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])') \
 	  -o $(ASAN_DIR)/pipeline/thpreplay/parse/_tracedat$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))') \
 	  pipeline/thpreplay/parse/_tracedat.c

@@ -14,7 +14,9 @@ with FUZZ_SEED:
   columns (a chunk whose lines do not match the sampled layout);
 - `ingest` of a mutated file, end to end (chunking, the C cutter, the parser, the writers);
 - `simulate` of the datasets that ingested with events, so the replay core runs on parsed hostile
-  values (pfn, order, node, timestamps at their bounds).
+  values (pfn, order, node, timestamps at their bounds);
+- the perf.data reader (parse/_perfdata.c) on real captures (tests/data/perfdata) with header fields,
+  sizes and offsets set to boundary values, spans zeroed, records repeated, the file cut short.
 The hypothesis property tests of the replay core (tests/test_engine.py) are run under the same
 sanitizers by the make target after this file.
 """
@@ -110,6 +112,57 @@ def cut_once(data: bytes, rng: random.Random) -> None:
                            rng.random() < 0.3)
 
 
+def perfdata_seeds() -> list[bytes]:
+    import lzma
+    return [lzma.decompress(p.read_bytes()) for p in sorted((ROOT / "tests" / "data" / "perfdata").glob("*.perf.data.xz"))]
+
+
+PERF_BOUNDS = [0, 1, 7, 8, 9, 16, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 32, (1 << 63) - 1, (1 << 64) - 1]
+
+
+def mutate_perfdata(rng: random.Random, data: bytes) -> bytes:
+    """A real perf.data with a few fields damaged: most mutations hit the header, the attrs, the
+    feature sections and the first records, where the sizes and offsets are."""
+    import struct
+    d = bytearray(data)
+    data_off = struct.unpack_from("<Q", d, 40)[0] if len(d) >= 48 else 0
+    hot = [0, 104, 256, 1024, data_off, data_off + 512, max(len(d) - 4096, 0)]
+    for _ in range(rng.randint(1, 6)):
+        at = min(rng.choice(hot) + rng.randrange(4096), max(len(d) - 8, 0))
+        op = rng.randrange(5)
+        if op == 0:
+            d[at] = rng.randrange(256)
+        elif op in (1, 2):  # a size/offset/count field at a boundary
+            width = rng.choice((2, 4, 8))
+            v = rng.choice(PERF_BOUNDS) & ((1 << (8 * width)) - 1)
+            d[at:at + width] = v.to_bytes(width, "little")
+        elif op == 3:  # a span of zeros (a lost page of the file)
+            d[at:at + rng.randint(1, 256)] = bytes(min(256, len(d) - at))
+        else:  # records repeated or moved
+            n = rng.randint(8, 512)
+            d[at:at] = d[at:at + n]
+    if rng.random() < 0.15:
+        d = d[: rng.randrange(len(d) + 1)]
+    return bytes(d)
+
+
+def perfdata_once(data: bytes, work: Path) -> None:
+    """The C reader on a damaged perf.data: a clean error or whole lines, never a memory error."""
+    from thpreplay.parse import _perfdata
+    src = work / "in.perf.data"
+    src.write_bytes(data)
+    try:
+        reader = _perfdata.Reader(str(src))
+        while True:
+            text, lines = reader.read(1 << 20)
+            if not text:
+                break
+            assert text.endswith(b"\n") and text.count(b"\n") == lines
+        reader.info()
+    except (_perfdata.Error, _perfdata.Unsupported):
+        pass
+
+
 def ingest_once(data: bytes, work: Path, n: int, simulate_too: bool) -> None:
     from thpreplay.ingest import ingest
     from thpreplay.simulate import simulate
@@ -156,19 +209,30 @@ def main() -> int:
     signal.signal(signal.SIGALRM, _hang)
     rng = random.Random(seed)
     pool = seeds()
-    counts = {"cut": 0, "ingest": 0}
+    try:
+        from thpreplay.parse import _perfdata  # noqa: F401
+        perf_pool = perfdata_seeds()
+    except ImportError:
+        print("fuzz-asan: the perf.data reader is not built", file=sys.stderr)
+        return 2
+    counts = {"cut": 0, "ingest": 0, "perfdata": 0}
     deadline = time.monotonic() + seconds
     with tempfile.TemporaryDirectory(prefix="thpreplay-fuzz-") as tmp:
         work = Path(tmp)
         n = 0
         while time.monotonic() < deadline:
             n += 1
-            data = mutate(rng, rng.choice(pool), pool)
-            kind = "ingest" if n % 25 == 0 else "cut"
+            kind = "ingest" if n % 25 == 0 else "perfdata" if n % 4 == 0 else "cut"
+            if kind == "perfdata":
+                data = mutate_perfdata(rng, rng.choice(perf_pool))
+            else:
+                data = mutate(rng, rng.choice(pool), pool)
             signal.setitimer(signal.ITIMER_REAL, hang_after)
             try:
                 if kind == "cut":
                     cut_once(data, rng)
+                elif kind == "perfdata":
+                    perfdata_once(data, work)
                 else:
                     ingest_once(data, work, n, simulate_too=n % 100 == 0)
             except ThpreplayError:
@@ -182,7 +246,8 @@ def main() -> int:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             counts[kind] += 1
-    print(f"fuzz-asan: {counts['cut']} chunks cut, {counts['ingest']} files ingested, no sanitizer report",
+    print(f"fuzz-asan: {counts['cut']} chunks cut, {counts['ingest']} files ingested, {counts['perfdata']} "
+          f"damaged perf.data files read, no sanitizer report",
           flush=True)
     return 0
 

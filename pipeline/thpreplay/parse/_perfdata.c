@@ -164,6 +164,7 @@ typedef struct {
     int name_width;
     char osrelease[256];
     long nr_cpus_online, nr_cpus_avail;
+    int unknown_features[8], nunknown;  /* feature bits past the ones perf 6.1 knows: skipped */
     uint64_t comp_mmap_len;
     /* zstd */
     void *zds;
@@ -854,8 +855,9 @@ static int read_header(Reader *r) {
         idsec[i].off = u64_at(ab + attr_size - 16);
         idsec[i].size = u64_at(ab + attr_size - 8);
         if (idsec[i].size % 8 || idsec[i].size / 8 > MAX_IDS - ids_total) {
+            unsigned long long bad = (unsigned long long)idsec[i].size;
             free(ab); free(idsec);
-            fail(r, 0, "event %d's id section (%llu bytes) is not a list of ids", i, (unsigned long long)idsec[i].size);
+            fail(r, 0, "event %d's id section (%llu bytes) is not a list of ids", i, bad);
             return 0;
         }
         ids_total += idsec[i].size / 8;
@@ -865,11 +867,11 @@ static int read_header(Reader *r) {
     if (!r->ids) { free(idsec); fail(r, 0, "out of memory"); return 0; }
     for (int i = 0; i < r->nattrs; i++) {
         size_t k = idsec[i].size / 8;
-        for (size_t j = 0; j < k; j++) {
-            unsigned char v[8];
-            if (!read_at(r, idsec[i].off + j * 8, v, 8)) { free(idsec); return 0; }
-            r->ids[r->nids++] = (IdMap){u64_at(v), i};
-        }
+        unsigned char *v = malloc(k ? k * 8 : 1);  /* at most MAX_IDS ids in all */
+        if (!v) { free(idsec); fail(r, 0, "out of memory"); return 0; }
+        if (!read_at(r, idsec[i].off, v, k * 8)) { free(v); free(idsec); return 0; }
+        for (size_t j = 0; j < k; j++) r->ids[r->nids++] = (IdMap){u64_at(v + j * 8), i};
+        free(v);
     }
     free(idsec);
     qsort(r->ids, r->nids, sizeof(IdMap), cmp_ids);
@@ -905,6 +907,7 @@ static int read_header(Reader *r) {
         if (!read_at(r, fpos, sec, 16)) return 0;
         fpos += 16;
         uint64_t off = u64_at(sec), size = u64_at(sec + 8);
+        if (bit > F_LAST_KNOWN && r->nunknown < 8) r->unknown_features[r->nunknown++] = bit;
         if (bit == F_DIR_FORMAT) { fail(r, 1, "a directory-format perf.data (perf record --threads)"); return 0; }
         if (bit != F_TRACING_DATA && bit != F_OSRELEASE && bit != F_NRCPUS && bit != F_EVENT_DESC && bit != F_COMPRESSED)
             continue;
@@ -1059,9 +1062,16 @@ static PyObject *Reader_info(Reader *r, PyObject *unused) {
         if (!s || PyList_Append(names, s) < 0) { Py_XDECREF(s); Py_DECREF(names); return NULL; }
         Py_DECREF(s);
     }
+    PyObject *unknown = PyList_New(0);
+    if (!unknown) { Py_DECREF(names); return NULL; }
+    for (int i = 0; i < r->nunknown; i++) {
+        PyObject *v = PyLong_FromLong(r->unknown_features[i]);
+        if (!v || PyList_Append(unknown, v) < 0) { Py_XDECREF(v); Py_DECREF(names); Py_DECREF(unknown); return NULL; }
+        Py_DECREF(v);
+    }
     return Py_BuildValue(
-        "{s:N,s:s,s:l,s:l,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
-        "events", names, "osrelease", r->osrelease, "nr_cpus_online", r->nr_cpus_online,
+        "{s:N,s:N,s:s,s:l,s:l,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "events", names, "unknown_features", unknown, "osrelease", r->osrelease, "nr_cpus_online", r->nr_cpus_online,
         "nr_cpus_available", r->nr_cpus_avail, "samples", (unsigned long long)r->samples,
         "lines", (unsigned long long)r->lines, "lost", (unsigned long long)r->lost,
         "lost_samples", (unsigned long long)r->lost_samples, "lost_records", (unsigned long long)r->lost_records,
