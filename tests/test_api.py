@@ -182,3 +182,11 @@ def test_ingest_and_simulate_errors_are_the_commands(tmp_path, ds):
     with pytest.raises(tp.InputError, match="no-such-trace"):
         tp.ingest(tmp_path / "no-such-trace", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow  # a Dask local cluster starts (about 15 s on 2 cores)
+def test_sweep_runs_a_sweep_and_opens_it(ds, tmp_path):
+    fleet = tp.sweep([ds.path], tmp_path / "fleet", policies=["relaxed-5.3-rc5"], workers=1)
+    assert isinstance(fleet, tp.Sweep)
+    assert fleet.sql("select policy, settings, captures from fleet_settings").rows() == [
+        ("relaxed-5.3-rc5", "madvise-madvise", 1)]
