@@ -127,6 +127,7 @@ def _hostile_path(tmp: Path, kind: str, good: Path) -> Path | str:
 DATASET_COMMANDS = {
     "simulate": ["simulate", "{ds}", "-q", "--policy", "no-local-reclaim-7.0"],
     "validate": ["validate", "{ds}"],
+    "explain": ["explain", "{ds}", "0"],
     "query": ["query", "{ds}", "select count(*) from page_alloc"],
     "query-outcomes": ["query", "{ds}", "select count(*) from outcomes"],
     "report": ["report", "{ds}", "-o", "{tmp}/r.html", "-q"],

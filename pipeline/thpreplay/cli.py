@@ -278,6 +278,24 @@ def validate(
 
 
 @app.command()
+def explain(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory made by thpreplay ingest")],
+    fault: Annotated[int, typer.Argument(help="thp_faults.fault_id of the fault")],
+    policy: Annotated[list[str] | None, typer.Option("--policy", help="Replay this policy for the fault (repeatable; default: the stored simulation, else the capture's kernel)")] = None,
+    kernel: Annotated[list[str] | None, typer.Option("--kernel", help="Replay the policy of this kernel version (repeatable)")] = None,
+) -> None:
+    """One THP fault's story: the captured kernel's events beside each policy's path, and why."""
+    from thpreplay.explain import explain as run, lines
+
+    try:
+        result = run(dataset, fault, policies=policy, kernels=kernel)
+    except ThpreplayError as e:
+        _fail(e)
+    for line in lines(result):
+        print(printable(line))
+
+
+@app.command()
 def query(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory, or a sweep directory (queried alone)")],
     sql: Annotated[str | None, typer.Argument(help="SQL; '-' reads it from stdin")] = None,

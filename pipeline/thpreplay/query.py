@@ -49,11 +49,36 @@ CONVENIENCE_VIEWS = {
                   pages_migrated, pgsteal_direct, pswpout, access_cost_mean FROM outcome_summary""",
     ),
     "stall_percentiles": (
-        "Per dataset and policy: estimated fault latency percentiles (µs) over faults that compacted or reclaimed",
-        """SELECT dataset, policy, count(*) AS stalled_faults,
-                  quantile_cont(latency_ns, 0.5) / 1000 AS p50_us, quantile_cont(latency_ns, 0.9) / 1000 AS p90_us,
-                  quantile_cont(latency_ns, 0.99) / 1000 AS p99_us, max(latency_ns) / 1000 AS max_us
-           FROM outcomes WHERE compaction_attempted > 0 OR pages_reclaimed > 0 GROUP BY ALL ORDER BY ALL""",
+        "Per dataset and policy: allocation stall percentiles (µs, stall_ns) over the faults that compacted or "
+        "reclaimed, the capture's own first ('as captured', from thp_faults)",
+        """SELECT dataset, 'as captured' AS policy, count(*) AS stalled_faults,
+                  round(quantile_cont(stall_ns, 0.5) / 1000, 1) AS p50_us, round(quantile_cont(stall_ns, 0.9) / 1000, 1) AS p90_us,
+                  round(quantile_cont(stall_ns, 0.99) / 1000, 1) AS p99_us, round(max(stall_ns) / 1000, 1) AS max_us
+           FROM thp_faults WHERE compaction_calls > 0 OR reclaim_calls > 0 GROUP BY dataset
+           UNION ALL
+           SELECT dataset, policy, count(*) AS stalled_faults,
+                  round(quantile_cont(stall_ns, 0.5) / 1000, 1) AS p50_us, round(quantile_cont(stall_ns, 0.9) / 1000, 1) AS p90_us,
+                  round(quantile_cont(stall_ns, 0.99) / 1000, 1) AS p99_us, round(max(stall_ns) / 1000, 1) AS max_us
+           FROM outcomes WHERE compaction_attempted > 0 OR reclaim_calls > 0 GROUP BY dataset, policy
+           ORDER BY dataset, policy <> 'as captured', policy""",
+    ),
+    "latency_by_outcome": (
+        "Per dataset, policy and placement (huge_local, huge_remote, fallback): fault latency percentiles (µs, "
+        "latency_ns: the page-fault event to the allocation's return) over the faults whose page-fault event "
+        "the trace has, the capture's own first ('as captured', from thp_faults)",
+        """WITH timed AS (SELECT dataset, fault_id, outcome, latency_ns FROM thp_faults
+                          WHERE latency_ns IS NOT NULL),
+                model AS (SELECT o.dataset, o.policy,
+                                 CASE WHEN o.result LIKE 'huge%' THEN o.result ELSE 'fallback' END AS outcome,
+                                 o.latency_ns
+                          FROM outcomes o SEMI JOIN timed t ON o.dataset = t.dataset AND o.fault_id = t.fault_id),
+                both_sides AS (SELECT dataset, 'as captured' AS policy, outcome, latency_ns FROM timed
+                               UNION ALL SELECT * FROM model)
+           SELECT dataset, policy, outcome AS placement, count(*) AS faults,
+                  round(quantile_cont(latency_ns, 0.5) / 1000, 1) AS p50_us, round(quantile_cont(latency_ns, 0.9) / 1000, 1) AS p90_us,
+                  round(quantile_cont(latency_ns, 0.99) / 1000, 1) AS p99_us, round(max(latency_ns) / 1000, 1) AS max_us
+           FROM both_sides GROUP BY dataset, policy, outcome
+           ORDER BY dataset, policy <> 'as captured', policy, placement""",
     ),
     "outcome_by_process": (
         "Per dataset, policy and command: faults and results",
@@ -106,10 +131,11 @@ def _view_sql(table: str, parts: list[tuple[str, list[Path]]]) -> str:
 # Table macros. what_changed('local-only-4.8', 'relaxed-5.3-rc5'): the faults whose result differs.
 MACROS = {
     "what_changed": (
-        "what_changed(a, b): fault by fault, where policy a and policy b disagree",
+        "what_changed(a, b): fault by fault, where policy a and policy b disagree, and why (each side's path)",
         """CREATE MACRO what_changed(a, b) AS TABLE
            SELECT x.dataset, x.fault_id, x.ts_ns, x.comm, x.result AS result_a, y.result AS result_b,
-                  x.node AS node_a, y.node AS node_b, x.latency_ns AS latency_ns_a, y.latency_ns AS latency_ns_b
+                  x.node AS node_a, y.node AS node_b, x.latency_ns AS latency_ns_a, y.latency_ns AS latency_ns_b,
+                  x.why AS why_a, y.why AS why_b
            FROM outcomes x JOIN outcomes y USING (dataset, fault_id)
            WHERE x.policy = a AND y.policy = b AND x.result IS DISTINCT FROM y.result
            ORDER BY x.dataset, x.fault_id""",

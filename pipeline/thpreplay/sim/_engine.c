@@ -39,7 +39,19 @@ typedef struct {
     int64_t migrated, scanned, reclaimed, swapped, stall_ns; double access;
     int8_t last_rc;               /* the last direct compaction's result (C_*), -1 when none ran */
     int16_t reclaim_calls;        /* direct reclaim calls (allocstall) of the fault */
+    int32_t steps[MAX_STEPS];     /* the path the fault took (engine.h ST_*; engine.py formats `why`) */
+    int nsteps;
 } Outcome;
+
+/* One step of the fault's path: kind (ST_*), code (a result or reason), node (-1: none). The last slot
+   says ST_MORE when the path is longer than the log. */
+static void step(Outcome *o, int kind, int code, int node) {
+    if (o->nsteps >= MAX_STEPS) return;
+    if (o->nsteps == MAX_STEPS - 1) kind = ST_MORE, code = 0, node = -1;
+    o->steps[o->nsteps++] = STEP(kind, code, node);
+}
+
+static int node_of_pfn(Engine *e, int64_t pfn) { return node_of_block(e, block_of(e, pfn)); }
 
 static void count_stall(Engine *e, int rc, int success, Outcome *o) {
     /* kernel.counters.compact_stall_rule: before 5.12 every call counted, from 5.12 all but SKIPPED */
@@ -67,7 +79,8 @@ static double access_mult(Engine *e, int local, int node, int huge) {
     return huge ? e->p[P_M_HOP2_HUGE] : e->p[P_M_HOP2_BASE];
 }
 
-/* Try the plan's attempts (one __alloc_pages_slowpath() each) until one succeeds. */
+/* Try the plan's attempts (one __alloc_pages_slowpath() each) until one succeeds. Each decision is
+   logged as a step (why the fault went where it went). */
 static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
     double us = 0;
     for (int a = 0; a < e->nplan[madvised]; a++) {
@@ -75,34 +88,40 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         int order = at[0], only = at[1] ? local : -1, direct = at[2], ksw = at[3], noretry = at[4];
         int64_t pfn, m = 0, s = 0, swp = 0;
         o->attempts++;
+        step(o, ST_ATTEMPT, (only >= 0 ? 1 : 0) | (direct ? 2 : 0) | (noretry ? 4 : 0), order);
         /* fast path at the low watermark */
         pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 1);
+        step(o, ST_FAST, pfn >= 0, pfn >= 0 ? node_of_pfn(e, pfn) : -1);
         if (pfn >= 0) goto done;
-        if (ksw) wake_kswapds(e, local, only, order, direct);
-        if (e->sp_thisnode_nowait && only >= 0 && !direct) continue;
+        if (ksw) { wake_kswapds(e, local, only, order, direct); step(o, ST_WAKE, 0, -1); }
+        if (e->sp_thisnode_nowait && only >= 0 && !direct) { step(o, ST_BAIL, B_THISNODE_NOWAIT, -1); continue; }
         if (e->sp_min_retry) {
             pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
+            step(o, ST_MIN, pfn >= 0, pfn >= 0 ? node_of_pfn(e, pfn) : -1);
             if (pfn >= 0) goto done;
         }
-        if (!direct) continue;
+        if (!direct) { step(o, ST_BAIL, B_NO_DIRECT, -1); continue; }
         int rc = direct_compact(e, local, only, order, PRIO_ASYNC, &m, &s, &pfn);
         o->last_rc = (int8_t)rc;
         us += e->p[P_COMPACT_CALL_US] + s * e->p[P_SCAN_NS] / 1000.0 + m * e->p[P_MIGRATE_US];
         o->migrated += m; o->scanned += s;
         count_stall(e, rc, pfn >= 0, o);
+        step(o, ST_COMPACT, rc | PRIO_ASYNC << 4, pfn >= 0 ? node_of_pfn(e, pfn) : -1);
         if (pfn >= 0) { o->compact_ok = 1; goto done; }
         int skip_or_def = rc == C_SKIPPED || rc == C_DEFERRED;
-        if (e->sp_bail_skip_mode == 1 && skip_or_def) continue;              /* 5.4 b39d0ee2632d */
-        if (e->sp_bail_skip_mode == 2 && noretry && skip_or_def) continue;   /* 5.6+ cc638f329ef6 */
-        if (e->sp_bail_thisnode && noretry && only >= 0) continue;           /* 9c9828d3ead6 */
-        if (e->sp_bail_deferred_noretry && noretry && rc == C_DEFERRED) continue;
+        if (e->sp_bail_skip_mode == 1 && skip_or_def) { step(o, ST_BAIL, B_COSTLY_SKIPPED, -1); continue; }  /* 5.4 b39d0ee2632d */
+        if (e->sp_bail_skip_mode == 2 && noretry && skip_or_def) { step(o, ST_BAIL, B_NORETRY_SKIPPED, -1); continue; }  /* 5.6+ cc638f329ef6 */
+        if (e->sp_bail_thisnode && noretry && only >= 0) { step(o, ST_BAIL, B_THISNODE_NORETRY, -1); continue; }  /* 9c9828d3ead6 */
+        if (e->sp_bail_deferred_noretry && noretry && rc == C_DEFERRED) { step(o, ST_BAIL, B_NORETRY_DEFERRED, -1); continue; }
         int prio = (e->sp_second_sync && !noretry) ? PRIO_SYNC_LIGHT : PRIO_ASYNC;
         int64_t returned = 0;
         int64_t got = direct_reclaim(e, local, only, order, &swp, &returned);
         o->reclaim_calls++;
         o->reclaimed += returned; o->swapped += swp;   /* as the trace's nr_reclaimed counts */
         us += (got - swp) * e->p[P_RECLAIM_US] + swp * e->p[P_SWAP_OUT_US];
+        step(o, ST_RECLAIM, swp > 0, -1);
         pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
+        step(o, ST_AFTER_RECLAIM, pfn >= 0, pfn >= 0 ? node_of_pfn(e, pfn) : -1);
         if (pfn >= 0) goto done;
         m = s = 0;
         rc = direct_compact(e, local, only, order, prio, &m, &s, &pfn);
@@ -111,7 +130,9 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
               * (prio == PRIO_ASYNC ? 1.0 : e->p[P_SYNC_FACTOR]);
         o->migrated += m; o->scanned += s;
         count_stall(e, rc, pfn >= 0, o);
+        step(o, ST_COMPACT, rc | prio << 4, pfn >= 0 ? node_of_pfn(e, pfn) : -1);
         if (pfn >= 0) { o->compact_ok = 1; goto done; }
+        step(o, ST_BAIL, noretry ? B_NORETRY_GIVE_UP : B_COSTLY_GIVE_UP, -1);
         continue;   /* NORETRY, or a costly order without __GFP_RETRY_MAYFAIL: give up */
     done:
         o->stall_ns = (int64_t)(us * 1000.0);
@@ -486,21 +507,28 @@ fail:
 /* run(engine, kind:int8, ts:int64, pfn:int64, order:int8, mt:int8, pkind:int8, node:int16, region:int64,
        madvised:int8, out_result:int8, out_node:int16, out_attempts:int8, out_compact:int16, out_compact_ok:int8,
        out_migrated:int64, out_scanned:int64, out_reclaimed:int64, out_swapped:int64, out_stall:int64,
-       out_access:float64, out_compact_result:int8, out_reclaim_calls:int16). Outputs are indexed by region
-       (= fault) number. */
+       out_access:float64, out_compact_result:int8, out_reclaim_calls:int16, out_steps:int32[nfaults*MAX_STEPS]).
+       Outputs are indexed by region (= fault) number. */
 static PyObject *py_run(PyObject *self, PyObject *args) {
-    PyObject *cap, *o[22];
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOOOOOOO", &cap, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+    PyObject *cap, *o[23];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOOOOOOOO", &cap, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
                           &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &o[14], &o[15], &o[16], &o[17],
-                          &o[18], &o[19], &o[20], &o[21]))
+                          &o[18], &o[19], &o[20], &o[21], &o[22]))
         return NULL;
     Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
     if (!e) return NULL;
-    static const int sizes[22] = {1, 8, 8, 1, 1, 1, 2, 8, 1, 1, 2, 1, 2, 1, 8, 8, 8, 8, 8, 8, 1, 2};
-    Buf b[22];
-    for (int i = 0; i < 22; i++) b[i].ok = 0;
-    for (int i = 0; i < 22; i++)
-        if (getbuf(o[i], &b[i], sizes[i], i >= 9)) { for (int k = 0; k < 22; k++) relbuf(&b[k]); return NULL; }
+    static const int sizes[23] = {1, 8, 8, 1, 1, 1, 2, 8, 1, 1, 2, 1, 2, 1, 8, 8, 8, 8, 8, 8, 1, 2, 4};
+    Buf b[23];
+    for (int i = 0; i < 23; i++) b[i].ok = 0;
+    for (int i = 0; i < 23; i++)
+        if (getbuf(o[i], &b[i], sizes[i], i >= 9)) { for (int k = 0; k < 23; k++) relbuf(&b[k]); return NULL; }
+    /* every per-fault output holds as many faults as the first (the steps MAX_STEPS each) */
+    for (int i = 10; i < 23; i++)
+        if (b[i].buf.len / sizes[i] != b[9].buf.len * (i == 22 ? MAX_STEPS : 1)) {
+            PyErr_SetString(PyExc_ValueError, "per-fault outputs of different lengths");
+            for (int k = 0; k < 23; k++) relbuf(&b[k]);
+            return NULL;
+        }
     int64_t n = b[0].buf.len;
     int8_t *kind = b[0].buf.buf, *order = b[3].buf.buf, *mt = b[4].buf.buf, *pk = b[5].buf.buf, *madv = b[8].buf.buf;
     int64_t *ts = b[1].buf.buf, *pfn = b[2].buf.buf, *region = b[7].buf.buf;
@@ -551,6 +579,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             ((double *)b[19].buf.buf)[r] = oc.access;
             ((int8_t *)b[20].buf.buf)[r] = oc.last_rc;
             ((int16_t *)b[21].buf.buf)[r] = oc.reclaim_calls;
+            memcpy((int32_t *)b[22].buf.buf + r * MAX_STEPS, oc.steps, sizeof(oc.steps));
             break;
         }
         case OP_RELEASE: if (region[i] >= 0 && region[i] < e->nregions) region_release(e, region[i]); break;
@@ -559,7 +588,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         }
     }
     Py_END_ALLOW_THREADS
-    for (int k = 0; k < 22; k++) relbuf(&b[k]);
+    for (int k = 0; k < 23; k++) relbuf(&b[k]);
     Py_RETURN_NONE;
 }
 

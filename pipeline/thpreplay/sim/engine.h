@@ -51,6 +51,15 @@ enum { K_THP_FAULT_ALLOC, K_THP_FAULT_FALLBACK, K_COMPACT_STALL, K_COMPACT_SUCCE
        K_BUG_DOUBLE_ALLOC, K_BUG_DOUBLE_FREE, K_RELOC_BY_HUGE, K_RELOC_BY_TRACED, K_RELOC_BY_OTHER,
        K_RELOC_OUTSIDE, K_MIGRATED_OUT, K_FREE_OF_MIGRATED, K_THP_SWPOUT, K_COMPACT_FREE_SCANNED, K_PGMIGRATE_FAIL, K_BOOSTS, K_RECLAIM_RETURNED, K_NCOUNTERS };
 
+/* the path of a THP fault, step by step (thpreplay.sim.engine.STEP_KINDS, BAIL_REASONS format them):
+   kind in the low byte, code in the next, node + 1 in the upper half (0: no node) */
+#define MAX_STEPS 24
+#define STEP(kind, code, node) ((int32_t)((kind) | ((code) << 8) | (((node) + 1) << 16)))
+enum { ST_NONE = 0, ST_ATTEMPT, ST_FAST, ST_WAKE, ST_MIN, ST_COMPACT, ST_RECLAIM, ST_AFTER_RECLAIM, ST_BAIL, ST_MORE };
+/* why an attempt ended without a page (ST_BAIL codes) */
+enum { B_THISNODE_NOWAIT = 1, B_NO_DIRECT, B_COSTLY_SKIPPED, B_NORETRY_SKIPPED, B_THISNODE_NORETRY,
+       B_NORETRY_DEFERRED, B_NORETRY_GIVE_UP, B_COSTLY_GIVE_UP };
+
 /* params, in the order of thpreplay.sim.engine.PARAMS */
 enum { P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,

@@ -75,6 +75,76 @@ COMPACT_RESULTS = ("not_suitable_zone", "skipped", "deferred", "no_suitable_page
 MAX_ATTEMPTS = 8
 CHUNK = 1 << 20
 
+# The path of each THP fault as the engine logs it (engine.h ST_*, B_*): int32 steps, kind in the low
+# byte, code in the next, node + 1 in the upper half; `why` renders them (outcomes.why, thpreplay explain).
+MAX_STEPS = 24   # engine.h
+PRIORITIES = {0: "sync-full", 1: "sync-light", 2: "async"}   # enum compact_priority
+# Why an attempt ended without a page, in __alloc_pages_slowpath()'s words (docs/policies.md has the eras).
+BAIL_REASONS = {
+    1: "a __GFP_THISNODE try without direct reclaim fails after the fast path (4.1-4.5)",
+    2: "no direct reclaim or compaction for this mask (the defrag setting): the attempt fails",
+    3: "costly order and compaction skipped or deferred: no reclaim (5.4, b39d0ee2632d)",
+    4: "__GFP_NORETRY and compaction skipped or deferred: no reclaim (5.5+, cc638f329ef6)",
+    5: "__GFP_THISNODE|__GFP_NORETRY: fails after the first compaction, never reclaims (9c9828d3ead6)",
+    6: "__GFP_NORETRY and compaction deferred: fails (4.8-5.4)",
+    7: "__GFP_NORETRY: fails after one round of reclaim and compaction",
+    8: "costly order without __GFP_RETRY_MAYFAIL: fails after one round of reclaim and compaction",
+}
+
+
+def _where(node: int) -> str:
+    return f"page on node {node}" if node >= 0 else "none"
+
+
+def _step_text(kind: int, code: int, node: int) -> str:
+    if kind == 1:
+        scope = "local node only" if code & 1 else "any node"
+        mods = ([] if code & 2 else ["no direct reclaim"]) + (["NORETRY"] if code & 4 else [])
+        order = "" if node == 9 else f" order {node}"
+        return f"try{order} {scope}" + (f" ({', '.join(mods)})" if mods else "") + ":"
+    if kind == 2:
+        return f"fast path: {_where(node)}"
+    if kind == 3:
+        return "kswapd woken"
+    if kind == 4:
+        return f"min watermark: {_where(node)}"
+    if kind == 5:
+        result = COMPACT_RESULTS[code & 15] if (code & 15) < len(COMPACT_RESULTS) else str(code & 15)
+        text = f"compaction {PRIORITIES.get(code >> 4, '?')} {result}"
+        return text + (f", {_where(node)}" if node >= 0 else "")
+    if kind == 6:
+        return "direct reclaim" + (" (swap)" if code else "")
+    if kind == 7:
+        return f"after reclaim: {_where(node)}"
+    if kind == 8:
+        return "gives up: " + BAIL_REASONS.get(code, f"reason {code}")
+    if kind == 9:
+        return "…"
+    return f"step {kind}"
+
+
+def why_text(steps: np.ndarray) -> str:
+    """One fault's steps (int32[MAX_STEPS]) as text: attempts separated by ' | ', steps by ' → '."""
+    attempts: list[list[str]] = []
+    for v in steps.tolist():
+        kind, code, node = v & 0xFF, (v >> 8) & 0xFF, (v >> 16) - 1
+        if kind == 0:
+            break
+        if kind == 1 or not attempts:
+            attempts.append([])
+        attempts[-1].append(_step_text(kind, code, node))
+    return " | ".join(" ".join(a[:1]) + (" " if len(a) > 1 else "") + " → ".join(a[1:]) for a in attempts)
+
+
+def why_column(steps: np.ndarray, n: int) -> pl.Series:
+    """Every fault's `why`, formatting each distinct path once (most faults share a few)."""
+    rows = steps.reshape(n, MAX_STEPS)
+    if n == 0:
+        return pl.Series("why", [], dtype=pl.String)
+    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+    texts = np.array([why_text(r) for r in distinct], dtype=object)
+    return pl.Series("why", texts[inverse.ravel()].tolist(), dtype=pl.String)
+
 
 @dataclass
 class Run:
@@ -165,6 +235,7 @@ def outputs(n: int) -> dict[str, np.ndarray]:
         scanned=np.zeros(n, dtype=np.int64), reclaimed=np.zeros(n, dtype=np.int64), swapped=np.zeros(n, dtype=np.int64),
         stall=np.zeros(n, dtype=np.int64), access=np.zeros(n, dtype=np.float64),
         compact_result=np.full(n, -1, dtype=np.int8), reclaim_calls=np.zeros(n, dtype=np.int16),
+        steps=np.zeros(n * MAX_STEPS, dtype=np.int32),
     )
 
 
@@ -212,6 +283,7 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
         pl.Series("compact_result", [COMPACT_RESULTS[c] if c >= 0 else None for c in out["compact_result"].tolist()],
                   dtype=pl.String),
         pl.Series("reclaim_calls", out["reclaim_calls"]).cast(pl.Int16),
+        why_column(out["steps"], n),
     )
     series_df = pl.DataFrame({
         "policy": [policy.name] * len(series), "ts_ns": series[:, 0], "node": series[:, 1].astype(np.int16),
