@@ -1,0 +1,101 @@
+"""perf.data: `perf script` vs thpreplay's own reader, side by side on real captures.
+
+For each perf.data given (default: the two captures of BENCHMARKS.md in /tmp/perfdata), alternating,
+N times each (whole processes, start-up included; wall time and peak RSS from wait4):
+  perf script:  perf script -F comm,tid,cpu,time,event,trace --ns -i F > /dev/null
+                (what ingest ran before, and still runs for the files the reader does not read)
+  reader:       the native reader alone, its text thrown away (python -c ..., parse/perfdata.py)
+  ingest:       thpreplay ingest F -o DATASET --force -q --kernel-release RELEASE (native reader)
+and prints medians and ratios as JSON. First, once: the reader's text is compared with perf script's
+(byte for byte) and the event count taken.
+
+    python benchmarks/bench_perfdata.py [N] [FILE ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import PERF_SCRIPT_ARGS, THP, median, rmtree
+
+DEFAULT = [Path("/tmp/perfdata/big1.perf.data"), Path("/tmp/perfdata/big3.perf.data")]
+READER = ("import sys\nfrom thpreplay.parse import perfdata\n"
+          "n, _ = perfdata.open_native(sys.argv[1], sys.argv[1])\n"
+          "assert n is not None\nfor c in n.chunks(): pass\n")
+
+
+def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one whole process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed (exit {proc.returncode}): {' '.join(cmd)}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def identical(path: Path) -> int:
+    """perf script's text and the reader's, compared in full; returns the line count."""
+    from thpreplay.parse import perfdata
+    perf = subprocess.Popen(["perf", *PERF_SCRIPT_ARGS, str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    native, why = perfdata.open_native(str(path), str(path))
+    assert native is not None, why
+    lines = 0
+    for chunk in native.chunks():
+        theirs = perf.stdout.read(len(chunk.data))
+        if theirs != chunk.data:
+            raise SystemExit(f"{path}: the reader's text differs from perf script's near line {lines}")
+        lines += chunk.data.count(b"\n")
+    if perf.stdout.read(1):
+        raise SystemExit(f"{path}: perf script printed more lines than the reader ({lines})")
+    perf.wait()
+    return lines
+
+
+def bench(path: Path, runs: int) -> dict:
+    from thpreplay.parse import perfdata
+    native, _ = perfdata.open_native(str(path), str(path))
+    release = native.info["osrelease"]
+    events = identical(path)
+    out = Path("/tmp/perfdata/bench-dataset")
+    cmds = {
+        "perf_script": ["perf", *PERF_SCRIPT_ARGS, str(path)],
+        "reader": [sys.executable, "-c", READER, str(path)],
+        "ingest": [THP, "ingest", str(path), "-o", str(out), "--force", "-q", "--kernel-release", release],
+    }
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    rss: dict[str, list[int]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            wall, peak = run(cmd)
+            times[name].append(round(wall, 3))
+            rss[name].append(peak)
+    rmtree(out)
+    med = {k: round(median(v), 3) for k, v in times.items()}
+    return {
+        "file": str(path), "bytes": path.stat().st_size, "events": events, "identical_text": True, "runs": runs,
+        "seconds": times, "median_s": med, "max_rss_mib": {k: max(v) for k, v in rss.items()},
+        "ratio_ingest_over_perf_script": round(med["ingest"] / med["perf_script"], 3),
+        "ratio_reader_over_perf_script": round(med["reader"] / med["perf_script"], 3),
+    }
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    files = [Path(a) for a in sys.argv[2:]] or DEFAULT
+    result = {"host": f"{platform.node()} {platform.release()}, {os.cpu_count()} CPUs",
+              "captures": [bench(p, runs) for p in files]}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
