@@ -4,7 +4,7 @@ parses them as it parses perf's text (same tables, same `line` numbers).
 
 A file the reader does not handle (pipe mode, callchains, AUX data, libtraceevent missing, ...) is
 `Unsupported` with the reason: ingest says so in one warning line and runs perf script instead. A
-malformed file is an InputError naming it. THPREPLAY_PERF_SCRIPT=1 (or `ingest --perf-script`) makes
+malformed file is an InputError naming it. THPREPLAY_PERF_SCRIPT=1 in the environment makes
 ingest use perf script for every perf.data, e.g. to compare the two.
 """
 
@@ -33,6 +33,7 @@ class Native:
     name: str
     reader: object
     info: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # warnings for the user
 
     def chunks(self) -> Iterator[Chunk]:
         """Chunks of whole lines, numbered from 1 as perf script's output would be."""
@@ -70,6 +71,9 @@ def open_native(path: str, name: str) -> tuple[Native | None, str]:
     try:
         native = Native(name, _perfdata.Reader(path))
         native.info = native.reader.info()
+        if native.info["unknown_features"]:  # a newer perf's header sections: each is found by its bit, so skipping is safe
+            bits = ", ".join(map(str, native.info["unknown_features"]))
+            native.notes.append(f"{name}: perf.data header feature bits thpreplay does not know ({bits}): skipped")
         return native, ""
     except _perfdata.Unsupported as e:
         return None, str(e)
