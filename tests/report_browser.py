@@ -1,8 +1,11 @@
 """Open a `thpreplay report` page in headless Chromium (Debian's package, driven by Playwright) and check it.
 
-Used by tests/test_report_browser.py, and on its own to refresh the screenshot in docs/:
+Used by tests/test_report_browser.py, and on its own to refresh the screenshot in docs/ (`make screenshot`):
 
     .venv/bin/python tests/report_browser.py out/qemu-6.1-2node/report.html docs/report.png
+
+The screenshot carries the text of the page's summary table (a PNG tEXt chunk, `thpreplay-summary`), so
+tests/test_screens.py can tell when the figures it shows are no longer what a fresh report prints.
 
 The page must load from file:// with no request anywhere else, no console message of level warning or
 error, no script error, every chart's SVG drawn at a visible size with marks in it, and nothing wider
@@ -11,8 +14,12 @@ than the window (a 1366x768 laptop screen by default: wide tables scroll inside 
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
+import struct
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +87,49 @@ def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, .
     return result
 
 
+SUMMARY_KEY = b"thpreplay-summary"
+
+
+def summary_text(page: str) -> str:
+    """The summary table of a report page as text: one line per row, cells separated by ' | '."""
+    m = re.search(r"<table class='summary'>(.*?)</table>", page, re.S)
+    if m is None:
+        return ""
+    lines = []
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", m.group(1), re.S):
+        cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)
+        lines.append(" | ".join(" ".join(html.unescape(re.sub(r"<[^>]+>", " ", c)).split()) for c in cells))
+    return "\n".join(lines)
+
+
+def embed_text(png: Path, key: bytes, text: str) -> None:
+    """Add a tEXt chunk (Latin-1 by the PNG spec, so the text goes as UTF-8 escaped) after the header."""
+    data = png.read_bytes()
+    body = key + b"\0" + text.encode("unicode_escape")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR (length, type, 13 bytes, crc)
+    png.write_bytes(data[:ihdr_end] + chunk + data[ihdr_end:])
+
+
+def read_text(png: Path, key: bytes) -> str | None:
+    data = png.read_bytes()
+    pos = 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and body.startswith(key + b"\0"):
+            return body[len(key) + 1:].decode("latin-1").encode("latin-1").decode("unicode_escape")
+        pos += 12 + length
+    return None
+
+
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: report_browser.py REPORT.html [SCREENSHOT.png]")
-    out = check(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) == 3 else None)
+    shot = Path(sys.argv[2]) if len(sys.argv) == 3 else None
+    out = check(Path(sys.argv[1]), shot)
+    if shot is not None:
+        embed_text(shot, SUMMARY_KEY, summary_text(Path(sys.argv[1]).read_text(encoding="utf-8")))
     print(out)
     bad = out.console or out.page_errors or out.foreign_requests or out.overflow > 0 or any(
         f["width"] < 100 or f["marks"] == 0 for f in out.figures.values())

@@ -220,3 +220,20 @@ def test_captured_figures_are_the_captures_own(sample_dataset):
 def test_the_issue_capture_623_local_huge_pages(sample_dataset):
     """local-6.18-perf, where every chart showed the model's figures only: the kernel got 623."""
     _check_one_node(sample_dataset("local-6.18-perf"), (623, 0, 377))
+
+
+def test_the_docs_screenshot_shows_what_the_report_prints(sample_dataset, tmp_path):
+    """docs/report.png (the README's picture of the worked example's report: every built-in policy) carries
+    the text of the summary it shows; a fresh report of the same capture must print the same figures."""
+    from report_browser import SUMMARY_KEY, read_text, summary_text
+    from thpreplay.report import build
+    from thpreplay.simulate import simulate
+
+    shown = read_text(Path(__file__).resolve().parents[1] / "docs" / "report.png", SUMMARY_KEY)
+    assert shown, "docs/report.png has no summary text: refresh it with make screenshot"
+    ds = tmp_path / "qemu-6.1-2node"
+    shutil.copytree(sample_dataset("qemu-6.1-2node"), ds)
+    simulate(ds)
+    fresh = summary_text(build(ds, validate_capture=False).path.read_text())
+    assert fresh.startswith("policy | huge local") and f"\n{LABEL} | 27 | 78 | 183 | 36.5% |" in fresh
+    assert shown == fresh, "docs/report.png shows figures the report no longer prints: refresh it with make screenshot"

@@ -294,8 +294,9 @@ def _table(frame: pl.DataFrame, headers: dict[str, str] | None = None, cls: str 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1280px;margin:1.5em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
 .scroll{max-width:100%;overflow-x:auto;margin:1em 0}
-table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-thead th{background:#f2f2f2;text-align:center}tbody th{text-align:left;background:#fafafa;font-weight:normal}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
+thead th{background:#f2f2f2;text-align:center;white-space:normal;vertical-align:bottom}td,tbody th{vertical-align:top}
+summary.note{cursor:pointer;margin:.5em 0}tbody th{text-align:left;background:#fafafa;font-weight:normal}
 td:first-child{text-align:left}
 table.summary tbody th,table.summary thead th:first-child{position:sticky;left:0;z-index:1}
 table.summary thead th:first-child{background:#f2f2f2}
@@ -468,8 +469,12 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append(f"; {info['demand'].get('thp_faults', 0):,} THP faults, {info['demand'].get('ops', 0):,} demand ops;"
                  f" initial state from {html.escape(str(info['initial_state'].get('source', 'snapshots')))}</p>")
     parts.append(_table(topo))
-    for note in info.get("notes", []):
-        parts.append(f"<p class='note'>note: {html.escape(note)}</p>")
+    notes = info.get("notes", [])
+    if notes:  # folded: the summary stays on a laptop's first screen
+        parts.append(f"<details><summary class='note'>the model's {len(notes)} notes on this capture (measured "
+                     "costs, assumptions)</summary>")
+        parts += [f"<p class='note'>note: {html.escape(note)}</p>" for note in notes]
+        parts.append("</details>")
     parts.append("<h2>Summary</h2>")
     parts.append(f"<p class='note'>The first row is what the capturing kernel did (from the trace and its vmstat "
                  f"snapshots); under each policy's figure, its difference from it (pp: percentage points; ×: ratio). "

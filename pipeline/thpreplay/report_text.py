@@ -182,10 +182,9 @@ FIGURES = (
 # narrow layout (under the wide table's width): placement figures, then cost figures, one table each
 NARROW_GROUPS = (("huge_local", "huge_remote", "fallback", "thp_coverage", "local_share"),
                  ("latency_mean_us", "latency_p99_us", "compact_stall", "pgsteal_direct", "pswpout", "access_cost_mean"))
-DELTA_LEGEND = "under each figure: its difference from as captured (pp: percentage points; ×: ratio)"
-NARROW_LEGEND = ("huge L/R: faults given a huge page on the local/a remote node; 4K: fell back to 4 KiB pages; "
-                 "THP, local: share of the faults; recl.: pages reclaimed directly; swap: swap-outs; "
-                 "cost: mean access cost")
+DELTA_LEGEND = "under each figure: the difference from as captured (pp: % points; ×: ratio)"
+NARROW_LEGEND = ("huge L/R: a huge page on the local/a remote node; 4K: fell back to 4 KiB pages\n"
+                 "THP, local: % of faults; recl.: pages reclaimed directly; cost: access cost")
 
 
 def figure_value(row: dict, column: str):
