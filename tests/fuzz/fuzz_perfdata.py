@@ -23,9 +23,36 @@ with atheris.instrument_imports(include=["thpreplay"]):
 _FD, _PATH = tempfile.mkstemp(prefix="thpreplay-fuzz-", suffix=".perf.data")
 
 
+def _seeds() -> list[bytes]:
+    import lzma
+    from pathlib import Path
+    data = Path(__file__).resolve().parents[1] / "data" / "perfdata"
+    return [lzma.decompress(p.read_bytes()) for p in sorted(data.glob("*.perf.data.xz"))]
+
+
+SEEDS = _seeds()
+
+
+def damage(data: bytes) -> bytes:
+    """The fuzzer's bytes as patches to a real capture: which capture, then (offset, width, value)
+    patches, mostly in the header, attrs and first records, and maybe a cut. atheris sees only the
+    Python side's coverage, so raw random bytes would rarely get past the magic."""
+    fdp = atheris.FuzzedDataProvider(data)
+    seed = bytearray(SEEDS[fdp.ConsumeIntInRange(0, len(SEEDS) - 1)])
+    data_off = int.from_bytes(seed[40:48], "little")
+    for _ in range(fdp.ConsumeIntInRange(1, 8)):
+        base = fdp.PickValueInList([0, 64, 104, 1024, data_off, data_off + 4096, len(seed) - 65536])
+        at = min(max(base + fdp.ConsumeIntInRange(0, 8191), 0), len(seed) - 8)
+        width = fdp.PickValueInList([1, 2, 4, 8])
+        seed[at:at + width] = fdp.ConsumeInt(width).to_bytes(width, "little", signed=True)
+    if fdp.ConsumeBool() and fdp.ConsumeBool():
+        seed = seed[: fdp.ConsumeIntInRange(0, len(seed))]
+    return bytes(seed)
+
+
 def read_bytes(data: bytes) -> None:
     with open(_PATH, "wb") as f:
-        f.write(data)
+        f.write(damage(data) if len(data) < 4096 else data)
     try:
         reader = _perfdata.Reader(_PATH)
         while True:
