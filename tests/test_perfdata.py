@@ -259,3 +259,18 @@ def test_pipe_mode(tmp_path: Path) -> None:
     name = _damaged(tmp_path, "plain.perf.data.xz", lambda d: d.__setitem__(slice(8, 16), struct.pack("<Q", 16)))
     _fails(tmp_path, name, "perf.data: a pipe-mode perf.data (perf record -o -): thpreplay's reader does not read "
                            "that, and perf is not installed to decode it", "hint: install perf (Debian: linux-perf)")
+
+
+def test_lost_samples_counted_and_told(tmp_path: Path) -> None:
+    """PERF_RECORD_LOST (here a sample record turned into one, 5 lost) is in lost_events and warned about."""
+    def damage(d: bytearray) -> None:
+        pos = next(p for p, t, _ in _records(bytes(d)) if t == 9)
+        struct.pack_into("<I", d, pos, 2)  # PERF_RECORD_LOST: u64 id, u64 lost (the sample's ip)
+        struct.pack_into("<Q", d, pos + 16, 5)
+    name = _damaged(tmp_path, "plain.perf.data.xz", damage)
+    proc = _cli_without_perf(["ingest", name, "-o", "ds", "--kernel-release", "6.18"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: the kernel dropped 5 events (ring buffer overrun): counts are low" in proc.stdout.decode()
+    meta = _meta(tmp_path / "ds")
+    assert meta["lost_events"] == "5"
+    assert '"lost": 5' in meta["perf_data_native"] and '"samples": 2009' in meta["perf_data_native"]
