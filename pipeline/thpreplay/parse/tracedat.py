@@ -25,6 +25,7 @@ bounded by what the file says, checked against MAX_CPU_BYTES).
 from __future__ import annotations
 
 import contextlib
+import io
 import mmap
 import shutil
 import struct
@@ -34,6 +35,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import zstandard
 
 from thpreplay.errors import InputError
 from thpreplay.inputs import Chunk, decompress_to, describe_container, read_chunks
@@ -49,6 +52,7 @@ MAGIC = b"\x17\x08\x44tracing"
 VERSIONS = (6, 7)
 MAX_SECTION_BYTES = 1 << 30      # a metadata section (formats, cmdlines) past this is not one trace-cmd wrote
 MAX_CPU_BYTES = 1 << 36          # decompressed data of one CPU
+MAX_CHUNK_BYTES = 1 << 28        # one compressed chunk of it, decompressed
 MAX_EVENTS = 65536
 MAX_OPTIONS = 1 << 16
 RENDER_BYTES = 32 << 20          # text per chunk handed to the pipeline
@@ -134,10 +138,20 @@ class _Reader:
 
     # --- compression (v7) ---
     def decompress(self, blob: bytes, size: int, what: str) -> bytes:
+        if size > MAX_SECTION_BYTES:
+            raise _Damaged(f"{what} says it decompresses to {size} bytes, more than a trace.dat holds")
         try:
             if self.comp == "zstd":
-                import zstandard
-                out = zstandard.ZstdDecompressor().decompress(blob, max_output_size=size)
+                # streamed, at most size + 1 bytes: neither the frame nor the header decides the allocation
+                reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob))
+                parts, got = [], 0
+                while got <= size:
+                    part = reader.read(min(size + 1 - got, 1 << 24))
+                    if not part:
+                        break
+                    parts.append(part)
+                    got += len(part)
+                out = b"".join(parts)
             elif self.comp == "zlib":
                 d = zlib.decompressobj()
                 out = d.decompress(blob, size)
@@ -444,6 +458,8 @@ def _chunks(r: _Reader, pos: int, size: int, cpu: int) -> bytes:
         if csize > end - pos:
             raise _Damaged(f"CPU {cpu} data: chunk {i} of {count} runs past its {size} bytes")
         total += usize
+        if usize > MAX_CHUNK_BYTES:
+            raise _Damaged(f"CPU {cpu} data: chunk {i} says it holds {usize} bytes (trace-cmd writes a few pages)")
         if total > MAX_CPU_BYTES:
             raise _Damaged(f"CPU {cpu} data decompresses past {MAX_CPU_BYTES >> 30} GiB")
         parts.append(r.decompress(bytes(r.d[pos:pos + csize]), usize, f"CPU {cpu} data chunk {i}"))

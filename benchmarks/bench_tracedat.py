@@ -1,0 +1,101 @@
+"""trace.dat: `trace-cmd report F > /dev/null` against `thpreplay ingest F -o DIR` (the whole command).
+
+    .venv/bin/python benchmarks/bench_tracedat.py [RUNS] [FILE]
+
+FILE defaults to $BENCH_DIR/tracedat/big.dat (BENCH_DIR: /tmp/thpreplay-bench), recorded here when
+missing (root, tracefs and trace-cmd needed): the events `thpreplay record` asks for enabled through
+tracefs with a 200 MB per-CPU buffer, `thpfrag fault 2000 --no-madvise` (4 KiB page faults: about
+2.4 M events), then `trace-cmd extract` (trace-cmd record cannot run where /proc/sys/kernel/
+ftrace_enabled is read-only; extract reads the same buffer). Runs alternate, trace-cmd first; medians
+of RUNS (default 5) of each and their ratio are printed, with the pairwise ratios.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import THP, thpfrag, timed, workdir  # noqa: E402
+
+from thpreplay.kernel.events import RECORD_EVENTS  # noqa: E402
+
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)
+
+
+def record(out: Path, work: Path) -> None:
+    """A real trace.dat of the events thpreplay records, through tracefs and `trace-cmd extract`."""
+    exe = thpfrag(work)
+    enabled = []
+    old_kb = (TRACEFS / "buffer_size_kb").read_text().strip()
+    try:
+        _write(TRACEFS / "tracing_on", "0")
+        _write(TRACEFS / "trace", "")
+        _write(TRACEFS / "buffer_size_kb", "200000")
+        for system, names in RECORD_EVENTS:
+            for name in names:
+                enable = TRACEFS / "events" / system / name / "enable"
+                if enable.exists():
+                    _write(enable, "1")
+                    enabled.append(enable)
+                    break
+        _write(TRACEFS / "tracing_on", "1")
+        subprocess.run([str(exe), "fault", "2000", "--no-madvise"], check=True, stdout=subprocess.DEVNULL)
+        _write(TRACEFS / "tracing_on", "0")
+        for enable in enabled:
+            _write(enable, "0")
+        subprocess.run(["trace-cmd", "extract", "-o", str(out)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    finally:
+        for enable in enabled:
+            _write(enable, "0")
+        _write(TRACEFS / "trace", "")
+        _write(TRACEFS / "buffer_size_kb", old_kb)
+        _write(TRACEFS / "tracing_on", "1")
+
+
+def _ingest(path: Path, out: Path) -> float:
+    """thpreplay ingest, timed; its message when it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run([THP, "ingest", str(path), "-o", str(out), "--force", "-q"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    if proc.returncode:
+        sys.exit(f"thpreplay ingest failed: {proc.stderr.decode(errors='replace').strip()}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    work = workdir() / "tracedat"
+    work.mkdir(parents=True, exist_ok=True)
+    path = Path(sys.argv[2]) if len(sys.argv) > 2 else work / "big.dat"
+    if not path.exists():
+        record(path, work)
+    tc = shutil.which("trace-cmd")
+    if tc is None:
+        sys.exit("trace-cmd is needed as the reference")
+    lines = subprocess.run([tc, "report", str(path)], capture_output=True).stdout.count(b"\n")
+    out = work / "ds"
+    ref, ours = [], []
+    for _ in range(runs):
+        with open("/dev/null", "wb") as null:
+            ref.append(timed([tc, "report", str(path)], stdout=null))
+        ours.append(_ingest(path, out))
+        print(f"trace-cmd report {ref[-1]:.2f} s   thpreplay ingest {ours[-1]:.2f} s", flush=True)
+    r, o = statistics.median(ref), statistics.median(ours)
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {lines:,} lines of trace-cmd report)")
+    print(f"trace-cmd report   median {r:.2f} s  runs {' '.join(f'{x:.2f}' for x in ref)}")
+    print(f"thpreplay ingest   median {o:.2f} s  runs {' '.join(f'{x:.2f}' for x in ours)}")
+    print(f"ratio {o / r:.3f}  (pairwise: {' '.join(f'{b / a:.2f}' for a, b in zip(ref, ours))})")
+
+
+if __name__ == "__main__":
+    main()
