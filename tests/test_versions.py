@@ -44,6 +44,12 @@ TABLE = {
         "5.15.0-91-generic spans two eras: thisnode-noretry-5.6 up to 5.15.202, no-local-reclaim-7.0 from "
         "5.15.203; resolved as 5.15.0: give the upstream version (the last field of /proc/version_signature)"]),
     "Ubuntu 5.15.0-91.101-generic 5.15.131": ("Ubuntu", "thisnode-noretry-5.6", "5.15.131", []),
+    # Ubuntu's /proc/version names only the ABI (the compiler's "(Ubuntu 11.4.0-...)" is not a kernel)
+    ("Linux version 5.15.0-91-generic (buildd@lcy02-amd64-045) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0, GNU ld "
+     "(GNU Binutils for Ubuntu) 2.38) #101-Ubuntu SMP Tue Nov 14 13:30:08 UTC 2023"): (
+        "Ubuntu", "thisnode-noretry-5.6", "5.15.0", [
+            "5.15.0-91-generic spans two eras: thisnode-noretry-5.6 up to 5.15.202, no-local-reclaim-7.0 from "
+            "5.15.203; resolved as 5.15.0: give the upstream version (the last field of /proc/version_signature)"]),
     "5.4.0-150-generic": ("Ubuntu", "two-step-5.4", "5.4.0", []),  # all of 5.4.y is one era
     # vendor kernels with backports
     "4.18.0-513.el8.x86_64": ("RHEL", "local-only-4.8", "4.18.0", [

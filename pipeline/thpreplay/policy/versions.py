@@ -282,10 +282,8 @@ def _read(text: str) -> Resolution:
         m = pat.regex.search(clean)
         if not m:
             continue
-        if pat.kind == "release":
-            r = _read(m.group("release"))
-            r.text = text
-            return r
+        if pat.kind == "release":  # the rest of the line names no upstream version: read the release
+            return _read(m.group("release"))
         up = _upstream(m)
         return Resolution(text, pat.distro, f"{pat.distro}, upstream {up.point} ({pat.meaning}: {m.group(0)!r})",
                           up, up)
