@@ -65,3 +65,27 @@ def test_a_capture_with_thp_faults_has_no_such_line(tmp_path):
     out = r.stdout.decode()
     assert r.returncode == 0 and "nothing validated" not in out and "no THP fault attempts" not in out
     assert "5 of 5 figures within tolerance\n" in out  # the hand-cut bundle has no vmstat snapshots
+
+
+def test_ingest_says_the_capture_was_limited_to_one_process(tmp_path):
+    """The bundle was recorded with -p: its manifest's filter is said in one warning line."""
+    r = run_cli(["ingest", str(NO_DEMAND), "-o", "ds"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ("warning: the capture was limited to pid 20870 (manifest.json filter): page_alloc, page_free and "
+            "page_fault hold only its tasks' and the kernel daemons' (kswapd, kcompactd, khugepaged) events; "
+            "compaction, reclaim and the vmstat deltas are system-wide\n") in r.stdout.decode()
+
+
+@pytest.mark.parametrize("manifest, said", [
+    ({}, None), ({"filter": None}, None), ({"filter": [1]}, None), ({"filter": {"kind": "x"}}, None),
+    ({"filter": {"kind": "pid", "pids": "12"}}, "some processes"),
+    ({"filter": {"kind": "pid", "pids": [12, True, "x", 13]}}, "pid 12,13"),
+    ({"filter": {"kind": "cgroup", "cgroup": 5}}, "a cgroup"),
+    ({"filter": {"kind": "cgroup", "cgroup": "/sys/fs/cgroup/app"}}, "cgroup /sys/fs/cgroup/app"),
+    ([], None),
+])
+def test_a_manifest_filter_of_any_shape_is_read_safely(manifest, said):
+    from thpreplay.record import filter_warning
+
+    got = filter_warning(manifest)
+    assert (got is None) if said is None else got.startswith(f"the capture was limited to {said} (manifest.json")

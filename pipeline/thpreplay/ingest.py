@@ -35,6 +35,7 @@ from thpreplay.kernel.counters import compact_stall_rule
 from thpreplay.kernel.events import EVENT_TABLES, NULL_POINTERS
 from thpreplay.parse import perfdata, prefix, stacks
 from thpreplay.parse.text import ChunkResult, Layout, detect_format, detect_layout, parse_lines
+from thpreplay.record import filter_warning
 from thpreplay.thp_faults import ChunkMarkers, MarkerCollector, reduce_chunk, vmstat_view
 from thpreplay.topology import Topology
 
@@ -698,6 +699,8 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                         f"format file gives them")
     if stats["lost_events"]:
         warnings.append(f"the kernel dropped {stats['lost_events']} events (ring buffer overrun): counts are low")
+    if bundle and (limited := filter_warning(bundle.manifest)):  # record -p / --cgroup / --workload-only
+        warnings.append(limited)
     if enricher.unknown_gfp:
         warnings.append(f"gfp names unknown to table {enricher.table_name}: {', '.join(sorted(enricher.unknown_gfp))}")
     if enricher.warn:

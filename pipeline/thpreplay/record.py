@@ -596,3 +596,21 @@ def record(
         signal.signal(signal.SIGINT, old_int)
     recorded = max(0.0, ctrl_c.at - started) if interrupted else None
     return RecordResult(output, trace_name, code, events, missing, interrupted_after=recorded, filter=flt)
+
+
+def filter_warning(manifest: dict) -> str | None:
+    """What ingest says of a bundle whose manifest records a filter (record -p / --cgroup /
+    --workload-only), or None. The manifest is informational and may come from anyone: only fields of
+    the expected types are used."""
+    flt = manifest.get("filter") if isinstance(manifest, dict) else None
+    if not isinstance(flt, dict) or flt.get("kind") not in ("pid", "cgroup", "command"):
+        return None
+    pids = [p for p in flt.get("pids") or [] if isinstance(p, int) and not isinstance(p, bool)] \
+        if isinstance(flt.get("pids"), list) else []
+    cgroup = flt.get("cgroup") if isinstance(flt.get("cgroup"), str) else None
+    who = {"pid": f"pid {','.join(map(str, pids))}" if pids else "some processes",
+           "cgroup": f"cgroup {cgroup}" if cgroup else "a cgroup",
+           "command": "the recorded command's process tree"}[flt["kind"]]
+    return (f"the capture was limited to {who} (manifest.json filter): page_alloc, page_free and page_fault hold "
+            "only its tasks' and the kernel daemons' (kswapd, kcompactd, khugepaged) events; compaction, reclaim "
+            "and the vmstat deltas are system-wide")
