@@ -236,4 +236,41 @@ def test_the_docs_screenshot_shows_what_the_report_prints(sample_dataset, tmp_pa
     simulate(ds)
     fresh = summary_text(build(ds, validate_capture=False).path.read_text())
     assert fresh.startswith("policy | huge local") and f"\n{LABEL} | 27 | 78 | 183 | 36.5% |" in fresh
-    assert shown == fresh, "docs/report.png shows figures the report no longer prints: refresh it with make screenshot"
+    assert shown == fresh, ("docs/report.png shows figures the report no longer prints: refresh it with make screenshot "
+                            "(or report out/qemu-6.1-2node after ingest and simulate, then tests/report_browser.py "
+                            "out/qemu-6.1-2node/report.html docs/report.png)")
+
+
+def test_a_policy_asked_by_kernel_version_is_labelled_by_it(simulated, tmp_path, capsys, monkeypatch):
+    """simulate --kernel 5.3-rc4: the row reads `5.3-rc4 (local-only-4.8)`, in the terminal and the page."""
+    from thpreplay.report import _summary_html
+    from thpreplay.report_text import print_report_summary
+    from thpreplay.sim.state import read_table
+    from thpreplay.simulate import simulate
+
+    ds = tmp_path / "k"
+    shutil.copytree(simulated, ds)
+    simulate(ds, kernels=["5.3-rc4"], replace=True)
+    summary = read_table(ds / "simulation", "outcome_summary")
+
+    class Shown:
+        pass
+    Shown.summary, Shown.captured = summary, captured(ds)
+    monkeypatch.setenv("COLUMNS", "80")
+    print_report_summary(Shown)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith("5.3-rc4")] == [["5.3-rc4", "(local-only-4.8)"]] * 2
+    assert "<tr><th>5.3-rc4 (local-only-4.8)</th>" in _summary_html(summary, Shown.captured)
+
+
+def test_the_captured_summary_view_is_the_captured_row(simulated):
+    """`thpreplay query DS "select * from captured_summary"` gives the row the tables print first."""
+    from thpreplay.query import run
+
+    got = run([simulated], "SELECT * FROM captured_summary").row(0, named=True)
+    want = captured(simulated).row
+    assert got["dataset"] == simulated.name and got["policy"] == LABEL and got["fallback"] == want["base"]
+    for column in ("faults", "huge_local", "huge_remote", "thp_coverage", "local_share", "latency_mean_us",
+                   "latency_p50_us", "latency_p99_us", "compact_stall", "compact_success", "compact_fail",
+                   "allocstall", "pgsteal_direct", "pswpout", "numa_miss"):
+        assert got[column] == pytest.approx(want[column]) if want[column] is not None else got[column] is None, column

@@ -48,6 +48,35 @@ CONVENIENCE_VIEWS = {
         """SELECT dataset, policy, kernel, latency_mean_us, latency_p50_us, latency_p99_us, compact_stall,
                   pages_migrated, pgsteal_direct, pswpout, access_cost_mean FROM outcome_summary""",
     ),
+    "captured_summary": (
+        "Per dataset: what the capturing kernel did, in outcome_summary's columns ('as captured'; what "
+        "thpreplay simulate and report print first): THP outcomes and measured fault latency from thp_faults, "
+        "the vmstat deltas validate compares with; local_share only on one node (a fallback's node is not "
+        "traced), null where the capture lacks a counter",
+        """WITH f AS (SELECT dataset, count(*) AS faults,
+                         count(*) FILTER (WHERE outcome = 'huge_local') AS huge_local,
+                         count(*) FILTER (WHERE outcome = 'huge_remote') AS huge_remote,
+                         count(*) FILTER (WHERE outcome = 'fallback') AS fallback,
+                         avg(latency_ns) / 1000 AS latency_mean_us, quantile_cont(latency_ns, 0.5) / 1000 AS latency_p50_us,
+                         quantile_cont(latency_ns, 0.99) / 1000 AS latency_p99_us
+                  FROM thp_faults GROUP BY dataset),
+                v AS (SELECT dataset,
+                         max(delta) FILTER (WHERE counter = 'compact_stall') AS compact_stall,
+                         max(delta) FILTER (WHERE counter = 'compact_success') AS compact_success,
+                         max(delta) FILTER (WHERE counter = 'compact_fail') AS compact_fail,
+                         sum(delta) FILTER (WHERE counter LIKE 'allocstall%') AS allocstall,
+                         max(delta) FILTER (WHERE counter = 'pgsteal_direct') AS pgsteal_direct,
+                         max(delta) FILTER (WHERE counter = 'pswpout') AS pswpout,
+                         max(delta) FILTER (WHERE counter = 'numa_miss') AS numa_miss
+                  FROM vmstat WHERE scope = 'system' AND delta IS NOT NULL GROUP BY dataset),
+                n AS (SELECT dataset, count(DISTINCT node) AS nodes FROM topology WHERE spanned > 0 GROUP BY dataset)
+           SELECT f.dataset, 'as captured' AS policy, faults, huge_local, huge_remote, fallback,
+                  (huge_local + huge_remote) / faults AS thp_coverage,
+                  CASE WHEN nodes = 1 THEN (huge_local + fallback) / faults END AS local_share,
+                  latency_mean_us, latency_p50_us, latency_p99_us, compact_stall, compact_success, compact_fail,
+                  allocstall, pgsteal_direct, pswpout, numa_miss
+           FROM f LEFT JOIN v USING (dataset) LEFT JOIN n USING (dataset) ORDER BY f.dataset""",
+    ),
     "stall_percentiles": (
         "Per dataset and policy: allocation stall percentiles (µs, stall_ns) over the faults that compacted or "
         "reclaimed, the capture's own first ('as captured', from thp_faults)",

@@ -89,7 +89,8 @@ def _captured_counts(cap: Captured) -> dict[str, int]:
     return {**out, "base_local": cap.get("base_local"), "base_remote": cap.get("base_remote")}
 
 
-def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | None) -> str:
+def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | None,
+                  names: dict[str, str] | None = None) -> str:
     counts = outcomes.group_by("policy", "result").len()
     rows = ([CAPTURED] if cap else []) + policies
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.3))
@@ -107,11 +108,11 @@ def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | N
             vals.append(int(v or 0))
         if not any(vals):
             continue
-        bars = ax.barh(rows, vals, left=left, color=color, label=RESULT_LABELS[result],
+        bars = ax.barh([(names or {}).get(r, r) for r in rows], vals, left=left, color=color, label=RESULT_LABELS[result],
                        edgecolor="white", linewidth=0.5)
         for bar, label, v, x in zip(bars, rows, vals, left):
             if v:
-                tips.add(bar, f"{label}: {v:,} {RESULT_LABELS[result]} ({100 * v / n_faults:.1f}% of the faults)")
+                tips.add(bar, f"{(names or {}).get(label, label)}: {v:,} {RESULT_LABELS[result]} ({100 * v / n_faults:.1f}% of the faults)")
                 if v >= 0.06 * n_faults:  # the count inside the segment when it fits
                     ax.text(x + v / 2, bar.get_y() + bar.get_height() / 2, f"{v:,}", ha="center", va="center",
                             fontsize=7, color="white" if result in ("huge_local", "base_remote", "failed") else "#222")
@@ -137,7 +138,8 @@ PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
 PCT_MARKERS = {"p50": "o", "p90": "s", "p99": "D", "max": "x"}
 
 
-def latency_percentiles(outcomes: pl.DataFrame, policies: list[str], dataset: Path | None) -> list[tuple[str, dict]]:
+def latency_percentiles(outcomes: pl.DataFrame, policies: list[str], dataset: Path | None,
+                        names: dict[str, str] | None = None) -> list[tuple[str, dict]]:
     """(label, {p50, p90, p99, max} in µs) for the capture (measured, when traced) and each policy."""
     out = []
     if dataset is not None:
@@ -147,7 +149,7 @@ def latency_percentiles(outcomes: pl.DataFrame, policies: list[str], dataset: Pa
     for p in policies:
         lat = outcomes.filter(pl.col("policy") == p)["latency_ns"].drop_nulls()
         if lat.len():
-            out.append((p, {k: float(lat.quantile(q, "linear")) / 1000 for k, q in PERCENTILES}))
+            out.append(((names or {}).get(p, p), {k: float(lat.quantile(q, "linear")) / 1000 for k, q in PERCENTILES}))
     return out
 
 
@@ -183,7 +185,8 @@ def _latency_chart(rows: list[tuple[str, dict]]) -> str:
     return _svg(fig, tips)
 
 
-def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame) -> str:
+def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame,
+               names: dict[str, str] | None = None) -> str:
     """Small multiples: one panel per policy, a line per node, the capture's before/after snapshots as
     reference marks in every panel (the trace has nothing in between)."""
     nodes = sorted(series["node"].unique().to_list())
@@ -206,7 +209,7 @@ def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFram
             line, = ax.step(x, y, where="post", color=color, linewidth=1.3,
                             linestyle=NODE_DASHES[j % len(NODE_DASHES)])
             if len(y):
-                tips.add(line, f"{p}, node {node}: {int(y[0]):,} free huge pages at the start, {int(y.min()):,} at the "
+                tips.add(line, f"{(names or {}).get(p, p)}, node {node}: {int(y[0]):,} free huge pages at the start, {int(y.min()):,} at the "
                                f"lowest, {int(y[-1]):,} at the end")
             snap = snapshots.filter(pl.col("node") == node)
             for snapshot, xpos, marker in (("before", 0.0, "o"), ("after", t1, "s")):
@@ -215,7 +218,7 @@ def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFram
                     m, = ax.plot([xpos], [int(v[0])], marker=marker, color=color, markerfacecolor="white",
                                  markersize=5, linestyle="none", zorder=5, clip_on=False)
                     tips.add(m, f"as captured, node {node}: {int(v[0]):,} free huge pages in the {snapshot} snapshot")
-        ax.set_title(p, fontsize=9)
+        ax.set_title((names or {}).get(p, p), fontsize=9)
         ax.grid(color="#eee", linewidth=0.5)
     for ax in axes[:, 0]:
         ax.set_ylabel("free 2 MiB blocks")
@@ -448,6 +451,7 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     series = read_table(sim, "memory_series")
     meta = _metadata(dataset)
     policies = summary["policy"].to_list()
+    names = {r["policy"]: row_label(r) for r in summary.iter_rows(named=True)}  # by kernel version where asked so
     cap = capture_figures(dataset)
     validation = None
     if validate_capture:
@@ -482,9 +486,9 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append(_summary_html(summary, cap))
     for note in _footnotes(cap):
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
-    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap)}</figure>")
-    parts.append(f"<figure id='latency'>{_latency_chart(latency_percentiles(outcomes, policies, dataset))}</figure>")
-    parts.append(f"<figure id='free-huge'>{_free_huge(series, policies, free_huge_snapshots(dataset))}</figure>")
+    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap, names)}</figure>")
+    parts.append(f"<figure id='latency'>{_latency_chart(latency_percentiles(outcomes, policies, dataset, names))}</figure>")
+    parts.append(f"<figure id='free-huge'>{_free_huge(series, policies, free_huge_snapshots(dataset), names)}</figure>")
     if validation is not None:
         parts.append(f"<h2>Validation against the captured kernel ({html.escape(validation.policy)})</h2>")
         parts.append(_table(validation.table(), {"rel_error": "rel. error"}))

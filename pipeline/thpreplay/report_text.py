@@ -308,17 +308,41 @@ def footnotes(captured, columns=None) -> list[str]:
 LATENCY_NOTE = "latency: as captured, measured in the trace; the policies', the model's estimate"
 
 
+# the fleet table's columns: fleet_settings column, header, kind
+FLEET_COLUMNS = (("captures", "captures", "count"), ("faults", "faults", "count"), ("thp_coverage", "THP", "pct"),
+                 ("thp_coverage_p50", "THP p50", "pct"), ("thp_coverage_min", "THP min", "pct"),
+                 ("local_share", "local", "pct"), ("compact_stall", "stalls", "count"),
+                 ("pgsteal_direct", "reclaimed", "count"), ("pswpout", "swap-outs", "count"))
+FLEET_NARROW = (("captures", "faults", "thp_coverage", "thp_coverage_p50", "thp_coverage_min", "local_share"),
+                ("compact_stall", "pgsteal_direct", "pswpout"))
+
+
+def fleet_tables(fleet, width: int | None = None) -> list[Table]:
+    """The headline of a sweep: one row per policy and setting, pooled over the captures, in the order
+    given (the report sorts it by era). One table when it fits `width`, else two with the policy and its
+    setting on two lines."""
+    wide = _fleet_table(fleet, [c[0] for c in FLEET_COLUMNS], stacked=False)
+    if width is None or _width(wide) <= width:
+        return [wide]
+    return [_fleet_table(fleet, list(group), stacked=True) for group in FLEET_NARROW]
+
+
 def fleet_table(fleet) -> Table:
-    """The headline table of a sweep: one row per policy and setting, pooled over the captures."""
-    table = Table(show_header=True, header_style="bold")
-    for name, justify in (("policy", "left"), ("settings", "left"), ("captures", "right"), ("faults", "right"),
-                          ("THP", "right"), ("THP p50", "right"), ("THP min", "right"), ("local", "right"),
-                          ("stalls", "right"), ("reclaimed", "right"), ("swap-outs", "right")):
-        table.add_column(name, justify=justify)
+    return fleet_tables(fleet)[0]
+
+
+def _fleet_table(fleet, columns: list[str], stacked: bool) -> Table:
+    spec = {c[0]: c for c in FLEET_COLUMNS}
+    table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("policy / settings" if stacked else "policy", justify="left", overflow="fold")
+    if not stacked:
+        table.add_column("settings", justify="left", overflow="fold")
+    for c in columns:
+        table.add_column(spec[c][1], justify="right", overflow="fold")
     for r in fleet.iter_rows(named=True):
-        table.add_row(r["policy"], r["settings"], f"{r['captures']:,}", f"{r['faults']:,}", _pct(r["thp_coverage"]),
-                      _pct(r["thp_coverage_p50"]), _pct(r["thp_coverage_min"]), _pct(r["local_share"]),
-                      f"{r['compact_stall']:,}", f"{r['pgsteal_direct']:,}", f"{r['pswpout']:,}")
+        cells = [fmt_figure(r.get(c), spec[c][2]) for c in columns]
+        label = row_label(r)
+        table.add_row(*([f"{label}\n  {r['settings']}"] if stacked else [label, r["settings"]]), *cells)
     return table
 
 
@@ -383,7 +407,10 @@ def print_report_summary(report) -> None:
     """What `thpreplay report` prints: the summary (a dataset's, with its captured row) or the fleet table."""
     console = summary_console()
     if "settings" in report.summary.columns:
-        console.print(fleet_table(report.summary))
+        for i, t in enumerate(fleet_tables(report.summary, console.width)):
+            if i:
+                console.print()
+            console.print(t)
     else:
         print_summary(console, report.summary, getattr(report, "captured", None))
 
@@ -451,7 +478,7 @@ def _figures_table(rows, tolerance: float, small: int) -> Table:
     table = Table(show_header=True, header_style="bold")
     for name, justify in (("figure", "left"), ("source", "left"), ("observed", "right"), ("simulated", "right"),
                           ("rel. error", "right"), ("", "left")):
-        table.add_column(name, justify=justify)
+        table.add_column(name, justify=justify, overflow="fold")
     for r in rows:
         ok = r.ok(tolerance, small)
         table.add_row(r.figure, r.source, f"{r.observed:,}", f"{r.simulated:,}", f"{100 * r.error():.1f}%",
@@ -471,7 +498,7 @@ def _confusion_table(confusion, a: str, b: str, numbered: bool) -> Table:
         labels = [labels[i] for i in order]
         matrix = [[matrix[i][j] for j in order] for i in order]
     table = Table(show_header=True, header_style="bold")
-    table.add_column(f"trace \\ model", justify="left")
+    table.add_column(f"trace \\ model", justify="left", overflow="fold")  # a long path folds, never cut
     for i, label in enumerate(labels):
         table.add_column(str(i + 1) if numbered else label, justify="right")
     table.add_column("faults", justify="right")
