@@ -102,3 +102,22 @@ def test_the_fleet_report_loads_offline_with_both_charts(fleet_page):
     assert page.overflow == 0  # at 1366 px
     text = fleet_page.read_text()
     assert "2 captures with THP faults (of 2 in the sweep), 6 policy and setting pairs" in text
+
+
+def test_the_fleet_page_orders_by_era_and_shows_each_capture(fleet_page):
+    """No browser needed: policies in era order (not alphabetical), one dot per capture rather than boxes of
+    two values, and a table per capture with its as-captured row first."""
+    import re
+
+    text = fleet_page.read_text()
+    pooled = re.search(r"<table>(.*?)</table>", text, re.S).group(1)
+    order = re.findall(r"<tr><td>([a-z0-9.-]+)</td><td>madvise-madvise</td>", pooled)
+    assert order == ["local-only-4.8", "relaxed-5.3-rc5", "no-local-reclaim-7.0"]
+    figure = text[text.index("<figure id='fleet-coverage'>"):text.index("<figure id='fleet-local'>")]
+    assert figure.count("<title>qemu-6.1-2node-kpf, ") == 7  # as captured, then 3 policies x 2 settings
+    assert "<title>local-6.18-kpf, as captured: " in figure
+    for name in ("local-6.18-kpf", "qemu-6.1-2node-kpf"):
+        table = text[text.index(f"<h3>{name}</h3>"):]
+        rows = re.findall(r"<tr[^>]*><th>([^<]+)</th><td>([^<]*)</td>", table[:table.index("</table>")])
+        assert rows[0] == ("as captured", "")
+        assert [p for p, _ in rows[1:4]] == ["local-only-4.8", "local-only-4.8", "relaxed-5.3-rc5"]
