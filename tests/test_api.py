@@ -93,6 +93,11 @@ def test_simulate_returns_the_simulation_result(tmp_path):
     assert result.summary["policy"].to_list() == ["no-local-reclaim-7.0"]
     assert d.simulation["policies"] == ["no-local-reclaim-7.0"]
     assert d.summary.rows() == result.summary.rows()
+    # a second run keeps the first's policy (as thpreplay simulate does); replace=True drops it
+    both = d.simulate(policies=["local-only-4.8"]).summary
+    assert sorted(both["policy"]) == sorted(d.summary["policy"]) == ["local-only-4.8", "no-local-reclaim-7.0"]
+    d.simulate(policies=["local-only-4.8"], replace=True)
+    assert d.summary["policy"].to_list() == ["local-only-4.8"]
 
 
 def test_validate_returns_the_validation_with_its_figures(ds):

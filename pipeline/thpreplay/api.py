@@ -146,10 +146,9 @@ class Dataset:
     def simulate(self, *, policies: list[str] | None = None, kernels: list[str] | None = None, **options):
         """Replay under the policies (names) and kernels' eras (versions); default every built-in. Writes
         DATASET/simulation as `thpreplay simulate` does (other policies' stored results are kept when
-        they were made the same way; replace=True drops them); returns this run's SimulationResult
-        (.summary: a DataFrame, .inputs.notes: what the model assumed), while Dataset.summary has every
-        stored policy. options: those of simulate.simulate() (enabled, defrag, madvised, params_file,
-        wait, replace, ...).
+        they were made the same way; replace=True drops them); returns its SimulationResult (.summary:
+        a DataFrame of every stored policy, .inputs.notes: what the model assumed). options: those of
+        simulate.simulate() (enabled, defrag, madvised, params_file, wait, replace, ...).
 
         >>> ds.simulate(policies=["local-only-4.8", "relaxed-5.3-rc5"]).summary
         """
