@@ -33,7 +33,7 @@
 
 enum { OP_CONST = 1, OP_FIELD, OP_UN, OP_BIN, OP_CAST, OP_SELECT, OP_JZ, OP_JMP,
        OP_LIT, OP_NUM, OP_SYM, OP_FLAGS, OP_STRFIELD, OP_DATALOC };
-enum { CONV_D, CONV_U, CONV_X, CONV_XU, CONV_P };
+enum { CONV_D, CONV_U, CONV_X, CONV_XU, CONV_P, CONV_O };
 enum { FLAG_LEFT = 1, FLAG_ZERO = 2, FLAG_ALT = 4, FLAG_PLUS = 8, FLAG_SPACE = 16 };
 #define STACK_MAX 64
 #define MISSING_EVENTS (1ULL << 31)
@@ -346,6 +346,10 @@ static int put_num(buf_t *b, uint64_t v, int conv, int flags, int width, int pre
 		do { digits[n++] = hex[v & 15]; v >>= 4; } while (v);
 		if ((flags & FLAG_ALT) && !(n == 1 && digits[0] == '0'))
 			prefix = conv == CONV_XU ? "0X" : "0x";
+	} else if (conv == CONV_O) {
+		do { digits[n++] = (char)('0' + (v & 7)); v >>= 3; } while (v);
+		if ((flags & FLAG_ALT) && digits[n - 1] != '0')
+			digits[n++] = '0';
 	} else {
 		do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v);
 	}
@@ -649,7 +653,7 @@ static int check_plan(const plan_t *pl)
 			ok = a[0] >= 0 && a[0] < pl->nstrs && a[2] >= 0 && a[2] <= 256;
 			break;
 		case OP_NUM:
-			ok = a[0] >= CONV_D && a[0] <= CONV_P && a[2] >= 0 && a[2] <= 256 && a[3] >= -1 && a[3] <= 64;
+			ok = a[0] >= CONV_D && a[0] <= CONV_O && a[2] >= 0 && a[2] <= 256 && a[3] >= -1 && a[3] <= 64;
 			break;
 		case OP_SYM:
 		case OP_FLAGS: {

@@ -40,8 +40,8 @@ BIN = {"+": 0, "-": 1, "*": 2, "/": 3, "%": 4, "<<": 5, ">>": 6, "&": 7, "|": 8,
        "<": 10, "<=": 11, ">": 12, ">=": 13, "==": 14, "!=": 15, "&&": 16, "||": 17}
 PREC = {"||": 1, "&&": 2, "|": 3, "^": 4, "&": 5, "==": 6, "!=": 6, "<": 7, "<=": 7, ">": 7, ">=": 7,
         "<<": 8, ">>": 8, "+": 9, "-": 9, "*": 10, "/": 10, "%": 10}
-# number conversions: signed decimal, unsigned decimal, hex, HEX, pointer (glibc %p)
-CONV_D, CONV_U, CONV_X, CONV_XU, CONV_P = 0, 1, 2, 3, 4
+# number conversions: signed decimal, unsigned decimal, hex, HEX, pointer (glibc %p), octal
+CONV_D, CONV_U, CONV_X, CONV_XU, CONV_P, CONV_O = 0, 1, 2, 3, 4, 5
 FLAG_LEFT, FLAG_ZERO, FLAG_ALT, FLAG_PLUS, FLAG_SPACE = 1, 2, 4, 8, 16
 
 
@@ -136,7 +136,7 @@ def _field(m: re.Match) -> Field:
     signed = m.group("signed") == "1"
     data_loc = decl.startswith("__data_loc") or decl.startswith("__rel_loc")
     is_array = "[" in decl
-    base = re.sub(r"\[.*$", "", decl).strip()
+    base = re.sub(r"\[[^\]]*\]", "", decl).strip()  # "char comm[16]", "__data_loc char[] comm"
     fname = base.split()[-1].lstrip("*") if base.split() else ""
     ctype = base[: len(base) - len(fname)].strip()
     is_string = is_array and re.search(r"\bchar\b", ctype) is not None
@@ -634,9 +634,7 @@ def _compile(event: EventFormat) -> Program:
         else:
             if ext:
                 literal += ext
-            conv_code = {"d": CONV_D, "i": CONV_D, "u": CONV_U, "x": CONV_X, "X": CONV_XU, "o": None}[conv]
-            if conv_code is None:
-                raise Unsupported("%o")
+            conv_code = {"d": CONV_D, "i": CONV_D, "u": CONV_U, "x": CONV_X, "X": CONV_XU, "o": CONV_O}[conv]
         _emit_num(prog, node)
         bits = {"hh": 8, "h": 16, "": 32}.get(length, 64)
         if bits < 64:
