@@ -116,6 +116,7 @@ class Pattern:
     series     only major.minor: the point release was not given
     debian-abi Debian's ABI number, looked up in DEBIAN_ABI
     abi        another distribution's ABI number: the point release is unknown
+    abi-unknown  M.m.0-N-flavour of a distribution not known here: likewise
     backports  a vendor kernel: its base release plus backports (RHEL, SLE)
     release    a /proc/version line: its release is read again with the release patterns"""
 
@@ -152,12 +153,17 @@ RELEASE_PATTERNS: tuple[Pattern, ...] = (
        "Ubuntu: major.minor.0-ABI-flavour; the point release is in /proc/version_signature"),
     _p("RHEL", _V + r"\.(?P<sub>\d+)-[\d.]+\.el(?P<el>\d+)(?:_\d+)?(?P<uek>uek)?(?:\.\w+)?", "backports",
        "RHEL, CentOS, Rocky, Alma, Oracle: base release-build.elN"),
-    _p("SLE", _V + r"\.(?P<sub>\d+)-150\d{3}\.[\d.]+-[a-z0-9]+", "backports", "SUSE Linux Enterprise 15: base-150SPx.build-flavour"),
-    _p("Fedora", _V + r"\.0-0\.rc(?P<rc>\d+)\.(?:\w+\.)*?fc\d+(?:\.\w+)?", "exact", "Fedora rawhide: major.minor.0-0.rcN...fcNN"),
+    _p("SLE", _V + r"\.(?P<sub>\d+)-150\d{3}\.[\d.]+-[a-z0-9]+", "backports",
+       "SUSE Linux Enterprise 15: base-150SPx.build-flavour"),
+    _p("Fedora", _V + r"\.0-0\.rc(?P<rc>\d+)\.(?:\w+\.)*?fc\d+(?:\.\w+)?", "exact",
+       "Fedora rawhide: major.minor.0-0.rcN...fcNN"),
     _p("Fedora", _V + r"\.(?P<sub>\d+)-\d+\.fc\d+(?:\.\w+)?", "exact", "Fedora: upstream version-build.fcNN"),
-    _p("Amazon Linux", _V + r"\.(?P<sub>\d+)-[\d.]+\.amzn\d+(?:\.\w+)?", "exact", "Amazon Linux: upstream version-build.amznN"),
-    _p("", r"(?P<abi_form>\d+\.\d+\.0-\d+-[a-z][a-z0-9-]*)", "abi-unknown", "major.minor.0-ABI-flavour of an unknown distribution"),
-    _p("upstream", _V + r"(?:\.(?P<sub>\d+))?-rc(?P<rc>\d+)(?P<local>[-+_.~].*)?", "exact", "upstream release candidate"),
+    _p("Amazon Linux", _V + r"\.(?P<sub>\d+)-[\d.]+\.amzn\d+(?:\.\w+)?", "exact",
+       "Amazon Linux: upstream version-build.amznN"),
+    _p("", r"(?P<abi_form>\d+\.\d+\.0-\d+-[a-z][a-z0-9-]*)", "abi-unknown",
+       "major.minor.0-ABI-flavour of an unknown distribution"),
+    _p("upstream", _V + r"(?:\.(?P<sub>\d+))?-rc(?P<rc>\d+)(?P<local>[-+_.~].*)?", "exact",
+       "upstream release candidate"),
     _p("upstream", _V + r"\.(?P<sub>\d+)(?P<local>[-+_.~].*)?", "exact", "upstream release (and a local version)"),
     _p("upstream", _V + r"(?P<local>[-+_.~].*)?", "series", "upstream major.minor without a point release"),
 )
