@@ -131,3 +131,81 @@ def test_ingest_accounts_for_every_line(tmp_path_factory, mix, repeat):
     rejected = set(pl.read_parquet(sorted((d / "ds" / "rejects").glob("*.parquet"))).get_column("line").to_list()) \
         if any((d / "ds" / "rejects").glob("*.parquet")) else set()
     assert not valid & rejected
+
+
+# --- the payload fields read in C (parse/_prefix.c with parse/prefix.py SPECS) -------------------------
+
+def _perf_line(event: str, payload: str) -> str:
+    """A perf script line of the layout of PERF (event right-aligned to the same column)."""
+    head = PERF[2]
+    tc = head.index(": ")
+    ec = head.index(": ", tc + 2)
+    return head[:tc + 2] + event.rjust(ec - tc - 2) + ": " + payload
+
+
+# One line of each kind of payload the C reader meets, as 6.x prints them (kmem.h, compaction.h, vmscan.h,
+# exceptions.h TP_printk): hex and decimal numbers, negative orders, a ',' after a number, a padded
+# %-8s zone, gfp names, words.
+PAYLOADS = PERF + [
+    _perf_line("kmem:mm_page_alloc_extfrag", "page=0x4401a0 pfn=0x4401a0 alloc_order=0 fallback_order=9 "
+               "pageblock_order=9 alloc_migratetype=0 fallback_migratetype=1 fragmenting=1 change_ownership=1"),
+    _perf_line("compaction:mm_compaction_begin",
+               "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x43fe00 zone_end=0x440000, mode=sync"),
+    _perf_line("compaction:mm_compaction_end", "zone_start=0x1000 migrate_pfn=0x1200 free_pfn=0x43fe00 "
+               "zone_end=0x440000, mode=async status=contended"),
+    _perf_line("compaction:mm_compaction_try_to_compact_pages",
+               "order=9 gfp_mask=GFP_TRANSHUGE|__GFP_THISNODE priority=1"),
+    _perf_line("compaction:mm_compaction_deferred",
+               "node=0 zone=Normal   order=9 order_failed=9 consider=1 limit=64"),
+    _perf_line("compaction:mm_compaction_suitable", "node=0 zone=Normal   order=-1 ret=continue"),
+    _perf_line("compaction:mm_compaction_migratepages", "nr_migrated=12 nr_failed=0"),
+    _perf_line("vmscan:mm_vmscan_direct_reclaim_begin", "order=9 gfp_flags=GFP_TRANSHUGE_LIGHT|__GFP_NORETRY"),
+    _perf_line("vmscan:mm_vmscan_write_folio", "page=0x4401a0 pfn=0x4401a0 flags=RECLAIM_WB_ANON|RECLAIM_WB_ASYNC"),
+    _perf_line("sched:sched_switch", "prev_comm=perf prev_pid=13776 next_comm=swapper/1 next_pid=0"),
+]
+# What changes how a payload reads: blanks of every kind, '=', ',', signs, hex, keys, long numbers.
+_PAYLOAD_EDIT = st.one_of(
+    st.sampled_from(list(" \t\r\x0b=,-+x0123456789abcdefABCDEF:|")),
+    st.sampled_from(["pfn=", " order=", " page=", "0x", " extra_field=5", "ffffffffffffffff", "18446744073709551615",
+                     "99999999999999999999", "  ", "\t\t"]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(PAYLOADS) - 1), st.integers(0, 200),
+                          st.sampled_from(["set", "insert", "delete"]), _PAYLOAD_EDIT), max_size=6))
+def test_c_payload_fields_read_as_polars_reads_them(edits):
+    """Real payloads of every typed event with a few characters changed (after the prefix, which stays
+    whole): the fields parse/_prefix.c reads and those parse/text.py reads give the same tables, rejects
+    and extra fields, whichever lines the C reader leaves to polars."""
+    from thpreplay.parse import prefix
+
+    if not prefix.AVAILABLE:
+        import pytest
+
+        pytest.skip("the C helper is not built")
+    lines = list(PAYLOADS)
+    tc = PERF[2].index(": ")
+    ec = PERF[2].index(": ", tc + 2) + 2
+    for which, at, op, text in edits:
+        s = lines[which]
+        at = ec + min(at, len(s) - ec)
+        lines[which] = (s[:at] + text + s[at + len(text):] if op == "set" else s[:at] + text + s[at:] if op == "insert"
+                        else s[:at] + s[at + 1:])
+    lines = lines + list(PAYLOADS)  # the unchanged copies keep the layout
+    layout = detect_layout(list(PAYLOADS), "perf")
+    assert layout.fixed is not None
+    data = ("\n".join(lines) + "\n").encode()
+    frame = pl.DataFrame({"line": list(range(1, len(lines) + 1)), "text": lines})
+    polars_path = parse_lines(frame, layout, "t", unterminated_last=False, all_ascii=True)
+    cut = prefix.cut(data, 1, False, layout)
+    c_path = parse_lines(cut.rest, layout, "t", unterminated_last=False, all_ascii=True, cut=cut)
+    assert sorted(c_path.tables) == sorted(polars_path.tables)
+    for t in polars_path.tables:
+        assert c_path.tables[t].sort("line").equals(polars_path.tables[t].sort("line")), t
+    assert c_path.rejects.equals(polars_path.rejects)
+    for a, b in ((c_path.extra_fields, polars_path.extra_fields), (c_path.stacks, polars_path.stacks)):
+        assert (a is None) == (b is None) and (a is None or a.equals(b))
+    # the C reader did read the payloads: every unchanged typed line is clean
+    clean = cut.header.filter(pl.col("line") > len(PAYLOADS)).filter(pl.col("_spec") >= 0)
+    assert clean.height and clean.get_column("_clean").all()

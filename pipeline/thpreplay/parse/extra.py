@@ -36,7 +36,14 @@ def collect(rows: pl.DataFrame, event: str, spec: EventSpec, kept: pl.DataFrame)
     printed = [(payload.str.starts_with(f"{k}=") | payload.str.contains(f" {k}=", literal=True)).cast(pl.UInt32)
                for k in sorted(known)]
     more = payload.str.count_matches("=", literal=True) > pl.sum_horizontal(printed)
-    candidates = rows.select("line", "payload").filter(more.fill_null(False))
+    if "_more" in rows.columns:  # the C helper counted them (parse/prefix.py) where it read the line
+        done = rows.get_column("_more").is_not_null()
+        candidates = pl.concat([rows.filter(done).filter(pl.col("_more")).select("line", "payload"),
+                                rows.filter(~done).select("line", "payload").filter(more.fill_null(False))])
+        if candidates.height and not done.all():
+            candidates = candidates.sort("line")
+    else:
+        candidates = rows.select("line", "payload").filter(more.fill_null(False))
     if candidates.height == 0:
         return None
     candidates = candidates.join(kept.select("line"), on="line", how="semi")

@@ -4,6 +4,11 @@ Used when the C helper was built and the file has a fixed layout (text.Layout.fi
 column). Every line the helper does not accept, and every file without a fixed layout, takes the
 polars path in parse.text, which reads the same lines the same way (the tests run both on the
 bundled samples and compare).
+
+The helper also reads the payload fields of the events thpreplay types, from SPECS (kernel/events.py
+as data: each event's name, its fields' keys and kinds, and the keys parse/extra.py knows). Its rows
+carry `_spec`, `_clean`, `_more` and, per field slot j, `_sv{j}` (the printed value) and `_si{j}` (its
+number); parse/text.py _typed uses them for the clean rows and reads the others itself.
 """
 
 from __future__ import annotations
@@ -13,12 +18,24 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
+from thpreplay.kernel.events import EVENTS
+from thpreplay.parse.extra import known_keys
+
 try:
     from thpreplay.parse import _prefix
 except ImportError:  # not built (no compiler): the polars path does all the work
     _prefix = None
 
 AVAILABLE = _prefix is not None
+
+KINDS = {"str": 0, "gfp": 1, "int": 2, "pfn": 3, "bool": 4, "hex": 5}  # _prefix.c's enum
+SPEC_NAMES = tuple(EVENTS)
+SPECS = tuple(
+    (name, tuple((key, KINDS[kind]) for key, (_column, kind) in spec.fields.items()),
+     tuple(sorted(known_keys(spec) - set(spec.fields))))
+    for name, spec in EVENTS.items()
+)
+SLOTS = max(len(spec.fields) for spec in EVENTS.values())
 
 
 @dataclass
@@ -48,13 +65,33 @@ def _ints(kind: pa.DataType, raw: bytes, n: int) -> pa.Array:
     return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(raw)])
 
 
-def cut(data: bytes, first_line: int, partial_tail: bool, layout) -> Cut:
+def _valid_ints(kind: pa.DataType, raw: bytes, valid: bytes, n: int) -> pa.Array:
+    return pa.Array.from_buffers(kind, n, [pa.py_buffer(valid), pa.py_buffer(raw)])
+
+
+def cut(data: bytes, first_line: int, partial_tail: bool, layout, fields: bool = True) -> Cut:
+    """fields: read the payload fields too (the `_spec`, `_clean`, `_more`, `_sv*`, `_si*` columns)."""
     ob, cb, tc, ec = layout.fixed
-    index, pid, cpu, ts, comm, lat, event, payload, misfit, nlines = _prefix.cut(
-        data, ob, cb, tc, ec, layout.fmt == "perf", layout.lat_width, layout.frac_digits or 0, partial_tail
+    out = _prefix.cut(
+        data, ob, cb, tc, ec, layout.fmt == "perf", layout.lat_width, layout.frac_digits or 0, partial_tail,
+        SPECS if fields else None,
     )
+    (index, pid, cpu, ts, comm, lat, event, payload, misfit, nlines), read = out if fields else (out, None)
     n = len(index) // 8
     buf = pa.py_buffer(data)
+    columns = {}
+    if read is not None:
+        spec, clean, more, slots = read
+        columns["_spec"] = _ints(pa.int16(), spec, n)
+        columns["_clean"] = _ints(pa.uint8(), clean, n)
+        columns["_more"] = _ints(pa.uint8(), more, n)
+        for j, slot in enumerate(slots):  # None: no event of the chunk has a j-th field
+            if slot is None:
+                columns[f"_sv{j}"], columns[f"_si{j}"] = pa.nulls(n, pa.string_view()), pa.nulls(n, pa.int64())
+                continue
+            view, num, valid = slot
+            columns[f"_sv{j}"] = pa.Array.from_buffers(pa.string_view(), n, [pa.py_buffer(valid), pa.py_buffer(view), buf])
+            columns[f"_si{j}"] = _valid_ints(pa.int64(), num, valid, n)
     table = pa.table({
         "line": _ints(pa.int64(), index, n),
         "comm": _views(buf, comm, n),
@@ -65,9 +102,14 @@ def cut(data: bytes, first_line: int, partial_tail: bool, layout) -> Cut:
         "ts_ns": _ints(pa.int64(), ts, n),
         "event": _views(buf, event, n),
         "payload": _views(buf, payload, n),
+        **columns,
     })
     header = pl.from_arrow(table).with_columns(  # type: ignore[union-attr]
-        pl.col("line") + first_line, *[pl.col(c).cast(pl.String) for c in ("comm", "lat", "event", "payload")]
+        pl.col("line") + first_line, *[pl.col(c).cast(pl.String) for c in ("comm", "lat", "event", "payload")],
+        *([pl.col("_clean").cast(pl.Boolean),
+           # null where the helper did not read the line: extra.collect looks at those itself
+           pl.when(pl.col("_clean") == 1).then(pl.col("_more").cast(pl.Boolean)).alias("_more"),
+           *[pl.col(f"_sv{j}").cast(pl.String) for j in range(len(read[3]))]] if read is not None else []),
     )
     spans = memoryview(misfit).cast("q")
     rows = [

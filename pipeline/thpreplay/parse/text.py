@@ -363,6 +363,8 @@ def _event_name(raw: str) -> str | None:
 
 # The raw text is not carried past the header: rejects look it up by line number.
 _HEADER_COLS = ["line", "comm", "pid", "tgid", "cpu", "lat", "ts_ns", "event", "payload"]
+# what the C helper adds to its rows (parse/prefix.py): read by _typed and extra.collect only
+_HELPER_COLS = frozenset({"_spec", "_clean", "_more", *(f"_s{t}{j}" for t in "vi" for j in range(16))})
 
 
 def _valid_header() -> pl.Expr:
@@ -484,8 +486,8 @@ def parse_lines(
     valid = _valid_header() & pl.col("_ascii")
     lines = lines.with_columns(ascii_.alias("_ascii"))
     # Select before filtering: filtering a frame copies every column, and `text` is the big one.
-    if cut is not None:
-        ok = cut.header.select(_HEADER_COLS)
+    if cut is not None:  # with the payload fields the C helper read (parse/prefix.py), for _typed
+        ok = cut.header.select(_HEADER_COLS + [c for c in cut.header.columns if c.startswith("_")])
     elif layout.fixed is not None:
         fast = _finish_header(_header(lines, layout, fixed=True), layout.frac_digits)
         mask = fast.select(valid).to_series()
@@ -499,7 +501,7 @@ def parse_lines(
         fast = _finish_header(_header(lines, layout, fixed=False))
         mask = fast.select(valid).to_series()
         ok2 = fast.select(_HEADER_COLS).filter(mask)
-        ok = ok2 if ok is None else pl.concat([ok, ok2]).sort("line") if ok2.height else ok
+        ok = ok2 if ok is None else pl.concat([ok, ok2], how="diagonal").sort("line") if ok2.height else ok
         bad = fast.select("line", "text").filter(~mask)
     names = {raw: _event_name(raw) for raw in ok.get_column("event").unique().to_list()}
     not_events = [raw for raw, name in names.items() if name is None]
@@ -526,7 +528,7 @@ def parse_lines(
         result.fallback_rows = bad.height
     if bad.height:
         slow = _regex_header(bad, layout)
-        ok = pl.concat([ok, slow.filter(pl.col("_ok")).select(_HEADER_COLS)], how="vertical_relaxed").sort("line")
+        ok = pl.concat([ok, slow.filter(pl.col("_ok")).select(_HEADER_COLS)], how="diagonal_relaxed").sort("line")
         mismatch = slow.filter(~pl.col("_ok")).select("line", "text", "_why")
         if mismatch.height:
             reject_parts.append(mismatch.select("line", "text", _mismatch_reason(layout).alias("reason")))
@@ -563,7 +565,7 @@ def parse_lines(
         rows = rows.with_columns(pl.lit(name).alias("event"))
         spec = EVENTS.get(name)
         if spec is None:
-            others.append(rows.drop("lat"))
+            others.append(rows.drop("lat", *_HELPER_COLS.intersection(rows.columns)))
             continue
         typed, rejected = _typed(rows, name, spec)
         extras.append(extra.collect(rows, name, spec, typed))  # parse/extra.py: fields no column holds
@@ -597,8 +599,12 @@ def _field_value(key: str) -> pl.Expr:
 
 
 def _raw_fields(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
-    """Add a _raw_<key> column per spec field. Fast path: split the payload on spaces at the positions
-    the first row shows; rows whose tokens do not line up the same way use a regex per field."""
+    """Add a _raw_<key> column per spec field: the value after the first `key=` that starts the payload or
+    follows a blank, up to the next blank (_field_value). Fast path: split the payload on spaces at the
+    positions the first row shows, for the rows whose tokens line up the same way, that have no other
+    blank than ' ', and that print each key of the first row once and no other key (so the value is
+    the same whatever the first row is); the others use a regex per field. parse/_prefix.c reads the
+    same values (tests/test_parse_properties.py compares)."""
     keys = list(spec.fields)
     first = rows.get_column("payload")[0] or ""
     tokens = first.split(" ")
@@ -611,7 +617,11 @@ def _raw_fields(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
     if positions and all(k in positions for k in spec.required):
         parts = pl.col("payload").str.split(" ")
         df = rows.with_columns(parts.alias("_parts"))
-        ok = pl.col("_parts").list.len() == len(tokens)
+        payload = pl.col("payload")
+        ok = (pl.col("_parts").list.len() == len(tokens)) & ~payload.str.contains(r"[\t\n\x0b\x0c\r]")
+        for k in keys:  # printed once where the first row prints it, else not at all
+            printed = payload.str.starts_with(f"{k}=").cast(pl.UInt32) + payload.str.count_matches(f" {k}=", literal=True)
+            ok = ok & (printed == (1 if k in positions else 0))
         exprs = []
         for k in keys:
             if k in positions:
@@ -701,16 +711,35 @@ def _too_big(rejected: pl.DataFrame, event: str, spec: EventSpec) -> pl.DataFram
     return rejected.with_columns(pl.coalesce(*fixes, pl.col("_problem")).alias("_problem"))
 
 
-def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Extract the spec's fields from the payload; rows missing a required field are rejected."""
-    df = _raw_fields(rows, spec)
-    by_column: dict[str, list[tuple[str, str]]] = {}
-    for key, (column, kind) in spec.fields.items():
-        by_column.setdefault(column, []).append((f"_raw_{key}", kind))
+def _from_slots(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
+    """_raw_ and _v_ columns of rows whose payload the C helper read (parse/prefix.py): slot j holds the
+    spec's j-th field, as printed (_sv) and as a number (_si); the conversions are _converted's."""
+    cols = []
+    for j, (key, (_column, kind)) in enumerate(spec.fields.items()):
+        raw, num = pl.col(f"_sv{j}"), pl.col(f"_si{j}")
+        v = (raw.str.strip_suffix(",") if kind == "str" else raw if kind == "gfp" else num.cast(pl.UInt64)
+             if kind == "hex" else num != 0 if kind == "bool" else num)
+        cols += [raw.alias(f"_raw_{key}"), v.alias(f"_v_{key}")]
+    return rows.with_columns(cols)
 
-    raw_all = [pl.col(f"_raw_{k}") for k in spec.fields]
-    # Convert each printed field once (eager polars does not share common subexpressions), then
-    # take the column (first present source) and the problems from the converted values.
+
+def _fields(rows: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
+    """The rows with a _raw_<key> (as printed) and a _v_<key> (converted) column per spec field: from the
+    C helper where it read the line (_clean), else from the payload here."""
+    if "_clean" in rows.columns:
+        clean = rows.get_column("_clean").fill_null(False)
+        k = int(clean.sum())
+        if k == rows.height:
+            return _from_slots(rows, spec)
+        if k:
+            return pl.concat([_from_slots(rows.filter(clean), spec), _converted(_raw_fields(rows.filter(~clean), spec), spec)],
+                             how="diagonal_relaxed").sort("line")
+    return _converted(_raw_fields(rows, spec), spec)
+
+
+def _converted(df: pl.DataFrame, spec: EventSpec) -> pl.DataFrame:
+    """A _v_<key> column per spec field from its _raw_<key> (the one place values are converted)."""
+    # Convert each printed field once (eager polars does not share common subexpressions).
     numeric = [k for k, (_, kind) in spec.fields.items() if kind in ("int", "pfn", "bool")]
     # How each numeric field is printed in this chunk: a kernel prints a field one way (pfn is %lu
     # before 5.14 and 0x%lx after), so usually one parse per value is enough.
@@ -738,7 +767,18 @@ def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFram
             elif kind == "bool":
                 v = v != 0
         converted.append(v.alias(f"_v_{key}"))
-    df = df.with_columns(converted)
+    return df.with_columns(converted)
+
+
+def _typed(rows: pl.DataFrame, event: str, spec: EventSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Extract the spec's fields from the payload; rows missing a required field are rejected."""
+    df = _fields(rows, spec)
+    by_column: dict[str, list[tuple[str, str]]] = {}
+    for key, (column, kind) in spec.fields.items():
+        by_column.setdefault(column, []).append((f"_raw_{key}", kind))
+
+    raw_all = [pl.col(f"_raw_{k}") for k in spec.fields]
+    # take the column (first present source) and the problems from the converted values
     typed = []
     for column, sources in by_column.items():
         values = [pl.col(alias.replace("_raw_", "_v_", 1)) for alias, _ in sources]
