@@ -182,7 +182,12 @@ def test_record_p_keeps_only_that_process_and_the_daemons(tmp_path, backend):
     """-p PID without a duration: records until the process exits; its threads' allocations, frees and
     page faults and the daemons', nobody else's (the test's own python churns memory too)."""
     stop = tmp_path / "stop"
-    w = subprocess.Popen([sys.executable, "-c", CHURN, str(stop)])
+    # two more threads that only sleep: the filter names every thread (consecutive ids as one range)
+    threads = "import threading, time\nfor _ in range(2): threading.Thread(target=time.sleep, args=(120,), daemon=True).start()\n"
+    w = subprocess.Popen([sys.executable, "-c", threads + CHURN, str(stop)])
+    while len(list(Path(f"/proc/{w.pid}/task").iterdir())) < 3:
+        time.sleep(0.01)
+    tids = sorted(int(t.name) for t in Path(f"/proc/{w.pid}/task").iterdir())
     b = tmp_path / "b"
     rec = subprocess.Popen([THP, "record", "-o", str(b), "-p", str(w.pid), "--backend", backend, "--buffer-kb", "8192"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -193,12 +198,12 @@ def test_record_p_keeps_only_that_process_and_the_daemons(tmp_path, backend):
     out, err = rec.communicate(timeout=60)
     assert rec.returncode == 0, first + err
     assert out == f"bundle: {b}  ({TRACE[backend]}, command exit 0)\n"
-    assert first == (f"record: kmem:mm_page_alloc, kmem:mm_page_free, exceptions:page_fault_user only of pid {w.pid} (1 thread "
+    assert first == (f"record: kmem:mm_page_alloc, kmem:mm_page_free, exceptions:page_fault_user only of pid {w.pid} (3 threads "
             "when recording began) and the kernel's kswapd, kcompactd, khugepaged; the other events system-wide\n")
     flt = _manifest_filter(b)
-    assert (flt["kind"], flt["pids"], flt["threads"], flt["cgroup"]) == ("pid", [w.pid], [w.pid], None)
+    assert (flt["kind"], flt["pids"], flt["threads"], flt["cgroup"]) == ("pid", [w.pid], tids, None)
     ingest([str(b)], tmp_path / "ds")
-    _only(_tasks(tmp_path / "ds"), lambda pid, comm: pid == w.pid)
+    _only(_tasks(tmp_path / "ds"), lambda pid, comm: pid in tids)
 
 
 def _perf_cgroups():

@@ -75,7 +75,20 @@ class RecordFilter:
         return " || ".join(f'comm ~ "{d}"' if "*" in d else f'comm == "{d}"' for d in DAEMONS)
 
     def pid_expr(self) -> str:
-        return " || ".join([*(f"common_pid == {t}" for t in self.threads), self.daemon_expr()])
+        """The threads (runs of consecutive ids as one range) or the daemons. The kernel takes a filter of
+        at most a page (kernel/trace/trace_events_filter.c reads it with strndup_user(.., PAGE_SIZE))."""
+        runs: list[list[int]] = []
+        for t in sorted(set(self.threads)):
+            if runs and t == runs[-1][1] + 1:
+                runs[-1][1] = t
+            else:
+                runs.append([t, t])
+        terms = [f"common_pid == {a}" if a == b else f"(common_pid >= {a} && common_pid <= {b})" for a, b in runs]
+        expr = " || ".join([*terms, self.daemon_expr()])
+        if len(expr) >= 4000:
+            raise RecordError(f"-p: {len(self.threads)} threads make a filter longer than the kernel takes; "
+                              "put the workload in a cgroup and use --cgroup")
+        return expr
 
     def describe(self) -> str:
         if self.kind == "pid":
