@@ -18,8 +18,8 @@ then prints one line and reads `trace-cmd report -t` text instead when trace-cmd
 A damaged file (truncated, wrong magic, unknown version, a page or record that does not fit, a
 section that does not decompress) is an InputError naming the file.
 
-The file and the decompressed data are held in memory (the flyrecord data of one CPU at a time is
-bounded by what the file says, checked against MAX_CPU_BYTES).
+The file is mapped, not read; v7 compressed CPU data is decompressed into unlinked temporary files
+that are mapped the same way, so memory does not grow with the trace (disk in $TMPDIR does).
 """
 
 from __future__ import annotations
@@ -440,14 +440,15 @@ def _read_v7(r: _Reader, pos: int, td: TraceDat) -> list[tuple[int, object]]:
     return out
 
 
-def _chunks(r: _Reader, pos: int, size: int, cpu: int) -> bytes:
-    """A CPU's compressed flyrecord data: count, then (compressed size, size, data) chunks."""
+def _chunks(r: _Reader, pos: int, size: int, cpu: int):
+    """A CPU's compressed flyrecord data: count, then (compressed size, size, data) chunks. Decompressed
+    into an unlinked temporary file that is mapped, so that memory does not grow with the trace."""
     # the size trace-cmd records leaves out the 4-byte chunk count
     end = pos + 4 + size
     r.need(pos, 4 + size, f"CPU {cpu} data")
     count = r.u32(pos, f"CPU {cpu} chunk count")
     pos += 4
-    parts = []
+    spool = tempfile.TemporaryFile(prefix="thpreplay-", suffix=f".cpu{cpu}")
     total = 0
     for i in range(count):
         if pos + 8 > end:
@@ -462,9 +463,11 @@ def _chunks(r: _Reader, pos: int, size: int, cpu: int) -> bytes:
             raise _Damaged(f"CPU {cpu} data: chunk {i} says it holds {usize} bytes (trace-cmd writes a few pages)")
         if total > MAX_CPU_BYTES:
             raise _Damaged(f"CPU {cpu} data decompresses past {MAX_CPU_BYTES >> 30} GiB")
-        parts.append(r.decompress(bytes(r.d[pos:pos + csize]), usize, f"CPU {cpu} data chunk {i}"))
+        spool.write(r.decompress(bytes(r.d[pos:pos + csize]), usize, f"CPU {cpu} data chunk {i}"))
         pos += csize
-    return b"".join(parts)
+    spool.flush()
+    with spool:
+        return mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) if total else b""
 
 
 def _plan(raw: RawFormat) -> tuple:
