@@ -105,7 +105,7 @@ class Dataset:
         """A read-only DuckDB connection with the views of `thpreplay query`, for DuckDB relations; closed
         (and its scratch database removed) when the block ends. The dataset is read-locked meanwhile.
 
-        >>> with ds.connect() as con: con.sql("select * from outcome_summary").df()
+        >>> with ds.connect() as con: con.sql("select * from outcome_summary").pl()
         """
         from thpreplay import query as q
 
