@@ -111,6 +111,8 @@ def test_the_fleet_page_orders_by_era_and_shows_each_capture(fleet_page):
 
     text = fleet_page.read_text()
     pooled = re.search(r"<table>(.*?)</table>", text, re.S).group(1)
+    # the captures' own figures pooled first: 493 + 7 faults of local-6.18-kpf, 48 + 230 + 10 of qemu-6.1-2node-kpf
+    assert "<tbody><tr class='cap'><td>as captured</td><td></td><td>2</td><td>788</td><td>97.8%</td><td>—</td>" in pooled
     order = re.findall(r"<tr><td>([a-z0-9.-]+)</td><td>madvise-madvise</td>", pooled)
     assert order == ["local-only-4.8", "relaxed-5.3-rc5", "no-local-reclaim-7.0"]
     figure = text[text.index("<figure id='fleet-coverage'>"):text.index("<figure id='fleet-local'>")]

@@ -280,7 +280,7 @@ def _fmt_cell(column: str, v) -> str:
     return str(v)
 
 
-def _table(frame: pl.DataFrame, headers: dict[str, str] | None = None, cls: str = "") -> str:
+def _table(frame: pl.DataFrame, headers: dict[str, str] | None = None, cls: str = "", first_row_class: str = "") -> str:
     headers = headers or {}
     head = "".join(f"<th>{html.escape(headers.get(c, c))}</th>" for c in frame.columns)
     rows = []
@@ -290,7 +290,8 @@ def _table(frame: pl.DataFrame, headers: dict[str, str] | None = None, cls: str 
             text = _fmt_cell(c, v)
             klass = " class='off'" if c == "ok" and v is False else ""
             cells.append(f"<td{klass}>{html.escape(text)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        tr = f"<tr class='{first_row_class}'>" if first_row_class and not rows else "<tr>"
+        rows.append(tr + "".join(cells) + "</tr>")
     c = f" class='{cls}'" if cls else ""
     return f"<div class='scroll'><table{c}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
@@ -389,6 +390,34 @@ def _capture_table(name: str, rows: pl.DataFrame, cap: Captured | None) -> str:
             f"<tbody>{''.join(out)}</tbody></table></div>")
 
 
+def _with_captured(fleet: pl.DataFrame, caps: dict[str, Captured | None]) -> pl.DataFrame:
+    """The pooled table with the captures' own figures first (pooled the same way: sums over the captures,
+    medians and minimum over them); a figure some capture cannot give is null for the pool."""
+    rows = [c.row for c in caps.values() if c is not None and c.row.get("faults")]
+    if not rows:
+        return fleet
+
+    def total(column):
+        vals = [r.get(column) for r in rows]
+        return None if any(v is None for v in vals) else sum(vals)
+
+    def quantile(column, q):
+        vals = [r.get(column) for r in rows]
+        return None if any(v is None for v in vals) else float(pl.Series(vals, dtype=pl.Float64).quantile(q, "linear"))
+
+    faults = total("faults")
+    huge = total("huge_local") + total("huge_remote")
+    local = total("huge_local") + total("base_local") if total("base_local") is not None else None
+    row = {"policy": CAPTURED, "settings": "", "captures": len(rows), "faults": faults, "thp_coverage": huge / faults,
+           "local_share": None if local is None else local / faults,
+           "thp_coverage_p50": quantile("thp_coverage", 0.5), "thp_coverage_min": quantile("thp_coverage", 0.0),
+           "local_share_p50": quantile("local_share", 0.5), "compact_stall": total("compact_stall"),
+           "pgsteal_direct": total("pgsteal_direct"), "pswpout": total("pswpout"),
+           "latency_p99_us_p50": quantile("latency_p99_us", 0.5)}
+    first = pl.DataFrame([{c: row.get(c) for c in fleet.columns}], schema=fleet.schema)
+    return pl.concat([first, fleet])
+
+
 def build_fleet(sweep: str | Path, output: str | Path | None = None) -> Report:
     """The fleet page of a sweep: every policy and setting over the captures (pooled table, one dot per
     capture), then each capture on its own with its captured row."""
@@ -418,8 +447,9 @@ def build_fleet(sweep: str | Path, output: str | Path | None = None) -> Report:
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>{per_capture['capture'].n_unique():,} captures with THP faults (of {len(asked['captures']):,} "
              f"in the sweep), {fleet.height:,} policy and setting pairs. Pooled figures sum every capture's faults; "
-             "the median and worst columns are over captures. Policies in era order.</p>",
-             _table(fleet, FLEET_HEADERS),
+             "the p50 and worst columns are over captures; the first row is the captures' own figures, pooled the same way. "
+             "Policies in era order.</p>",
+             _table(_with_captured(fleet, caps), FLEET_HEADERS, first_row_class='cap'),
              f"<figure id='fleet-coverage'>{_spread(spread_rows, 'thp_coverage', 'THP coverage (share of the faults)', 'THP coverage per capture', captured_rows)}</figure>",
              f"<figure id='fleet-local'>{_spread(spread_rows, 'local_share', 'local share (share of the faults)', 'Local share per capture', captured_rows)}</figure>",
              "<h2>Per capture</h2>"]
