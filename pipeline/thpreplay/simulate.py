@@ -128,7 +128,7 @@ def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: b
     if "compact_unevictable_allowed" in sysctl and "compact_unevictable_allowed" not in params.explicit:
         cua = int(sysctl["compact_unevictable_allowed"])
     release = meta.get("kernel_version") or meta.get("kernel_release")
-    overrides = {}
+    overrides = {"compact_unevictable_allowed": cua}   # the replay core reads it (isolate_migratepages_block)
     if "extfrag_threshold" in sysctl:
         overrides["extfrag_threshold"] = float(sysctl["extfrag_threshold"])
     if "compaction_proactiveness" in sysctl:

@@ -100,14 +100,64 @@ static void reset_cached_positions(Zone *z) {
     z->cfree = (z->b1 - 1) * PB_PAGES;
 }
 
-/* __reset_isolation_suitable(): clear the zone's skip bits (the kernel also moves the cached positions
-   to the first/last block that looks suitable; the model restarts at the zone's ends). */
+static inline int is_lru(const Block *B, int off);
+static int buddy_head(const Block *B, int off);
+
+/* __reset_isolation_pfn() (5.1+, e332f741a8dd "mm, compaction: be selective about what pageblocks to
+   clear skip hints"): a block keeps its skip bit unless a sample of its pages, one every
+   1 << PAGE_ALLOC_COSTLY_ORDER from its start, shows an LRU page (check_source) or a free buddy head
+   (check_target); a block holding a huge page keeps it (pageblock_skip_persistent); with both checks a
+   block without the bit counts as found, and the free side alone takes only MOVABLE blocks. */
+static int reset_isolation_pfn(Engine *e, const Zone *z, int64_t b, int check_source, int check_target) {
+    Block *B = &e->blocks[b];
+    if (!in_zone(e, z, b) || B->huge) return 0;
+    if (check_source && check_target && !B->skip) return 1;
+    if (!check_source && check_target && B->mt != MT_MOVABLE) return 0;
+    for (int off = 0; off < PB_PAGES; off += 8) {
+        if ((check_source && bit_get(B->used, off) && is_lru(B, off)) ||
+            (check_target && !bit_get(B->used, off) && buddy_head(B, off))) {
+            B->skip = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* __reset_isolation_suitable(). 5.1+ (e332f741a8dd): only when compact_blockskip_flush says a direct
+   compaction's scanners met since the last reset; walks the zone from both ends at once (the migrate
+   side looking for LRU pages, the free side for free pages, each side also for the other once it has
+   found one), clears the skip bit of the blocks whose sample passes, and starts the cached migrate and
+   free positions at the first such block from below and the last from above (compact_init_*_pfn).
+   Before 5.1: every skip bit goes and the positions go back to the zone's ends. */
 static void reset_isolation_suitable(Engine *e, Zone *z) {
-    for (int64_t b = z->b0; b < z->b1 && b < e->nblocks; b++) e->blocks[b].skip = 0;
+    if (e->p[P_FREE_STRIDE] == 0) {   /* before 5.1 */
+        for (int64_t b = z->b0; b < z->b1 && b < e->nblocks; b++) e->blocks[b].skip = 0;
+        z->blockskip_flush = 0;
+        reset_cached_positions(z);
+        z->init_migrate = zone_start_pidx(z);
+        z->init_free = z->cfree;
+        return;
+    }
+    if (!z->blockskip_flush) return;
     z->blockskip_flush = 0;
-    reset_cached_positions(z);
-    z->init_migrate = zone_start_pidx(z);
-    z->init_free = z->cfree;
+    int64_t mb = z->b0, fb = z->b1 - 1, reset_migrate = fb, reset_free = mb;
+    int source_set = 0, free_set = 0;
+    for (; mb < fb && fb < e->nblocks; mb++, fb--) {
+        if (reset_isolation_pfn(e, z, mb, 1, source_set) && mb < reset_migrate) {
+            source_set = 1;
+            reset_migrate = mb;
+            z->init_migrate = z->cmig[0] = z->cmig[1] = mb * PB_PAGES;
+        }
+        if (reset_isolation_pfn(e, z, fb, free_set, 1) && fb > reset_free) {
+            free_set = 1;
+            reset_free = fb;
+            z->init_free = z->cfree = fb * PB_PAGES;
+        }
+    }
+    if (reset_migrate >= reset_free) {   /* leave no distance if no suitable block was found */
+        z->cmig[0] = z->cmig[1] = mb * PB_PAGES;
+        z->cfree = fb * PB_PAGES;
+    }
 }
 
 /* compaction_restarting(): deferred to the limit and considered that often, so the skip bits go. */
@@ -123,9 +173,14 @@ static void update_cached_migrate(CompactControl *cc, int64_t pidx) {
 }
 
 /* Can the used page at (b, off) be isolated for migration (isolate_migratepages_block)? LRU pages
-   can; mlocked ones only with vm.compact_unevictable_allowed (state.py makes them pinned otherwise);
+   can; mlocked ones only with vm.compact_unevictable_allowed (isolate_migratepages_block: ISOLATE_UNEVICTABLE);
    kernel memory, slab, page tables and huge pages cannot. */
-static inline int isolatable(const Block *B, int off) {
+static inline int isolatable(const Engine *e, const Block *B, int off) {
+    return bit_get(B->anon, off) || bit_get(B->file, off) || (bit_get(B->mlock, off) && e->p[P_UNEV_ALLOWED] != 0);
+}
+
+/* PageLRU() of a used page: anon, page cache and mlocked (the unevictable list) pages are on an LRU. */
+static inline int is_lru(const Block *B, int off) {
     return bit_get(B->anon, off) || bit_get(B->file, off) || bit_get(B->mlock, off);
 }
 
@@ -206,6 +261,14 @@ static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int
     if (off > PB_PAGES) off = PB_PAGES;
     *pos = off;
     return isolated;
+}
+
+/* PageBuddy() of a free page: it heads its free block (the order of the largest free aligned chunk
+   that contains it). */
+static int buddy_head(const Block *B, int off) {
+    Levels L; levels_of(B->used, &L);
+    int k = free_order_at(&L, off);
+    return (off & ((1 << k) - 1)) == 0;
 }
 
 /* suitable_migration_target(): not a free pageblock (a buddy of pageblock order), and MOVABLE unless
@@ -395,7 +458,7 @@ static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b)
             off = (off & ~((1 << k) - 1)) + (1 << k);
             continue;
         }
-        if (isolatable(B, off)) {
+        if (isolatable(e, B, off)) {
             cc->mig_off[cc->nr_migratepages++] = (int16_t)off;
             off++;
             if (cc->nr_migratepages == COMPACT_CLUSTER_MAX) break;

@@ -195,7 +195,7 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         float(proactive), float(sampling), p.kswapd_us_per_page, p.kcompactd_us_per_page,
         float(proactive_phase_ns if proactive_phase_ns is not None else -1),
         float(p.watermark_boost_factor), float(compaction_ready_form(release)), float(p.reclaim_round_pages),
-        float(p.shuffled_free_lists), float(p.compact_contention),
+        float(p.shuffled_free_lists), float(p.compact_contention), float(p.compact_unevictable_allowed),
     ], dtype=np.float64)
 
 

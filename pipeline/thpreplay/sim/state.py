@@ -8,7 +8,7 @@ Sources, in order of authority:
 3. The trace's evidence: a page whose first event is a free was in use at the start; one whose first
    event is an allocation was free.
 4. Per-node meminfo: how the used pages of MOVABLE pageblocks divide into page cache (file), anon and
-   mlocked pages (pinned when vm.compact_unevictable_allowed=0).
+   mlocked pages (on the unevictable LRU; compaction leaves them when vm.compact_unevictable_allowed=0).
 
 How it is laid out (assumptions, reported by `simulate`):
 - whole free pageblocks (free order 9 and 10 blocks) go to blocks the trace never shows in use: first
@@ -423,8 +423,7 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
         k0 = min(len(usable), unevictable)
         k1 = min(len(usable), k0 + file_pages)
         k2 = min(len(usable), k1 + anon_pages)
-        if compact_unevictable_allowed:
-            mlock_bits[usable[:k0]] = True
+        mlock_bits[usable[:k0]] = True   # on the unevictable LRU; migratable only if the sysctl allows
         file_bits[usable[k0:k1]] = True
         anon_bits[usable[k1:k2]] = True
     if not compact_unevictable_allowed:
@@ -479,7 +478,7 @@ def _from_kpageflags(kpf, zones, base, end, block_zone, page_in_zone, block_coun
     used = ~free
     anon = used & lru & anonish & ~unevictable
     file = used & lru & ~anonish & ~unevictable
-    mlock = used & unevictable & bool(compact_unevictable_allowed)
+    mlock = used & unevictable   # on the unevictable LRU; the engine migrates them only if allowed
     kernel = used & page_in_zone & ~lru & ~unevictable
     block_mt = np.ones(len(block_zone), dtype=np.int8)
     per_block_kernel = kernel.reshape(-1, PB).sum(axis=1)
