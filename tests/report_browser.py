@@ -43,6 +43,7 @@ class PageCheck:
     tables: int = 0
     title: str = ""
     overflow: int = 0  # pixels the page is wider than the window (0: no horizontal scroll bar)
+    table_overflow: int = 0  # pixels the widest table is wider than its box (it scrolls inside it)
 
 
 def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, ...] = FIGURES,
@@ -80,6 +81,8 @@ def check(page_path: Path, screenshot: Path | None = None, figures: tuple[str, .
             result.tables = page.locator("table").count()
             result.overflow = page.evaluate(
                 "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth")
+            result.table_overflow = page.evaluate(
+                "Math.max(0, ...Array.from(document.querySelectorAll('.scroll')).map(d => d.scrollWidth - d.clientWidth))")
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=full_page)
         finally:
