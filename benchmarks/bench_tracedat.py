@@ -12,6 +12,8 @@ of RUNS (default 5) of each and their ratio are printed, with the pairwise ratio
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,6 +64,12 @@ def record(out: Path, work: Path) -> None:
         _write(TRACEFS / "tracing_on", "1")
 
 
+def _cpu() -> float:
+    """user + system seconds of the children waited for so far"""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _ingest(path: Path, out: Path) -> float:
     """thpreplay ingest, timed; its message when it fails."""
     start = time.perf_counter()
@@ -84,17 +92,24 @@ def main() -> None:
         sys.exit("trace-cmd is needed as the reference")
     lines = subprocess.run([tc, "report", str(path)], capture_output=True).stdout.count(b"\n")
     out = work / "ds"
-    ref, ours = [], []
+    ref, ours, ref_cpu, our_cpu = [], [], [], []
     for _ in range(runs):
+        before = _cpu()
         with open("/dev/null", "wb") as null:
             ref.append(timed([tc, "report", str(path)], stdout=null))
+        mid = _cpu()
         ours.append(_ingest(path, out))
-        print(f"trace-cmd report {ref[-1]:.2f} s   thpreplay ingest {ours[-1]:.2f} s", flush=True)
+        ref_cpu.append(mid - before)
+        our_cpu.append(_cpu() - mid)
+        print(f"trace-cmd report {ref[-1]:.2f} s (cpu {ref_cpu[-1]:.2f} s)   thpreplay ingest {ours[-1]:.2f} s "
+              f"(cpu {our_cpu[-1]:.2f} s)   load {os.getloadavg()[0]:.1f}", flush=True)
     r, o = statistics.median(ref), statistics.median(ours)
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {lines:,} lines of trace-cmd report)")
     print(f"trace-cmd report   median {r:.2f} s  runs {' '.join(f'{x:.2f}' for x in ref)}")
     print(f"thpreplay ingest   median {o:.2f} s  runs {' '.join(f'{x:.2f}' for x in ours)}")
     print(f"ratio {o / r:.3f}  (pairwise: {' '.join(f'{b / a:.2f}' for a, b in zip(ref, ours))})")
+    print(f"cpu (user+sys) medians: trace-cmd report {statistics.median(ref_cpu):.2f} s, thpreplay ingest "
+          f"{statistics.median(our_cpu):.2f} s")
 
 
 if __name__ == "__main__":
