@@ -74,6 +74,23 @@ static int put_view(buf_t *b, const unsigned char *data, Py_ssize_t start, Py_ss
 	return buf_put(b, v, 16);
 }
 
+/* No byte >= 0x80 and no NUL in s[0, n): eight bytes at a time. */
+static int plain(const unsigned char *s, Py_ssize_t n)
+{
+	const uint64_t high = 0x8080808080808080ULL, ones = 0x0101010101010101ULL;
+	Py_ssize_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		if ((w & high) || ((w - ones) & ~w & high))
+			return 0;
+	}
+	for (; i < n; i++)
+		if (s[i] >= 0x80 || s[i] == 0)
+			return 0;
+	return 1;
+}
+
 /* What polars' strip_chars trims (Rust's char::is_whitespace, on ASCII). */
 static int is_ws(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
@@ -388,9 +405,8 @@ static PyObject *cut(PyObject *self, PyObject *args)
 		if (e > s && d[e - 1] == '\r')
 			e--;
 		int fits = nl != NULL && e - s >= payload_at; /* a last line without newline is "cut" */
-		for (Py_ssize_t i = s; fits && i < e; i++)
-			if (d[i] >= 0x80 || d[i] == 0)
-				fits = 0;
+		if (fits)
+			fits = plain(d + s, e - s);
 		int64_t v_pid = -1, v_cpu = -1, v_ts = -1;
 		Py_ssize_t ev_end = 0, comm_at = 0, lat_at = 0;
 		if (fits) {
