@@ -42,6 +42,7 @@
 #define MAX_FEATURE_BYTES (256u << 20) /* a feature section read into memory (tracing data ~ 1-20 MB) */
 #define MAX_QUEUE_BYTES (2048ull << 20) /* events held for ordering between two round ends */
 #define MAX_COMM 4096
+#define SCRATCH_BYTES ((64u << 10) + (128u << 10) + 8)  /* a record's most, and past it what a __data_loc can reach */
 
 /* ---- perf ABI constants (include/uapi/linux/perf_event.h, tools/lib/perf/include/perf/event.h) ---- */
 enum {
@@ -172,6 +173,7 @@ typedef struct {
     /* ordering */
     unsigned char *arena; size_t arena_len, arena_cap;
     unsigned char *spare; size_t spare_cap;
+    unsigned char *scratch; size_t scratch_dirty;  /* a sample's raw data, zeros after it (SCRATCH_BYTES) */
     Queued *queue; size_t nqueue, queue_cap;
     uint64_t seq_no, max_ts, next_flush, last_flush;
     /* threads */
@@ -181,7 +183,7 @@ typedef struct {
     uint64_t lines, samples, lost, lost_samples, lost_records, unordered, skipped_records;
     uint64_t compressed_records, no_raw_samples;
     struct { long id; int end; } *fmt_ends; size_t nfmt, fmt_cap;  /* each format's fields end */
-    int eof;
+    int eof, seq_inited;
     char error[400];
     int unsupported;
 } Reader;
@@ -414,7 +416,13 @@ static void deliver_sample(Reader *r, const unsigned char *body, size_t n) {
     rec.cpu = (int)s.cpu;
     rec.size = (int)s.raw_size;
     rec.record_size = (int)s.raw_size;
-    rec.data = (void *)s.raw;
+    /* libtraceevent reads a __data_loc field at the offset (16 bits) and length (16 bits) the record
+       gives, and a %s field up to its NUL, without comparing them with the record's size: the raw data
+       is copied into a scratch buffer with 128 KiB of zeros after it, so no such read leaves it */
+    memcpy(r->scratch, s.raw, s.raw_size);
+    if (r->scratch_dirty > s.raw_size) memset(r->scratch + s.raw_size, 0, r->scratch_dirty - s.raw_size);
+    r->scratch_dirty = s.raw_size;
+    rec.data = r->scratch;
     tep.seq_reset(&r->seq);
     tep.print_event(r->tep, &r->seq, &rec, "%s", "INFO");
     size_t clen = strlen(t->comm), nlen = strlen(a->name);
@@ -977,11 +985,12 @@ static PyObject *ReaderError, *Unsupported;
 
 static void Reader_dealloc(Reader *r) {
     if (r->f) fclose(r->f);
-    free(r->attrs); free(r->ids); free(r->fmt_ends); free(r->zout); free(r->arena); free(r->spare); free(r->queue); free(r->out);
+    free(r->attrs); free(r->ids); free(r->fmt_ends); free(r->zout); free(r->arena); free(r->spare); free(r->scratch); free(r->queue); free(r->out);
     for (size_t i = 0; i < r->threads_cap; i++) free(r->threads[i].comm);
     free(r->threads);
     if (r->zds) zstd.free_(r->zds);
-    if (r->tep) { tep.seq_destroy(&r->seq); tep.free_(r->tep); }
+    if (r->seq_inited) tep.seq_destroy(&r->seq);
+    if (r->tep) tep.free_(r->tep);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
@@ -1003,7 +1012,10 @@ static int Reader_init(Reader *r, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     if (!ok) { raise_error(r); return -1; }
     tep.seq_init(&r->seq);
+    r->seq_inited = 1;
     r->data_pos = 0;
+    r->scratch = calloc(1, SCRATCH_BYTES);
+    if (!r->scratch) { PyErr_NoMemory(); return -1; }
     /* perf_session__register_idle_thread: task 0 is "swapper" */
     Thread *idle = findnew_thread(r, 0, 0);
     if (!idle || !set_comm(idle, "swapper", 7)) { fail(r, 0, "out of memory"); raise_error(r); return -1; }
