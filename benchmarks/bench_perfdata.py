@@ -1,7 +1,8 @@
 """perf.data: `perf script` vs thpreplay's own reader, side by side on real captures.
 
 For each perf.data given (default: the two captures of BENCHMARKS.md in /tmp/perfdata), alternating,
-N times each (whole processes, start-up included; wall time and peak RSS from wait4):
+N times each (whole processes, start-up included; wall time, CPU time and peak RSS from wait4; the machine's load
+average after each round, since other work on the machine moves the wall times):
   perf script:  perf script -F comm,tid,cpu,time,event,trace --ns -i F > /dev/null
                 (what ingest ran before, and still runs for the files the reader does not read)
   reader:       the native reader alone, its text thrown away (python -c ..., parse/perfdata.py)
@@ -30,8 +31,8 @@ READER = ("import sys\nfrom thpreplay.parse import perfdata\n"
           "assert n is not None\nfor c in n.chunks(): pass\n")
 
 
-def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MiB) of one whole process."""
+def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one whole process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -39,7 +40,7 @@ def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed (exit {proc.returncode}): {' '.join(cmd)}")
-    return wall, usage.ru_maxrss // 1024
+    return wall, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime
 
 
 def identical(path: Path) -> int:
@@ -74,16 +75,23 @@ def bench(path: Path, runs: int) -> dict:
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, list[int]] = {k: [] for k in cmds}
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
+    load = [round(os.getloadavg()[0], 1)]
     for _ in range(runs):
         for name, cmd in cmds.items():
-            wall, peak = run(cmd)
+            wall, peak, used = run(cmd)
             times[name].append(round(wall, 3))
             rss[name].append(peak)
+            cpu[name].append(round(used, 2))
+        load.append(round(os.getloadavg()[0], 1))
     rmtree(out)
     med = {k: round(median(v), 3) for k, v in times.items()}
     return {
         "file": str(path), "bytes": path.stat().st_size, "events": events, "identical_text": True, "runs": runs,
         "seconds": times, "median_s": med, "max_rss_mib": {k: max(v) for k, v in rss.items()},
+        "cpu_seconds": cpu, "median_cpu_s": {k: round(median(v), 2) for k, v in cpu.items()},
+        "load_1min_per_round": load,
+        "ratio_ingest_over_perf_script_cpu": round(median(cpu["ingest"]) / median(cpu["perf_script"]), 3),
         "ratio_ingest_over_perf_script": round(med["ingest"] / med["perf_script"], 3),
         "ratio_reader_over_perf_script": round(med["reader"] / med["perf_script"], 3),
     }
