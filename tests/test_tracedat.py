@@ -90,7 +90,8 @@ def test_the_captures_hold_what_the_tests_need(zstd_text):
 
 
 @needs_c
-def test_tables_equal_the_trace_cmd_text_path(tmp_path, zstd_text):
+@pytest.mark.parametrize("chunk", [None, 1 << 16], ids=["one-chunk", "64KiB-chunks"])
+def test_tables_equal_the_trace_cmd_text_path(tmp_path, zstd_text, monkeypatch, chunk):
     """ingest trace.dat == ingest of its `trace-cmd report -t` text: every column of every table (the
     source column names the file); `line` is the line in that text. The text is trace-cmd's own when
     it is installed, else the reader's (equal to it, test_text_is_trace_cmd_report)."""
@@ -100,6 +101,9 @@ def test_tables_equal_the_trace_cmd_text_path(tmp_path, zstd_text):
     else:
         text = zstd_text
     (tmp_path / "report.txt").write_bytes(text)
+    if chunk:  # many chunks: the pipeline numbers the lines of those after the first
+        monkeypatch.setattr(tracedat, "FIRST_BYTES", chunk // 4)
+        monkeypatch.setattr(tracedat, "RENDER_BYTES", chunk)
     native = ingest_mod.ingest([str(DATA / "v7-zstd.dat")], tmp_path / "native")
     textual = ingest_mod.ingest([str(tmp_path / "report.txt")], tmp_path / "text")
     a, b = _tables(tmp_path / "native"), _tables(tmp_path / "text")

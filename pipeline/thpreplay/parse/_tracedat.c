@@ -143,7 +143,7 @@ typedef struct {
 	char **comms;
 	Py_ssize_t *comm_lens;
 	Py_ssize_t ncomms;
-	long long records, pages, lost_known, lost_pages_unknown;
+	long long records, pages, lost_known, lost_pages_unknown, lines;
 	int error;
 	int need;         /* an event id whose plan the caller must add (add_plan) before render goes on */
 	char known[65536];  /* ids a format in the file describes (plans are compiled when first met) */
@@ -932,6 +932,7 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 		}
 		if (buf_put(b, tmp, k))
 			return -1;
+		r->lines++;
 		c->rmissed = 0;
 	}
 	if (pl->pid_off + pl->pid_size > c->rlen) {
@@ -945,10 +946,48 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 	comm_of(r, pid, &comm, &clen);
 	if (put_padded(b, comm, clen, 0, 16))
 		return -1;
-	k = snprintf(tmp, sizeof tmp, "-%-5lld [%03d] %5llu.%09llu: ", (long long)pid, c->cpu_id,
-		     (unsigned long long)(c->rts / 1000000000ULL), (unsigned long long)(c->rts % 1000000000ULL));
-	if (buf_put(b, tmp, k))
-		return -1;
+	/* "-%-5lld [%03d] %5llu.%09llu: " without printf (a fifth of the renderer's time went to it) */
+	{
+		char *o = tmp, num[24];
+		int n = 0;
+		uint64_t u = pid < 0 ? (uint64_t)0 - (uint64_t)pid : (uint64_t)pid;
+		*o++ = '-';
+		if (pid < 0)
+			*o++ = '-';
+		do { num[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+		int w = n + (pid < 0);
+		while (n)
+			*o++ = num[--n];
+		for (; w < 5; w++)
+			*o++ = ' ';
+		*o++ = ' ';
+		*o++ = '[';
+		u = (uint64_t)(c->cpu_id < 0 ? 0 : c->cpu_id);
+		do { num[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+		for (w = n; w < 3; w++)
+			*o++ = '0';
+		while (n)
+			*o++ = num[--n];
+		*o++ = ']';
+		*o++ = ' ';
+		u = c->rts / 1000000000ULL;
+		do { num[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+		for (w = n; w < 5; w++)
+			*o++ = ' ';
+		while (n)
+			*o++ = num[--n];
+		*o++ = '.';
+		u = c->rts % 1000000000ULL;
+		for (int i = 8; i >= 0; i--) {
+			o[i] = (char)('0' + u % 10);
+			u /= 10;
+		}
+		o += 9;
+		*o++ = ':';
+		*o++ = ' ';
+		if (buf_put(b, tmp, o - tmp))
+			return -1;
+	}
 	Py_ssize_t start = b->len;
 	if (buf_put(b, pl->name, pl->name_len) || buf_put(b, ":", 1))
 		return -1;
@@ -960,6 +999,7 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 	if (buf_put(b, "\n", 1))
 		return -1;
 	r->records++;
+	r->lines++;
 	return 0;
 }
 
@@ -975,6 +1015,10 @@ static PyObject *Renderer_render(Renderer *self, PyObject *args)
 	}
 	buf_t b = {0};
 	int rc = 0;
+	if (max_bytes > 0 && max_bytes < (1 << 30)) {  /* one allocation: the block plus a last line */
+		b.p = malloc(max_bytes + (1 << 16));
+		b.cap = b.p ? max_bytes + (1 << 16) : 0;
+	}
 	Py_BEGIN_ALLOW_THREADS
 	/* prime */
 	for (int i = 0; i < self->ncpu && !rc; i++)

@@ -540,21 +540,21 @@ def chunks(path: str, name: str, notes: list[str]) -> Iterator[Chunk]:
             plain = tmp.name
         stats: dict = {}
         try:
-            blocks = text_blocks(name, read(plain, name=name), stats=stats)
+            blocks = text_blocks(name, read(plain, name=name), RENDER_BYTES, FIRST_BYTES, stats=stats)
             first = next(blocks)
         except Unsupported as e:
             yield from _fallback(plain, name, str(e), notes)
             return
-        line = 1
+        line: int | None = 1  # later chunks' first lines are counted by the pipeline (inputs.Chunk)
         pending = first
         try:
             for block in blocks:
                 yield Chunk(pending, line, False)
-                line += pending.count(b"\n")
+                line = None
                 pending = block
         except Unsupported as e:  # an event met late whose format the renderer refused
-            raise InputError(name, f"the native trace.dat reader does not read {e}, met after "
-                                   f"{line - 1:,} lines; print it with trace-cmd report -t and ingest the text") from None
+            raise InputError(name, f"the native trace.dat reader does not read {e}, met partway through the "
+                                   f"file; print it with trace-cmd report -t and ingest the text") from None
         yield Chunk(pending, line, True)
         if stats.get("lost_pages_unknown"):
             n = stats["lost_pages_unknown"]
