@@ -274,3 +274,12 @@ def test_lost_samples_counted_and_told(tmp_path: Path) -> None:
     meta = _meta(tmp_path / "ds")
     assert meta["lost_events"] == "5"
     assert '"lost": 5' in meta["perf_data_native"] and '"samples": 2009' in meta["perf_data_native"]
+
+
+def test_kernel_release_from_header(tmp_path: Path) -> None:
+    """A bare perf.data names its kernel (HEADER_OSRELEASE): the gfp table and kernel_release follow it."""
+    ingest([str(DATA / "plain.perf.data.xz")], tmp_path / "ds")
+    meta = _meta(tmp_path / "ds")
+    assert meta["kernel_release"] == '"6.18.44-fc-v1147"'
+    assert meta["gfp_table_reason"] == '"kernel release 6.18.44-fc-v1147 (perf.data header)"'
+    assert '"osrelease": "6.18.44-fc-v1147"' in meta["perf_data_native"]

@@ -380,6 +380,7 @@ def _chunks_of(source: Source) -> Iterator[Chunk]:
         native, why = perfdata.open_native(path, source.name)
         if native is not None:
             source.notes += native.notes
+            source.perf_info = native.info  # the header's now (kernel release), the counts at the end
             yield from native.chunks()
             source.perf_info = native.info
             return
@@ -624,6 +625,12 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
                     layout = detect_layout(sample, fmt)
                     formats[source.name] = "trace.dat" if source.kind == "trace.dat" else fmt
                 part += 1
+                release = (source.perf_info or {}).get("osrelease")
+                if enricher.table_name is None and release and gfp.table_for_release(release):
+                    # a perf.data names its kernel (HEADER_OSRELEASE): its gfp table, as a bundle's would
+                    enricher.table_name = gfp.table_for_release(release)
+                    table_reason = enricher.basis = f"kernel release {release} (perf.data header)"
+                    release_option = release_option or release
                 if enricher.table_name is None:
                     # The first chunk decides the gfp table, so it is parsed before any other.
                     result = _parse_chunk(chunk, numbers, layout, source.name, before)
