@@ -37,10 +37,13 @@ def collect(rows: pl.DataFrame, event: str, spec: EventSpec, kept: pl.DataFrame)
                for k in sorted(known)]
     more = payload.str.count_matches("=", literal=True) > pl.sum_horizontal(printed)
     if "_more" in rows.columns:  # the C helper counted them (parse/prefix.py) where it read the line
-        done = rows.get_column("_more").is_not_null()
-        candidates = pl.concat([rows.filter(done).filter(pl.col("_more")).select("line", "payload"),
-                                rows.filter(~done).select("line", "payload").filter(more.fill_null(False))])
-        if candidates.height and not done.all():
+        slim = rows.select("line", "payload", "_more")  # filter two columns, not the whole frame
+        if slim.get_column("_more").null_count() == 0:
+            candidates = slim.filter(pl.col("_more")).select("line", "payload")
+        else:
+            done = pl.col("_more").is_not_null()
+            candidates = pl.concat([slim.filter(done & pl.col("_more")).select("line", "payload"),
+                                    slim.filter(~done).select("line", "payload").filter(more.fill_null(False))])
             candidates = candidates.sort("line")
     else:
         candidates = rows.select("line", "payload").filter(more.fill_null(False))
