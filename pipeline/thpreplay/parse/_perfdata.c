@@ -182,7 +182,7 @@ typedef struct {
     char *out; size_t out_len, out_cap;
     uint64_t lines, samples, lost, lost_samples, lost_records, unordered, skipped_records;
     uint64_t compressed_records, no_raw_samples;
-    struct { long id; int end; } *fmt_ends; size_t nfmt, fmt_cap;  /* each format's fields end */
+    struct { long id; int end; char name[128]; } *fmt_ends; size_t nfmt, fmt_cap;  /* each format's fields end, sys:name */
     int eof, seq_inited;
     char error[400];
     int unsupported;
@@ -696,8 +696,14 @@ static int format_fields_end(const char *text, size_t n);
 
 /* Where the fields of a format file end, by its tracepoint ID: libtraceevent reads a field where the
    format puts it, so a raw record shorter than that is refused before it is printed. */
-static int note_format(Reader *r, const char *text, size_t n) {
+static int note_format(Reader *r, const char *text, size_t n, const char *sys) {
     long id = -1;
+    char ename[96] = "";
+    if (n > 6 && memcmp(text, "name: ", 6) == 0) {
+        size_t k = 0;
+        for (size_t j = 6; j < n && k < sizeof ename - 1 && text[j] != '\n'; j++) ename[k++] = text[j];
+        ename[k] = 0;
+    }
     for (size_t i = 0; i + 4 <= n; i++) {
         if ((i == 0 || text[i - 1] == '\n') && memcmp(text + i, "ID: ", 4) == 0) {
             char tmp[24];
@@ -717,6 +723,8 @@ static int note_format(Reader *r, const char *text, size_t n) {
     }
     r->fmt_ends[r->nfmt].id = id;
     r->fmt_ends[r->nfmt].end = format_fields_end(text, n);
+    /* evsel__name of a tracepoint without a HEADER_EVENT_DESC name */
+    snprintf(r->fmt_ends[r->nfmt].name, sizeof r->fmt_ends[r->nfmt].name, "%.30s:%.96s", sys, ename);
     r->nfmt++;
     return 1;
 }
@@ -783,7 +791,7 @@ static int read_tracing_data(Reader *r, const unsigned char *b, size_t n) {
             /* libtraceevent reads the text with its length; a failed parse marks the event, which
                then prints as perf prints it ([FAILED TO PARSE] and its fields) */
             tep.parse_event(r->tep, (const char *)b + p, (unsigned long)sz, sys);
-            if (!note_format(r, (const char *)b + p, (size_t)sz)) return 0;
+            if (!note_format(r, (const char *)b + p, (size_t)sz, sys)) return 0;
             p += sz;
         }
     }
@@ -964,7 +972,10 @@ static int read_header(Reader *r) {
             a->event = tep.find_event(r->tep, (int)a->config);
             if (!a->event) { fail(r, 0, "event %d (tracepoint id %llu) has no format in the tracing data", i, (unsigned long long)a->config); return 0; }
             for (size_t k = 0; k < r->nfmt; k++)
-                if ((uint64_t)r->fmt_ends[k].id == a->config) a->raw_size_min = r->fmt_ends[k].end;
+                if ((uint64_t)r->fmt_ends[k].id == a->config) {
+                    a->raw_size_min = r->fmt_ends[k].end;
+                    if (!a->name[0]) snprintf(a->name, sizeof a->name, "%s", r->fmt_ends[k].name);
+                }
             if (!(a->sample_type & S_RAW)) { fail(r, 1, "tracepoint event %s is sampled without its raw data (PERF_SAMPLE_RAW)", a->name[0] ? a->name : "?"); return 0; }
             if (a->sample_type & S_CALLCHAIN) { fail(r, 1, "events sampled with callchains (perf record -g), whose frames perf resolves to symbols"); return 0; }
             if ((a->sample_type & (S_TID | S_TIME | S_CPU)) != (S_TID | S_TIME | S_CPU)) {
