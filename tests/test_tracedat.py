@@ -279,3 +279,13 @@ def test_flag_table_constants_are_evaluated():
                 '{0x2u, "B"})')
     prog = tpformat.compile_event(ev)
     assert prog is not None and prog.tables == [2, 1024, 1, 2, 2]
+
+
+@needs_c
+def test_every_program_tpformat_makes_is_one_the_renderer_takes():
+    """Found by fuzzing: a __data_loc field of a size the kernel never writes (1) made a program the C
+    side refused. Now the print fmt is not compiled and the FAILED TO PARSE program leaves it out."""
+    ev = _event("\tfield:__data_loc char[] name;\toffset:8;\tsize:1;\tsigned:0;", '"n=%s", __get_str(name)')
+    assert tpformat.compile_event(ev) is None
+    r = tracedat._tracedat.Renderer([], 8, 0, 4096, [ev.id], [])
+    r.add_plan((ev.id, b"test", *tpformat.failed_program(ev).pack(), 4, 4))

@@ -514,6 +514,8 @@ def _emit_str(prog: Program, node, flags: int, width: int, prec: int, top: bool 
         prog.code += [OP_STRFIELD, f.offset, f.size, flags, width]
     elif k == "getstr":
         f = node[1]
+        if f.size != 4:
+            raise Unsupported(f"__data_loc field {f.name} of {f.size} bytes (the kernel's are 4)")
         prog.code += [OP_DATALOC, f.offset, f.size, flags, width]
     elif k in ("sym", "flags"):
         _emit_num(prog, node[1])
@@ -660,7 +662,7 @@ def failed_program(event: EventFormat) -> Program:
     for f in event.fields:
         if f.name.startswith("common_"):
             continue
-        if f.is_string:
+        if f.is_string and (not f.data_loc or f.size == 4):
             prog.code += [OP_LIT, prog.sid(f" {f.name}="), 0, 0]
             prog.code += [OP_DATALOC if f.data_loc else OP_STRFIELD, f.offset, f.size, 0, 0]
         elif not f.is_array and f.size in (1, 2, 4, 8):
