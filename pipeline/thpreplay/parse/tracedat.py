@@ -540,7 +540,8 @@ def chunks(path: str, name: str, notes: list[str]) -> Iterator[Chunk]:
             plain = tmp.name
         stats: dict = {}
         try:
-            blocks = text_blocks(name, read(plain, name=name), RENDER_BYTES, FIRST_BYTES, stats=stats)
+            td = read(plain, name=name)
+            blocks = text_blocks(name, td, RENDER_BYTES, FIRST_BYTES, stats=stats)
             first = next(blocks)
         except Unsupported as e:
             yield from _fallback(plain, name, str(e), notes)
@@ -556,6 +557,9 @@ def chunks(path: str, name: str, notes: list[str]) -> Iterator[Chunk]:
             raise InputError(name, f"the native trace.dat reader does not read {e}, met partway through the "
                                    f"file; print it with trace-cmd report -t and ingest the text") from None
         yield Chunk(pending, line, True)
+        if td.other_buffers:  # trace-cmd record -B: instances beside the top-level buffer
+            notes.append(f"{name}: only the top-level buffer was read, not the instance buffers "
+                         f"{', '.join(repr(b) for b in td.other_buffers)}")
         if stats.get("lost_pages_unknown"):
             n = stats["lost_pages_unknown"]
             notes.append(f"{name}: the ring buffer lost events before {n:,} page{'s' if n > 1 else ''} without "
