@@ -305,3 +305,13 @@ def test_kernel_release_from_header(tmp_path: Path) -> None:
     assert meta["kernel_release"] == '"6.18.44-fc-v1147"'
     assert meta["gfp_table_reason"] == '"kernel release 6.18.44-fc-v1147 (perf.data header)"'
     assert '"osrelease": "6.18.44-fc-v1147"' in meta["perf_data_native"]
+
+
+def test_release_not_utf8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel release with bytes that are not UTF-8 (a damaged header) is read with them replaced."""
+    def damage(d: bytearray) -> None:
+        at = d.find(b"6.18.44-fc-v1147")
+        d[at:at + 4] = b"\xff\xfe.1"
+    name = _damaged(tmp_path, "plain.perf.data.xz", damage)
+    native, _ = perfdata.open_native(str(tmp_path / name), name)
+    assert native.info["osrelease"] == "\ufffd\ufffd.1.44-fc-v1147"

@@ -1092,9 +1092,12 @@ static PyObject *Reader_info(Reader *r, PyObject *unused) {
         if (!v || PyList_Append(unknown, v) < 0) { Py_XDECREF(v); Py_DECREF(names); Py_DECREF(unknown); return NULL; }
         Py_DECREF(v);
     }
+    /* the release as the file has it: bytes that are not UTF-8 replaced, never an exception */
+    PyObject *release = PyUnicode_DecodeUTF8(r->osrelease, (Py_ssize_t)strlen(r->osrelease), "replace");
+    if (!release) { Py_DECREF(names); Py_DECREF(unknown); return NULL; }
     return Py_BuildValue(
-        "{s:N,s:N,s:s,s:l,s:l,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
-        "events", names, "unknown_features", unknown, "osrelease", r->osrelease, "nr_cpus_online", r->nr_cpus_online,
+        "{s:N,s:N,s:N,s:l,s:l,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "events", names, "unknown_features", unknown, "osrelease", release, "nr_cpus_online", r->nr_cpus_online,
         "nr_cpus_available", r->nr_cpus_avail, "samples", (unsigned long long)r->samples,
         "lines", (unsigned long long)r->lines, "lost", (unsigned long long)r->lost,
         "lost_samples", (unsigned long long)r->lost_samples, "lost_records", (unsigned long long)r->lost_records,
