@@ -109,6 +109,35 @@ CONVENIENCE_VIEWS = {
            FROM both_sides GROUP BY dataset, policy, outcome
            ORDER BY dataset, policy <> 'as captured', policy, placement""",
     ),
+    "fragmentation": (
+        "Per dataset, policy and node over time: free pages, free huge pages (order-9 blocks), the unusable free "
+        "space index for order 9, free blocks per order 0..9 and the pageblocks by migratetype; the capture's own "
+        "rows first ('as captured': the before and after snapshots, order-10 blocks counted as two order-9 ones; "
+        "its pageblock mix is not in a table, so null)",
+        """WITH fl AS (SELECT dataset, snapshot, node, least("order", 9) AS o,
+                             sum(free_blocks * CASE WHEN "order" = 10 THEN 2 ELSE 1 END) AS n
+                      FROM free_lists WHERE "order" <= 10 GROUP BY ALL),
+                snap AS (SELECT dataset, snapshot, node, sum(n * (1 << o)) AS free_pages,
+                                sum(n) FILTER (WHERE o = 9) AS free_huge_pages,
+                                list(n ORDER BY o) AS free_blocks,
+                                sum(n * (1 << o)) FILTER (WHERE o = 9) AS usable
+                         FROM fl GROUP BY ALL),
+                span AS (SELECT dataset, max(CASE WHEN key = 'ts_min_ns' THEN TRY_CAST(value AS BIGINT) END) AS t0,
+                                max(CASE WHEN key = 'ts_max_ns' THEN TRY_CAST(value AS BIGINT) END) AS t1
+                         FROM metadata GROUP BY dataset)
+           SELECT s.dataset, 'as captured' AS policy, CASE s.snapshot WHEN 'before' THEN span.t0 ELSE span.t1 END AS ts_ns,
+                  s.node, s.free_pages, coalesce(s.free_huge_pages, 0) AS free_huge_pages,
+                  CASE WHEN s.free_pages > 0 THEN (s.free_pages - coalesce(s.usable, 0)) / s.free_pages ELSE 0 END
+                      AS unusable_index,
+                  s.free_blocks, NULL::BIGINT AS unmovable_blocks, NULL::BIGINT AS movable_blocks,
+                  NULL::BIGINT AS reclaimable_blocks
+           FROM snap s LEFT JOIN span USING (dataset)
+           UNION ALL
+           SELECT dataset, policy, ts_ns, node, free_pages, free_huge_pages, unusable_index, free_blocks,
+                  unmovable_blocks, movable_blocks, reclaimable_blocks
+           FROM memory_series
+           ORDER BY dataset, policy <> 'as captured', policy, node, ts_ns""",
+    ),
     "outcome_by_process": (
         "Per dataset, policy and command: faults and results",
         """SELECT dataset, policy, comm, count(*) AS faults,

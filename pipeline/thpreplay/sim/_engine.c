@@ -363,22 +363,32 @@ static void region_release(Engine *e, int64_t r) {
     R->state = 3;
 }
 
+/* One memory_series row per node: ts, node, free pages, free pageblocks, free blocks of each order
+   0..NORD-1 (nr_free summed over the node's zones), and the node's pageblocks by migratetype
+   (unmovable, movable, reclaimable): SERIES_W int64 each (engine.py SERIES_COLUMNS). */
 static void sample(Engine *e, int64_t ts) {
     for (int n = 0; n < e->nnodes; n++) {
-        int64_t free = 0, huge = 0;
-        for (int i = 0; i < e->nzones; i++) {
-            if (e->zones[i].node != n) continue;
-            free += e->zones[i].free_pages; huge += e->zones[i].nr_free[NORD - 1];
-        }
-        if (e->nseries + 4 > e->capseries) {
-            int64_t cap = e->capseries ? e->capseries * 2 : 4096;
+        if (e->nseries + SERIES_W > e->capseries) {
+            int64_t cap = e->capseries ? e->capseries * 2 : 4096 * SERIES_W;
             int64_t *s = realloc(e->series, cap * sizeof(int64_t));
             if (!s) return;
             e->series = s; e->capseries = cap;
         }
         int64_t *row = &e->series[e->nseries];
-        row[0] = ts; row[1] = n; row[2] = free; row[3] = huge;
-        e->nseries += 4;
+        memset(row, 0, SERIES_W * sizeof(int64_t));
+        row[0] = ts; row[1] = n;
+        for (int i = 0; i < e->nzones; i++) {
+            Zone *z = &e->zones[i];
+            if (z->node != n) continue;
+            row[2] += z->free_pages; row[3] += z->nr_free[NORD - 1];
+            for (int j = 0; j < NORD; j++) row[4 + j] += z->nr_free[j];
+            for (int64_t b = z->b0; b < z->b1 && b < e->nblocks; b++) {
+                if (e->blocks[b].zone < 0 || &e->zones[e->blocks[b].zone] != z) continue;
+                int mt = e->blocks[b].mt;
+                if (mt >= 0 && mt <= MT_RECLAIMABLE) row[4 + NORD + mt]++;
+            }
+        }
+        e->nseries += SERIES_W;
     }
 }
 

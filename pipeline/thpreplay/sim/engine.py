@@ -123,6 +123,35 @@ def _step_text(kind: int, code: int, node: int) -> str:
     return f"step {kind}"
 
 
+# memory_series rows as the engine samples them (engine.h SERIES_W): ts, node, free pages, free
+# pageblocks, free blocks per order 0..9, pageblocks unmovable / movable / reclaimable
+NORD = 10
+SERIES_W = 4 + NORD + 3
+
+
+def unusable_index(free_blocks: np.ndarray, order: int = 9) -> np.ndarray:
+    """The unusable free space index at `order` (Mel Gorman's, as /sys/kernel/debug/extfrag/unusable_index
+    has it, mm/vmstat.c unusable_free_index): the share of free pages in blocks too small for the order,
+    0 when nothing is free. free_blocks: [rows, orders] free block counts."""
+    sizes = 1 << np.arange(free_blocks.shape[1], dtype=np.int64)
+    total = (free_blocks * sizes).sum(axis=1)
+    usable = (free_blocks[:, order:] * sizes[order:]).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, (total - usable) / np.maximum(total, 1), 0.0)
+
+
+def series_frame(policy: str, series: np.ndarray) -> pl.DataFrame:
+    free_blocks = series[:, 4:4 + NORD]
+    return pl.DataFrame({
+        "policy": [policy] * len(series), "ts_ns": series[:, 0], "node": series[:, 1].astype(np.int16),
+        "free_pages": series[:, 2], "free_huge_pages": series[:, 3],
+        "free_blocks": pl.Series(free_blocks.tolist(), dtype=pl.List(pl.Int64)),
+        "unusable_index": unusable_index(free_blocks),
+        "unmovable_blocks": series[:, 4 + NORD], "movable_blocks": series[:, 5 + NORD],
+        "reclaimable_blocks": series[:, 6 + NORD],
+    }, schema_overrides={"free_blocks": pl.List(pl.Int64)})
+
+
 def why_text(steps: np.ndarray) -> str:
     """One fault's steps (int32[MAX_STEPS]) as text: attempts separated by ' | ', steps by ' → '."""
     attempts: list[list[str]] = []
@@ -256,7 +285,7 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
         if progress:
             progress(len(chunk["kind"]))
     counters = dict(zip(COUNTERS, _engine.counters(eng)))
-    series = np.frombuffer(_engine.series(eng), dtype=np.int64).reshape(-1, 4)
+    series = np.frombuffer(_engine.series(eng), dtype=np.int64).reshape(-1, SERIES_W)
     faults = demand.faults
     # latency_ns and stall_ns span what the trace's do (schemas, params.fault_entry_us): the entry cost,
     # the slowpath's costs (the engine's stall) and, for a huge page, its preparation before the
@@ -285,10 +314,7 @@ def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialSta
         pl.Series("reclaim_calls", out["reclaim_calls"]).cast(pl.Int16),
         why_column(out["steps"], n),
     )
-    series_df = pl.DataFrame({
-        "policy": [policy.name] * len(series), "ts_ns": series[:, 0], "node": series[:, 1].astype(np.int16),
-        "free_pages": series[:, 2], "free_huge_pages": series[:, 3],
-    })
+    series_df = series_frame(policy.name, series)
     if counters["bug_double_alloc"] or counters["bug_double_free"]:
         raise AssertionError(f"replay core inconsistency under {policy.name}: {counters}")
     return Run(policy.name, outcomes, counters, series_df)
