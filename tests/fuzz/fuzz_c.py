@@ -109,7 +109,7 @@ def cut_once(data: bytes, rng: random.Random) -> None:
     skew = (max(ob + d, 0), max(cb + d, 1), max(tc + d, 2), ec if ec < 0 else max(ec + d, 3))
     if skew[0] < skew[1] < skew[2] and (skew[3] < 0 or skew[3] > skew[2]):
         prefix._prefix.cut(data, *skew, layout.fmt == "perf", layout.lat_width, layout.frac_digits or 0,
-                           rng.random() < 0.3)
+                           rng.random() < 0.3, prefix.SPECS if rng.random() < 0.7 else None)
 
 
 def perfdata_seeds() -> list[bytes]:
