@@ -101,7 +101,7 @@ static void reset_cached_positions(Zone *z) {
 }
 
 static inline int is_lru(const Block *B, int off);
-static int buddy_head(const Block *B, int off);
+static inline int free_order_at(const Levels *L, int off);
 
 /* __reset_isolation_pfn() (5.1+, e332f741a8dd "mm, compaction: be selective about what pageblocks to
    clear skip hints"): a block keeps its skip bit unless a sample of its pages, one every
@@ -113,12 +113,15 @@ static int reset_isolation_pfn(Engine *e, const Zone *z, int64_t b, int check_so
     if (!in_zone(e, z, b) || B->huge) return 0;
     if (check_source && check_target && !B->skip) return 1;
     if (!check_source && check_target && B->mt != MT_MOVABLE) return 0;
+    Levels L; int have_levels = 0;
     for (int off = 0; off < PB_PAGES; off += 8) {
-        if ((check_source && bit_get(B->used, off) && is_lru(B, off)) ||
-            (check_target && !bit_get(B->used, off) && buddy_head(B, off))) {
-            B->skip = 0;
-            return 1;
+        int used = bit_get(B->used, off), hit = check_source && used && is_lru(B, off);
+        if (!hit && check_target && !used) {
+            if (!have_levels) { levels_of(B->used, &L); have_levels = 1; }
+            int k = free_order_at(&L, off);
+            hit = (off & ((1 << k) - 1)) == 0;   /* PageBuddy(): the head of its free block */
         }
+        if (hit) { B->skip = 0; return 1; }
     }
     return 0;
 }
@@ -261,14 +264,6 @@ static int isolate_freepages_block(Engine *e, CompactControl *cc, int64_t b, int
     if (off > PB_PAGES) off = PB_PAGES;
     *pos = off;
     return isolated;
-}
-
-/* PageBuddy() of a free page: it heads its free block (the order of the largest free aligned chunk
-   that contains it). */
-static int buddy_head(const Block *B, int off) {
-    Levels L; levels_of(B->used, &L);
-    int k = free_order_at(&L, off);
-    return (off & ((1 << k) - 1)) == 0;
 }
 
 /* suitable_migration_target(): not a free pageblock (a buddy of pageblock order), and MOVABLE unless
