@@ -1,7 +1,7 @@
 """perf.data: `perf script` vs thpreplay's own reader, side by side on real captures.
 
 For each perf.data given (default: the two captures of BENCHMARKS.md in /tmp/perfdata), alternating,
-N times each (whole processes, start-up included; wall time, CPU time and peak RSS from wait4; the machine's load
+N times each (whole processes, start-up included; wall and CPU time from wait4, peak RSS from /usr/bin/time; the machine's load
 average after each round, since other work on the machine moves the wall times):
   perf script:  perf script -F comm,tid,cpu,time,event,trace --ns -i F > /dev/null
                 (what ingest ran before, and still runs for the files the reader does not read)
@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +34,19 @@ READER = ("import sys\nfrom thpreplay.parse import perfdata\n"
 
 def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one whole process."""
+    # Peak RSS from /usr/bin/time, not from wait4: a child's ru_maxrss starts at its parent's RSS at the
+    # fork (it is kept across exec), and this process holds a few hundred MiB after identical()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", *cmd], stdout=stdout, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        err.seek(0)
+        last = err.read().decode(errors="replace").strip().splitlines()[-1:]
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not last or not last[0].isdigit():
         raise SystemExit(f"{cmd[0]} failed (exit {proc.returncode}): {' '.join(cmd)}")
-    return wall, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime
+    return wall, int(last[0]) // 1024, usage.ru_utime + usage.ru_stime
 
 
 def identical(path: Path) -> int:
