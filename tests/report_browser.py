@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FIGURES = ("outcomes", "latency", "free-huge")
+FIGURES = ("outcomes", "latency", "free-huge", "fragmentation")
 # Flags for a root, offline, headless Chromium: without the background-networking ones it tries to
 # reach Google's hosts at start.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",

@@ -66,3 +66,20 @@ def test_the_view_puts_the_capture_first(qemu):
     assert before0["unusable_index"] == pytest.approx((free - 512 * 29) / free)
     assert before0["unmovable_blocks"] is None
     assert set(view["policy"]) == {"as captured", "no-local-reclaim-7.0", "local-only-4.8"}
+
+
+def test_the_report_draws_fragmentation_and_latency_by_placement(qemu, tmp_path):
+    """The page has the fragmentation panels (with the snapshots' marks) and the latency table whose first
+    row is the capture's, in the same figures as validate's latency rows."""
+    from thpreplay.report import build, fragmentation_snapshots, latency_by_placement
+
+    simulate(qemu, policies=["no-local-reclaim-7.0"])
+    page = build(qemu, tmp_path / "r.html").path.read_text(encoding="utf-8")
+    assert "<figure id='fragmentation'>" in page and "unusable index" in page
+    snaps = fragmentation_snapshots(qemu)
+    assert snaps.height == 4 and snaps.filter(pl.col("snapshot") == "before")["unusable_index"][0] == pytest.approx(
+        1 - 512 * 29 / (92628 + 2 * 7 + 4 * 4 + 8 * 3 + 16 * 3 + 32 * 3 + 64 * 4 + 128 * 4 + 512 * 3 + 1024 * 13))
+    outcomes = pl.read_parquet(qemu / "simulation" / "outcomes")
+    table = latency_by_placement(qemu, outcomes, ["no-local-reclaim-7.0"])
+    assert table.row(0) == ("as captured", "10.9 ms / 39.8 ms (26)", "10.0 ms / 24.2 ms (78)", "406 µs / 11.0 ms (183)")
+    assert "Fault latency by placement" in page and "10.9 ms / 39.8 ms (26)" in page

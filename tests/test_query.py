@@ -118,7 +118,7 @@ def test_report_is_one_self_contained_page(simulated, tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout.decode().splitlines()[-1] == f"report: {out}"
     page = out.read_text()
-    for figure in ("outcomes", "latency", "free-huge"):
+    for figure in ("outcomes", "latency", "free-huge", "fragmentation"):
         assert f"<figure id='{figure}'><svg" in page
     assert "<script" not in page and "<link" not in page and "src=" not in page  # nothing to fetch
     assert "Validation against the captured kernel (no-local-reclaim-7.0)" in page

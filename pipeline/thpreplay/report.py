@@ -233,10 +233,111 @@ def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFram
                        label="as captured: before snapshot"),
                 Line2D([], [], marker="s", color="#444", markerfacecolor="white", linestyle="none",
                        label="as captured: after snapshot")]
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(4, len(handles)),
-               frameon=False, fontsize=8)
-    fig.suptitle("Free huge pages per node over time, one panel per policy", y=1.08)
+    fig.suptitle("Free huge pages per node over time, one panel per policy")
     fig.tight_layout()
+    # the legend under the panels: above them it met the title when there is one row of panels
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(4, len(handles)),
+               frameon=False, fontsize=8)
+    return _svg(fig, tips)
+
+
+def latency_by_placement(dataset: Path, outcomes: pl.DataFrame, policies: list[str],
+                         names: dict[str, str] | None = None) -> pl.DataFrame:
+    """Fault latency by placement, as mmtests' thpchallenge reports it per outcome: a row for the capture
+    (measured) and one per policy (the model's), over the same faults (those whose page-fault event the
+    trace has, validate's rule), each placement's cell `p50 / p99 (faults)`."""
+    timed = read_table(dataset, "thp_faults", ["fault_id", "outcome", "latency_ns"]).filter(
+        pl.col("latency_ns").is_not_null())
+    placement = pl.when(pl.col("result").str.starts_with("huge")).then(pl.col("result")).otherwise(pl.lit("fallback"))
+    sides = [(CAPTURED, timed.select(pl.col("outcome").alias("placement"), "latency_ns"))]
+    for p in policies:
+        o = outcomes.filter(pl.col("policy") == p).join(timed.select("fault_id"), on="fault_id", how="semi")
+        sides.append(((names or {}).get(p, p), o.select(placement.alias("placement"), "latency_ns")))
+    rows = []
+    for label, frame in sides:
+        row = {"policy": label}
+        for where in ("huge_local", "huge_remote", "fallback"):
+            lat = frame.filter(pl.col("placement") == where)["latency_ns"]
+            row[where] = "—" if lat.len() == 0 else (
+                f"{fmt_us(float(lat.quantile(0.5, 'linear')) / 1000)} / "
+                f"{fmt_us(float(lat.quantile(0.99, 'linear')) / 1000)} ({lat.len():,})")
+        rows.append(row)
+    return pl.DataFrame(rows, schema={"policy": pl.String, "huge_local": pl.String, "huge_remote": pl.String,
+                                      "fallback": pl.String})
+
+
+def fragmentation_snapshots(dataset: Path) -> pl.DataFrame:
+    """The capture's unusable free space index for order 9 per node, before and after (free_lists; an
+    order-10 block counts as two order-9 ones, as the model's series and the fragmentation view count)."""
+    try:
+        fl = read_table(dataset, "free_lists", ["snapshot", "node", "order", "free_blocks"])
+    except InputError:
+        return pl.DataFrame(schema={"snapshot": pl.String, "node": pl.Int16, "unusable_index": pl.Float64})
+    fl = fl.filter(pl.col("order") <= 10).with_columns(
+        pages=pl.col("free_blocks") * pl.lit(2, pl.Int64).pow(pl.col("order").cast(pl.Int64)))
+    return fl.group_by("snapshot", "node").agg(
+        total=pl.col("pages").sum(), usable=pl.col("pages").filter(pl.col("order") >= 9).sum(),
+    ).with_columns(
+        unusable_index=pl.when(pl.col("total") > 0).then((pl.col("total") - pl.col("usable")) / pl.col("total"))
+        .otherwise(0.0)
+    ).select("snapshot", "node", "unusable_index").sort("snapshot", "node")
+
+
+def _fragmentation(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame,
+                   names: dict[str, str] | None = None) -> str:
+    """Small multiples as the free-huge-pages chart: one panel per policy, a line per node of the unusable
+    free space index for order 9 (how much of the free memory is in pieces too small for a THP), the
+    capture's before/after snapshots as marks; the hover text adds the pageblocks turned unmovable."""
+    nodes = sorted(series["node"].unique().to_list())
+    cols = min(3, max(1, len(policies)))
+    nrows = -(-len(policies) // cols) if policies else 1
+    fig, axes = plt.subplots(nrows, cols, figsize=(9.5, 1.9 * nrows + 0.9), squeeze=False, sharex=True, sharey=True)
+    tips = _Tips()
+    t0 = series["ts_ns"].min() or 0
+    t1 = ((series["ts_ns"].max() or 0) - t0) / 1e9
+    for k, ax in enumerate(axes.flat):
+        if k >= len(policies):
+            ax.set_axis_off()
+            continue
+        p = policies[k]
+        for j, node in enumerate(nodes):
+            s = series.filter((pl.col("policy") == p) & (pl.col("node") == node)).sort("ts_ns")
+            color = NODE_COLORS[j % len(NODE_COLORS)]
+            x = (s["ts_ns"].to_numpy() - t0) / 1e9
+            y = 100.0 * s["unusable_index"].to_numpy()
+            line, = ax.step(x, y, where="post", color=color, linewidth=1.3, linestyle=NODE_DASHES[j % len(NODE_DASHES)])
+            if len(y):
+                unm = s["unmovable_blocks"]
+                tips.add(line, f"{(names or {}).get(p, p)}, node {node}: unusable index {y[0]:.1f} % at the start, "
+                               f"{y[-1]:.1f} % at the end; unmovable pageblocks {int(unm[0]):,} → {int(unm[-1]):,}")
+            snap = snapshots.filter(pl.col("node") == node)
+            for snapshot, xpos, marker in (("before", 0.0, "o"), ("after", t1, "s")):
+                v = snap.filter(pl.col("snapshot") == snapshot)["unusable_index"]
+                if v.len():
+                    m, = ax.plot([xpos], [100.0 * float(v[0])], marker=marker, color=color, markerfacecolor="white",
+                                 markersize=5, linestyle="none", zorder=5, clip_on=False)
+                    tips.add(m, f"as captured, node {node}: unusable index {100.0 * float(v[0]):.1f} % in the "
+                                f"{snapshot} snapshot")
+        ax.set_title((names or {}).get(p, p), fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.grid(color="#eee", linewidth=0.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("unusable for 2 MiB (%)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("seconds since the start")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=NODE_COLORS[j % len(NODE_COLORS)], linestyle=NODE_DASHES[j % len(NODE_DASHES)],
+                      label=f"node {node} (model)") for j, node in enumerate(nodes)]
+    handles += [Line2D([], [], marker="o", color="#444", markerfacecolor="white", linestyle="none",
+                       label="as captured: before snapshot"),
+                Line2D([], [], marker="s", color="#444", markerfacecolor="white", linestyle="none",
+                       label="as captured: after snapshot")]
+    fig.suptitle("Fragmentation per node over time: the share of free memory unusable for a huge page")
+    fig.tight_layout()
+    # the legend under the panels: above them it met the title when there is one row of panels
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(4, len(handles)),
+               frameon=False, fontsize=8)
     return _svg(fig, tips)
 
 
@@ -520,6 +621,12 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap, names)}</figure>")
     parts.append(f"<figure id='latency'>{_latency_chart(latency_percentiles(outcomes, policies, dataset, names))}</figure>")
     parts.append(f"<figure id='free-huge'>{_free_huge(series, policies, free_huge_snapshots(dataset), names)}</figure>")
+    parts.append(f"<figure id='fragmentation'>{_fragmentation(series, policies, fragmentation_snapshots(dataset), names)}"
+                 "</figure>")
+    parts.append("<h2>Fault latency by placement</h2><p class='note'>p50 / p99 (faults), from the page-fault event to "
+                 "the allocation's return, over the faults whose page-fault event the trace has: the capture measured, "
+                 "each policy as the model prices its path (thpreplay explain DATASET FAULT shows one fault's).</p>")
+    parts.append(_table(latency_by_placement(dataset, outcomes, policies, names), first_row_class="cap"))
     if validation is not None:
         parts.append(f"<h2>Validation against the captured kernel ({html.escape(validation.policy)})</h2>")
         parts.append(_table(validation.table(), {"rel_error": "rel. error"}))
