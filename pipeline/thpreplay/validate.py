@@ -18,8 +18,9 @@ last sample of the run's memory_series (free order-9 blocks, order 10 not modell
 Fault latency (compare_latency): p50 and p99 of latency_ns per placement, the trace's against the
 model's, over the faults whose page-fault event the trace has. Both sides measure the same span (the
 schemas' definition: the page-fault event to the return of the fault's last THP attempt); the model's is
-its calibrated entry cost plus its compaction and reclaim costs, so this is where a model that compacts
-too much, too little or at the wrong price shows.
+its calibrated entry cost, plus its compaction and reclaim costs, plus the page's preparation for a huge
+page (sim/params.py), so this is where a model that compacts too much, too little or at the wrong price
+shows.
 
 Per-fault paths: every THP fault's path through the allocator in the trace against the model's for
 the same fault (joined on fault_id). A path is `stage → placement`:
