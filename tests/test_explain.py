@@ -134,3 +134,20 @@ def test_the_readme_example_is_what_explain_prints(qemu):
             continue
         assert line in out[at:], line
         at = out.index(line, at) + 1
+
+
+def test_the_report_says_why_per_policy(qemu, tmp_path):
+    """The report's "Why" table: the capture's paths as validate reads them, each policy's from its
+    outcomes, and the rule that most often ended a policy's failed attempt."""
+    from thpreplay.report import build, paths_by_policy
+
+    simulate(qemu, policies=["local-only-4.8", "no-local-reclaim-7.0"])
+    outcomes = pl.read_parquet(qemu / "simulation" / "outcomes")
+    table = paths_by_policy(qemu, outcomes, ["local-only-4.8", "no-local-reclaim-7.0"])
+    assert table["policy"].to_list() == ["as captured", "local-only-4.8", "no-local-reclaim-7.0"]
+    assert table["paths"][0].startswith("reclaimed → fallback (183); compact_failed → huge_remote (76); "
+                                        "fast → huge_local (26)")
+    assert table["paths"][1] == "reclaimed → fallback (261); fast → huge_local (27)"
+    assert table["gave up most often"][1] == f"{BAIL_REASONS[8]} (261)"
+    page = build(qemu, tmp_path / "r.html").path.read_text(encoding="utf-8")
+    assert "Why: the faults' paths" in page and "reclaimed → fallback (261)" in page

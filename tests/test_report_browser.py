@@ -40,7 +40,7 @@ def test_the_report_loads_offline_with_every_chart(report_page, tmp_path):
     for name, fig in page.figures.items():
         assert fig["width"] > 300 and fig["height"] > 100, (name, fig)
         assert fig["marks"] > 10, (name, fig)  # bars, boxes, lines: something is drawn
-    assert page.tables == 4  # topology, summary, latency by placement, validation
+    assert page.tables == 5  # topology, summary, latency by placement, why, validation
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 

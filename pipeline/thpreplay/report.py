@@ -266,6 +266,35 @@ def latency_by_placement(dataset: Path, outcomes: pl.DataFrame, policies: list[s
                                       "fallback": pl.String})
 
 
+def _counted(values: list[str], top: int = 4) -> str:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = "; ".join(f"{k} ({n:,})" for k, n in ranked[:top])
+    return text + (f"; {len(ranked) - top} more" if len(ranked) > top else "") if ranked else "—"
+
+
+def paths_by_policy(dataset: Path, outcomes: pl.DataFrame, policies: list[str],
+                    names: dict[str, str] | None = None) -> pl.DataFrame:
+    """Why, at a glance: per row (the capture, then each policy) its faults' paths through the allocator
+    (stage → placement, validate's words), commonest first, and the slowpath rule that most often ended
+    a policy's failed attempt (outcomes.why; the trace does not name its rule: thpreplay explain shows a
+    fault's events)."""
+    from thpreplay.validate import model_paths, trace_paths
+
+    try:
+        captured_paths = trace_paths(dataset)["path"].to_list()
+    except (InputError, pl.exceptions.PolarsError):
+        captured_paths = []
+    rows = [{"policy": CAPTURED, "paths": _counted(captured_paths), "gave up most often": "—"}]
+    for p in policies:
+        o = outcomes.filter(pl.col("policy") == p)
+        reasons = [r.strip() for why in o["why"].to_list() for r in re.findall(r"gives up: ([^|]+)", why)]
+        rows.append({"policy": (names or {}).get(p, p), "paths": _counted(model_paths(o)["path"].to_list()),
+                     "gave up most often": _counted(reasons, top=1)})
+    return pl.DataFrame(rows, schema={"policy": pl.String, "paths": pl.String, "gave up most often": pl.String})
+
 def fragmentation_snapshots(dataset: Path) -> pl.DataFrame:
     """The capture's unusable free space index for order 9 per node, before and after (free_lists; an
     order-10 block counts as two order-9 ones, as the model's series and the fragmentation view count)."""
@@ -407,6 +436,7 @@ td:first-child{text-align:left}
 table.summary tbody th,table.summary thead th:first-child{position:sticky;left:0;z-index:1}
 table.summary thead th:first-child{background:#f2f2f2}
 tr.cap th,tr.cap td{font-weight:bold;background:#eef3fa;border-bottom:2px solid #888}
+table.prose td{white-space:normal;text-align:left;max-width:44em}
 .d{color:#666;font-size:11px}
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}.note{color:#555;font-size:13px}
 .off{color:#b00}"""
@@ -627,6 +657,12 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
                  "the allocation's return, over the faults whose page-fault event the trace has: the capture measured, "
                  "each policy as the model prices its path (thpreplay explain DATASET FAULT shows one fault's).</p>")
     parts.append(_table(latency_by_placement(dataset, outcomes, policies, names), first_row_class="cap"))
+    parts.append("<h2>Why: the faults' paths</h2><p class='note'>Each fault's path through the allocator, stage → "
+                 "placement (fast: neither compaction nor reclaim; compacted: the page came from direct compaction; "
+                 "compact_failed: compaction was called but gave no page; reclaimed: direct reclaim ran), commonest "
+                 "first, and the slowpath rule that most often ended a policy's failed attempt. One fault's full "
+                 "story, the kernel's events beside each policy's steps: thpreplay explain DATASET FAULT.</p>")
+    parts.append(_table(paths_by_policy(dataset, outcomes, policies, names), cls="prose", first_row_class="cap"))
     if validation is not None:
         parts.append(f"<h2>Validation against the captured kernel ({html.escape(validation.policy)})</h2>")
         parts.append(_table(validation.table(), {"rel_error": "rel. error"}))
