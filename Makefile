@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv browser test test-sweep demo screenshot fidelity lab-fidelity fuzz fuzz-asan validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
+.PHONY: venv browser test test-slow test-sweep demo screenshot fidelity lab-fidelity fuzz fuzz-asan validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ browser:
 
 test: venv browser
 	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -n auto --maxprocesses=4 -m "not slow"
+
+# The long tests make test leaves out (pytest -m slow: the killed-process and full-disk checks, the
+# distributed sweep, the long property tests, a million comm names; a few minutes).
+test-slow: venv browser
+	$(PY) -m pytest -n auto --maxprocesses=4 -m slow
 
 # The full distributed sweep test: every bundled sample x every policy x two defrag settings on a
 # `dask scheduler` and two `dask worker` processes, one killed mid-sweep (about 1.5 minutes).

@@ -94,6 +94,7 @@ def test_next_512_counts_carry_across_windows(without_page_faults, monkeypatch):
     assert_same(dm.build(without_page_faults, "always", "madvise", window_lines=3001), ref)
 
 
+@pytest.mark.slow  # long: make test-slow runs it
 def test_window_size_does_not_change_the_demand_releases_and_migrations(fidelity_dataset):
     ref = whole(fidelity_dataset)
     ops = ref.ops.frame()

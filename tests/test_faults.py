@@ -66,6 +66,7 @@ def states(tmp_path_factory):
     return fingerprint(d / "old"), fingerprint(d / "new")
 
 
+@pytest.mark.slow  # long: make test-slow runs it
 def test_killed_ingest_leaves_the_old_or_the_new_dataset(states, tmp_path):
     old, new = states
     ds = tmp_path / "ds"
@@ -107,6 +108,7 @@ def test_interrupted_ingest_keeps_the_old_dataset(states, tmp_path):
     assert fingerprint(ds) == old and hidden(tmp_path, "ds") == []
 
 
+@pytest.mark.slow  # long: make test-slow runs it
 def test_killed_simulate_leaves_the_old_or_the_new_simulation(tmp_path):
     ds = tmp_path / "ds"
     assert cli("ingest", str(BUNDLE), "-o", str(ds), "-q").returncode == 0
@@ -230,20 +232,21 @@ def test_full_disk_keeps_the_old_simulation(tmp_path):
         pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
     try:
         shutil.copytree(ds, mnt / "ds")
+        shutil.rmtree(mnt / "ds" / "cache", ignore_errors=True)  # the op file below, not the demand cache
         st = os.statvfs(mnt)
         with open(mnt / "filler", "wb") as f:  # leave 16 KiB: less than a nine-policy simulation needs
             f.truncate(0)
             f.write(b"\0" * (st.f_bavail * st.f_frsize - 16 * 1024))
         before = sim_fingerprint(mnt / "ds")
         # the demand's op file goes elsewhere ($THPREPLAY_TMPDIR): the simulation's own write fails
-        r = cli("simulate", str(mnt / "ds"), env={"THPREPLAY_TMPDIR": str(tmp_path)})
+        r = cli("simulate", str(mnt / "ds"), env={"THPREPLAY_TMPDIR": str(tmp_path), "THPREPLAY_NO_CACHE": "1"})
         err = r.stderr.decode()
         assert r.returncode == 1 and "Traceback" not in err, err
         assert err.startswith(f"thpreplay: {mnt / 'ds'}: writing the simulation failed: No space left on device"), err
         assert len(err.splitlines()) == 1
         assert sim_fingerprint(mnt / "ds") == before and hidden(mnt / "ds", "simulation") == []
         # the op file next to the dataset (the default): no room for it either
-        r = cli("simulate", str(mnt / "ds"))
+        r = cli("simulate", str(mnt / "ds"), env={"THPREPLAY_NO_CACHE": "1"})
         err = r.stderr.decode()
         assert r.returncode == 1 and err == (f"thpreplay: {mnt / 'ds'}: writing the demand's op file failed: "
                                              "No space left on device\n"), err

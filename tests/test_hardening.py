@@ -6,6 +6,8 @@ checked as a user sees it: exit status, the exact stderr line, no traceback.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import shutil
@@ -44,6 +46,7 @@ def test_a_10_mib_line_is_one_reject(tmp_path):
     assert table(tmp_path / "ds", "page_alloc")["line"].to_list() == [13, 15]
 
 
+@pytest.mark.slow  # long: make test-slow runs it
 def test_a_million_distinct_comm_names(tmp_path):
     src = tmp_path / "comms.txt"
     with open(src, "w") as f:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from test_hardening import BAD, cli, table
@@ -293,6 +293,9 @@ def test_stacks_among_garbage(name, cuts, drop):
     lines = [ln for i, ln in enumerate(_lines(name)) if i not in drop or i == 0]
     for at, text in sorted(cuts, reverse=True):
         lines.insert(min(at, len(lines)), text)
+    # the files hold two or three events: with every event line dropped there is no trace left to read
+    # (that is refused in one line, tests/test_bad_input.py)
+    assume(any(re.search(r"[\s:]mm_\w+: ", ln) for ln in lines if not ln.lstrip().startswith("=>")))
     fmt = detect_format(lines, "t")
     frame = pl.DataFrame({"line": list(range(1, len(lines) + 1)), "text": lines}, schema={"line": pl.Int64, "text": pl.String})
     r = parse_lines(frame, detect_layout(lines, fmt), "t", unterminated_last=False)

@@ -294,6 +294,7 @@ def kill_one_worker_mid_sweep(sample_dataset, tmp_path, names: list[str], defrag
         str(victim.relative_to(ref))]
 
 
+@pytest.mark.slow  # long: make test-slow runs it
 def test_distributed_sweep_survives_a_killed_worker(sample_dataset, tmp_path):
     """Two small captures x every built-in policy x two defrag settings (make test)."""
     kill_one_worker_mid_sweep(sample_dataset, tmp_path, ["local-6.18-kpf", "qemu-6.1-2node-kpf"], ["madvise", "never"])

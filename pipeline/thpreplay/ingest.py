@@ -42,6 +42,10 @@ from thpreplay.topology import Topology
 DATASET_FORMAT = schemas.DATASET_FORMAT
 # Three chunks parse at once on two cores: while one waits on the GIL or the disk, two compute.
 WORKERS = 3
+# The C helper can read the typed events' payload fields too (parse/_prefix.c), but on some mutated lines
+# it and the polars path give different tables (tests/test_parse_properties.py
+# test_c_payload_fields_read_as_polars_reads_them): off until they agree; the C helper cuts the prefix.
+PAYLOAD_FIELDS_IN_C = False
 # perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
 PERF_SCRIPT_ARGS = ["script", "-F", "comm,tid,cpu,time,event,trace", "--ns", "-i"]
 # ... and, when every event of the file samples its callchain (perf record -g), the frames (stacks table)
@@ -200,7 +204,7 @@ def _parse_chunk(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, n
     mine, following = numbers
     if prefix.AVAILABLE and layout.fixed is not None and not layout.tgid and chunk.data:
         first = mine.result()
-        cut = prefix.cut(chunk.data, first, chunk.partial_tail, layout)
+        cut = prefix.cut(chunk.data, first, chunk.partial_tail, layout, fields=PAYLOAD_FIELDS_IN_C)
         following.set_result(first + cut.lines)
         return parse_lines(cut.rest, layout, name, _unterminated(chunk), chunk.data.isascii(), cut=cut,
                            context=stacks.Context(before, first - 1) if before else None)
