@@ -186,10 +186,11 @@ def _latency_chart(rows: list[tuple[str, dict]]) -> str:
     return _svg(fig, tips)
 
 
-def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame,
-               names: dict[str, str] | None = None) -> str:
-    """Small multiples: one panel per policy, a line per node, the capture's before/after snapshots as
-    reference marks in every panel (the trace has nothing in between)."""
+def _panels(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame, names: dict[str, str] | None,
+            value, snap_value, ylabel: str, title: str, line_tip, snap_tip, ylim=None) -> str:
+    """Small multiples: one panel per policy, a line per node of `value(frame)` over time, the capture's
+    before/after snapshots (`snap_value(frame)`) as reference marks in every panel (the trace has nothing in
+    between). line_tip(policy, node, frame, y) and snap_tip(node, snapshot, v) give the hover texts."""
     nodes = sorted(series["node"].unique().to_list())
     cols = min(3, max(1, len(policies)))
     nrows = -(-len(policies) // cols) if policies else 1
@@ -202,27 +203,30 @@ def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFram
             ax.set_axis_off()
             continue
         p = policies[k]
+        label = (names or {}).get(p, p)
         for j, node in enumerate(nodes):
             s = series.filter((pl.col("policy") == p) & (pl.col("node") == node)).sort("ts_ns")
             color = NODE_COLORS[j % len(NODE_COLORS)]
             x = (s["ts_ns"].to_numpy() - t0) / 1e9
-            y = s["free_huge_pages"].to_numpy()
+            y = value(s)
             line, = ax.step(x, y, where="post", color=color, linewidth=1.3,
                             linestyle=NODE_DASHES[j % len(NODE_DASHES)])
             if len(y):
-                tips.add(line, f"{(names or {}).get(p, p)}, node {node}: {int(y[0]):,} free huge pages at the start, {int(y.min()):,} at the "
-                               f"lowest, {int(y[-1]):,} at the end")
+                tips.add(line, line_tip(label, node, s, y))
             snap = snapshots.filter(pl.col("node") == node)
             for snapshot, xpos, marker in (("before", 0.0, "o"), ("after", t1, "s")):
-                v = snap.filter(pl.col("snapshot") == snapshot)["free_huge_pages"]
-                if v.len():
-                    m, = ax.plot([xpos], [int(v[0])], marker=marker, color=color, markerfacecolor="white",
+                v = snap.filter(pl.col("snapshot") == snapshot)
+                if v.height:
+                    v = snap_value(v)
+                    m, = ax.plot([xpos], [v], marker=marker, color=color, markerfacecolor="white",
                                  markersize=5, linestyle="none", zorder=5, clip_on=False)
-                    tips.add(m, f"as captured, node {node}: {int(v[0]):,} free huge pages in the {snapshot} snapshot")
-        ax.set_title((names or {}).get(p, p), fontsize=9)
+                    tips.add(m, snap_tip(node, snapshot, v))
+        ax.set_title(label, fontsize=9)
+        if ylim:
+            ax.set_ylim(*ylim)
         ax.grid(color="#eee", linewidth=0.5)
     for ax in axes[:, 0]:
-        ax.set_ylabel("free 2 MiB blocks")
+        ax.set_ylabel(ylabel)
     for ax in axes[-1, :]:
         ax.set_xlabel("seconds since the start")
     from matplotlib.lines import Line2D
@@ -233,12 +237,24 @@ def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFram
                        label="as captured: before snapshot"),
                 Line2D([], [], marker="s", color="#444", markerfacecolor="white", linestyle="none",
                        label="as captured: after snapshot")]
-    fig.suptitle("Free huge pages per node over time, one panel per policy")
+    fig.suptitle(title)
     fig.tight_layout()
     # the legend under the panels: above them it met the title when there is one row of panels
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(4, len(handles)),
                frameon=False, fontsize=8)
     return _svg(fig, tips)
+
+
+def _free_huge(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame,
+               names: dict[str, str] | None = None) -> str:
+    """Free huge pages per node over time, one panel per policy (_panels)."""
+    return _panels(
+        series, policies, snapshots, names,
+        value=lambda s: s["free_huge_pages"].to_numpy(), snap_value=lambda v: int(v["free_huge_pages"][0]),
+        ylabel="free 2 MiB blocks", title="Free huge pages per node over time, one panel per policy",
+        line_tip=lambda p, node, s, y: (f"{p}, node {node}: {int(y[0]):,} free huge pages at the start, "
+                                        f"{int(y.min()):,} at the lowest, {int(y[-1]):,} at the end"),
+        snap_tip=lambda node, snapshot, v: f"as captured, node {node}: {v:,} free huge pages in the {snapshot} snapshot")
 
 
 def latency_by_placement(dataset: Path, outcomes: pl.DataFrame, policies: list[str],
@@ -314,60 +330,20 @@ def fragmentation_snapshots(dataset: Path) -> pl.DataFrame:
 
 def _fragmentation(series: pl.DataFrame, policies: list[str], snapshots: pl.DataFrame,
                    names: dict[str, str] | None = None) -> str:
-    """Small multiples as the free-huge-pages chart: one panel per policy, a line per node of the unusable
-    free space index for order 9 (how much of the free memory is in pieces too small for a THP), the
-    capture's before/after snapshots as marks; the hover text adds the pageblocks turned unmovable."""
-    nodes = sorted(series["node"].unique().to_list())
-    cols = min(3, max(1, len(policies)))
-    nrows = -(-len(policies) // cols) if policies else 1
-    fig, axes = plt.subplots(nrows, cols, figsize=(9.5, 1.9 * nrows + 0.9), squeeze=False, sharex=True, sharey=True)
-    tips = _Tips()
-    t0 = series["ts_ns"].min() or 0
-    t1 = ((series["ts_ns"].max() or 0) - t0) / 1e9
-    for k, ax in enumerate(axes.flat):
-        if k >= len(policies):
-            ax.set_axis_off()
-            continue
-        p = policies[k]
-        for j, node in enumerate(nodes):
-            s = series.filter((pl.col("policy") == p) & (pl.col("node") == node)).sort("ts_ns")
-            color = NODE_COLORS[j % len(NODE_COLORS)]
-            x = (s["ts_ns"].to_numpy() - t0) / 1e9
-            y = 100.0 * s["unusable_index"].to_numpy()
-            line, = ax.step(x, y, where="post", color=color, linewidth=1.3, linestyle=NODE_DASHES[j % len(NODE_DASHES)])
-            if len(y):
-                unm = s["unmovable_blocks"]
-                tips.add(line, f"{(names or {}).get(p, p)}, node {node}: unusable index {y[0]:.1f} % at the start, "
-                               f"{y[-1]:.1f} % at the end; unmovable pageblocks {int(unm[0]):,} → {int(unm[-1]):,}")
-            snap = snapshots.filter(pl.col("node") == node)
-            for snapshot, xpos, marker in (("before", 0.0, "o"), ("after", t1, "s")):
-                v = snap.filter(pl.col("snapshot") == snapshot)["unusable_index"]
-                if v.len():
-                    m, = ax.plot([xpos], [100.0 * float(v[0])], marker=marker, color=color, markerfacecolor="white",
-                                 markersize=5, linestyle="none", zorder=5, clip_on=False)
-                    tips.add(m, f"as captured, node {node}: unusable index {100.0 * float(v[0]):.1f} % in the "
-                                f"{snapshot} snapshot")
-        ax.set_title((names or {}).get(p, p), fontsize=9)
-        ax.set_ylim(0, 100)
-        ax.grid(color="#eee", linewidth=0.5)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("unusable for 2 MiB (%)")
-    for ax in axes[-1, :]:
-        ax.set_xlabel("seconds since the start")
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=NODE_COLORS[j % len(NODE_COLORS)], linestyle=NODE_DASHES[j % len(NODE_DASHES)],
-                      label=f"node {node} (model)") for j, node in enumerate(nodes)]
-    handles += [Line2D([], [], marker="o", color="#444", markerfacecolor="white", linestyle="none",
-                       label="as captured: before snapshot"),
-                Line2D([], [], marker="s", color="#444", markerfacecolor="white", linestyle="none",
-                       label="as captured: after snapshot")]
-    fig.suptitle("Fragmentation per node over time: the share of free memory unusable for a huge page")
-    fig.tight_layout()
-    # the legend under the panels: above them it met the title when there is one row of panels
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(4, len(handles)),
-               frameon=False, fontsize=8)
-    return _svg(fig, tips)
+    """The unusable free space index for order 9 (how much of the free memory is in pieces too small for a
+    THP) per node over time, one panel per policy (_panels); the hover text adds the pageblocks turned
+    unmovable."""
+    return _panels(
+        series, policies, snapshots, names,
+        value=lambda s: 100.0 * s["unusable_index"].to_numpy(),
+        snap_value=lambda v: 100.0 * float(v["unusable_index"][0]),
+        ylabel="unusable for 2 MiB (%)", ylim=(0, 100),
+        title="Fragmentation per node over time: the share of free memory unusable for a huge page",
+        line_tip=lambda p, node, s, y: (f"{p}, node {node}: unusable index {y[0]:.1f} % at the start, {y[-1]:.1f} % "
+                                        f"at the end; unmovable pageblocks {int(s['unmovable_blocks'][0]):,} → "
+                                        f"{int(s['unmovable_blocks'][-1]):,}"),
+        snap_tip=lambda node, snapshot, v: f"as captured, node {node}: unusable index {v:.1f} % in the {snapshot} "
+                                           "snapshot")
 
 
 def _cell(text: str, delta: str = "", cls: str = "") -> str:
