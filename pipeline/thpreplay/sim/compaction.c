@@ -298,8 +298,10 @@ static void isolate_freepages(Engine *e, CompactControl *cc, int stride_sampling
             next = pos >= PB_PAGES ? (b - 1) * PB_PAGES : b * PB_PAGES + pos;
             break;
         } else if (pos < PB_PAGES) { next = b * PB_PAGES + pos; break; }   /* isolation failed early */
+        /* 4fca9730c51d (5.1): a block that yields nothing doubles the stride up to COMPACT_CLUSTER_MAX
+           in every mode; only the starting stride depends on the mode (1 for sync and sync-light) */
         stride = got ? 1 : (stride * 2 > COMPACT_CLUSTER_MAX ? COMPACT_CLUSTER_MAX : stride * 2);
-        if (!(cc->async && stride_sampling)) stride = 1;
+        if (!stride_sampling) stride = 1;
     }
     cc->free_pfn = next;
 }
