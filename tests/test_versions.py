@@ -270,17 +270,22 @@ def test_simulation_without_per_policy_parts_is_split(qemu):
     assert len(list((sim / "outcomes").glob("*.parquet"))) == 3
 
 
-def test_old_outcome_summary_is_refused_then_replaced(qemu, tmp_path):
-    """A simulation made before the kernel column (outcome_summary.v1): query says to simulate again;
-    simulate does, with a note, and keeps nothing from it."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_outcome_summary_is_refused_then_replaced(qemu, tmp_path, version):
+    """A simulation made before the kernel column (outcome_summary.v1) or before the samples' percentile
+    columns (v2): query says to simulate again; simulate does, with a note, and keeps nothing from it."""
     simulate(qemu, policies=["local-only-4.8"])
     part = qemu / "simulation" / "outcome_summary" / "part-000000.parquet"
-    table = pq.read_table(part).drop_columns(["kernel"])
-    pq.write_table(table.replace_schema_metadata({schemas.META_KEY: b"outcome_summary.v1"}), part)
+    table = pq.read_table(part)
+    table = table.drop_columns([c for c in table.column_names if c == "samples" or c.rsplit("_", 1)[-1] in
+                                ("p5", "p50", "p95") and c not in ("latency_p50_us",)]
+                               + (["kernel"] if version == 1 else []))
+    assert "latency_p50_us" in table.column_names and "huge_local_p5" not in table.column_names
+    pq.write_table(table.replace_schema_metadata({schemas.META_KEY: f"outcome_summary.v{version}".encode()}), part)
     assert_fails(run_cli(["query", str(qemu), "select 1"], tmp_path),
-                 f"thpreplay: {part}: holds table outcome_summary.v1, not outcome_summary.v2; run thpreplay "
+                 f"thpreplay: {part}: holds table outcome_summary.v{version}, not outcome_summary.v3; run thpreplay "
                  "simulate again")
     result = simulate(qemu, policies=["two-step-5.4"])
-    assert result.replaced == (f"the stored simulation was not kept ({part}: holds table outcome_summary.v1, not "
-                               "outcome_summary.v2; run thpreplay simulate again)")
+    assert result.replaced == (f"the stored simulation was not kept ({part}: holds table outcome_summary.v{version}, "
+                               "not outcome_summary.v3; run thpreplay simulate again)")
     assert _summary(qemu)["policy"].to_list() == ["two-step-5.4"]

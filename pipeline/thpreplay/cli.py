@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -12,7 +13,10 @@ from typing import Annotated
 
 import typer
 
+from thpreplay import _cli_values
 from thpreplay.errors import ThpreplayError
+
+_cli_values.install()  # strings, paths and flags converted without importing pydantic
 
 app = typer.Typer(
     add_completion=False,
@@ -173,6 +177,17 @@ def _madvised_option(value: str) -> bool | None:
     return None if value == "auto" else value == "yes"
 
 
+def _samples_options(samples: int | None, seed: int | None) -> None:
+    """--samples and --seed as usage errors (exit 2), in the library's words (simulate.check_samples)."""
+    from thpreplay.simulate import check_samples
+
+    try:
+        check_samples(samples, seed)
+    except ThpreplayError as e:
+        typer.echo(f"thpreplay: {e.message}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def simulate(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory made by thpreplay ingest")],
@@ -185,24 +200,36 @@ def simulate(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for a simulate running on the dataset instead of refusing")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Drop the stored results of the policies not simulated "
                                           "now (default: keep them when made with the same settings and params)")] = False,
+    samples: Annotated[int | None, typer.Option("--samples", metavar="N", help="Also replay N times, each drawing "
+                                               "what the capture cannot pin down, for p5/p50/p95 of every figure")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="S", help="Seed of the samples (default 1)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success")] = False,
 ) -> None:
     """Replay the dataset's demand under each policy (default: every built-in) and write the outcomes; the
     stored results of other policies are kept when made with the same settings and params."""
-    from thpreplay.report_text import print_simulation, progress_counter
     from thpreplay.simulate import simulate as run
 
     madv = _madvised_option(madvised)
+    _samples_options(samples, seed)
+    if quiet:  # no bar and no table: the terminal module (rich, ingest's summary) is not imported
+        bar = contextlib.nullcontext((lambda total: None, None))
+    else:
+        from thpreplay.report_text import progress_counter
+
+        bar = progress_counter("replaying")
     try:
-        with progress_counter("replaying", enabled=not quiet) as (start, advance):
+        with bar as (start, advance):
             result = run(dataset, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag, madvised=madv,
-                         params_file=params, progress=advance, on_start=start, wait=wait, replace=replace)
+                         params_file=params, progress=advance, on_start=start, wait=wait, replace=replace,
+                         samples=samples, seed=seed)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:
         typer.echo("thpreplay: interrupted; the dataset's simulation is unchanged", err=True)
         raise typer.Exit(130) from None
     if not quiet:
+        from thpreplay.report_text import print_simulation
+
         print_simulation(result)
         if result.kept:
             typer.echo(f"kept the stored results of {', '.join(result.kept)} (same settings and params; --replace "

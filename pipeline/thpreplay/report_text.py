@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -183,6 +184,7 @@ FIGURES = (
 NARROW_GROUPS = (("huge_local", "huge_remote", "fallback", "thp_coverage", "local_share"),
                  ("latency_mean_us", "latency_p99_us", "compact_stall", "pgsteal_direct", "pswpout", "access_cost_mean"))
 DELTA_LEGEND = "under each figure: the difference from as captured (pp: % points; ×: ratio)"
+INTERVAL_LEGEND = "[p5-p95]: the model's 90 % interval over {n} samples (simulate --samples)"
 NARROW_LEGEND = ("huge L/R: a huge page on the local/a remote node; 4K: fell back to 4 KiB pages\n"
                  "THP, local: % of faults; recl.: pages reclaimed directly; cost: access cost")
 
@@ -250,20 +252,74 @@ def row_label(row: dict) -> str:
     return f"{kernel} ({row['policy']})" if kernel else row["policy"]
 
 
+def _short_us(x: float) -> tuple[str, str]:
+    """A latency in two or three digits and its unit: an interval's ends (7.6 ms, 390 µs, 1.3 s)."""
+    scale, unit = (1e6, "s") if x >= 1e6 else (1e3, "ms") if x >= 1e3 else (1.0, "µs")
+    v = x / scale
+    return (f"{v:.1f}" if v < 10 else f"{v:,.0f}"), unit
+
+
+def interval(row: dict, column: str, kind: str) -> str | None:
+    """The figure's 90 % interval over the samples, `[p5-p95]` (simulate --samples), or None: no samples,
+    or a fallback count whose parts (base_local, base_remote, failed) vary together (a sum's percentiles
+    are not the sum of its parts')."""
+    if (row.get("samples") or 0) < 2:
+        return None
+    if column == "fallback":
+        parts = ("base_local", "base_remote", "failed")
+        if any(row.get(f"{c}_p95") is None for c in parts):
+            return None
+        varying = [c for c in parts if row[f"{c}_p5"] != 0 or row[f"{c}_p95"] != 0]
+        if len(varying) > 1:
+            return None
+        column = varying[0] if varying else "base_local"
+    lo, hi = row.get(f"{column}_p5"), row.get(f"{column}_p95")
+    if lo is None or hi is None:
+        return None
+    if kind == "pct":
+        return f"[{100 * lo:.0f}-{100 * hi:.0f}%]"
+    if kind == "us":
+        (a, ua), (b, ub) = _short_us(lo), _short_us(hi)
+        return f"[{a}-{b}{ub}]" if ua == ub else f"[{a}{ua}-{b}{ub}]"
+    if kind == "cost":
+        return f"[{lo:.2f}-{hi:.2f}]"
+    return f"[{round(lo):,}-{round(hi):,}]"
+
+
 def _cell(row: dict, column: str, kind: str, ref: dict | None) -> str:
     value = figure_value(row, column)
     text = fmt_figure(value, kind)
+    iv = interval(row, column, kind) if "samples" in row else None
+    if iv is not None or (row.get("samples") or 0) >= 2:
+        text += f"\n[dim]{escape(iv or '')}[/dim]"
     delta = fmt_delta(value, figure_value(ref, column), kind) if ref is not None else ""
     return f"{text}\n[dim]{delta}[/dim]" if ref is not None else text
 
 
+def sampled(summary) -> int:
+    """How many samples the summary's percentiles are over (0: none; simulate --samples)."""
+    if "samples" not in summary.columns or not summary.height:
+        return 0
+    return int(summary["samples"].fill_null(0).max() or 0)
+
+
 def summary_tables(summary, captured=None, width: int | None = None) -> list[Table]:
     """The headline of a simulation: the captured row first, then one row per policy with its difference
-    from the captured figures. One table when it fits `width` (None: always), else two narrower ones."""
+    from the captured figures. One table when it fits `width` (None: always), else two narrower ones;
+    with sampled intervals under the figures, as many as it takes to fit (figures in order)."""
     summary = in_era_order(summary)
     wide = _summary_table(summary, captured, [f[0] for f in FIGURES], wide=True)
     if width is None or _width(wide) <= width:
         return [wide]
+    if sampled(summary) >= 2:
+        groups: list[list[str]] = [[]]
+        for column in (f[0] for f in FIGURES):
+            trial = groups[-1] + [column]
+            if groups[-1] and _width(_summary_table(summary, captured, trial, wide=False)) > width:
+                groups.append([column])
+            else:
+                groups[-1] = trial
+        return [_summary_table(summary, captured, g, wide=False) for g in groups]
     return [_summary_table(summary, captured, list(group), wide=False) for group in NARROW_GROUPS]
 
 
@@ -376,6 +432,9 @@ def print_summary(console: Console, summary, captured=None) -> None:
         console.print(t)
     if captured is not None:
         console.print(DELTA_LEGEND, highlight=False, soft_wrap=False)
+    n = sampled(summary)
+    if n >= 2:
+        console.print(INTERVAL_LEGEND.format(n=n), highlight=False, soft_wrap=False, markup=False)
     if len(tables) > 1:
         console.print(NARROW_LEGEND, highlight=False, soft_wrap=False)
     for note in footnotes(captured):

@@ -32,6 +32,7 @@ from thpreplay.sim import calibrate
 from thpreplay.sim import cache as prepared_cache
 from thpreplay.sim import demand as demand_mod
 from thpreplay.sim import engine, state
+from thpreplay.sim import samples as sample_mod
 from thpreplay.sim.params import Params
 
 SIM_DIR = "simulation"
@@ -52,6 +53,7 @@ class Inputs:
     notes: list[str] = field(default_factory=list)
     proactive_phase_ns: int | None = None
     calibration: list[dict] = field(default_factory=list)   # costs measured from the capture (sim/calibrate.py)
+    estimates: list = field(default_factory=list)   # the same, as calibrate.Estimate (with their scatter)
 
 
 def _metadata(dataset: Path) -> dict:
@@ -161,7 +163,7 @@ def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: b
         signatures=[sorted(s) for s in signatures] if signatures else None, cua=cua, seed=params.seed), build)
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
                   notes + demand.notes + init.assumptions + cache_notes, kcompactd_timer_phase(dataset),
-                  [e.as_dict() for e in estimates])
+                  [e.as_dict() for e in estimates], [e for e in estimates if e.param not in params.explicit])
 
 
 def _madvise_signatures(dataset: Path, release: str | None, enabled: str,
@@ -261,8 +263,29 @@ def summarize(run: engine.Run, policy: Policy, settings: ThpSettings, kernel: st
         pgsteal_kswapd=c["pgsteal_kswapd"], pswpout=c["pswpout"], numa_miss=c["numa_miss"],
         placed_as_traced=c["placed_as_traced"], placed_by_allocator=c["placed_by_allocator"],
         dropped_by_huge_region=c["dropped_by_huge_region"], synthesized_base_pages=c["synthesized_base_pages"],
-        free_of_unknown_page=c["free_of_unknown_page"],
+        free_of_unknown_page=c["free_of_unknown_page"], samples=0,
     )
+
+
+# outcome_summary's figures: each gets <figure>_p5, _p50 and _p95 over the samples (simulate --samples)
+SAMPLED_FIGURES = (
+    "huge_local", "huge_remote", "base_local", "base_remote", "failed", "thp_coverage", "local_share",
+    "latency_mean_us", "latency_p50_us", "latency_p99_us", "access_cost_mean", "compact_stall", "compact_success",
+    "compact_fail", "pages_migrated", "allocstall", "pgsteal_direct", "pgsteal_kswapd", "pswpout", "numa_miss",
+    "placed_as_traced", "placed_by_allocator", "dropped_by_huge_region", "synthesized_base_pages",
+    "free_of_unknown_page",
+)
+
+
+def check_samples(samples: int | None, seed: int | None) -> None:
+    """--samples is a count of replays, at least 1; --seed a whole number Params.seed could hold."""
+    if samples is not None and samples < 1:
+        raise ThpreplayError(f"--samples must be at least 1, not {samples}")
+    if seed is not None and samples is None:
+        raise ThpreplayError("--seed needs --samples (the default replay is deterministic; its own seed is the "
+                             "--params file's `seed`)")
+    if seed is not None and not 0 <= seed <= 2**53:
+        raise ThpreplayError(f"--seed must be 0..{2**53}, not {seed}")
 
 
 @dataclass
@@ -274,13 +297,19 @@ class SimulationResult:
     madvised: bool | None = None    # the --madvised choice (None: from the capture)
     kept: list[str] = field(default_factory=list)   # stored policies this run kept (write())
     replaced: str | None = None     # why the stored results of other policies were not kept, if they were not
+    # with --samples: {"n", "seed", "draws": [what each sample drew], "figures": {policy: [per-sample rows]}}
+    samples: dict | None = None
 
 
 def replay(inputs: Inputs, policies: list[Policy], progress=None,
-           kernels: dict[str, list[str]] | None = None) -> SimulationResult:
+           kernels: dict[str, list[str]] | None = None, samples: int | None = None, seed: int = 1) -> SimulationResult:
     """Run every policy. A policy that refuses the settings (a defrag mode its era did not have) is left
     out with a note when others run; alone, its error is the result. kernels: policy -> the kernel
-    versions asked for (kernels_asked), the summary's `kernel` column."""
+    versions asked for (kernels_asked), the summary's `kernel` column. samples: also replay each policy
+    that many times, drawing what the capture cannot pin down from generators seeded by (seed, sample)
+    (sim/samples.py), for the summary's percentile columns; the outcomes and the figures themselves stay
+    the deterministic run's."""
+    check_samples(samples, seed if samples is not None else None)
     kernels = kernels or {}
     runs, rows = [], []
     usable = []
@@ -298,17 +327,38 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None,
                          proactive_phase_ns=inputs.proactive_phase_ns)
         runs.append(run)
         rows.append(summarize(run, policy, inputs.settings, ", ".join(kernels.get(policy.name, [])) or None))
+    sampled = None
+    if samples:
+        sampled = replay_samples(inputs, usable, samples, seed, progress)
+        for row in rows:
+            per = sampled["figures"][row["policy"]]
+            row["samples"] = samples
+            for fig in SAMPLED_FIGURES:
+                for q, value in sample_mod.quantiles([r[fig] for r in per]).items():
+                    row[f"{fig}_{q}"] = value
     table = schemas.load("outcome_summary")
     summary = table.conform(pl.DataFrame(rows, schema_overrides=table.polars(), strict=False)) if rows else table.empty()
     ran = {r.policy for r in runs}
-    return SimulationResult(inputs, runs, summary, {k: v for k, v in kernels.items() if k in ran})
+    return SimulationResult(inputs, runs, summary, {k: v for k, v in kernels.items() if k in ran}, samples=sampled)
+
+
+def replay_samples(inputs: Inputs, policies: list[Policy], n: int, seed: int, progress=None) -> dict:
+    """The samples of every policy: what each drew, and each policy's outcome_summary figures per sample."""
+    draws: list[dict] = []
+    figures: dict[str, list[dict]] = {p.name: [] for p in policies}
+    for d, policy, run in sample_mod.runs(inputs, policies, n, seed, progress):
+        if not draws or draws[-1]["sample"] != d.sample:
+            draws.append(d.as_dict())
+        row = summarize(run, policy, inputs.settings)
+        figures[policy.name].append(dict(sample=d.sample, **{f: row[f] for f in SAMPLED_FIGURES}))
+    return dict(n=n, seed=seed, draws=draws, figures=figures)
 
 
 # simulation.json keys that must be equal for stored results to be kept beside new ones: what the
 # results were computed from (the dataset's demand and initial state, the settings, the parameters after
 # calibration, the model's version). Notes and counters are per run.
 SAME_INPUTS = ("settings", "madvised", "params", "kernel_release", "compact_stall_rule", "demand", "initial_state",
-               "thpreplay")
+               "thpreplay", "samples")
 
 
 def _part(i: int) -> str:
@@ -332,6 +382,11 @@ def _record(result: SimulationResult) -> dict:
         parts={name: _part(i) for i, name in enumerate(names)},
         schemas={name: schemas.load(name).id for name in TABLES},
         thpreplay=__version__,
+        # with --samples only (a deterministic run's record is as it was): what each sample drew and each
+        # policy's figures per sample (sim/samples.py)
+        **(dict(samples=dict(n=result.samples["n"], seed=result.samples["seed"]),
+                sample_draws=result.samples["draws"], sample_figures=result.samples["figures"])
+           if result.samples else {}),
     )))  # JSON's own types, so that it compares equal to a stored record
 
 
@@ -346,6 +401,9 @@ def _differs(old: dict, new: dict) -> str:
         keys = sorted(k for k in set(old.get("params") or {}) | set(new["params"])
                       if (old.get("params") or {}).get(k) != new["params"].get(k))
         return "other parameters (" + ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "") + ")"
+    if old.get("samples") != new.get("samples"):
+        s = old.get("samples")
+        return f"--samples {s['n']} --seed {s['seed']}" if s else "no --samples"
     if old.get("thpreplay") != new["thpreplay"]:
         return f"thpreplay {old.get('thpreplay') or 'of an older version'}"
     return "other inputs (" + ", ".join(k for k in SAME_INPUTS if old.get(k) != new.get(k)) + ")"
@@ -436,6 +494,9 @@ def write(result: SimulationResult, before_publish=None, replace: bool = False) 
                          if (k := (info["kernels"] if p in runs else old.get("kernels") or {}).get(p))},
                 parts={p: _part(i) for i, p in enumerate(order)},
             )
+            if "sample_figures" in info:
+                info["sample_figures"] = {p: (info["sample_figures"] if p in runs else old.get("sample_figures", {}))[p]
+                                          for p in order}
         (tmp / "simulation.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
         if before_publish is not None:
             before_publish()
@@ -453,10 +514,13 @@ def write(result: SimulationResult, before_publish=None, replace: bool = False) 
 def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels: list[str] | None = None,
              enabled: str | None = None, defrag: str | None = None, madvised: bool | None = None,
              params_file: str | None = None, progress=None, on_start=None, wait: bool = False,
-             replace: bool = False) -> SimulationResult:
+             replace: bool = False, samples: int | None = None, seed: int | None = None) -> SimulationResult:
     """Replay and write DATASET/simulation/, keeping the stored results of other policies computed from
     the same inputs (write(); replace=True keeps none). The dataset is read-locked throughout and its
-    simulate lock held (a second simulate is refused, or waits with wait=True); see dataset.py."""
+    simulate lock held (a second simulate is refused, or waits with wait=True); see dataset.py.
+    samples, seed: also replay each policy `samples` times, drawing what the capture cannot pin down
+    (sim/samples.py; seed defaults to 1), for outcome_summary's p5 / p50 / p95 columns."""
+    check_samples(samples, seed)
     dataset = Path(dataset)
     check_dataset(dataset)
     chosen = select_policies(policies, kernels)
@@ -466,8 +530,9 @@ def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels:
         inputs = prepare(dataset, enabled=enabled, defrag=defrag, madvised=madvised, params=params)
         inputs.notes += warnings
         if on_start:
-            on_start(inputs.demand.ops.height * len(chosen))
-        result = replay(inputs, chosen, progress=progress, kernels=asked)
+            on_start(inputs.demand.ops.height * len(chosen) * (1 + (samples or 0)))
+        result = replay(inputs, chosen, progress=progress, kernels=asked, samples=samples,
+                        seed=1 if seed is None else seed)
         result.madvised = madvised
         write(result, before_publish=still_there, replace=replace)
         return result

@@ -20,15 +20,20 @@ Rules common to every estimate:
 - a value is floored at MIN_US (the trace clock, 1 µs in ftrace's default format, can be too coarse).
 
 Each Estimate says how many samples it came from and what they were; `calibrate` returns only the
-parameters the capture supports (an empty list for a capture without these events).
+parameters the capture supports (an empty list for a capture without these events). Each also keeps
+its samples' scatter as `draw(rng)`: the same statistic over a bootstrap resample of its samples (the
+per-event values drawn with replacement; for a ratio of totals, the runs or periods), which
+`simulate --samples` uses to draw the cost within what the capture measured (sim/samples.py).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from thpreplay.errors import InputError
@@ -57,9 +62,31 @@ class Estimate:
     value: float
     count: int          # how many samples it came from
     source: str         # short human description of the samples and the statistic
+    # the statistic over a bootstrap resample of the samples: draw(rng) -> a value (None: not drawn)
+    draw: Callable[[np.random.Generator], float] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return dict(param=self.param, value=self.value, count=self.count, source=self.source)
+
+
+def _boot_median(values, scale: float = 1.0, offset: float = 0.0,
+                 floor: float = MIN_US) -> Callable[[np.random.Generator], float]:
+    """A bootstrap median of `values` (x scale - offset, floored): the estimate's scatter."""
+    v = np.asarray(values, dtype=np.float64)
+
+    def draw(rng: np.random.Generator) -> float:
+        return max(float(np.median(rng.choice(v, size=len(v)))) * scale - offset, floor)
+    return draw
+
+
+def _boot_ratio(num, den) -> Callable[[np.random.Generator], float]:
+    """A bootstrap ratio of totals, resampling the units (runs, periods) that give num and den."""
+    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+
+    def draw(rng: np.random.Generator) -> float:
+        k = rng.integers(0, len(a), size=len(a))
+        return max(float(a[k].sum()) / max(float(b[k].sum()), 1.0), MIN_US)
+    return draw
 
 
 def describe(e: Estimate) -> str:
@@ -220,14 +247,16 @@ def _fault_entry(faults: pl.DataFrame) -> list[Estimate]:
         entry = max(float(slow.median()) / 1000.0, MIN_US)
         out.append(Estimate("fault_entry_us", entry, slow.len(),
                             f"median time from the page-fault event to the first compaction or reclaim event of "
-                            f"{_n(slow.len(), 'THP fault')} that entered the slowpath"))
+                            f"{_n(slow.len(), 'THP fault')} that entered the slowpath",
+                            _boot_median(slow.to_numpy(), 1 / 1000.0)))
     fast = timed.filter((pl.col("stall_ns") == 0) & (pl.col("compaction_calls") == 0)
                         & (pl.col("reclaim_calls") == 0) & (pl.col("outcome") != "fallback"))["latency_ns"]
     if fast.len() >= MIN_SAMPLES:
         prep = max(float(fast.median()) / 1000.0 - entry, 0.0)
         out.append(Estimate("thp_prep_us", prep, fast.len(),
                             f"median latency of {_n(fast.len(), 'THP fault')} served on the fast path, less "
-                            "fault_entry_us (the page's preparation before the allocation returns)"))
+                            "fault_entry_us (the page's preparation before the allocation returns)",
+                            _boot_median(fast.to_numpy(), 1 / 1000.0, entry, 0.0)))
     return out
 
 
@@ -271,7 +300,7 @@ def _direct_compaction(runs: pl.DataFrame, batches: pl.DataFrame) -> list[Estima
     if calls.len() >= MIN_CALLS:
         out.append(Estimate("compact_call_us", max(float(calls.median()), MIN_US), calls.len(),
                             f"direct compaction, median duration (begin..end) of {calls.len()} async runs that "
-                            "isolated no page to migrate"))
+                            "isolated no page to migrate", _boot_median(calls.to_numpy())))
     b = batches.filter(_direct())
     if b.height >= MIN_SAMPLES:
         per_page = (b["dt_us"] / b["nr_migrated"]).median()
@@ -279,7 +308,8 @@ def _direct_compaction(runs: pl.DataFrame, batches: pl.DataFrame) -> list[Estima
         out.append(Estimate("migrate_us_per_page", max(float(per_page), MIN_US), b.height,
                             f"direct compaction, median of {b.height} migration batches in {_n(nruns, 'async run')} "
                             f"(time since the begin or the previous batch, per page migrated; "
-                            f"{int(b['nr_migrated'].sum()):,} pages)"))
+                            f"{int(b['nr_migrated'].sum()):,} pages)",
+                            _boot_median((b["dt_us"] / b["nr_migrated"]).to_numpy())))
     return out
 
 
@@ -299,7 +329,8 @@ def _kcompactd(runs: pl.DataFrame, batches: pl.DataFrame) -> list[Estimate]:
     value = float(k["dur_us"].sum()) / pages
     return [Estimate("kcompactd_us_per_page", max(value, MIN_US), nbatches,
                      f"kcompactd, {_n(k.height, 'run')} (begin..end, {_fmt(float(k['dur_us'].sum()) / 1000)} ms) "
-                     f"over the {pages:,} pages they migrated in {nbatches} batches")]
+                     f"over the {pages:,} pages they migrated in {nbatches} batches",
+                     _boot_ratio(k["dur_us"].to_numpy(), k["migrated"].to_numpy()))]
 
 
 def _direct_reclaim(rec: pl.DataFrame) -> list[Estimate]:
@@ -322,7 +353,8 @@ def _direct_reclaim(rec: pl.DataFrame) -> list[Estimate]:
     return out + [Estimate("reclaim_us_per_page", max(float(per_page), MIN_US), calls.height,
                      f"direct reclaim, median of {calls.height} calls (begin..end) per page reclaimed "
                      f"({int(calls['nr_reclaimed_end'].sum()):,} pages, median "
-                     f"{_fmt(float(calls['nr_reclaimed_end'].median()))} a call)")]
+                     f"{_fmt(float(calls['nr_reclaimed_end'].median()))} a call)",
+                     _boot_median(((calls["ts_ns_end"] - calls["ts_ns"]) / 1000.0 / calls["nr_reclaimed_end"]).to_numpy()))]
 
 
 def _contention(runs: pl.DataFrame) -> list[Estimate]:
@@ -343,7 +375,9 @@ def _contention(runs: pl.DataFrame) -> list[Estimate]:
         return []
     return [Estimate("compact_contention", locked / batches, locked,
                      f"async direct compaction, {_n(locked, 'run')} of {d.height:,} ended contended after a batch that "
-                     f"moved pages, over their {batches:,} migration batches")]
+                     f"moved pages, over their {batches:,} migration batches",
+                     # a proportion's bootstrap: how many of the batches would meet the lock at this rate
+                     lambda rng, n=batches, p=locked / batches: float(rng.binomial(n, p)) / n)]
 
 
 def _reclaim_round(calls: pl.DataFrame) -> list[Estimate]:
@@ -357,7 +391,8 @@ def _reclaim_round(calls: pl.DataFrame) -> list[Estimate]:
         return []
     return [Estimate("reclaim_round_pages", float(round(float(freed.median()))), freed.len(),
                      f"direct reclaim, median nr_reclaimed of the {_n(freed.len(), 'call')} that freed more than "
-                     f"a page ({int(freed.sum()):,} pages)")]
+                     f"a page ({int(freed.sum()):,} pages)",
+                     lambda rng, v=freed.to_numpy(): float(max(round(float(np.median(rng.choice(v, size=len(v))))), 1)))]
 
 
 def _kswapd(dataset: Path, rec: pl.DataFrame) -> list[Estimate]:
@@ -413,6 +448,7 @@ def _kswapd(dataset: Path, rec: pl.DataFrame) -> list[Estimate]:
         if pages <= 0:
             return []
         busy_ns = int(per["busy"].sum())
+        draw = _boot_ratio(per["busy"].to_numpy() / 1000.0, per["pages"].to_numpy())
         how = f"busy until its last free, {_fmt(busy_ns / 1e6)} ms) over the {pages:,} pages kswapd freed in them"
     else:
         pages = _vmstat_delta(dataset, "pgsteal_kswapd") or 0
@@ -421,10 +457,11 @@ def _kswapd(dataset: Path, rec: pl.DataFrame) -> list[Estimate]:
         naps = periods.select(pl.when(pl.col("closed")).then(
             pl.min_horizontal(pl.col("end") - pl.col("start"), pl.lit(KSWAPD_NAP_NS))).otherwise(0).sum()).item()
         busy_ns = max(awake_ns - int(naps), 0)
+        draw = None   # one capture-wide page count: no per-period scatter to draw from
         how = f"less the 100 ms nap before each sleep, {_fmt(busy_ns / 1e6)} ms) over pgsteal_kswapd {pages:,}"
     value = busy_ns / 1000.0 / pages
     return [Estimate("kswapd_us_per_page", max(value, MIN_US), n,
-                     f"kswapd, {_n(n, 'awake period')} (wake..sleep, {_fmt(awake_ns / 1e6)} ms; {how}")]
+                     f"kswapd, {_n(n, 'awake period')} (wake..sleep, {_fmt(awake_ns / 1e6)} ms; {how}", draw)]
 
 
 def _n(k: int, what: str) -> str:
