@@ -178,8 +178,8 @@ def _madvised_option(value: str) -> bool | None:
 
 
 def _samples_options(samples: int | None, seed: int | None) -> None:
-    """--samples and --seed as usage errors (exit 2), in the library's words (simulate.check_samples)."""
-    from thpreplay.simulate import check_samples
+    """--samples and --seed as usage errors (exit 2), in the library's words (params.check_samples)."""
+    from thpreplay.sim.params import check_samples
 
     try:
         check_samples(samples, seed)
@@ -207,10 +207,10 @@ def simulate(
 ) -> None:
     """Replay the dataset's demand under each policy (default: every built-in) and write the outcomes; the
     stored results of other policies are kept when made with the same settings and params."""
+    madv = _madvised_option(madvised)
+    _samples_options(samples, seed)   # before the replay's imports: a usage error is quick
     from thpreplay.simulate import simulate as run
 
-    madv = _madvised_option(madvised)
-    _samples_options(samples, seed)
     if quiet:  # no bar and no table: the terminal module (rich, ingest's summary) is not imported
         bar = contextlib.nullcontext((lambda total: None, None))
     else:
@@ -288,13 +288,19 @@ def validate(
     policy: Annotated[str | None, typer.Option("--policy", help="Policy to validate (default: the capture's kernel's)")] = None,
     kernel: Annotated[str | None, typer.Option("--kernel", help="Kernel version that made the capture, if the bundle lacks it")] = None,
     params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", metavar="N", help="Also replay N times as simulate "
+                                               "--samples does; say which observed figures lie in p5..p95 (default: "
+                                               "the stored simulation's)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="S", help="Seed of the samples (default 1)")] = None,
 ) -> None:
     """Replay under the capturing kernel's policy and compare with what that kernel did."""
+    _samples_options(samples, seed)   # before the replay's imports: a usage error is quick
     from thpreplay.report_text import print_validation
     from thpreplay.validate import validate as run
 
     try:
-        result = run(dataset, policy=policy, kernel=kernel, tolerance=tolerance, small=small, params_file=params)
+        result = run(dataset, policy=policy, kernel=kernel, tolerance=tolerance, small=small, params_file=params,
+                     samples=samples, seed=seed)
     except ThpreplayError as e:
         _fail(e)
     print_validation(result)

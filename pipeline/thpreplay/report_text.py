@@ -482,6 +482,9 @@ def print_validation(v) -> None:
     from thpreplay.thp_faults import validation_tally
 
     console.print(validation_tally(v), highlight=False)  # not a success when the capture has no THP demand
+    line = interval_tally(v.rows, getattr(v, "samples", None))
+    if line:
+        console.print(line, highlight=False)
     console.print(agreement_line(v), highlight=False)
     if v.path_comparison is not None and v.path_comparison.total:
         console.print(_confusion_table(v.paths, "trace_path", "model_path", numbered=True))
@@ -496,6 +499,9 @@ def print_validation(v) -> None:
         console.print(_figures_table(v.cost_rows, v.tolerance, v.small))
         console.print(f"{len(v.cost_rows) - len(v.cost_failures)} of {len(v.cost_rows)} cost figures within tolerance",
                       highlight=False)
+        line = interval_tally(v.cost_rows, getattr(v, "samples", None), "cost figures")
+        if line:
+            console.print(line, highlight=False)
     if v.latency_rows:
         console.print("fault latency, µs: page-fault event to the allocation's return (not in the tally above)",
                       highlight=False)
@@ -535,14 +541,38 @@ def agreement_line(v) -> str:
 
 def _figures_table(rows, tolerance: float, small: int) -> Table:
     table = Table(show_header=True, header_style="bold")
+    sampled = any(getattr(r, "interval", None) is not None for r in rows)
     for name, justify in (("figure", "left"), ("source", "left"), ("observed", "right"), ("simulated", "right"),
-                          ("rel. error", "right"), ("", "left")):
+                          ("rel. error", "right"), ("", "left"), *((("p5..p95", "right"), ("in_interval", "left"))
+                                                                   if sampled else ())):
         table.add_column(name, justify=justify, overflow="fold")
     for r in rows:
         ok = r.ok(tolerance, small)
+        extra = []
+        if sampled:
+            iv, inside = r.interval, r.in_interval()
+            extra = [escape(f"{_bound(iv[0])}..{_bound(iv[1])}") if iv else "—",
+                     "—" if inside is None else "yes" if inside else "[red]no[/red]"]
         table.add_row(r.figure, r.source, f"{r.observed:,}", f"{r.simulated:,}", f"{100 * r.error():.1f}%",
-                      "ok" if ok else "[red]off[/red]")
+                      "ok" if ok else "[red]off[/red]", *extra)
     return table
+
+
+def _bound(x: float) -> str:
+    """An interval's end as it is: whole, or to one decimal (p5 of 20 samples falls between two)."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+
+def interval_tally(rows, samples: dict | None, what: str = "figures") -> str | None:
+    """`12 of 14 observed figures inside the model's 90 % interval (p5..p95 of 20 samples, seed 1)`."""
+    if not samples:
+        return None
+    judged = [r for r in rows if r.interval is not None]
+    if not judged:
+        return f"no interval: {samples['n']} sample{'s' if samples['n'] != 1 else ''} (an interval needs two or more)"
+    inside = sum(1 for r in judged if r.in_interval())
+    return (f"{inside} of {len(judged)} observed {what} inside the model's 90 % interval (p5..p95 of "
+            f"{samples['n']} samples, seed {samples['seed']}; {samples['how']})")
 
 
 def _confusion_table(confusion, a: str, b: str, numbered: bool) -> Table:

@@ -33,7 +33,7 @@ from thpreplay.sim import cache as prepared_cache
 from thpreplay.sim import demand as demand_mod
 from thpreplay.sim import engine, state
 from thpreplay.sim import samples as sample_mod
-from thpreplay.sim.params import Params
+from thpreplay.sim.params import Params, check_samples
 
 SIM_DIR = "simulation"
 TABLES = schemas.SIMULATION_TABLES
@@ -275,17 +275,6 @@ SAMPLED_FIGURES = (
     "placed_as_traced", "placed_by_allocator", "dropped_by_huge_region", "synthesized_base_pages",
     "free_of_unknown_page",
 )
-
-
-def check_samples(samples: int | None, seed: int | None) -> None:
-    """--samples is a count of replays, at least 1; --seed a whole number Params.seed could hold."""
-    if samples is not None and samples < 1:
-        raise ThpreplayError(f"--samples must be at least 1, not {samples}")
-    if seed is not None and samples is None:
-        raise ThpreplayError("--seed needs --samples (the default replay is deterministic; its own seed is the "
-                             "--params file's `seed`)")
-    if seed is not None and not 0 <= seed <= 2**53:
-        raise ThpreplayError(f"--seed must be 0..{2**53}, not {seed}")
 
 
 @dataclass

@@ -71,7 +71,8 @@ from thpreplay.sim.params import Params
 from thpreplay.sim import state
 from thpreplay.sim.engine import COMPACT_RESULTS
 from thpreplay.sim.state import read_table
-from thpreplay.simulate import SimulationResult, prepare, replay
+from thpreplay.sim import samples as sample_mod
+from thpreplay.simulate import SimulationResult, check_samples, prepare, replay
 
 
 @dataclass
@@ -80,6 +81,13 @@ class Row:
     source: str
     observed: int
     simulated: int
+    interval: tuple[float, float] | None = None   # the model's p5..p95 over the samples (--samples)
+
+    def in_interval(self) -> bool | None:
+        """The observed value inside the model's 90 % interval (None without samples)."""
+        if self.interval is None:
+            return None
+        return self.interval[0] <= self.observed <= self.interval[1]
 
     def error(self) -> float:
         return abs(self.simulated - self.observed) / max(self.observed, 1)
@@ -125,6 +133,7 @@ class Validation:
     cost_rows: list[Row] = field(default_factory=list)
     path_comparison: PathComparison | None = None
     latency_rows: list[LatencyRow] = field(default_factory=list)
+    samples: dict | None = None   # {"n", "seed", "from"}: the replays the intervals are over (--samples)
 
     @property
     def latency_failures(self) -> list[LatencyRow]:
@@ -172,11 +181,17 @@ class Validation:
 
 
 def _table(rows: list[Row], tolerance: float, small: int) -> pl.DataFrame:
-    return pl.DataFrame([
+    frame = pl.DataFrame([
         dict(figure=r.figure, source=r.source, observed=r.observed, simulated=r.simulated,
              rel_error=round(r.error(), 4), ok=r.ok(tolerance, small)) for r in rows
     ], schema={"figure": pl.String, "source": pl.String, "observed": pl.Int64, "simulated": pl.Int64,
                "rel_error": pl.Float64, "ok": pl.Boolean})
+    if any(r.interval is not None for r in rows):   # validated with samples
+        frame = frame.with_columns(
+            pl.Series("p5", [r.interval[0] if r.interval else None for r in rows], dtype=pl.Float64),
+            pl.Series("p95", [r.interval[1] if r.interval else None for r in rows], dtype=pl.Float64),
+            pl.Series("in_interval", [r.in_interval() for r in rows], dtype=pl.Boolean))
+    return frame
 
 
 def _vmstat(dataset) -> dict[str, int]:
@@ -492,13 +507,56 @@ def compare_latency(faults: pl.DataFrame, outcomes: pl.DataFrame) -> list[Latenc
 
 
 def validate(dataset, *, policy: str | None = None, kernel: str | None = None, tolerance: float = 0.10,
-             small: int = 5, params_file: str | None = None) -> Validation:
+             small: int = 5, params_file: str | None = None, samples: int | None = None,
+             seed: int | None = None) -> Validation:
+    """samples, seed: also replay the policy `samples` times as simulate --samples does (sim/samples.py)
+    and say of each figure whether the observed value lies in the model's p5..p95. Without them, the
+    dataset's stored simulation's --samples and --seed when it was made with samples."""
+    check_samples(samples, seed)
     params = Params.load(params_file)
     with reading(dataset):  # not replaced while it is read (dataset.py)
-        return _validate(dataset, policy, kernel, tolerance, small, params)
+        how = "validate --samples"
+        if samples is None:
+            stored = stored_samples(dataset)
+            if stored:
+                samples, seed, how = stored["n"], stored["seed"], "as the stored simulation (simulate --samples)"
+        return _validate(dataset, policy, kernel, tolerance, small, params,
+                         dict(n=samples, seed=1 if seed is None else seed, how=how) if samples else None)
 
 
-def _validate(dataset, policy, kernel, tolerance, small, params) -> Validation:
+def stored_samples(dataset) -> dict | None:
+    """The --samples and --seed of the dataset's stored simulation ({"n", "seed"}), or None."""
+    import json
+
+    try:
+        record = json.loads((Path(dataset) / "simulation" / "simulation.json").read_text())
+        s = record.get("samples")
+        return dict(n=int(s["n"]), seed=int(s["seed"])) if isinstance(s, dict) and int(s["n"]) >= 1 else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None   # no simulation, or one without samples: nothing to follow
+
+
+def _intervals(inputs, chosen, sampled: dict) -> tuple[dict, dict]:
+    """p5..p95 of the tally's and the cost figures over the samples: ({figure: (p5, p95)}, same for costs)."""
+    figs: dict[str, list] = {}
+    costs: dict[str, list] = {}
+    for _, _, run in sample_mod.runs(inputs, [chosen], sampled["n"], sampled["seed"]):
+        for k, v in simulated(run).items():
+            figs.setdefault(k, []).append(v)
+        for k, v in simulated_costs(run).items():
+            costs.setdefault(k, []).append(v)
+
+    def pick(d):
+        out = {}
+        for k, values in d.items():
+            q = sample_mod.quantiles(values)
+            if q["p5"] is not None:
+                out[k] = (q["p5"], q["p95"])
+        return out
+    return pick(figs), pick(costs)
+
+
+def _validate(dataset, policy, kernel, tolerance, small, params, sampled: dict | None = None) -> Validation:
     inputs = prepare(dataset, params=params)
     declared = (state.snapshot_text(inputs.dataset, "thp_policy") or "").strip()
     if policy:
@@ -518,4 +576,11 @@ def _validate(dataset, policy, kernel, tolerance, small, params) -> Validation:
     paths = compare_paths(trace_paths(inputs.dataset), run.outcomes)
     latency = compare_latency(read_table(inputs.dataset, "thp_faults", ["fault_id", "outcome", "latency_ns"]),
                               run.outcomes)
-    return Validation(chosen.name, inputs.kernel_release, rows, result, tolerance, small, costs, paths, latency)
+    if sampled:
+        figs, cost_iv = _intervals(inputs, chosen, sampled)
+        for r in rows:
+            r.interval = figs.get(r.figure)
+        for r in costs:
+            r.interval = cost_iv.get(r.figure)
+    return Validation(chosen.name, inputs.kernel_release, rows, result, tolerance, small, costs, paths, latency,
+                      sampled)

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from thpreplay.errors import InputError
+from thpreplay.errors import InputError, ThpreplayError
 
 
 # What each number may be, with its unit: (lowest, highest, unit). Times are per event, so a day (8.64e10
@@ -157,3 +157,14 @@ class Params:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explicit"}
+
+
+def check_samples(samples: int | None, seed: int | None) -> None:
+    """--samples is a count of replays, at least 1; --seed a whole number Params.seed could hold."""
+    if samples is not None and samples < 1:
+        raise ThpreplayError(f"--samples must be at least 1, not {samples}")
+    if seed is not None and samples is None:
+        raise ThpreplayError("--seed needs --samples (the default replay is deterministic; its own seed is the "
+                             "--params file's `seed`)")
+    if seed is not None and not 0 <= seed <= 2**53:
+        raise ThpreplayError(f"--seed must be 0..{2**53}, not {seed}")

@@ -1,0 +1,193 @@
+"""simulate / validate --samples N --seed S (sim/samples.py): the model's spread over what a capture
+cannot pin down, on a real capture of the lab (6.1, scenario 1, run 2: kcompactd's timer decides much of
+it) as it is, with kpageflags, and without them (the bundle less kpageflags.before.zst), so that its
+start layout is drawn too."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import SAMPLES
+from test_bad_input import _cli, run_cli
+from thpreplay.ingest import ingest
+from thpreplay.sim import calibrate
+from thpreplay.sim import samples as sample_mod
+from thpreplay.simulate import SAMPLED_FIGURES, prepare, simulate
+from thpreplay.validate import validate
+
+POLICY = "no-local-reclaim-7.0"   # the capturing kernel's (6.1.176)
+QUANTS = ("p5", "p50", "p95")
+CAPTURE = SAMPLES / "fidelity" / "6.1-s1-fragmented-movable-r2"
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory) -> dict[str, Path]:
+    """The capture ingested as it is ("kpf") and without its kpageflags ("nokpf")."""
+    root = tmp_path_factory.mktemp("sampling")
+    bundle = root / "bundle"
+    shutil.copytree(CAPTURE, bundle)
+    (bundle / "kpageflags.before.zst").unlink()
+    ingest([str(CAPTURE)], root / "kpf")
+    ingest([str(bundle)], root / "nokpf")
+    return {"kpf": root / "kpf", "nokpf": root / "nokpf"}
+
+
+def _copy(ingested, which: str, tmp_path: Path) -> Path:
+    ds = tmp_path / which
+    shutil.copytree(ingested[which], ds)
+    return ds
+
+
+@pytest.fixture
+def qemu(ingested, tmp_path) -> Path:
+    """A private copy without kpageflags (simulate writes into the dataset)."""
+    return _copy(ingested, "nokpf", tmp_path)
+
+
+def _sim(ds: Path) -> tuple[bytes, bytes]:
+    summary = next((ds / "simulation" / "outcome_summary").glob("*.parquet")).read_bytes()
+    return summary, (ds / "simulation" / "simulation.json").read_bytes()
+
+
+def test_same_seed_same_bytes_other_seed_other_draws(qemu, tmp_path):
+    simulate(qemu, policies=[POLICY], samples=3, seed=5)
+    first = _sim(qemu)
+    simulate(qemu, policies=[POLICY], samples=3, seed=5)
+    assert _sim(qemu) == first
+    record = json.loads(first[1])
+    assert record["samples"] == {"n": 3, "seed": 5}
+    draws = record["sample_draws"]
+    assert [d["sample"] for d in draws] == [0, 1, 2] and all(d["layout_drawn"] for d in draws)
+    assert len({d["seed"] for d in draws}) == 3 and len({d["proactive_phase_ns"] for d in draws}) == 3
+    per = record["sample_figures"][POLICY]
+    assert len({(r["huge_local"], r["pages_migrated"]) for r in per}) > 1
+    # without kpageflags each sample lays the start out anew
+    inputs = prepare(qemu)
+    a, b = (sample_mod.sample_state(inputs, sample_mod.draw(inputs, i, 5)) for i in (0, 1))
+    assert a is not inputs.state and not np.array_equal(a.anon, b.anon)
+    other = tmp_path / "other"
+    shutil.copytree(qemu, other)
+    simulate(other, policies=[POLICY], samples=3, seed=6)
+    assert json.loads(_sim(other)[1])["sample_draws"] != draws
+    # sample i depends on (seed, i) only: the first three of five are the three
+    simulate(other, policies=[POLICY], samples=5, seed=5)
+    assert json.loads(_sim(other)[1])["sample_figures"][POLICY][:3] == per
+
+
+def test_percentiles_are_ordered_and_the_figures_stay_the_deterministic_run(qemu, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(qemu, plain)
+    simulate(plain, policies=[POLICY])
+    simulate(qemu, policies=[POLICY], samples=4, seed=2)
+    s = pl.read_parquet(qemu / "simulation" / "outcome_summary").row(0, named=True)
+    d = pl.read_parquet(plain / "simulation" / "outcome_summary").row(0, named=True)
+    assert s["samples"] == 4 and d["samples"] == 0
+    for fig in SAMPLED_FIGURES:
+        assert s[fig] == d[fig], fig
+        assert all(d[f"{fig}_{q}"] is None for q in QUANTS)
+        lo, mid, hi = (s[f"{fig}_{q}"] for q in QUANTS)
+        assert lo <= mid <= hi, fig
+        per = [r[fig] for r in json.loads((qemu / "simulation" / "simulation.json").read_text())["sample_figures"][POLICY]]
+        assert (lo, mid, hi) == tuple(float(np.quantile(per, q)) for q in (0.05, 0.5, 0.95)), fig
+    # the per-fault outcomes are the deterministic run's, with or without samples
+    a = pl.read_parquet(qemu / "simulation" / "outcomes")
+    b = pl.read_parquet(plain / "simulation" / "outcomes")
+    assert a.equals(b)
+    # a run without --samples writes the record it always did: no sample keys
+    assert not {"samples", "sample_draws", "sample_figures"} & set(json.loads((plain / "simulation" / "simulation.json")
+                                                                          .read_text()))
+
+
+def test_one_sample_has_null_percentiles(qemu):
+    simulate(qemu, policies=[POLICY], samples=1)
+    s = pl.read_parquet(qemu / "simulation" / "outcome_summary").row(0, named=True)
+    assert s["samples"] == 1
+    assert all(s[f"{f}_{q}"] is None for f in SAMPLED_FIGURES for q in QUANTS)
+
+
+def test_kpageflags_layout_is_not_drawn(ingested):
+    inputs = prepare(ingested["kpf"])
+    d = sample_mod.draw(inputs, 0, 1)
+    assert not d.layout_drawn and sample_mod.sample_state(inputs, d) is inputs.state
+    # the phase falls in the 500 ms after the trace's first op; the costs are drawn, not the --params ones
+    t0 = inputs.demand.ops.ts_min
+    assert t0 <= d.proactive_phase_ns < t0 + sample_mod.PROACTIVE_PERIOD_NS
+    assert set(d.drawn) == {e.param for e in inputs.estimates if e.draw is not None}
+    assert d.drawn and d == sample_mod.draw(inputs, 0, 1)
+
+
+def test_calibrated_costs_are_drawn_from_their_own_samples(ingested):
+    """Each estimate's draw is a bootstrap of its statistic, scattered around the estimate, and the
+    record in simulation.json keeps its four keys."""
+    estimates = calibrate.calibrate(ingested["kpf"])
+    assert estimates and all(set(e.as_dict()) == {"param", "value", "count", "source"} for e in estimates)
+    rng = np.random.default_rng(0)
+    for e in estimates:
+        if e.draw is None:
+            continue
+        values = [e.draw(rng) for _ in range(200)]
+        assert min(values) > 0, e.param
+        # the scatter is around the point estimate: it lies within the draws' range
+        assert min(values) <= e.value <= max(values) or e.param == "thp_prep_us", (e.param, e.value, min(values))
+
+
+def test_validate_says_which_figures_lie_in_the_interval(ingested, tmp_path):
+    ds = _copy(ingested, "kpf", tmp_path)
+    v = validate(ds, samples=4, seed=1)
+    table = v.table()
+    assert table.columns[-3:] == ["p5", "p95", "in_interval"]
+    for r in table.iter_rows(named=True):
+        assert r["in_interval"] == (r["p5"] <= r["observed"] <= r["p95"])
+    plain = validate(ds).table()
+    assert "in_interval" not in plain.columns    # without samples, the table it always was
+    proc = run_cli(["validate", str(ds), "--samples", "4"], tmp_path)
+    out = proc.stdout.decode()
+    inside = int(table["in_interval"].sum())
+    assert (f"{inside} of {table.height} observed figures inside the model's 90 % interval (p5..p95 of 4 samples, "
+            "seed 1; validate --samples)") in out.splitlines()
+    assert "in_interval" in out and "p5..p95" in out
+    # a dataset simulated with samples: validate follows them
+    simulate(ds, policies=[POLICY], samples=4, seed=1)
+    followed = validate(ds)
+    assert followed.samples["n"] == 4 and followed.table()["in_interval"].to_list() == table["in_interval"].to_list()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samples", "0"], "thpreplay: --samples must be at least 1, not 0"),
+    (["--samples", "-3"], "thpreplay: --samples must be at least 1, not -3"),
+    (["--seed", "4"], "thpreplay: --seed needs --samples (the default replay is deterministic; its own seed is "
+                      "the --params file's `seed`)"),
+    (["--samples", "2", "--seed", "-1"], "thpreplay: --seed must be 0..9007199254740992, not -1"),
+])
+def test_bad_samples_are_one_line_usage_errors(ingested, tmp_path, args, message):
+    ds = ingested["kpf"]
+    before = sorted(p.name for p in ds.iterdir())
+    for command in ("simulate", "validate") if args == ["--samples", "0"] else ("simulate",):
+        proc = run_cli([command, str(ds), *args], tmp_path)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.splitlines() == [message] and proc.stdout == b"", (command, err)
+    assert sorted(p.name for p in ds.iterdir()) == before
+
+
+def test_the_table_with_intervals_fits_80_columns(ingested, tmp_path):
+    qemu = _copy(ingested, "kpf", tmp_path)
+    env = {"COLUMNS": "80", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([*_cli(), "simulate", str(qemu), "--policy", POLICY, "--policy", "local-only-4.8",
+                           "--samples", "3"], capture_output=True, env=env, timeout=120)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = out.splitlines()
+    # the tables and their legends (not the first line, which names the dataset, nor the notes)
+    shown = lines[1:next(i for i, line in enumerate(lines) if line.startswith("note:"))]
+    assert max(len(line) for line in shown) <= 80 and "…" not in out
+    s = pl.read_parquet(qemu / "simulation" / "outcome_summary").rows_by_key("policy", named=True, unique=True)[POLICY]
+    i = next(i for i, line in enumerate(lines) if line.startswith(POLICY + " "))
+    assert lines[i + 1].split()[0] == f"[{round(s['huge_local_p5'])}-{round(s['huge_local_p95'])}]"
+    assert "[p5-p95]: the model's 90 % interval over 3 samples (simulate --samples)" in lines
