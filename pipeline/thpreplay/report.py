@@ -29,7 +29,7 @@ from thpreplay.captured import LABEL as CAPTURED, Captured, captured as capture_
 from thpreplay.dataset import check_simulation, reading  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
 from thpreplay.report_text import (FIGURES, DELTA_LEGEND, era_order, figure_value, fmt_delta, fmt_figure,  # noqa: E402
-                                   fmt_us, in_era_order, row_label)
+                                   fmt_us, in_era_order, interval, row_label)
 from thpreplay.sim.state import read_table  # noqa: E402
 from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
 from thpreplay.sweep import is_sweep  # noqa: E402
@@ -90,7 +90,7 @@ def _captured_counts(cap: Captured) -> dict[str, int]:
 
 
 def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | None,
-                  names: dict[str, str] | None = None) -> str:
+                  names: dict[str, str] | None = None, summary: pl.DataFrame | None = None) -> str:
     counts = outcomes.group_by("policy", "result").len()
     rows = ([CAPTURED] if cap else []) + policies
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.3))
@@ -122,6 +122,7 @@ def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | N
         ax.set_axis_off()
         ax.set_title("Fault outcomes: the capture, then each policy")
         return _svg(fig)
+    _interval_bars(ax, rows, summary, names, tips)
     ax.invert_yaxis()
     if cap:
         ax.get_yticklabels()[0].set_fontweight("bold")
@@ -133,6 +134,29 @@ def _outcome_bars(outcomes: pl.DataFrame, policies: list[str], cap: Captured | N
               frameon=False, fontsize=8)
     ax.set_title("Fault outcomes: the capture, then each policy")
     return _svg(fig, tips)
+
+
+def _interval_bars(ax, rows: list[str], summary: pl.DataFrame | None, names: dict[str, str] | None,
+                   tips: _Tips) -> None:
+    """With simulate --samples: error bars at the two boundaries of each policy's bar that have exact
+    percentiles, the end of huge_local (its count) and the end of huge_remote (the huge pages in all,
+    thp_coverage x faults), each from p5 to p95 of the samples."""
+    if summary is None or "samples" not in summary.columns:
+        return
+    by = {r["policy"]: r for r in summary.iter_rows(named=True)}
+    for y, label in enumerate(rows):
+        r = by.get(label)
+        if not r or (r.get("samples") or 0) < 2 or r.get("huge_local_p5") is None:
+            continue
+        bounds = [("huge local", r["huge_local"], r["huge_local_p5"], r["huge_local_p95"])]
+        if r.get("thp_coverage_p5") is not None and r.get("thp_coverage") is not None:
+            f = r["faults"]
+            bounds.append(("huge pages in all", r["thp_coverage"] * f, r["thp_coverage_p5"] * f, r["thp_coverage_p95"] * f))
+        for what, x, lo, hi in bounds:
+            line = ax.errorbar([x], [y], xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], fmt="none", ecolor="#111",
+                               elinewidth=1, capsize=3)
+            tips.add(line.lines[2][0], f"{(names or {}).get(label, label)}: {what} {lo:,.0f}-{hi:,.0f} "
+                                       f"(p5-p95 of {r['samples']} samples)")
 
 
 PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
@@ -364,7 +388,9 @@ def _summary_html(summary: pl.DataFrame, cap: Captured | None) -> str:
         cells = []
         for c, _, _, kind in FIGURES:
             v = figure_value(r, c)
-            cells.append(_cell(fmt_figure(v, kind), fmt_delta(v, figure_value(ref, c), kind) if ref else ""))
+            iv = interval(r, c, kind)   # p5-p95 over the samples (simulate --samples), under the figure
+            cells.append(_cell(fmt_figure(v, kind) + (f" {iv}" if iv else ""),
+                               fmt_delta(v, figure_value(ref, c), kind) if ref else ""))
         rows.append(f"<tr><th>{html.escape(row_label(r))}</th>{''.join(cells)}</tr>")
     return (f"<div class='scroll'><table class='summary'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
@@ -624,7 +650,7 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append(_summary_html(summary, cap))
     for note in _footnotes(cap):
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
-    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap, names)}</figure>")
+    parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap, names, summary)}</figure>")
     parts.append(f"<figure id='latency'>{_latency_chart(latency_percentiles(outcomes, policies, dataset, names))}</figure>")
     parts.append(f"<figure id='free-huge'>{_free_huge(series, policies, free_huge_snapshots(dataset), names)}</figure>")
     parts.append(f"<figure id='fragmentation'>{_fragmentation(series, policies, fragmentation_snapshots(dataset), names)}"
