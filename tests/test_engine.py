@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from thpreplay.kernel.page_alloc import pcp_free_form
 from thpreplay.policy.base import ThpSettings
 from thpreplay.policy.registry import all_policies, get_policy
 from thpreplay.sim import _engine, engine
@@ -24,12 +26,14 @@ BLOCKS_PER_NODE = 6
 BASE = 4096  # not zero: pfn 0 is never a page here, as on x86
 
 
-def small_state(used: np.ndarray, kinds: np.ndarray, swap: int = 0, hint: np.ndarray | None = None) -> InitialState:
-    """Two nodes of BLOCKS_PER_NODE pageblocks each, one Normal zone per node."""
+def small_state(used: np.ndarray, kinds: np.ndarray, swap: int = 0, hint: np.ndarray | None = None,
+                pcp: tuple[int, int, int] = (0, 0, 0)) -> InitialState:
+    """Two nodes of BLOCKS_PER_NODE pageblocks each, one Normal zone per node; pcp = (count, high, batch)
+    of each zone's per-cpu list (high 0: none)."""
     nb = 2 * BLOCKS_PER_NODE
     hint = hint if hint is not None else np.zeros(nb * PB, bool)
     zones = [Zone(n, n, "Normal", 2, BASE + n * BLOCKS_PER_NODE * PB, BASE + (n + 1) * BLOCKS_PER_NODE * PB,
-                  BLOCKS_PER_NODE * PB, 8, 10, 12, 0) for n in (0, 1)]
+                  BLOCKS_PER_NODE * PB, 8, 10, 12, 0, *pcp) for n in (0, 1)]
     zonelists = np.full((2, 64), -1, dtype=np.int32)
     zonelists[0, :2] = [0, 1]
     zonelists[1, :2] = [1, 0]
@@ -99,25 +103,34 @@ def to_rows(ops, nfaults: int) -> list[tuple]:
     return rows
 
 
+# per-cpu lists: none, or (pages at the start, high, batch) with a kernel of each nr_pcp_free() form
+pcp_setups = st.sampled_from([((0, 0, 0), None), ((30, 64, 8), "5.10.0"), ((0, 40, 4), "6.1.0"),
+                              ((100, 120, 8), "6.12.0"), ((0, 1, 4), "6.1.0")])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(memories, op_lists, st.sampled_from([p.name for p in all_policies()]), st.integers(0, 2000))
-def test_invariants_hold_after_any_demand(memory, ops, policy_name, swap):
+@given(memories, op_lists, st.sampled_from([p.name for p in all_policies()]), st.integers(0, 2000), pcp_setups)
+def test_invariants_hold_after_any_demand(memory, ops, policy_name, swap, pcp_setup):
     used, kinds = layout(*memory)
     rng = np.random.default_rng(memory[0])
     # pages "the trace uses later": the model's own placements avoid them when they can
-    state = small_state(used, kinds, swap, hint=rng.random(used.size) < rng.random())
+    pcp, release = pcp_setup
+    state = small_state(used, kinds, swap, hint=rng.random(used.size) < rng.random(), pcp=pcp)
     nfaults = 8
     demand = demand_of(to_rows(ops, nfaults), nfaults, (rng.random(nfaults) < 0.5).astype(np.int8))
     policy = get_policy(policy_name)
-    eng = engine.new_engine(policy, ThpSettings("madvise", "madvise"), demand, state, Params(), "not_skipped")
+    eng = engine.new_engine(policy, ThpSettings("madvise", "madvise"), demand, state, Params(), "not_skipped",
+                            release)
     out = engine.outputs(nfaults)
     engine.feed(eng, demand.ops.frame(), out)
     assert _engine.check(eng) is None
     counters = dict(zip(engine.COUNTERS, _engine.counters(eng)))
     assert counters["bug_double_alloc"] == 0 and counters["bug_double_free"] == 0
     # pages conserved: every page of a zone is free or used, and the zones' free counts say how many
+    # (a page on a per-cpu list is used for the buddy allocator; check() ties the lists' counts to their pages)
     zones_free = sum(z[0] for z in _engine.zones(eng))
     assert zones_free == int((~used_bits(eng)).sum())
+    assert all(count <= max(pcp[1], pcp[0]) and 0 <= phantom <= pcp[0] for count, phantom in _engine.pcp(eng))
 
 
 @settings(max_examples=40, deadline=None)
@@ -177,3 +190,59 @@ def test_replay_is_deterministic(memory, ops):
     assert results[0][0].equals(results[1][0])
     assert results[0][1] == results[1][1]
     assert results[0][2].equals(results[1][2])
+
+
+def _free_singles(release: str | None, pcp: tuple[int, int, int], nfree: int) -> tuple[np.ndarray, object]:
+    """Allocate nfree single pages of an all-free node 0 where a trace would, then free them in order;
+    returns which of them are free for the buddy allocator at the end, and the engine."""
+    used = np.zeros(2 * BLOCKS_PER_NODE * PB, bool)
+    state = small_state(used, np.zeros_like(used, dtype=np.int64), pcp=pcp)
+    pages = [2 * i for i in range(nfree)]   # no two of them buddies
+    rows = [(0, i, BASE + p, 0, 1, 1, 0, -1, 0) for i, p in enumerate(pages)]
+    rows += [(1, nfree + i, BASE + p, 0, 0, 0, -1, -1, 0) for i, p in enumerate(pages)]
+    demand = demand_of(rows, 0)
+    eng = engine.new_engine(get_policy("thisnode-noretry-5.6"), ThpSettings(), demand, state,
+                            Params(kswapd=False, kcompactd=False, compaction_proactiveness=0), "not_skipped", release)
+    engine.feed(eng, demand.ops.frame(), engine.outputs(0))
+    assert _engine.check(eng) is None
+    return ~used_bits(eng)[pages], eng
+
+
+def test_freed_pages_wait_on_the_per_cpu_list_and_leave_it_oldest_first():
+    """free_unref_page_commit() up to 5.13: at the high mark, free_pcppages_bulk() returns `batch` of the
+    oldest pages. high 8, batch 2, ten frees: at the 8th the two oldest go (6 left), at the 10th the next
+    two: the first four freed pages are free for the buddy allocator, the last six wait."""
+    free, eng = _free_singles("5.10.0", (0, 8, 2), 10)
+    assert free.tolist() == [True] * 4 + [False] * 6
+    assert _engine.pcp(eng)[0] == (6, 0)
+
+
+def test_the_batch_freed_doubles_from_5_14():
+    """3b12e7e97938 (5.14): each overflow without an allocation in between frees batch << free_factor,
+    free_factor then growing by one, clamped to [batch, high - batch]. high 8, batch 2: at the 8th free 2
+    go (6 left, factor 1), at the 10th 4 go (6 left): six of ten are free."""
+    free, eng = _free_singles("6.1.0", (0, 8, 2), 10)
+    assert free.tolist() == [True] * 6 + [False] * 4
+    assert _engine.pcp(eng)[0] == (4, 0)
+
+
+def test_pages_on_the_list_at_the_start_leave_first():
+    """zoneinfo's count of pages on the list at the start: they are the oldest, and flushing them frees
+    nothing the model holds (phantoms). Count 5, high 8, batch 2: the 3rd free flushes two phantoms, the
+    5th two more, the 7th the last phantom and the oldest freed page."""
+    free, eng = _free_singles("5.10.0", (5, 8, 2), 7)
+    assert free.tolist() == [True] + [False] * 6
+    assert _engine.pcp(eng)[0] == (6, 0)
+
+
+@pytest.mark.parametrize("release, form", [
+    ("5.10.0-32-amd64", 1), ("5.13.19", 1), ("5.14", 2), ("6.1.176", 2), ("6.6.130", 2),
+    ("6.7", 3), ("6.12.75", 3), ("6.18.44-fc-v1147", 3), (None, 3),
+])
+def test_pcp_free_form_per_release(release, form):
+    assert pcp_free_form(release) == form
+
+
+def test_no_list_without_pagesets():
+    free, eng = _free_singles("6.1.0", (0, 0, 0), 5)
+    assert free.all() and _engine.pcp(eng)[0] == (0, 0)

@@ -35,3 +35,15 @@ def test_cpulist_and_settings():
     assert procfs.selected_setting("always defer defer+madvise [madvise] never") == "madvise"
     with pytest.raises(InputError, match="not a cpulist"):
         procfs.parse_cpulist("zero", "node0.cpulist")
+
+
+def test_pagesets_of_a_6_1_guest_and_a_6_18_host():
+    """The per-cpu lists (count, high, batch per CPU and zone), from two real zoneinfo files: a 6.1 lab
+    guest and a 6.18 host whose lines carry high_min/high_max as well (6.7+, passed over)."""
+    guest = procfs.parse_pagesets((SAMPLES / "fidelity" / "6.1-s1-fragmented-movable" / "zoneinfo.before").read_text())
+    assert guest[(0, "DMA32")] == {0: {"count": 9577, "high": 10656, "batch": 63},
+                                   1: {"count": 107, "high": 10656, "batch": 63}}
+    host = procfs.parse_pagesets((SAMPLES / "host-6.18-qemu-prealloc" / "zoneinfo.before").read_text())
+    assert host[(0, "DMA")][0] == {"count": 0, "high": 0, "batch": 1}
+    assert all(v["high"] >= 0 and v["batch"] > 0 for cpus in host.values() for v in cpus.values())
+    assert procfs.parse_pagesets("MemTotal: 1 kB\n") == {}

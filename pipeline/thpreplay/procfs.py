@@ -71,6 +71,32 @@ def parse_zoneinfo(text: str, path: str) -> list[dict]:
     return zones
 
 
+_PAGESET_CPU = re.compile(r"^\s+cpu:\s+(\d+)\s*$")
+_PAGESET_FIELD = re.compile(r"^\s+(count|high|batch):\s+(\d+)\s*$")
+
+
+def parse_pagesets(text: str) -> dict[tuple[int, str], dict[int, dict[str, int]]]:
+    """Each zone's per-cpu page lists from /proc/zoneinfo: {(node, zone): {cpu: {count, high, batch}}}.
+    Best effort (the lists are a detail of the start, not part of the contract): lines that do not fit
+    are passed over, and a zoneinfo without `pagesets` gives {}."""
+    out: dict[tuple[int, str], dict[int, dict[str, int]]] = {}
+    zone = cpu = None
+    for line in text.splitlines():
+        head = _ZONE_HEAD.match(line)
+        if head:
+            zone, cpu = (int(head.group(1)), head.group(2)), None
+            continue
+        m = _PAGESET_CPU.match(line)
+        if m and zone is not None:
+            cpu = int(m.group(1))
+            out.setdefault(zone, {})[cpu] = {}
+            continue
+        m = _PAGESET_FIELD.match(line)
+        if m and zone is not None and cpu is not None and m.group(1) not in out[zone][cpu]:
+            out[zone][cpu][m.group(1)] = int(m.group(2))
+    return {z: {c: v for c, v in cpus.items() if len(v) == 3} for z, cpus in out.items()}
+
+
 def parse_buddyinfo(text: str, path: str) -> list[dict]:
     rows = []
     for number, line in enumerate(text.splitlines(), 1):

@@ -121,6 +121,9 @@ static int64_t thp_attempts(Engine *e, int local, int madvised, Outcome *o) {
         us += (got - swp) * e->p[P_RECLAIM_US] + swp * e->p[P_SWAP_OUT_US];
         step(o, ST_RECLAIM, swp > 0, -1);
         pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0);
+        /* __alloc_pages_direct_reclaim(): after progress, a failed attempt drains the per-cpu lists
+           (drain_all_pages) and tries once more */
+        if (pfn < 0 && returned > 0) { pcp_drain_all(e); pfn = alloc_zonelist(e, local, only, order, MT_MOVABLE, PK_PINNED, 0, 0); }
         step(o, ST_AFTER_RECLAIM, pfn >= 0, pfn >= 0 ? node_of_pfn(e, pfn) : -1);
         if (pfn >= 0) goto done;
         m = s = 0;
@@ -211,6 +214,10 @@ static void small_alloc(Engine *e, int64_t key, int order, int mt, int kind, int
     if (b >= 0) {
         int off = (int)((key - e->base_pfn) & (PB_PAGES - 1));
         Block *B = &e->blocks[b];
+        if (off + n <= PB_PAGES) {   /* pages the model still has on a per-cpu list: handed out from it */
+            for (int i = off; i < off + n; i++) if (bit_get(B->pcp, i)) pcp_take(e, b, i);
+            if (order == 0 && pcp_on(e, B)) e->zones[B->zone].pcp_factor >>= 1;   /* rmqueue_pcplist() */
+        }
         if (off + n <= PB_PAGES && !range_free(B, off, n)) {
             /* pages here that the kernel migrated away: move them now (see move_out) */
             for (int i = off; i < off + n; i++)
@@ -274,7 +281,7 @@ static void small_free(Engine *e, int64_t key, int order) {
     Block *B = &e->blocks[b];
     if (off + n > PB_PAGES) n = PB_PAGES - off;
     int inuse = 0;
-    for (int i = off; i < off + n; i++) inuse += bit_get(B->used, i);
+    for (int i = off; i < off + n; i++) inuse += bit_get(B->used, i) && !bit_get(B->pcp, i);
     if (inuse == 0) {
         /* the kernel put something here the trace never showed: a migration target */
         for (int i = 0; i < n; i++) free_a_migrated_page(e);
@@ -282,11 +289,12 @@ static void small_free(Engine *e, int64_t key, int order) {
         return;
     }
     if (inuse < n) {   /* part of it was already free (a page the kernel had migrated): free the rest */
-        for (int i = off; i < off + n; i++) if (bit_get(B->used, i)) release(e, b, i, 1);
+        for (int i = off; i < off + n; i++) if (bit_get(B->used, i) && !bit_get(B->pcp, i)) release(e, b, i, 1);
         e->k[K_FREE_UNKNOWN]++;
         return;
     }
-    release(e, b, off, n);
+    if (n == 1) pcp_free(e, b, off);   /* free_unref_page(): onto the per-cpu list */
+    else release(e, b, off, n);
 }
 
 /* ---------- the kernel's own migrations ---------- */
@@ -397,6 +405,7 @@ static void sample(Engine *e, int64_t ts) {
 static void engine_free(PyObject *cap) {
     Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
     if (!e) return;
+    for (int i = 0; i < e->nzones; i++) free(e->zones[i].pcpq);
     free(e->zones); free(e->blocks); free(e->regions); free(e->series); free(e->migrated);
     for (int n = 0; n < MAXNODES; n++) { free(e->fileset[n].ids); free(e->anonset[n].ids); }
     map_free(&e->fwd); map_free(&e->rev);
@@ -417,7 +426,7 @@ static int getbuf(PyObject *o, Buf *b, Py_ssize_t itemsize, int writable) {
 }
 static void relbuf(Buf *b) { if (b->ok) PyBuffer_Release(&b->buf); b->ok = 0; }
 
-/* new(zones:int64[nz*12], zonelist:int32[nn*64], dist:int32[nn*nn], block_zone:int16[nb], block_mt:int8[nb],
+/* new(zones:int64[nz*16], zonelist:int32[nn*64], dist:int32[nn*nn], block_zone:int16[nb], block_mt:int8[nb],
        used:uint64[nb*8], anon:uint64[nb*8], file:uint64[nb*8], base_pfn, nregions, observed_huge:int8[nr],
        plan:int32[2*8*5], nplan:int32[2], slowpath:int32[6], params:float64[P_NPARAMS], mlock:uint64[nb*8], hint:uint64[nb*8]) */
 static PyObject *py_new(PyObject *self, PyObject *args) {
@@ -439,15 +448,16 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e = calloc(1, sizeof(Engine));
     if (!e) { PyErr_NoMemory(); goto fail; }
     int64_t *zz = zb.buf.buf;
-    e->nzones = (int)(zb.buf.len / 8 / 12);
+    e->nzones = (int)(zb.buf.len / 8 / 16);
     int nn = 0;
     e->zones = calloc(e->nzones, sizeof(Zone));
     for (int i = 0; i < e->nzones; i++) {
         Zone *z = &e->zones[i];
-        int64_t *r = &zz[i * 12];
+        int64_t *r = &zz[i * 16];
         z->node = (int)r[0]; z->type = (int)r[1]; z->b0 = r[2]; z->b1 = r[3];
         z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
         z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
+        z->pcp_count = z->pcp_phantom = r[12]; z->pcp_high = r[13]; z->pcp_batch = r[14];
         z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES; z->init_migrate = -1; z->init_free = -1;
         for (int m = 0; m < NMT; m++) {
             z->hcur[m] = z->b0; z->hfail[m] = NORD;
@@ -510,7 +520,7 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     return PyCapsule_New(e, "thpreplay.engine", engine_free);
 fail:
     for (int i = 0; i < 15; i++) relbuf(all[i]);
-    if (e) { free(e->zones); free(e->blocks); free(e->regions); free(e); }
+    if (e) { for (int i = 0; i < e->nzones; i++) free(e->zones[i].pcpq); free(e->zones); free(e->blocks); free(e->regions); free(e); }
     return NULL;
 }
 
@@ -645,7 +655,7 @@ static PyObject *py_check(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
     Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
     if (!e) return NULL;
-    int64_t zfree[256] = {0}, znr[256][NORD];
+    int64_t zfree[256] = {0}, znr[256][NORD], zpcp[256] = {0};
     memset(znr, 0, sizeof(znr));
     for (int64_t b = 0; b < e->nblocks; b++) {
         Block *B = &e->blocks[b];
@@ -664,6 +674,10 @@ static PyObject *py_check(PyObject *self, PyObject *args) {
         for (int i = 0; i < 8; i++) {
             if ((B->anon[i] | B->file[i] | B->mlock[i] | B->traced[i]) & ~B->used[i]) return PyUnicode_FromFormat("block %lld: a free page is marked in use", (long long)b);
             if (B->anon[i] & B->file[i]) return PyUnicode_FromFormat("block %lld: a page is both anon and file", (long long)b);
+            /* a page on a per-cpu list is in use for the buddy allocator and belongs to no LRU */
+            if (B->pcp[i] & ~B->used[i]) return PyUnicode_FromFormat("block %lld: a per-cpu list page is free in the buddy", (long long)b);
+            if (B->pcp[i] & (B->anon[i] | B->file[i] | B->mlock[i] | B->traced[i])) return PyUnicode_FromFormat("block %lld: a per-cpu list page is on an LRU", (long long)b);
+            zpcp[B->zone] += __builtin_popcountll(B->pcp[i]);
             na += __builtin_popcountll(B->anon[i]); nf += __builtin_popcountll(B->file[i]);
         }
         int nm = 0;
@@ -675,6 +689,7 @@ static PyObject *py_check(PyObject *self, PyObject *args) {
     for (int i = 0; i < e->nzones && i < 256; i++) {
         Zone *z = &e->zones[i];
         if (z->free_pages != zfree[i]) return PyUnicode_FromFormat("zone %d: free_pages %lld, blocks say %lld", i, (long long)z->free_pages, (long long)zfree[i]);
+        if (z->pcp_count - z->pcp_phantom != zpcp[i] || z->pcp_phantom < 0) return PyUnicode_FromFormat("zone %d: per-cpu list counts %lld (%lld phantoms), blocks say %lld", i, (long long)z->pcp_count, (long long)z->pcp_phantom, (long long)zpcp[i]);
         for (int j = 0; j < NORD; j++) {
             if (z->nr_free[j] != znr[i][j]) return PyUnicode_FromFormat("zone %d: nr_free[%d] differs", i, j);
             int64_t inlist = 0;
@@ -692,6 +707,19 @@ static PyObject *py_check(PyObject *self, PyObject *args) {
         }
     }
     Py_RETURN_NONE;
+}
+
+/* per zone: (pages on the per-cpu list, of them phantoms) (tests) */
+static PyObject *py_pcp(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    Engine *e = PyCapsule_GetPointer(cap, "thpreplay.engine");
+    if (!e) return NULL;
+    PyObject *l = PyList_New(e->nzones);
+    if (!l) return NULL;
+    for (int i = 0; i < e->nzones; i++)
+        PyList_SET_ITEM(l, i, Py_BuildValue("(LL)", (long long)e->zones[i].pcp_count, (long long)e->zones[i].pcp_phantom));
+    return l;
 }
 
 /* used bitmap of every block (tests: pages conserved, no double allocation) */
@@ -715,6 +743,7 @@ static PyMethodDef methods[] = {
     {"zones", py_zones, METH_VARARGS, "Per-zone free pages, defer shift and free blocks by order."},
     {"check", py_check, METH_VARARGS, "Check the allocator invariants; None or the first violation."},
     {"used", py_used, METH_VARARGS, "The used bitmap of every pageblock, 64 bytes each."},
+    {"pcp", py_pcp, METH_VARARGS, "Per zone: (pages on the per-cpu list, of them phantoms)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -77,9 +77,12 @@ static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff) {
     bit_set(T->used, toff);
     if (traced) bit_set(T->traced, toff);
     bit_set(kind == PK_ANON ? T->anon : kind == PK_FILE ? T->file : T->mlock, toff);
-    bit_clr(B->used, off); bit_clr(B->anon, off); bit_clr(B->file, off); bit_clr(B->mlock, off); bit_clr(B->traced, off);
     if (kind == PK_MLOCK) { T->nmlock++; B->nmlock--; }
     else { lru_add(e, t, kind, 1); lru_add(e, b, kind, -1); }
+    bit_clr(B->anon, off); bit_clr(B->file, off); bit_clr(B->mlock, off); bit_clr(B->traced, off);
+    /* the old page is freed (putback of the migrated source, free_unref_page): onto the per-cpu list */
+    if (pcp_on(e, B)) pcp_add(e, b, off);
+    else bit_clr(B->used, off);
 }
 
 /* compact_zone() of mm/compaction.c, page by page. The state it keeps across calls is the kernel's:
@@ -573,6 +576,19 @@ static int compact_finished(Engine *e, CompactControl *cc, int64_t proactive_low
 
 static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff);
 
+/* compact_zone()'s check_drain: once the migrate scanner has left the cc->order-aligned block it
+   migrated from, the pages freed there are flushed from the per-cpu lists (lru_add_drain_cpu_zone ->
+   drain_local_pages) so that they merge and compact_finished() sees them. Only with an order
+   (direct compaction, kcompactd's wake-ups); proactive compaction (order -1) never drains. */
+static void check_drain(Engine *e, CompactControl *cc) {
+    if (cc->order <= 0 || cc->last_migrated < 0) return;
+    int64_t chunk = 1LL << (cc->order < PB_ORDER ? cc->order : PB_ORDER);
+    if (cc->last_migrated < cc->migrate_pfn / chunk * chunk) {
+        pcp_drain(e, cc->z);
+        cc->last_migrated = -1;
+    }
+}
+
 /* compact_zone(): isolate a batch, migrate it into isolated free pages (migrate_pages with
    compaction_alloc), until compact_finished says otherwise. A batch that runs out of free pages
    fails (-ENOMEM) and the scanners have met; async direct compaction then skips the rest of the
@@ -583,7 +599,7 @@ static void move_page(Engine *e, int64_t b, int off, int64_t t, int toff);
 static void cc_init(Engine *e, CompactControl *cc, Zone *z, int order, int prio, int direct, int proactive) {
     memset(cc, 0, sizeof(*cc));
     cc->z = z; cc->order = order; cc->async = prio == PRIO_ASYNC; cc->direct = direct; cc->proactive = proactive;
-    cc->search_order = order; cc->fast_start = -1;
+    cc->search_order = order; cc->fast_start = -1; cc->last_migrated = -1;
     /* MIN_COMPACT_PRIORITY ignores the skip bits and walks the whole zone; so does proactive compaction
        (proactive_compact_node: ignore_skip_hint, whole_zone) */
     cc->ignore_skip = cc->whole_zone = prio == PRIO_SYNC_FULL || proactive;
@@ -611,7 +627,9 @@ static int cc_run(Engine *e, CompactControl *cc, int64_t proactive_low, int max_
     int ret, batches = 0;
     while ((ret = compact_finished(e, cc, proactive_low)) == C_CONTINUE) {
         if (max_batches && batches++ >= max_batches) break;
-        if (!isolate_migratepages(e, cc)) continue;           /* reached the free scanner: finished says so */
+        int64_t iteration_start = cc->migrate_pfn;
+        if (!isolate_migratepages(e, cc)) { check_drain(e, cc); continue; }   /* reached the free scanner */
+        cc->last_migrated = iteration_start;
         int64_t b = cc->mig_b;
         int failed = 0;
         int64_t touched[COMPACT_CLUSTER_MAX]; int ntouched = 0;   /* target blocks, refreshed once a batch */
@@ -636,8 +654,10 @@ static int cc_run(Engine *e, CompactControl *cc, int64_t proactive_low, int max_
             if (cc->direct && cc->async) {                      /* skip the rest of the order-aligned block */
                 int64_t chunk = 1LL << (cc->order < PB_ORDER ? cc->order : PB_ORDER);
                 cc->migrate_pfn = ((cc->migrate_pfn - 1) / chunk + 1) * chunk;
+                cc->last_migrated = -1;   /* "draining pcplists is useless in this case" */
             }
         }
+        check_drain(e, cc);
         /* compact_lock_irqsave(): async compaction's spin_trylock of the zone or LRU lock failed in
            this batch, at the capture's own rate (params.compact_contention) */
         if (cc->async && cc->direct && e->p[P_CONTENTION] > 0
@@ -766,6 +786,9 @@ static void kcompactd_work(Engine *e, int64_t ts) {
                          + (d->kcd_cc.mscanned + d->kcd_cc.fscanned - s0) * e->p[P_SCAN_NS] + 1000.0;
             if (st == C_CONTINUE) continue;
             cc_finish(e, &d->kcd_cc, st);
+            /* kcompactd_do_work(): a run that fails drains the zone's per-cpu lists (8fff8b6f8d0e, 4.17)
+               before deferring, so that stranded buddies can merge */
+            if (st == C_COMPLETE || st == C_PARTIAL_SKIPPED) pcp_drain(e, z);
             if (st == C_SUCCESS) defer_reset(z, order, 0); else defer(z, order);
             d->kcd_started = 0; d->kcd_zone++;
         }

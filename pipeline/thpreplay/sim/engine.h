@@ -66,12 +66,14 @@ enum { P_COMPACT_CALL_US, P_SCAN_NS, P_MIGRATE_US, P_SYNC_FACTOR,
        P_RECLAIM_US, P_SWAP_OUT_US, P_M_LOCAL_HUGE, P_M_LOCAL_BASE, P_M_HOP1_HUGE, P_M_HOP1_BASE,
        P_M_HOP2_HUGE, P_M_HOP2_BASE, P_EXTFRAG_THRESHOLD, P_SWAP_PAGES, P_SAMPLE_NS, P_KSWAPD,
        P_KCOMPACTD, P_STALL_EVERY_CALL, P_SEED, P_PROACTIVENESS, P_FREE_STRIDE, P_KSWAPD_US, P_KCOMPACTD_US,
-       P_PROACTIVE_PHASE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_SHUFFLE_LISTS, P_CONTENTION, P_UNEV_ALLOWED, P_NPARAMS };
+       P_PROACTIVE_PHASE, P_BOOST_FACTOR, P_READY_FORM, P_RECLAIM_ROUND, P_SHUFFLE_LISTS, P_CONTENTION, P_UNEV_ALLOWED, P_PCP_FORM, P_NPARAMS };
 
 typedef struct {
     uint64_t used[8], anon[8], file[8], mlock[8], traced[8];
     uint64_t hint[8];     /* pages the trace allocates at some time: the model's own placements avoid them */
     uint64_t kmig[8];     /* pages the kernel migrated away (the trace freed them inside compaction) */
+    uint64_t pcp[8];      /* freed pages still on a per-cpu list: in use for the buddy allocator (no
+                             merging, not in free_pages), no LRU page either (see pcp_free) */
     int32_t next[NORD], prev[NORD];
     uint16_t cnt[NORD];
     int16_t nfree, nanon, nfile, nmlock;
@@ -100,6 +102,10 @@ typedef struct {
     int64_t boost;                /* watermark_boost (5.0+), added to every watermark */
     int64_t hcur[NMT];            /* where the search for free pages the trace never uses resumes */
     int hfail[NMT];               /* smallest order a whole sweep found none of (NORD: none failed) */
+    /* the per-cpu list of the node's CPUs for this zone (struct per_cpu_pages), oldest first: page
+       indices in a ring; pcp_phantom of the oldest are the pages on it at the start, which the model
+       holds elsewhere (flushing them frees nothing); pcp_high 0: no list, frees go to the buddy */
+    int64_t *pcpq; int64_t pcp_head, pcp_tail, pcp_cap, pcp_count, pcp_phantom, pcp_high, pcp_batch, pcp_factor;
 } Zone;
 
 typedef struct { int32_t *ids; int64_t n, cap; } IdxSet;
@@ -132,6 +138,7 @@ typedef struct {
     int search_order, fast_search_fail;   /* fast_isolate_freepages() / fast_find_migrateblock() state */
     int contended;              /* cc->contended: a lock was contended (async), the run ends at a block boundary */
     int64_t fast_start;         /* fast_start_pfn (block): -1 unset, -2 used (ULONG_MAX) */
+    int64_t last_migrated;      /* last_migrated_pfn: where the batch last migrated began, -1 none (drain) */
     int64_t migrated, failed, mscanned, fscanned;
 } CompactControl;
 
@@ -282,6 +289,10 @@ static int64_t alloc_zonelist(Engine *e, int pref, int only_node, int order, int
 static void wake_kswapds(Engine *e, int pref, int only_node, int order, int direct);
 static int64_t alloc_small(Engine *e, int pref, int order, int mt, int kind, int traced);
 static void trace_steal(Engine *e, int64_t pfn, int order, int mt, int change_ownership);
+static void pcp_free(Engine *e, int64_t b, int off);
+static void pcp_take(Engine *e, int64_t b, int off);
+static void pcp_drain(Engine *e, Zone *z);
+static void pcp_drain_all(Engine *e);
 
 /* vmscan.c (mm/vmscan.c) */
 static int reclaim_one(Engine *e, int node);

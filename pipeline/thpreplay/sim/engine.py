@@ -32,7 +32,7 @@ The model (what the core does per op; kernel functions it mirrors are cited in t
   on kcompactd's 500 ms timer.
 - Reclaim takes page cache, then anon pages to swap, then whole anon THPs (oldest first) to swap.
 
-Simplifications worth knowing: no per-cpu lists, no highatomic or CMA reserves, no
+Simplifications worth knowing: one per-cpu list per zone (not per CPU), no highatomic or CMA reserves, no
 node_reclaim (zone_reclaim_mode=0), no memcg, compaction never aborts on lock contention, the free lists
 that fast_isolate_freepages/fast_find_migrateblock read hold blocks and start in an assumed order
 (params.shuffled_free_lists), reclaim takes LRU pages at random (no ageing), huge pages are never split or
@@ -48,6 +48,7 @@ import polars as pl
 
 from thpreplay.kernel.compaction import free_scanner_sampling
 from thpreplay.kernel.gfp import parse_release
+from thpreplay.kernel.page_alloc import pcp_free_form
 from thpreplay.kernel.vmscan import compaction_ready_form
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
@@ -225,6 +226,7 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         float(proactive_phase_ns if proactive_phase_ns is not None else -1),
         float(p.watermark_boost_factor), float(compaction_ready_form(release)), float(p.reclaim_round_pages),
         float(p.shuffled_free_lists), float(p.compact_contention), float(p.compact_unevictable_allowed),
+        float(pcp_free_form(release)),
     ], dtype=np.float64)
 
 
@@ -234,7 +236,8 @@ def _zones(state: InitialState) -> np.ndarray:
         b0 = (z.start - state.base_pfn) // 512
         b1 = -(-(z.end - state.base_pfn) // 512)
         # deferral starts clear: (defer_shift, considered, order_failed) = (0, 0, MAX_ORDER)
-        rows.append([z.node, z.type, b0, b1, z.wmin, z.wlow, z.whigh, z.reserve, 0, 0, 11, 0])
+        rows.append([z.node, z.type, b0, b1, z.wmin, z.wlow, z.whigh, z.reserve, 0, 0, 11, 0,
+                     z.pcp_count, z.pcp_high, z.pcp_batch, 0])
     return np.array(rows, dtype=np.int64).ravel()
 
 

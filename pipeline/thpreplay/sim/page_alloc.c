@@ -248,6 +248,108 @@ static void release(Engine *e, int64_t b, int off, int n) {
     e->zones[B->zone].free_pages += n;
 }
 
+/* ---------- per-cpu lists (mm/page_alloc.c: free_unref_page, free_pcppages_bulk, drain_pages) ----------
+
+   An order-0 page freed goes to the freeing CPU's pcp list, not to the buddy allocator: it does not merge
+   with its buddies and is not in NR_FREE_PAGES until free_unref_page_commit() finds the list at its high
+   mark and free_pcppages_bulk() returns the oldest pages (how many: thpreplay.kernel.page_alloc), or a
+   drain returns them all. So a pageblock that compaction (or kcompactd) has just emptied is not yet a
+   free order-9 page. The model keeps one list per zone for the CPUs of the zone's node, with their
+   summed high mark and the start's count from /proc/zoneinfo; the pages on it at the start are held
+   elsewhere by the model, and flushing them frees nothing. Simplified: one list per zone, not per CPU;
+   only order-0 frees (5.13+ also keeps orders 1-3 and THPs on the lists); the model's own allocations
+   never take from it (the trace's do, where they take such a page). */
+
+static inline int pcp_on(Engine *e, const Block *B) {
+    return e->p[P_PCP_FORM] > 0 && e->zones[B->zone].pcp_high > 0;
+}
+
+/* free_pcppages_bulk(): the n oldest pages go to the buddy allocator. */
+static void pcp_flush(Engine *e, Zone *z, int64_t n) {
+    int64_t k = n < z->pcp_phantom ? n : z->pcp_phantom;
+    z->pcp_phantom -= k; z->pcp_count -= k; n -= k;
+    while (n > 0 && z->pcp_head < z->pcp_tail) {
+        int64_t pidx = z->pcpq[z->pcp_head++];
+        int64_t b = pidx / PB_PAGES;
+        int off = (int)(pidx % PB_PAGES);
+        Block *B = &e->blocks[b];
+        if (!bit_get(B->pcp, off)) continue;   /* an allocation took it since */
+        bit_clr(B->pcp, off);
+        z->pcp_count--; n--;
+        release(e, b, off, 1);
+    }
+    if (z->pcp_head == z->pcp_tail) z->pcp_head = z->pcp_tail = 0;
+}
+
+/* drain_pages_zone() / drain_all_pages(zone) */
+static void pcp_drain(Engine *e, Zone *z) {
+    if (z->pcp_count > 0) pcp_flush(e, z, z->pcp_count);
+}
+static void pcp_drain_all(Engine *e) {
+    for (int i = 0; i < e->nzones; i++) pcp_drain(e, &e->zones[i]);
+}
+
+/* nr_pcp_free(): how many pages an overflow returns, by the kernel's form (P_PCP_FORM). */
+static int64_t pcp_nr_free(Engine *e, Zone *z) {
+    int64_t batch = z->pcp_batch, lo = batch, hi = z->pcp_high - batch, n;
+    int form = (int)e->p[P_PCP_FORM];
+    if (z->pcp_high < batch) return 1;
+    if (form == 1) return batch;
+    if (form == 2) {   /* 5.14+ 3b12e7e97938: batch << free_factor, free_factor grows while below the max */
+        n = batch << (z->pcp_factor < 30 ? z->pcp_factor : 30);
+        if (n < hi) z->pcp_factor++;
+    } else {           /* 6.7+: free_count, the pages freed since the last allocation */
+        n = z->pcp_factor;
+    }
+    return n < lo ? lo : n > hi ? hi : n;
+}
+
+/* free_unref_page_commit() for a page already marked used and stripped of its kind: on the list. */
+static void pcp_add(Engine *e, int64_t b, int off) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    if (z->pcp_tail == z->pcp_cap) {
+        if (z->pcp_head > 0) {
+            memmove(z->pcpq, z->pcpq + z->pcp_head, (z->pcp_tail - z->pcp_head) * sizeof(int64_t));
+            z->pcp_tail -= z->pcp_head; z->pcp_head = 0;
+        }
+        if (z->pcp_tail == z->pcp_cap) {
+            int64_t cap = z->pcp_cap ? z->pcp_cap * 2 : 4096;
+            int64_t *q = realloc(z->pcpq, cap * sizeof(int64_t));
+            if (!q) { release(e, b, off, 1); return; }   /* no memory for the list: straight to the buddy */
+            z->pcpq = q; z->pcp_cap = cap;
+        }
+    }
+    z->pcpq[z->pcp_tail++] = b * PB_PAGES + off;
+    bit_set(B->pcp, off);
+    z->pcp_count++;
+    if ((int)e->p[P_PCP_FORM] == 3 && z->pcp_factor < (z->pcp_batch << 5)) z->pcp_factor++;  /* CONFIG_PCP_BATCH_SCALE_MAX 5 */
+    if (z->pcp_count >= z->pcp_high) pcp_flush(e, z, pcp_nr_free(e, z));
+}
+
+/* free_unref_page() of one used page: off the LRU, onto the list (the buddy when there is none). */
+static void pcp_free(Engine *e, int64_t b, int off) {
+    Block *B = &e->blocks[b];
+    if (!pcp_on(e, B)) { release(e, b, off, 1); return; }
+    if (!bit_get(B->used, off)) { e->k[K_BUG_DOUBLE_FREE]++; return; }
+    if (bit_get(B->anon, off)) lru_add(e, b, PK_ANON, -1);
+    if (bit_get(B->file, off)) lru_add(e, b, PK_FILE, -1);
+    if (bit_get(B->mlock, off)) B->nmlock--;
+    bit_clr(B->anon, off); bit_clr(B->file, off); bit_clr(B->mlock, off); bit_clr(B->traced, off);
+    pcp_add(e, b, off);
+}
+
+/* rmqueue_pcplist() handing out a page of the list (the trace allocates it): free for the caller to
+   take; the allocation halves free_factor / free_count. */
+static void pcp_take(Engine *e, int64_t b, int off) {
+    Block *B = &e->blocks[b];
+    Zone *z = &e->zones[B->zone];
+    bit_clr(B->pcp, off);
+    z->pcp_count--;
+    z->pcp_factor >>= 1;
+    release(e, b, off, 1);
+}
+
 /* ---------- the allocator ---------- */
 
 /* __zone_watermark_ok(): free pages above mark + lowmem reserve after the request, and a free block of

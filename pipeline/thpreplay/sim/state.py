@@ -31,13 +31,14 @@ How it is laid out (assumptions, reported by `simulate`):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from thpreplay.errors import InputError
+from thpreplay.procfs import parse_pagesets
 
 PB = 512
 # Peak bytes per modelled page while the initial state is built: about eight per-page numpy bool arrays
@@ -184,6 +185,11 @@ class Zone:
     wlow: int
     whigh: int
     reserve: int
+    # the per-cpu lists of the node's CPUs for this zone at the start (/proc/zoneinfo pagesets, summed):
+    # pages on them, their high mark and batch; 0 when the bundle has none (then no pcp is modelled)
+    pcp_count: int = 0
+    pcp_high: int = 0
+    pcp_batch: int = 0
 
 
 @dataclass
@@ -230,6 +236,25 @@ def _zones(topo: pl.DataFrame) -> list[Zone]:
                           row["end_pfn"], row["present"], row["wmark_min"] or 0, row["wmark_low"] or 0,
                           row["wmark_high"] or 0, reserve))
     return zones
+
+
+def _with_pagesets(dataset: Path, zones: list[Zone], cpu_node: dict[int, int]) -> list[Zone]:
+    """Each zone's per-cpu lists from the bundle's zoneinfo.before: the lists of the CPUs of the zone's
+    node, summed into one (the replay core keeps one list per zone; the lab's nodes have one CPU each).
+    A zone whose node has no CPU, or a bundle without pagesets, gets none."""
+    text = snapshot_text(dataset, "zoneinfo.before")
+    if not text:
+        return zones
+    sets = parse_pagesets(text)
+    out = []
+    for z in zones:
+        cpus = {c: v for c, v in sets.get((z.node, z.name), {}).items() if cpu_node.get(c) == z.node}
+        if cpus and all(v["high"] >= v["batch"] > 0 for v in cpus.values()):
+            z = replace(z, pcp_count=sum(v["count"] for v in cpus.values()),
+                        pcp_high=sum(v["high"] for v in cpus.values()),
+                        pcp_batch=max(v["batch"] for v in cpus.values()))
+        out.append(z)
+    return out
 
 
 def _place_free_runs(page_free: np.ndarray, page_used_evidence: np.ndarray, blocks: np.ndarray, order: int,
@@ -286,6 +311,11 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     for row in topo.unique("node").iter_rows(named=True):
         for c in _cpulist(row["cpus"]):
             cpu_node[c] = row["node"]
+    zones = _with_pagesets(dataset, zones, cpu_node)
+    for z in zones:
+        if z.pcp_high:
+            assumptions.append(f"per-cpu list of node {z.node} {z.name}: {z.pcp_count:,} pages at the start, high "
+                               f"{z.pcp_high:,}, batch {z.pcp_batch} (zoneinfo); freed pages merge only once flushed")
 
     block_zone = np.full(nblocks, -1, dtype=np.int16)
     page_in_zone = np.zeros(npages, dtype=bool)
@@ -309,9 +339,11 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
     block_counts = parse_block_counts(counts_text) if counts_text else {}
     kpf = read_kpageflags(dataset)
     if kpf is not None and not inferred:
-        return _from_kpageflags(kpf, zones, base, end, block_zone, page_in_zone, block_counts, evidence_used,
-                                evidence_free, compact_unevictable_allowed, dataset, topo, zonelists, distances,
-                                nodes, cpu_node, traced_pages)
+        state = _from_kpageflags(kpf, zones, base, end, block_zone, page_in_zone, block_counts, evidence_used,
+                                 evidence_free, compact_unevictable_allowed, dataset, topo, zonelists, distances,
+                                 nodes, cpu_node, traced_pages)
+        state.assumptions.extend(assumptions)
+        return state
     if before.is_empty() or inferred:
         assumptions.append("no free-list snapshot: every zone starts all free, all MOVABLE")
         page_free[:] = page_in_zone & ~evidence_used

@@ -76,7 +76,7 @@ static int reclaim_one(Engine *e, int node) {
     int cnt = kind == PK_FILE ? B->nfile : B->nanon;
     int off = nth_set(m, (int)(rnd(e) % (uint64_t)cnt));
     if (bit_get(B->traced, off)) forget_traced(e, pfn_of(e, b, off));
-    release(e, b, off, 1);
+    pcp_free(e, b, off);   /* free_unref_page_list() */
     if (kind == PK_ANON) { e->swap_left--; return RC_ANON; }
     return RC_FILE;
 }
