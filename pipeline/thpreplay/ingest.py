@@ -42,10 +42,11 @@ from thpreplay.topology import Topology
 DATASET_FORMAT = schemas.DATASET_FORMAT
 # Three chunks parse at once on two cores: while one waits on the GIL or the disk, two compute.
 WORKERS = 3
-# The C helper can read the typed events' payload fields too (parse/_prefix.c), but on some mutated lines
-# it and the polars path give different tables (tests/test_parse_properties.py
-# test_c_payload_fields_read_as_polars_reads_them): off until they agree; the C helper cuts the prefix.
-PAYLOAD_FIELDS_IN_C = False
+# The C helper reads the typed events' payload fields too (parse/_prefix.c), leaving to polars the lines it
+# does not read plainly; both give the same tables (tests/test_parse_properties.py
+# test_c_payload_fields_read_as_polars_reads_them, tests/test_samples.py). False: the C helper cuts the
+# prefix only, and polars reads every payload.
+PAYLOAD_FIELDS_IN_C = True
 # perf script fields: exactly what the perf text parser reads, whatever perf's defaults are.
 PERF_SCRIPT_ARGS = ["script", "-F", "comm,tid,cpu,time,event,trace", "--ns", "-i"]
 # ... and, when every event of the file samples its callchain (perf record -g), the frames (stacks table)
