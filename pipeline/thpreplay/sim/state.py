@@ -258,16 +258,20 @@ def _with_pagesets(dataset: Path, zones: list[Zone], cpu_node: dict[int, int]) -
 
 
 def _place_free_runs(page_free: np.ndarray, page_used_evidence: np.ndarray, blocks: np.ndarray, order: int,
-                     count: int) -> int:
-    """Free `count` blocks of `order` in the given pageblocks (global page array views), at even slots
-    whose pages are all used and not known in use, round-robin over blocks. Returns how many fit."""
+                     count: int, parity: np.ndarray | None = None) -> int:
+    """Free `count` blocks of `order` in the given pageblocks (global page array views), at every other
+    slot (no two of them buddies, so none merges) whose pages are all used and not known in use,
+    round-robin over blocks. Order-0 holes take each block's `parity` (0: even pfns, 1: odd), higher
+    orders the even slots. Returns how many fit."""
     if count <= 0 or len(blocks) == 0:
         return 0
     size = 1 << order
-    slots = np.arange(0, PB // size, 2)  # even slots only: an odd slot never becomes wholly free
+    slots = np.arange(0, PB // size, 2)
     # candidate (block, slot) pairs, slot-major so that consecutive picks go to different blocks
     cand_blocks = np.tile(blocks, len(slots))
     cand_slots = np.repeat(slots, len(blocks))
+    if order == 0 and parity is not None:
+        cand_slots = cand_slots + parity[cand_blocks]
     starts = cand_blocks * PB + cand_slots * size
     idx = starts[:, None] + np.arange(size)[None, :]
     ok = ~page_free[idx].any(axis=1) & ~page_used_evidence[idx].any(axis=1)
@@ -275,6 +279,23 @@ def _place_free_runs(page_free: np.ndarray, page_used_evidence: np.ndarray, bloc
     if len(chosen):
         page_free[(chosen[:, None] + np.arange(size)[None, :]).ravel()] = True
     return len(chosen)
+
+
+def _hole_parity(known_free: np.ndarray, blocks: np.ndarray, nblocks: int) -> np.ndarray:
+    """Per pageblock, the pfn parity (0 even, 1 odd) of the single free pages the trace shows free at the
+    start there (the pages it allocates before it frees them): a workload that faulted pages in order
+    and freed every other one leaves holes all on one parity, and compaction's free scanner, sampling
+    every 2nd..32nd page once a block yields nothing (4fca9730c51d), sees all or none of them. A block
+    without such pages takes the majority of the zone's, else even."""
+    parity = np.zeros(nblocks, dtype=np.int64)
+    if not len(blocks):
+        return parity
+    pages = known_free[(blocks[:, None] * PB + np.arange(PB)[None, :])]
+    odd = pages[:, 1::2].sum(axis=1)
+    even = pages[:, 0::2].sum(axis=1)
+    zone_odd = int(odd.sum() > even.sum())
+    parity[blocks] = np.where(odd > even, 1, np.where(even > odd, 0, zone_odd))
+    return parity
 
 
 def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, small_mt_pfns: dict[int, np.ndarray],
@@ -402,16 +423,17 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
                 sl = slice(b * PB, (b + 1) * PB)
                 page_free[sl] |= evidence_free[sl] & page_in_zone[sl]
             have = _histogram(page_free, rest, block_mt)
+            parity = _hole_parity(evidence_free & page_in_zone, rest, nblocks)
             for mt in (1, 0, 2):
                 mblocks = rest[block_mt[rest] == mt]
                 for order in range(8, -1, -1):
                     need = int(target[mt, order] - have[mt, order])
                     if need > 0:
-                        got = _place_free_runs(page_free, evidence_used, mblocks, order, need)
+                        got = _place_free_runs(page_free, evidence_used, mblocks, order, need, parity)
                         if got < need:
                             # spill into blocks of the other types
                             others = rest[block_mt[rest] != mt]
-                            got += _place_free_runs(page_free, evidence_used, others, order, need - got)
+                            got += _place_free_runs(page_free, evidence_used, others, order, need - got, parity)
                         if got < need:
                             assumptions.append(f"node {z.node} {z.name}: {need - got} free order-{order} blocks did not fit")
             page_free &= page_in_zone
