@@ -191,3 +191,26 @@ def test_the_table_with_intervals_fits_80_columns(ingested, tmp_path):
     i = next(i for i, line in enumerate(lines) if line.startswith(POLICY + " "))
     assert lines[i + 1].split()[0] == f"[{round(s['huge_local_p5'])}-{round(s['huge_local_p95'])}]"
     assert "[p5-p95]: the model's 90 % interval over 3 samples (simulate --samples)" in lines
+
+
+def test_a_sweep_partition_with_samples_has_the_simulation_s_percentiles(ingested, tmp_path):
+    """sweep --samples: a partition's summary row is simulate --samples' row (the worker's functions, in
+    this process; tests/test_sweep.py runs them on Dask), and a sweep made with other samples is refused."""
+    from thpreplay.errors import OutputError
+    from thpreplay.sim.params import Params
+    from thpreplay.sweep import Task, _record, capture_settings, run_prepare, run_simulate
+
+    ds = _copy(ingested, "kpf", tmp_path)
+    enabled, defrag = capture_settings(ds)
+    task = Task("kpf", POLICY, enabled, defrag)
+    root = tmp_path / "sweep"
+    sampling = {"n": 3, "seed": 4}
+    assert run_simulate(run_prepare(str(ds), enabled, defrag, Params()), task, Params(), str(root), sampling) == {}
+    row = pl.read_parquet(task.partition(root) / "outcome_summary.parquet").row(0, named=True)
+    simulate(ds, policies=[POLICY], samples=3, seed=4)
+    want = pl.read_parquet(ds / "simulation" / "outcome_summary").row(0, named=True)
+    assert row["samples"] == 3 and all(row[f"{f}_{q}"] == want[f"{f}_{q}"] for f in SAMPLED_FIGURES for q in QUANTS)
+    assert json.loads((task.partition(root) / "task.json").read_text())["samples"] == sampling
+    _record(root, [], [POLICY], None, None, Params(), sampling)
+    with pytest.raises(OutputError, match=r"made with --samples 3 --seed 4; its partitions would not match"):
+        _record(root, [], [POLICY], None, None, Params(), None)

@@ -249,10 +249,14 @@ def sweep(
     params: Annotated[str | None, typer.Option("--params", help="TOML file overriding cost/model parameters")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes of the local cluster")] = min(2, os.cpu_count() or 1),
+    samples: Annotated[int | None, typer.Option("--samples", metavar="N", help="Also replay each partition N "
+                                               "times, as simulate --samples, for p5/p50/p95 of every figure")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="S", help="Seed of the samples (default 1)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar and no summary on success")] = False,
 ) -> None:
     """Replay every capture under every policy and THP setting as tasks on Dask distributed; resumable.
     Exit status 1 when any task failed (each is printed; the others still run)."""
+    _samples_options(samples, seed)   # before the replay's imports: a usage error is quick
     import logging
 
     from thpreplay.report_text import print_sweep, sweep_progress
@@ -267,7 +271,8 @@ def sweep(
     try:
         with sweep_progress(enabled=not quiet) as on_event:
             summary = run(inputs, output, policies=policy, kernels=kernel, enabled=enabled, defrag=defrag,
-                          params_file=params, scheduler=scheduler, workers=workers, on_event=on_event)
+                          params_file=params, scheduler=scheduler, workers=workers, on_event=on_event,
+                          samples=samples, seed=seed)
     except ThpreplayError as e:
         _fail(e)
     except KeyboardInterrupt:

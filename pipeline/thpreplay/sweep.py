@@ -200,9 +200,10 @@ def refusal(task: Task) -> str | None:
     return None
 
 
-def run_simulate(inputs, task: Task, params: Params, root: str) -> dict:
+def run_simulate(inputs, task: Task, params: Params, root: str, samples: dict | None = None) -> dict:
     """Replay one policy on prepared inputs and write the partition under root. A refused setting gives
-    an empty partition that says why (inputs is then not needed and may be None)."""
+    an empty partition that says why (inputs is then not needed and may be None). samples: {"n", "seed"}
+    of sweep --samples (the summary's percentile columns, as simulate --samples)."""
     from thpreplay.policy.registry import get_policy
     from thpreplay.simulate import replay
 
@@ -215,17 +216,22 @@ def run_simulate(inputs, task: Task, params: Params, root: str) -> dict:
         if refused is None:
             if isinstance(inputs, Failed):
                 return {"error": inputs.message}
-            result = replay(replace(inputs, notes=list(inputs.notes)), [get_policy(task.policy)])
-        write_partition(final, task, result, params, refused)
+            result = replay(replace(inputs, notes=list(inputs.notes)), [get_policy(task.policy)],
+                            samples=samples["n"] if samples else None, seed=samples["seed"] if samples else 1)
+        write_partition(final, task, result, params, refused, samples)
         return {"refused": refused} if refused else {}
     except ThpreplayError as e:
         return {"error": e.message}
 
 
-def _task_record(task: Task, result, params: Params, refused: str | None) -> dict:
+def _task_record(task: Task, result, params: Params, refused: str | None, samples: dict | None = None) -> dict:
     info = dict(capture=task.capture, policy=task.policy, enabled=task.enabled, defrag=task.defrag,
                 params={**params.as_dict(), "explicit": list(params.explicit)}, refused=refused,
                 schemas={name: schemas.load(name).id for name in schemas.SIMULATION_TABLES})
+    if samples:   # sweep --samples only: a sweep without them writes the record it always did
+        info["samples"] = dict(samples)
+        if result is not None and result.samples:
+            info.update(sample_draws=result.samples["draws"], sample_figures=result.samples["figures"])
     if result is not None:
         inp = result.inputs
         info.update(kernel_release=inp.kernel_release, compact_stall_rule=inp.stall_rule, notes=inp.notes,
@@ -233,7 +239,8 @@ def _task_record(task: Task, result, params: Params, refused: str | None) -> dic
     return info
 
 
-def write_partition(final: Path, task: Task, result, params: Params, refused: str | None) -> None:
+def write_partition(final: Path, task: Task, result, params: Params, refused: str | None,
+                    samples: dict | None = None) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_tmp(final)
     try:
@@ -243,7 +250,7 @@ def write_partition(final: Path, task: Task, result, params: Params, refused: st
         for name, frame in frames.items():
             table = schemas.load(name)
             table.write(table.conform(frame) if frame is not None else table.empty(), tmp / f"{name}.parquet")
-        record = _task_record(task, result, params, refused)
+        record = _task_record(task, result, params, refused, samples)
         (tmp / TASK_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         replace_dir(tmp, final)
     except BaseException as e:
@@ -267,12 +274,15 @@ def _lock(root: Path) -> int:
     return fd
 
 
-def _record(root: Path, captures: list[Capture], policies: list[str], enabled, defrag, params: Params) -> None:
+def _record(root: Path, captures: list[Capture], policies: list[str], enabled, defrag, params: Params,
+            samples: dict | None = None) -> None:
     """Write sweep.json, merged with the one a previous run wrote. Refuses a capture name that now
-    means another input, and other params (the finished partitions would not match the new ones)."""
+    means another input, and other params or --samples (the finished partitions would not match)."""
     path = root / SWEEP_FILE
     ask = dict(format="thpreplay-sweep", version=FORMAT, captures={}, policies=policies, enabled=enabled,
                defrag=defrag, params={**params.as_dict(), "explicit": list(params.explicit)})
+    if samples:
+        ask["samples"] = dict(samples)
     if path.is_file():
         try:
             old = json.loads(path.read_text())
@@ -282,6 +292,11 @@ def _record(root: Path, captures: list[Capture], policies: list[str], enabled, d
             raise InputError(str(path), f"sweep format version {old.get('version')}; this thpreplay writes {FORMAT}")
         if old.get("params") != ask["params"]:
             raise OutputError(f"{root}: made with other --params; its partitions would not match",
+                              hint="write this sweep to a new directory")
+        if old.get("samples") != ask.get("samples"):
+            s = old.get("samples")
+            made = f"--samples {s.get('n')} --seed {s.get('seed')}" if isinstance(s, dict) else "no --samples"
+            raise OutputError(f"{root}: made with {made}; its partitions would not match",
                               hint="write this sweep to a new directory")
         ask["captures"] = old.get("captures", {})
     for c in captures:
@@ -453,10 +468,15 @@ Events = Callable[[str, object], None]
 def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None = None,
           kernels: list[str] | None = None, enabled: list[str] | None = None, defrag: list[str] | None = None,
           params_file: str | None = None, scheduler: str | None = None, workers: int = 2,
-          on_event: Events | None = None) -> SweepSummary:
+          on_event: Events | None = None, samples: int | None = None, seed: int | None = None) -> SweepSummary:
     """Run every capture x policy x setting not yet in SWEEP. A failed task is recorded in the summary
-    (and reported through on_event) and does not stop the others."""
+    (and reported through on_event) and does not stop the others. samples, seed: as simulate's, per
+    partition (the summary's percentile columns)."""
+    from thpreplay.sim.params import check_samples
     from thpreplay.simulate import select_policies
+
+    check_samples(samples, seed)
+    sampling = dict(n=samples, seed=1 if seed is None else seed) if samples else None
 
     root = Path(output)
     emit = on_event or (lambda kind, value: None)
@@ -487,12 +507,12 @@ def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None =
         raise OutputError(f"{root}: cannot create it: {e.strerror}") from None
     fd = _lock(root)
     try:
-        _record(root, captures, names, enabled, defrag, params)
+        _record(root, captures, names, enabled, defrag, params, sampling)
         clean_partials(root)
         summary = SweepSummary(root)
         engine = _Engine(scheduler, workers)
         try:
-            _run(engine.client, root, captures, names, enabled, defrag, params, summary, emit)
+            _run(engine.client, root, captures, names, enabled, defrag, params, summary, emit, sampling)
         except BaseException:
             engine.close(now=True)
             raise
@@ -503,7 +523,7 @@ def sweep(inputs: list[str], output: str | Path, *, policies: list[str] | None =
 
 
 def _run(client, root: Path, captures: list[Capture], policies: list[str], enabled, defrag, params: Params,
-         summary: SweepSummary, emit: Events) -> None:
+         summary: SweepSummary, emit: Events, samples: dict | None = None) -> None:
     from distributed import as_completed
 
     per_capture = len(policies) * len(enabled or [None]) * len(defrag or [None])
@@ -527,7 +547,7 @@ def _run(client, root: Path, captures: list[Capture], policies: list[str], enabl
                     prepared[key] = client.submit(run_prepare, c.dataset, t.enabled, t.defrag, params,
                                                   key=f"prepare-{c.name}-{t.settings}", pure=False, retries=0)
                 inputs = prepared[key]
-            f = client.submit(run_simulate, inputs, t, params, str(root), key=f"simulate-{t.label()}",
+            f = client.submit(run_simulate, inputs, t, params, str(root), samples, key=f"simulate-{t.label()}",
                               pure=False, retries=0)
             waiting[f] = ("simulate", t)
             futures.append(f)

@@ -69,24 +69,43 @@ class Estimate:
         return dict(param=self.param, value=self.value, count=self.count, source=self.source)
 
 
-def _boot_median(values, scale: float = 1.0, offset: float = 0.0,
-                 floor: float = MIN_US) -> Callable[[np.random.Generator], float]:
-    """A bootstrap median of `values` (x scale - offset, floored): the estimate's scatter."""
-    v = np.asarray(values, dtype=np.float64)
+# The draws are small classes, not closures, so that prepared inputs holding them pickle (a sweep's
+# workers pass them between processes).
+class _BootMedian:
+    """A bootstrap median of `values` (x scale - offset, floored; rounded for a count): the scatter."""
 
-    def draw(rng: np.random.Generator) -> float:
-        return max(float(np.median(rng.choice(v, size=len(v)))) * scale - offset, floor)
-    return draw
+    def __init__(self, values, scale: float = 1.0, offset: float = 0.0, floor: float = MIN_US,
+                 whole: bool = False):
+        self.values, self.scale, self.offset, self.floor, self.whole = (
+            np.asarray(values, dtype=np.float64), scale, offset, floor, whole)
+
+    def __call__(self, rng: np.random.Generator) -> float:
+        m = float(np.median(rng.choice(self.values, size=len(self.values))))
+        return float(max(round(m), 1)) if self.whole else max(m * self.scale - self.offset, self.floor)
 
 
-def _boot_ratio(num, den) -> Callable[[np.random.Generator], float]:
+class _BootRatio:
     """A bootstrap ratio of totals, resampling the units (runs, periods) that give num and den."""
-    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
 
-    def draw(rng: np.random.Generator) -> float:
-        k = rng.integers(0, len(a), size=len(a))
-        return max(float(a[k].sum()) / max(float(b[k].sum()), 1.0), MIN_US)
-    return draw
+    def __init__(self, num, den):
+        self.num, self.den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+
+    def __call__(self, rng: np.random.Generator) -> float:
+        k = rng.integers(0, len(self.num), size=len(self.num))
+        return max(float(self.num[k].sum()) / max(float(self.den[k].sum()), 1.0), MIN_US)
+
+
+class _BootShare:
+    """A proportion's bootstrap: how many of n trials would succeed at rate p, over n."""
+
+    def __init__(self, n: int, p: float):
+        self.n, self.p = n, p
+
+    def __call__(self, rng: np.random.Generator) -> float:
+        return float(rng.binomial(self.n, self.p)) / self.n
+
+
+_boot_median, _boot_ratio = _BootMedian, _BootRatio
 
 
 def describe(e: Estimate) -> str:
@@ -376,8 +395,7 @@ def _contention(runs: pl.DataFrame) -> list[Estimate]:
     return [Estimate("compact_contention", locked / batches, locked,
                      f"async direct compaction, {_n(locked, 'run')} of {d.height:,} ended contended after a batch that "
                      f"moved pages, over their {batches:,} migration batches",
-                     # a proportion's bootstrap: how many of the batches would meet the lock at this rate
-                     lambda rng, n=batches, p=locked / batches: float(rng.binomial(n, p)) / n)]
+                     _BootShare(batches, locked / batches))]
 
 
 def _reclaim_round(calls: pl.DataFrame) -> list[Estimate]:
@@ -392,7 +410,7 @@ def _reclaim_round(calls: pl.DataFrame) -> list[Estimate]:
     return [Estimate("reclaim_round_pages", float(round(float(freed.median()))), freed.len(),
                      f"direct reclaim, median nr_reclaimed of the {_n(freed.len(), 'call')} that freed more than "
                      f"a page ({int(freed.sum()):,} pages)",
-                     lambda rng, v=freed.to_numpy(): float(max(round(float(np.median(rng.choice(v, size=len(v))))), 1)))]
+                     _BootMedian(freed.to_numpy(), whole=True))]
 
 
 def _kswapd(dataset: Path, rec: pl.DataFrame) -> list[Estimate]:
