@@ -79,6 +79,12 @@ def test_same_seed_same_bytes_other_seed_other_draws(qemu, tmp_path):
     # sample i depends on (seed, i) only: the first three of five are the three
     simulate(other, policies=[POLICY], samples=5, seed=5)
     assert json.loads(_sim(other)[1])["sample_figures"][POLICY][:3] == per
+    # another policy with the same samples keeps the stored one; with other samples it replaces it
+    assert simulate(other, policies=["local-only-4.8"], samples=5, seed=5).kept == [POLICY]
+    assert set(json.loads(_sim(other)[1])["sample_figures"]) == {POLICY, "local-only-4.8"}
+    result = simulate(other, policies=["relaxed-5.3-rc5"], samples=2, seed=5)
+    assert result.kept == [] and result.replaced.startswith(
+        f"the stored results of {POLICY}, local-only-4.8 were simulated with --samples 5 --seed 5: replaced")
 
 
 def test_percentiles_are_ordered_and_the_figures_stay_the_deterministic_run(qemu, tmp_path):
@@ -214,3 +220,16 @@ def test_a_sweep_partition_with_samples_has_the_simulation_s_percentiles(ingeste
     _record(root, [], [POLICY], None, None, Params(), sampling)
     with pytest.raises(OutputError, match=r"made with --samples 3 --seed 4; its partitions would not match"):
         _record(root, [], [POLICY], None, None, Params(), None)
+
+
+def test_the_report_shows_the_intervals(ingested, tmp_path):
+    """The HTML summary gives each figure its [p5-p95]; the outcome bars get error bars with their text."""
+    from thpreplay.report import build
+
+    ds = _copy(ingested, "kpf", tmp_path)
+    simulate(ds, policies=[POLICY], samples=3, seed=1)
+    s = pl.read_parquet(ds / "simulation" / "outcome_summary").row(0, named=True)
+    page = build(ds, tmp_path / "r.html", validate_capture=False).path.read_text()
+    lo, hi = round(s["huge_local_p5"]), round(s["huge_local_p95"])
+    assert f"<td>{s['huge_local']} [{lo}-{hi}]<br>" in page
+    assert f"{POLICY}: huge local {s['huge_local_p5']:,.0f}-{s['huge_local_p95']:,.0f} (p5-p95 of 3 samples)" in page
