@@ -1,6 +1,6 @@
 """Text ingest against `perf script` on the same captures, side by side, and the ftrace sample.
 
-Usage: python benchmarks/bench_text.py N PERF_DATA... [--ftrace DIR]
+Usage: python benchmarks/bench_text.py N PERF_DATA... [--ftrace DIR] [--native RELEASE]
 
 For each perf.data: its text is rendered once (`perf script -F comm,tid,cpu,time,event,trace --ns -i F
 > F.txt`, ingest's own arguments), then N rounds alternate, each a whole process:
@@ -8,7 +8,8 @@ For each perf.data: its text is rendered once (`perf script -F comm,tid,cpu,time
   ingest:    thpreplay ingest F.txt -o DATASET --force -q
   old:       the same ingest with PYTHONPATH=$REF_PYTHONPATH (optional: a checkout of the code before)
 The ftrace sample (default sample_traces/local-6.18-ftrace, its trace decompressed once) is ingested N
-times alternating with the old code when REF_PYTHONPATH is set. Prints medians, ratios and the peak
+times alternating with the old code when REF_PYTHONPATH is set. --native RELEASE: ingest each perf.data
+itself (thpreplay's reader, `--kernel-release RELEASE`) instead of its text. Prints medians, ratios and the peak
 RSS (ru_maxrss of the child) of every command, as JSON.
 """
 
@@ -55,6 +56,11 @@ def main() -> None:
         i = args.index("--ftrace")
         ftrace = Path(args[i + 1]) if args[i + 1] else None  # --ftrace "": none
         del args[i:i + 2]
+    native = None
+    if "--native" in args:
+        i = args.index("--native")
+        native = args[i + 1]
+        del args[i:i + 2]
     ref = os.environ.get("REF_PYTHONPATH")
     old_env = {**os.environ, "PYTHONPATH": ref} if ref else None
     work = workdir()
@@ -62,16 +68,21 @@ def main() -> None:
     results = {}
     for data in map(Path, args):
         text = data.with_suffix(".txt")
-        if not text.exists():
+        if native and not text.exists():
+            text = None
+        elif not text.exists():
             with open(text, "wb") as f:
                 subprocess.run(["perf", *PERF_SCRIPT_ARGS, str(data)], stdout=f, stderr=subprocess.DEVNULL, check=True)
         perf, new, old = [], [], []
+        cmd = [PY, "-m", "thpreplay", "ingest", str(data if native else text), "-o", str(out), "--force", "-q",
+               *(["--kernel-release", native] if native else [])]
         for _ in range(rounds):
             perf.append(run(["perf", *PERF_SCRIPT_ARGS, str(data)]))
-            new.append(run([PY, "-m", "thpreplay", "ingest", str(text), "-o", str(out), "--force", "-q"]))
+            new.append(run(cmd))
             if old_env:
-                old.append(run([PY, "-m", "thpreplay", "ingest", str(text), "-o", str(out), "--force", "-q"], env=old_env))
-        r = {"events": count_lines(text), "text_bytes": text.stat().st_size, "rounds": rounds,
+                old.append(run(cmd, env=old_env))
+        r = {"input": "perf.data (thpreplay's reader)" if native else "perf script's text", "rounds": rounds,
+             **({"events": count_lines(text), "text_bytes": text.stat().st_size} if text else {}),
              "perf_script": summary(perf), "ingest": summary(new)}
         r["ratio_ingest_over_perf_script"] = round(r["ingest"]["median_s"] / r["perf_script"]["median_s"], 3)
         r["pairwise_ratios"] = [round(n[0] / p[0], 2) for n, p in zip(new, perf)]
