@@ -12,8 +12,15 @@
 #   relaxed          patches/6.1-relaxed.patch: the 5.3-rc5..5.3.x policy, no
 #                    THP special case: one attempt under the task's mempolicy
 #                    with fallback to remote nodes
+#   two-step         patches/6.1-two-step.patch: the 5.4 policy (19deb7695e07,
+#                    b39d0ee2632d, 76e654cc91bb): a local __GFP_THISNODE
+#                    attempt at full effort, then (masks with direct reclaim)
+#                    gfp|__GFP_NORETRY on all nodes; 5.4's slowpath checks
+#   rientjes         patches/6.1-rientjes.patch: David Rientjes's series as
+#                    posted on 4 Sep 2019: two-step without the
+#                    __GFP_RETRY_MAYFAIL exemption of the pageblock check
 #
-# (default: all three).  See KERNELS.md.
+# (default: all five).  See KERNELS.md.
 #
 # The package is fetched with a private apt sources list and state dir under
 # the cache (the host's apt configuration is not touched); the mirror is read
@@ -55,7 +62,7 @@ APTDIR=$LAB_CACHE/apt-src
 SRCROOT=$LAB_CACHE/src
 OBJ=$LAB_CACHE/build/6.1
 OUTROOT=$LAB_CACHE/kernels
-ALL_VARIANTS=(built-unpatched local-only relaxed)
+ALL_VARIANTS=(built-unpatched local-only relaxed two-step rientjes)
 
 log() { echo "build-kernel.sh: $*"; }
 die() { echo "build-kernel.sh: $*" >&2; exit 1; }
@@ -66,7 +73,7 @@ for a in "$@"; do
 	case "$a" in
 	--config-only) CONFIG_ONLY=1 ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	built-unpatched|local-only|relaxed) VARIANTS+=("$a") ;;
+	built-unpatched|local-only|relaxed|two-step|rientjes) VARIANTS+=("$a") ;;
 	*) die "unknown argument '$a' (variants: ${ALL_VARIANTS[*]})" ;;
 	esac
 done
@@ -220,6 +227,8 @@ write_meta() { # variant outdir
 	case "$1" in
 	local-only) echo local-only-4.8 > "$2/thp_policy" ;;
 	relaxed) echo relaxed-5.3-rc5 > "$2/thp_policy" ;;
+	two-step) echo two-step-5.4 > "$2/thp_policy" ;;
+	rientjes) echo rientjes-2019 > "$2/thp_policy" ;;
 	*) rm -f "$2/thp_policy" ;;
 	esac
 }
