@@ -519,7 +519,7 @@ def validate(dataset, *, policy: str | None = None, kernel: str | None = None, t
         if samples is None:
             stored = stored_samples(dataset)
             if stored:
-                samples, seed, how = stored["n"], stored["seed"], "as the stored simulation (simulate --samples)"
+                samples, seed, how = stored["n"], stored["seed"], "the stored simulation's --samples"
         return _validate(dataset, policy, kernel, tolerance, small, params,
                          dict(n=samples, seed=1 if seed is None else seed, how=how) if samples else None)
 
