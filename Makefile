@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 THP    := $(VENV)/bin/thpreplay
 OUT    ?= out
 
-.PHONY: venv browser test test-slow test-sweep demo screenshot fidelity lab-fidelity fuzz fuzz-asan validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
+.PHONY: venv browser test test-slow test-sweep demo screenshot fidelity fidelity-samples lab-fidelity fuzz fuzz-asan validate-samples bench bench-big bench-sim bench-sweep lab-qemu clean
 
 venv: $(VENV)/.installed
 
@@ -127,6 +127,11 @@ bench-sweep: venv
 # tests/golden/fidelity.csv (seconds; tests/test_fidelity.py checks both).
 fidelity: venv
 	$(PY) sample_traces/lab/score.py
+
+# How often the lab's outcomes fall inside the model's 90 % interval (simulate --samples 20: a few minutes
+# the first time, which ingests the captures into /tmp/score-samples; prints the shares per scenario and kernel).
+fidelity-samples: venv
+	$(PY) sample_traces/lab/score_samples.py --samples 20 --seed 1
 
 # Re-run the fidelity lab from scratch (root; downloads Debian kernels and linux-source-6.1 into
 # $$LAB_CACHE, builds the patched kernels, boots every kernel x scenario in QEMU; about 40 minutes).
