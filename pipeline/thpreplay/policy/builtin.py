@@ -399,6 +399,7 @@ RIENTJES_2019 = EraPolicy(
         "are the reverts merged as 19deb7695e07/ac79f78da731, 4/4 is 76e654cc91bb line for line, 3/4 is "
         "b39d0ee2632d before the 5.4-rc __GFP_RETRY_MAYFAIL exemption, which no THP mask has. It was posted "
         "against 5.3-rc, whose gfp bits equal 5.4's; gfp_hex is the 5.4 column."),
+    proactive_compaction=None,   # before 5.9; the lab runs it on 6.1, whose kcompactd has it
     free_scanner_sampling=True,
 )
 
@@ -420,6 +421,7 @@ TWO_STEP_5_4 = EraPolicy(
     simplifications=(
         "The second call is __alloc_pages_node() with no policy nodemask; with MPOL_DEFAULT that is all nodes, "
         "as modelled. Where in 5.5-rc cc638f329ef6 landed is not pinned (see versions.py)."),
+    proactive_compaction=None,   # before 5.9; the lab runs it on 6.1, whose kcompactd has it
     free_scanner_sampling=True,
 )
 
