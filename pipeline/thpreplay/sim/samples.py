@@ -1,8 +1,10 @@
 """Replaying a capture many times, each time drawing what the capture cannot pin down (`--samples N`).
 
 One kernel gives a range, not a number: the lab's scenario 1 gave 89/7, 85/7 and 22/74 local/remote
-huge pages on one kernel from boot to boot (docs/fidelity.md), decided by when kcompactd's proactive
-timer fired relative to the faults. A single replay is one draw of that chance; `simulate --samples N
+huge pages on one kernel from boot to boot (docs/fidelity.md). With kpageflags the start layout, whose
+hole parity separates those runs, is the capture's; what stays chance is when kcompactd's proactive
+timer fires relative to the faults, the layout without kpageflags and the costs' scatter. A single
+replay is one draw of that chance; `simulate --samples N
 --seed S` makes N, each from its own generator, so that every figure has a spread (p5 / p50 / p95).
 
 Sample i's generator is seeded from (S, i) alone (numpy's SeedSequence with spawn key i), so the same S
