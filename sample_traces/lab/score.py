@@ -165,12 +165,36 @@ def _span(lo: int, hi: int) -> str:
     return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
 
 
+def hole_parity(capture: str) -> str:
+    """The pfn parity of the free pages in the capture's mostly-LRU pageblocks (at least 200 LRU pages of
+    512) at the start, from its kpageflags: `odd` or `even` when 90 % or more are, else the odd share.
+    Compaction's free scanner samples every 2nd..32nd page of a block once a block yields nothing
+    (4fca9730c51d), always from the block's start: holes all on odd pfns are then invisible to it."""
+    path = CAPTURES / capture / "kpageflags.before.zst"
+    if not path.exists():
+        return "–"
+    import numpy as np
+    import zstandard
+
+    raw = zstandard.ZstdDecompressor().decompress(path.read_bytes(), max_output_size=1 << 34)
+    flags = np.frombuffer(raw, dtype=np.uint64)
+    flags = flags[: len(flags) // 512 * 512].reshape(-1, 512)
+    lru = ((flags >> np.uint64(5)) & np.uint64(1)).astype(bool)    # KPF_LRU
+    buddy = ((flags >> np.uint64(10)) & np.uint64(1)).astype(bool)  # KPF_BUDDY
+    holes = buddy[lru.sum(axis=1) >= 200]
+    odd, total = int(holes[:, 1::2].sum()), int(holes.sum())
+    if not total:
+        return "–"
+    share = odd / total
+    return "odd" if share >= 0.9 else "even" if share <= 0.1 else f"{share:.0%} odd"
+
+
 def _runs_table(v: pl.DataFrame, scenario: int) -> list[str]:
     """One row per kernel with several runs of the scenario: observed range / simulated value(s) of each
     figure, ✗ when a simulated value lies outside the widened range, and every run's local / remote."""
     groups = v.filter((pl.col("scenario") == scenario) & (pl.col("runs") > 1))
     head = (["kernel", "policy", "runs"] + [f.replace("_", " ") for f in RUN_FIGURES]
-            + ["within the range", "huge local / remote per run"])
+            + ["within the range", "huge local / remote per run", "holes' parity per run"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (kernel,), g in groups.group_by("kernel", maintain_order=True):
         cells = [f"`{kernel}`", f"`{g['policy'][0]}`", str(g["capture"].n_unique())]
@@ -192,6 +216,8 @@ def _runs_table(v: pl.DataFrame, scenario: int) -> list[str]:
         local = per_run.filter(pl.col("figure") == "huge_local")["observed"].to_list()
         remote = per_run.filter(pl.col("figure") == "huge_remote")["observed"].to_list()
         cells.append(", ".join(f"{a} / {b}" for a, b in zip(local, remote)))
+        runs = g.select("capture", "run").unique().sort("run")["capture"].to_list()
+        cells.append(", ".join(hole_parity(c) for c in runs))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -227,8 +253,10 @@ def _runs_section(v: pl.DataFrame) -> list[str]:
             "range when they differ. A figure is within when every simulated value s lies inside the observed",
             "range [lo, hi] widened by 10 % or ±5, whichever is wider at each end:",
             "lo − max(10 % of lo, 5) ≤ s ≤ hi + max(10 % of hi, 5) (with one run, the per-capture test above).",
-            "✗ marks a figure with a simulated value outside; the count is over all figures. The last column",
-            "lists the observed local / remote huge pages of each run, in run order.",
+            "✗ marks a figure with a simulated value outside; the count is over all figures. The last two",
+            "columns list, in run order, the observed local / remote huge pages of each run and the pfn parity",
+            "of the free pages in node 0's movable pageblocks at its start (kpageflags; `odd`/`even` when 90 %",
+            "or more are, else the odd share): what separates the runs (below).",
             "",
             *_runs_table(v, scenario),
             "",
@@ -241,39 +269,41 @@ ANALYSIS = """## What the misses are
 
 - **Scenario 1 (`fragmented-movable`): compaction that fails.** Node 0 holds movable pages in every
   pageblock with holes at every other page. The model's compaction follows `mm/compaction.c` page by
-  page (docs/model.md): pageblock skip bits shared by both scanners and cleared only when kswapd
-  sleeps or deferral restarts, batches of 32, async direct compaction abandoning a block at its first
-  unmovable page, the free scanner's 1-in-32 sampling (5.1+). Holes that sit off the sampling grid are
-  invisible to the faults' async compactions, which then fail `partial_skipped` as the kernels' did,
-  unless `fast_isolate_freepages` finds them on the free lists. That search and
-  `fast_find_migrateblock` walk the model's own free lists as the kernel walks its own (docs/model.md);
-  the lists' order at the start of a trace is in no capture, and the model starts them in pfn order
-  (`shuffled_free_lists = false`; docs/model.md gives both settings on every capture). kcompactd's
-  proactive compaction (sync, whole zone, skip bits ignored) runs at the capture's own measured pace per
-  page and keeps its 500 ms timer in the phase the trace shows, which decides most runs (next item):
-  the model meets the five-run range on every figure on 6.12 and on all but the compaction stalls on
-  6.1 (three of its runs with most huge pages local: the kernel compacted 39-52 times, the model 19-25,
-  taking more of its huge pages from blocks kcompactd had already freed). On 5.10 the failed local
-  compactions are followed by direct reclaim (allocstall 22-75 in the five runs) that the model reaches
-  in 1-39 faults, and its compaction stalls are fewer.
-- **Why scenario 1 varies from boot to boot: when kcompactd gets to run.** Five runs per Debian kernel
-  (local / remote): 5.10 gave 83 / 13, 89 / 7, 21 / 75, 83 / 13, 90 / 6; 6.1 gave 22 / 74, 86 / 10,
-  82 / 14, 91 / 5, 90 / 6; 6.12 gave 93 / 3, 27 / 69, 94 / 2, 93 / 3, 61 / 35. The runs fall into two
-  groups, and the traces show what separates them. In the runs with most huge pages local, kcompactd's
-  pass over node 0's DMA32 zone starts at most 0.17 s after the fault's first direct compaction (often
-  before it) and runs for 0.7-1.6 s alongside the faults (or until the trace ends): 16,900-29,100 pages
-  migrated, and the faults' own compactions find free pageblocks. In the three runs with about 70
-  remote (5.10 run 3, 6.1 run 1, 6.12 run 2) it starts 0.30-0.42 s after the first direct compaction.
-  By then the faults' async compactions end `partial_skipped` (the free scanner has reached the
-  migration scanner), and kcompactd's own pass ends 2-22 ms after it began with the scanners met
-  (`complete`). The whole run migrates 600-1,500 pages, 1-2 compactions succeed, and the later faults go to
-  node 1 (on 5.10 after direct reclaim: allocstall 75, against 22-42 in its other runs). 6.12 run 5
-  lies between: kcompactd started 0.14 s after the first direct compaction and ran its long pass, but
-  35 faults went remote before it had made free blocks. The pass is kcompactd's proactive compaction
-  (`order=-1` in its `mm_compaction_suitable` events on 5.10 and 6.1; no wake-up event precedes it),
-  which runs off a 500 ms timer that nothing ties to the workload: where the faults begin within that
-  period is chance from boot to boot, and each trace shows where it fell. The table "Scenario 1 across
-  runs" scores the model against the range of all five runs.
+  page (docs/model.md): pageblock skip bits shared by both scanners, batches of 32, async direct
+  compaction abandoning a block at its first unmovable page, `fast_isolate_freepages` and
+  `fast_find_migrateblock` over the model's own free lists (whose order at the start is in no capture:
+  pfn order, `shuffled_free_lists = false`), the free scanner's sampling (5.1+, next item), and the
+  per-cpu lists: a page compaction migrates away waits on its CPU's list, unmerged, until the list's
+  high mark or a drain returns it (docs/model.md). On the 6.x guests node 0's list holds 9,500-10,500
+  pages of its 10,000-10,700 high at the start, and kcompactd's proactive pass, which never drains,
+  shows the blocks it empties to the faults only when their own compaction or reclaim drains the list.
+  Per run the model now meets 9-14 of the 14 figures on 6.1, 10-14 on 6.12, 13-14 on the rientjes
+  kernel in four runs of five and 8-12 on the two-step kernel, where the kernel compacted 28-50 times
+  and the model 7-34, finding more of its blocks already free; the huge local / remote split is within
+  10 % or ±5 in 23 of the 25 runs of these five kernels (not in 6.1 run 3, 14 remote against 20, and
+  6.12 run 5, 35 against 42). On 5.10 the failed local compactions are followed by direct reclaim
+  (allocstall 22-75 in the five runs) that the model reaches in 3-76 faults, fewer in four runs of five.
+- **Why scenario 1 varies from boot to boot: the holes' pfn parity.** Five runs per kernel (local /
+  remote): 5.10 gave 83 / 13, 89 / 7, 21 / 75, 83 / 13, 90 / 6; 6.1 gave 22 / 74, 86 / 10, 82 / 14,
+  91 / 5, 90 / 6; 6.12 gave 93 / 3, 27 / 69, 94 / 2, 93 / 3, 61 / 35; the rientjes kernel 96 / 0,
+  21 / 75, 24 / 72, 96 / 0, 75 / 21; the two-step kernel kept 90-96 local in all five. The last column
+  of "Scenario 1 across runs" gives what separates them: the parity of the free pages at the start.
+  The workload faults its pages and frees every other one, so in one boot the holes lie all on odd
+  pfns, in another all on even ones, in a third on both (how the buddy allocator handed out the pairs).
+  Compaction's free scanner (`isolate_freepages`, 4fca9730c51d, 5.1) scans a pageblock from its first
+  page with a stride that starts at 32 for async compaction and 1 for sync, and in every mode doubles
+  up to 32 after each block that yields no free page: once a block comes up empty, the stride is even
+  and holes on odd pfns are invisible for the rest of the pass. Every run whose holes are (nearly) all
+  odd went mostly remote: 5.10 run 3, 6.1 run 1, 6.12 run 2, rientjes runs 2 and 3 (21-27 local); 6.12
+  run 5, odd too, lies between (61 / 35). Every run with holes on even pfns or on both kept 75-96 local.
+  In the odd runs kcompactd's proactive pass ended 2-22 ms after it began with the scanners met
+  (`complete`), having isolated almost no free page, and the faults' own async compactions ended
+  `partial_skipped`: 450-1,650 pages migrated in the whole run against 16,000-30,000 in the others. An
+  earlier model kept sync and sync-light compaction at stride 1 and found those holes; with the kernel's
+  stride rule, replaying each run from its own kpageflags, it reproduces all five odd runs (20-26 local
+  where the kernels kept 21-27; 54 for 6.12 run 5's 61). The parity is in the capture, so the spread
+  of scenario 1 is not chance for a replay that starts from kpageflags; an earlier reading of these
+  traces credited when kcompactd's 500 ms timer fell, which correlates with it in the three Debian runs.
 - **Direct reclaim is counted as the kernel counts it.** Each call reclaims in rounds and stops as
   `do_try_to_free_pages` does; a call that stops at a zone where compaction is ready returns 1 with
   nothing freed, which is the `nr_reclaimed=1` of every call on the QEMU kernels (their
@@ -281,25 +311,19 @@ ANALYSIS = """## What the misses are
   for call (8 calls of 20 THPs each, 10,240 pages a call in the trace: the capture's own round size,
   `reclaim_round_pages`). Cross-predicted from the Debian 6.1 capture, which has no direct reclaim to
   measure a round from, the same storm takes 160 calls of one THP each (`SWAP_CLUSTER_MAX` rounds).
-- **The three runs whose kcompactd started late** (5.10 run 3, 6.1 run 1, 6.12 run 2): their proactive
-  pass ended 2-22 ms after it began with the scanners met, having found almost no free page to migrate
-  into, although node 0 still had tens of thousands of free pages in movable blocks. The model's pass,
-  which ignores the skip bits as `proactive_compact_node` does, finds them and makes free pageblocks,
-  so it keeps 53-60 faults local where those kernels kept 21-27. What made the kernels' free scanner
-  come up empty there is not established.
-
 - **Scenario 1 on the 5.4 kernels (`6.1-two-step`, `6.1-rientjes`).** Both run the same THP fault code
   (the series as posted lacks only a `__GFP_RETRY_MAYFAIL` exemption that no THP mask reaches), whose
   local attempt may reclaim node 0 and compact again (sync-light) before it gives up. `6.1-two-step`
   kept 90-96 of the 96 faults local in all five runs (2-22 direct reclaims, 28-50 compaction stalls,
-  22-39 of them successful); the model, replaying each run under `two-step-5.4`, keeps 27-63 local
-  with 83-95 compaction stalls, most of them failed. `6.1-rientjes` split 96 / 0, 21 / 75, 24 / 72,
-  96 / 0 and 75 / 21 (local / remote): its two runs with most faults remote migrated 452 and 1,647
-  pages in all (kcompactd 437 and 800), its other three 16,300-25,300, and the five two-step runs
-  20,200-29,800 (counted from the traces' `mm_compaction_migratepages`). Whether kcompactd's timing
-  separates those runs as it does the Debian kernels' was not examined. The model keeps 20-42 local
-  in every rientjes run: inside the five-run range, but per capture within 10 % or ±5 only for the two
-  runs that went remote.
+  22-39 of them successful); the model, replaying each run under `two-step-5.4`, keeps 92-96 local
+  with 7-34 compaction stalls. `6.1-rientjes` split 96 / 0, 21 / 75, 24 / 72, 96 / 0 and 75 / 21
+  (local / remote): its two runs with most faults remote are its two with all holes on odd pfns
+  (above), which migrated 452 and 1,647 pages in all (kcompactd 437 and 800), its other three
+  16,300-25,300, and the five two-step runs, none of them all odd, 20,200-29,800 (counted from the
+  traces' `mm_compaction_migratepages`). The model follows each rientjes run (96, 22, 21, 94, 77 local).
+  Both policies end before 5.9, but their lab kernels are 6.1, whose kcompactd compacts proactively: the
+  policies follow the capture's kernel there, as local-only-4.8 and relaxed-5.3-rc5 do (an earlier
+  version switched proactive compaction off for them and kept 20-63 local).
 
 Scenarios 2, 3 and 4 are within 10 % or ±5 on every figure and every kernel: a full local node with a
 free remote one (2, 4) and a local node compaction cannot help (3), on the Debian kernels and the five
@@ -314,16 +338,18 @@ kernel, whose local attempt never reclaims, had none.
 ## What the cross-prediction shows
 
 Replaying the Debian 6.1 capture of scenario 2 as the local-only kernel predicts the 2019 swap storm
-from a capture that had none: 490 local huge pages and 82,231 pages reclaimed and swapped out, where
+from a capture that had none: 490 local huge pages and 82,743 pages reclaimed and swapped out, where
 the local-only kernel really made 481, 81,952 and 81,952. The relaxed prediction of the same capture
 (326 local, 164 remote, no reclaim) matches the relaxed kernel (322, 159, none). The storm's calls are not
 (8 in the kernel, 160 predicted: the round size above). In scenarios 3 and 4 every figure is predicted
-within 10 % or ±5 for both policies. Scenario 1 cross-predicts no better than each patched kernel's own
-validation: the local-only kernel's run kept 64 faults local after 38 direct reclaims, the prediction
-from the Debian run 33 after 64, and the relaxed kernel's split (39 / 57) is predicted as 60 / 36.
+within 10 % or ±5 for both policies. Scenario 1 does not cross-predict: the local-only kernel's run
+kept 64 faults local after 38 direct reclaims, the prediction from the Debian run 20 after 76, and the
+relaxed kernel's split (39 / 57) is predicted as 20 / 76.
 For the 5.4 kernels, scenarios 2, 3 and 4 are predicted within 10 % or ±5 on every figure (scenario 2:
 330 local and 160 remote with no reclaim, against 326 / 155 and 334 / 156). Scenario 1 is predicted
-as 19 local / 77 remote for every run of both, where eight of their ten runs kept 75-96 local.
+as 22 local / 74 remote for every run of both, where eight of their ten runs kept 75-96 local: the
+Debian capture it is predicted from is 6.1 run 1, whose holes lie on odd pfns (above), and those eight
+runs' holes do not. A cross-prediction carries the source boot's layout with it.
 """
 
 
