@@ -233,3 +233,38 @@ def test_the_report_shows_the_intervals(ingested, tmp_path):
     lo, hi = round(s["huge_local_p5"]), round(s["huge_local_p95"])
     assert f"<td>{s['huge_local']} [{lo}-{hi}]<br>" in page
     assert f"{POLICY}: huge local {s['huge_local_p5']:,.0f}-{s['huge_local_p95']:,.0f} (p5-p95 of 3 samples)" in page
+
+
+def test_hole_parity_comes_from_the_trace_and_is_drawn_only_where_it_shows_none():
+    """Order-0 holes of a start laid out without kpageflags take the pfn parity of the pages the trace
+    shows free in their block, else the zone's majority; only a zone with no such page takes the
+    default, which the deterministic run keeps even and a sample draws."""
+    import numpy as np
+
+    from thpreplay.sim.state import PB, _hole_parity
+
+    known = np.zeros(4 * PB, dtype=bool)
+    known[1 * PB + 7] = known[1 * PB + 9] = True        # block 1: odd holes in the trace
+    known[2 * PB + 4] = True                            # block 2: an even one
+    blocks = np.array([0, 1, 2, 3])
+    assert _hole_parity(known, blocks, 4).tolist() == [1, 1, 0, 1]             # zone majority odd
+    assert _hole_parity(known, blocks, 4, default=0).tolist() == [1, 1, 0, 1]  # the trace decides
+    none = np.zeros(4 * PB, dtype=bool)
+    assert _hole_parity(none, blocks, 4).tolist() == [0, 0, 0, 0]
+    assert _hole_parity(none, blocks, 4, default=1).tolist() == [1, 1, 1, 1]
+
+
+def test_a_sample_records_the_hole_parity_it_drew():
+    """Drawn last from the sample's own generator: both parities over 40 samples, the same again for
+    the same (S, i), and in the record of what each sample drew."""
+    from types import SimpleNamespace
+
+    from thpreplay.sim import samples
+    from thpreplay.sim.params import Params
+
+    inputs = SimpleNamespace(demand=SimpleNamespace(ops=SimpleNamespace(height=0)), estimates=(),
+                             state=SimpleNamespace(summary={"source": "snapshots"}), params=Params())
+    draws = [samples.draw(inputs, i, 7) for i in range(40)]
+    assert {d.hole_parity for d in draws} == {0, 1}
+    assert all(d.as_dict()["hole_parity"] == d.hole_parity for d in draws)
+    assert [d.hole_parity for d in draws] == [samples.draw(inputs, i, 7).hole_parity for i in range(40)]

@@ -13,7 +13,8 @@ sample draws, in this order:
 
 - the model's seed (Params.seed), a 32-bit number from the generator. It drives the start layout
   where the bundle has no kpageflags (state.py: which movable blocks hold which kind of page, where the
-  fallen-back kernel pages lie) and the replay core's own random choices (which LRU page reclaim takes,
+  fallen-back kernel pages lie; and, drawn last, the pfn parity of order-0 holes in a zone where the
+  trace shows no free page to take it from) and the replay core's own random choices (which LRU page reclaim takes,
   the per-batch contention draw, a shuffled free list's order). With kpageflags the layout is known and
   is not drawn: the state is the deterministic run's.
 - kcompactd's proactive timer phase: uniform over its 500 ms period (HPAGE_FRAG_CHECK_INTERVAL_MSEC,
@@ -57,10 +58,12 @@ class Draw:
     params: Params                  # the deterministic run's with the drawn values
     drawn: dict                     # parameter -> drawn value (the costs, contention)
     layout_drawn: bool              # False: the start comes from kpageflags, not drawn
+    hole_parity: int = 0            # pfn parity of order-0 holes where the trace shows none (layout drawn)
 
     def as_dict(self) -> dict:
         return dict(sample=self.sample, seed=self.seed, proactive_phase_ns=self.proactive_phase_ns,
-                    layout_drawn=self.layout_drawn, **{k: self.drawn[k] for k in sorted(self.drawn)})
+                    layout_drawn=self.layout_drawn, hole_parity=self.hole_parity,
+                    **{k: self.drawn[k] for k in sorted(self.drawn)})
 
 
 def generator(seed: int, sample: int) -> np.random.Generator:
@@ -86,7 +89,9 @@ def draw(inputs, sample: int, seed: int) -> Draw:
             value = e.draw(rng)
             drawn[e.param] = type(getattr(inputs.params, e.param))(value)
     params = replace(inputs.params, seed=model_seed, **drawn)
-    return Draw(sample, model_seed, phase, params, drawn, not layout_known(inputs))
+    # drawn last, so that the draws before it are those of a sample without it
+    hole_parity = int(rng.integers(0, 2))
+    return Draw(sample, model_seed, phase, params, drawn, not layout_known(inputs), hole_parity)
 
 
 def sample_state(inputs, d: Draw):
@@ -96,7 +101,7 @@ def sample_state(inputs, d: Draw):
         return inputs.state
     dm = inputs.demand
     return state_mod.build(inputs.dataset, dm.used_at_start, dm.free_at_start, dm.pfns_by_migratetype,
-                           inputs.params.compact_unevictable_allowed, d.seed, dm.traced_pages)
+                           inputs.params.compact_unevictable_allowed, d.seed, dm.traced_pages, d.hole_parity)
 
 
 def runs(inputs, policies, n: int, seed: int, progress=None) -> Iterator[tuple[Draw, object, object]]:

@@ -281,25 +281,26 @@ def _place_free_runs(page_free: np.ndarray, page_used_evidence: np.ndarray, bloc
     return len(chosen)
 
 
-def _hole_parity(known_free: np.ndarray, blocks: np.ndarray, nblocks: int) -> np.ndarray:
+def _hole_parity(known_free: np.ndarray, blocks: np.ndarray, nblocks: int, default: int = 0) -> np.ndarray:
     """Per pageblock, the pfn parity (0 even, 1 odd) of the single free pages the trace shows free at the
     start there (the pages it allocates before it frees them): a workload that faulted pages in order
     and freed every other one leaves holes all on one parity, and compaction's free scanner, sampling
     every 2nd..32nd page once a block yields nothing (4fca9730c51d), sees all or none of them. A block
-    without such pages takes the majority of the zone's, else even."""
+    without such pages takes the majority of the zone's, else `default` (even; a sample draws it)."""
     parity = np.zeros(nblocks, dtype=np.int64)
     if not len(blocks):
         return parity
     pages = known_free[(blocks[:, None] * PB + np.arange(PB)[None, :])]
     odd = pages[:, 1::2].sum(axis=1)
     even = pages[:, 0::2].sum(axis=1)
-    zone_odd = int(odd.sum() > even.sum())
+    zone_odd = int(odd.sum() > even.sum()) if odd.sum() != even.sum() else default
     parity[blocks] = np.where(odd > even, 1, np.where(even > odd, 0, zone_odd))
     return parity
 
 
 def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, small_mt_pfns: dict[int, np.ndarray],
-          compact_unevictable_allowed: int, seed: int, traced_pages: np.ndarray | None = None) -> InitialState:
+          compact_unevictable_allowed: int, seed: int, traced_pages: np.ndarray | None = None,
+          hole_parity: int = 0) -> InitialState:
     assumptions: list[str] = []
     topo = read_table(dataset, "topology")
     zones = _zones(topo)
@@ -423,7 +424,7 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
                 sl = slice(b * PB, (b + 1) * PB)
                 page_free[sl] |= evidence_free[sl] & page_in_zone[sl]
             have = _histogram(page_free, rest, block_mt)
-            parity = _hole_parity(evidence_free & page_in_zone, rest, nblocks)
+            parity = _hole_parity(evidence_free & page_in_zone, rest, nblocks, hole_parity)
             for mt in (1, 0, 2):
                 mblocks = rest[block_mt[rest] == mt]
                 for order in range(8, -1, -1):
