@@ -25,7 +25,8 @@ test: venv browser
 	THPREPLAY_REQUIRE_BROWSER=1 $(PY) -m pytest -n auto --maxprocesses=4 -m "not slow"
 
 # The long tests make test leaves out (pytest -m slow: the killed-process and full-disk checks, the
-# distributed sweep, the long property tests, a million comm names; a few minutes).
+# distributed sweep, the long property tests, a million comm names, every run of the fidelity lab
+# against its golden and docs/fidelity.md; a few minutes).
 test-slow: venv browser
 	$(PY) -m pytest -n auto --maxprocesses=4 -m slow
 

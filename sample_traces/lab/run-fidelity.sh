@@ -24,8 +24,12 @@
 #   <kernel>-s<N>-<name>-rN/ next to the first one (e.g. 6.1-s1-fragmented-movable-r2),
 #   so that a scenario the kernel itself does not repeat exactly can keep several
 #   runs (score.py groups them).  Unset, empty or 1: the first run, no suffix.
-#   The committed scenario-1 runs 2..5 of the Debian kernels were made with
-#     for r in 2 3 4 5; do RUN=$r nice -n 10 run-fidelity.sh 6.1 1; done   (and 5.10, 6.12)
+#   The committed runs 2..5 were made with
+#     for r in 2 3 4 5; do RUN=$r nice -n 10 run-fidelity.sh 6.1 1; done   (and 5.10, 6.12,
+#   6.1-two-step, 6.1-rientjes), and for scenarios 2-4 on all eight kernels with
+#     for r in 2 3 4 5; do RUN=$r nice -n 10 run-fidelity.sh KERNEL 2 3 4; done
+#   (about 25 s of guest time per scenario on this 2-core machine; one guest of 96, 6.12 s3 run 3,
+#   panicked at boot under TCG and was run again).
 # Guests run one at a time.  Every selected pair is attempted; a failed one is
 # reported at the end and makes the exit status 1 (nothing is skipped silently).
 set -uo pipefail
