@@ -21,7 +21,6 @@ from __future__ import annotations
 from thpreplay.kernel.gfp import parse_release
 
 PCP_FREE_FORMS = (((6, 7), 3), ((5, 14), 2))
-PCP_BATCH_SCALE_MAX = 5   # CONFIG_PCP_BATCH_SCALE_MAX's default (mm/Kconfig, 6.7+)
 
 
 def pcp_free_form(release: str | None) -> int:
