@@ -340,13 +340,12 @@ static void pcp_free(Engine *e, int64_t b, int off) {
 }
 
 /* rmqueue_pcplist() handing out a page of the list (the trace allocates it): free for the caller to
-   take; the allocation halves free_factor / free_count. */
+   take (the allocation's halving of free_factor / free_count is the caller's, once per allocation). */
 static void pcp_take(Engine *e, int64_t b, int off) {
     Block *B = &e->blocks[b];
     Zone *z = &e->zones[B->zone];
     bit_clr(B->pcp, off);
     z->pcp_count--;
-    z->pcp_factor >>= 1;
     release(e, b, off, 1);
 }
 
