@@ -9,9 +9,9 @@ from __future__ import annotations
 from thpreplay.kernel.gfp import parse_release
 
 # Mel Gorman, "mm, compaction: sample pageblocks for free pages" (4fca9730c51d, merged for 5.1):
-# isolate_freepages() of async compaction looks at one page in COMPACT_CLUSTER_MAX (32) of a pageblock,
-# resets the stride to 1 after a block that yields free pages and doubles it (up to 32) after one that
-# yields none. Free pages in a regular pattern the sampling misses (every other page freed, say) are
+# isolate_freepages() of async compaction looks at one page in COMPACT_CLUSTER_MAX (32) of a pageblock;
+# in every mode (sync and sync-light start at 1) the stride resets to 1 after a block that yields free
+# pages and doubles (up to 32) after one that yields none. Free pages in a regular pattern the sampling misses (every other page freed, say) are
 # invisible to async compaction: its free scanner sets every block's skip bit and meets the migrate
 # scanner (COMPACT_PARTIAL_SKIPPED), the failure the lab's fragmented-movable scenario shows.
 FREE_SCANNER_SAMPLING_FROM = (5, 1)

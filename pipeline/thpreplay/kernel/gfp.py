@@ -287,6 +287,15 @@ def parse_release(release: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def form_since(release: str | None, forms: tuple[tuple[tuple[int, int], int], ...], oldest: int) -> int:
+    """The form a kernel mechanism has in `release`: `forms` is ((since, form), ...), newest first; a
+    release before all of them has `oldest`, an unknown one is taken as new (the first form)."""
+    version = parse_release(release) if release else None
+    if version is None:
+        return forms[0][1]
+    return next((form for since, form in forms if version >= since), oldest)
+
+
 def table_for_version(version: Version) -> str:
     """The table of a kernel (major, minor): the era that contains it, else the nearest one."""
     for t in _TABLE_LIST:

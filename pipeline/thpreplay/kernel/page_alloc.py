@@ -18,17 +18,11 @@ pages one overflow returns (nr_pcp_free()) has three forms:
 
 from __future__ import annotations
 
-from thpreplay.kernel.gfp import parse_release
+from thpreplay.kernel.gfp import form_since
 
 PCP_FREE_FORMS = (((6, 7), 3), ((5, 14), 2))
 
 
 def pcp_free_form(release: str | None) -> int:
     """The form of nr_pcp_free() in `release`'s mm/page_alloc.c; an unknown release is taken as new."""
-    version = parse_release(release) if release else None
-    if version is None:
-        return PCP_FREE_FORMS[0][1]
-    for since, form in PCP_FREE_FORMS:
-        if version >= since:
-            return form
-    return 1
+    return form_since(release, PCP_FREE_FORMS, 1)

@@ -21,17 +21,11 @@ mm_vmscan_direct_reclaim_end events with nr_reclaimed=1 in a compaction-bound ca
 
 from __future__ import annotations
 
-from thpreplay.kernel.gfp import parse_release
+from thpreplay.kernel.gfp import form_since
 
 COMPACTION_READY_FORMS = (((6, 15), 2), ((6, 5), 1))
 
 
 def compaction_ready_form(release: str | None) -> int:
     """The form of compaction_ready() in `release`'s mm/vmscan.c; an unknown release is taken as new."""
-    version = parse_release(release) if release else None
-    if version is None:
-        return COMPACTION_READY_FORMS[0][1]
-    for since, form in COMPACTION_READY_FORMS:
-        if version >= since:
-            return form
-    return 0
+    return form_since(release, COMPACTION_READY_FORMS, 0)
