@@ -203,6 +203,9 @@ def _parse_chunk(chunk: Chunk, numbers: tuple[Future, Future], layout: Layout, n
     the lines it does not accept, and other files, go through polars. before: the end of the previous
     chunk (stacks.tail_of), for stack traces whose event is there."""
     mine, following = numbers
+    if isinstance(chunk, perfdata.TypedChunk):  # a perf.data's typed columns (parse/perfdata.py)
+        following.set_result(mine.result() + chunk.typed.lines)
+        return perfdata.parse_typed(chunk, layout, name)
     if prefix.AVAILABLE and layout.fixed is not None and not layout.tgid and chunk.data:
         first = mine.result()
         cut = prefix.cut(chunk.data, first, chunk.partial_tail, layout, fields=PAYLOAD_FIELDS_IN_C)
@@ -616,7 +619,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
             tail = b""  # the end of the previous chunk (stack traces whose event is there)
             for chunk in _chunks_of(source):
                 if progress:
-                    progress(len(chunk.data))
+                    progress(chunk.text_bytes if isinstance(chunk, perfdata.TypedChunk) else len(chunk.data))
                 numbers = numbering.claim(chunk)
                 before, tail = tail, stacks.tail_of(chunk.data, chunk.partial_tail)
                 if layout is None:

@@ -136,18 +136,28 @@ static int load_zstd(void) {
 }
 
 /* ---- the reader ---- */
+/* A typed route plan slot: one printed key's value, computed from the raw record by a tpformat
+   program (parse/perfdata.py builds it), with what the text parser would make of the printed value. */
+#define MAX_SLOTS 8
+enum { I_SIGNED = 0, I_UNSIGNED = 1, I_PFN = 2, I_HEX = 3, I_PTR = 4, I_RAW = 5 };
+typedef struct { int64_t *code; int ncode; int interp; int64_t lo, hi; } Slot;
+typedef struct { int nslots; Slot slots[MAX_SLOTS]; } Plan;
+typedef struct { int64_t *v; size_t n, cap; } I64Buf;
+
 typedef struct {
     uint32_t type;
     uint64_t config, sample_type, read_format, flags;
     int sample_id_all;
     char name[256];
     void *event;  /* libtraceevent's tep_event, tracepoints only */
+    Plan *plan;   /* the typed route's, NULL: its samples are printed as text */
     int raw_size_min;  /* the format's fields end here: a shorter raw record cannot be one of this event */
 } Attr;
 
 typedef struct { uint64_t id; int attr; } IdMap;
 
-typedef struct { int32_t tid; int32_t pid; char *comm; int set; } Thread;
+typedef struct { int32_t tid; int32_t pid; char *comm; int set; int64_t comm_id; } Thread;  /* comm_id: -1 none yet, -2 odd */
+
 
 typedef struct { uint64_t ts, seq; uint64_t off; uint32_t len; } Queued;
 
@@ -182,7 +192,13 @@ typedef struct {
     char *out; size_t out_len, out_cap;
     uint64_t lines, samples, lost, lost_samples, lost_records, unordered, skipped_records;
     uint64_t compressed_records, no_raw_samples;
-    struct { long id; int end; char name[128]; } *fmt_ends; size_t nfmt, fmt_cap;  /* each format's fields end, sys:name */
+    struct { long id; int end; char name[128]; char *text; size_t len; } *fmt_ends; size_t nfmt, fmt_cap;  /* each format's fields end, sys:name, text */
+    /* the typed route (read_typed): per chunk, the typed rows' columns, and the other samples as text */
+    int typed_mode, max_slots;
+    I64Buf t_line, t_attr, t_tid, t_cpu, t_ts, t_comm, t_slot[MAX_SLOTS], x_line;
+    int64_t ncomms;
+    char *new_comms; size_t new_comms_len, new_comms_cap;  /* comm strings named since the last read, NUL-separated */
+    int64_t c_min, c_max, c_first, c_last, c_prev; uint64_t c_back; int c_any;
     int eof, seq_inited;
     char error[400];
     int unsupported;
@@ -247,6 +263,7 @@ static int set_comm(Thread *t, const char *comm, size_t n) {
     c[n] = 0;
     free(t->comm);
     t->comm = c;
+    t->comm_id = -1;
     return 1;
 }
 
@@ -394,6 +411,189 @@ static void print_u(char **p, uint64_t v, int width, int zero) {
     while (n) *(*p)++ = tmp[--n];
 }
 
+/* ---- the typed route: a sample's printed keys computed from its raw data, no text ---- */
+/* Opcodes of parse/tpformat.py's numeric programs (the subset a typed slot uses; _tracedat.c runs all). */
+enum { OP_CONST = 1, OP_FIELD, OP_UN, OP_BIN, OP_CAST, OP_SELECT };
+
+static int64_t cast_bits(int64_t v, int64_t bits, int64_t sign) {
+    if (bits >= 64 || bits <= 0) return v;
+    uint64_t m = (1ULL << bits) - 1, u = (uint64_t)v & m;
+    if (sign && (u >> (bits - 1))) u |= ~m;
+    return (int64_t)u;
+}
+
+static int64_t binop(int64_t op, int64_t a, int64_t b) {  /* as _tracedat.c's, libtraceevent's arithmetic */
+    uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
+    switch (op) {
+    case 0: return (int64_t)(ua + ub);
+    case 1: return (int64_t)(ua - ub);
+    case 2: return (int64_t)(ua * ub);
+    case 3: return (b == 0 || (a == INT64_MIN && b == -1)) ? 0 : a / b;
+    case 4: return (b == 0 || (a == INT64_MIN && b == -1)) ? 0 : a % b;
+    case 5: return (int64_t)(ua << (ub & 63));
+    case 6: return (int64_t)(ua >> (ub & 63));
+    case 7: return a & b;
+    case 8: return a | b;
+    case 9: return a ^ b;
+    case 10: return a < b;
+    case 11: return a <= b;
+    case 12: return a > b;
+    case 13: return a >= b;
+    case 14: return a == b;
+    case 15: return a != b;
+    case 16: return a && b;
+    case 17: return a || b;
+    }
+    return 0;
+}
+
+/* 1: the value in *out; 0: a field past the record (the sample then goes the text way). The program
+   was checked when set (check_slot): every op is known and the stack stays within 0..64. */
+static int eval_slot(const Slot *sl, const unsigned char *raw, uint32_t rlen, int64_t *out) {
+    int64_t st[64];
+    int sp = 0, pc = 0;
+    const int64_t *c = sl->code;
+    while (pc < sl->ncode) {
+        switch (c[pc]) {
+        case OP_CONST: st[sp++] = c[pc + 1]; pc += 2; break;
+        case OP_FIELD: {
+            int64_t off = c[pc + 1], size = c[pc + 2];
+            if (off + size > (int64_t)rlen) return 0;
+            const unsigned char *q = raw + off;
+            uint64_t v;
+            if (size == 1) v = q[0];
+            else if (size == 2) { uint16_t x; memcpy(&x, q, 2); v = x; }
+            else if (size == 4) { uint32_t x; memcpy(&x, q, 4); v = x; }
+            else { memcpy(&v, q, 8); }
+            st[sp++] = c[pc + 3] ? cast_bits((int64_t)v, size * 8, 1) : (int64_t)v;
+            pc += 4;
+            break;
+        }
+        case OP_UN: {
+            int64_t a = st[--sp];
+            st[sp++] = c[pc + 1] == 0 ? (int64_t)(0 - (uint64_t)a) : c[pc + 1] == 1 ? !a : ~a;
+            pc += 2;
+            break;
+        }
+        case OP_BIN: { int64_t b = st[--sp], a = st[--sp]; st[sp++] = binop(c[pc + 1], a, b); pc += 2; break; }
+        case OP_CAST: { int64_t a = st[--sp]; st[sp++] = cast_bits(a, c[pc + 1], c[pc + 2]); pc += 3; break; }
+        case OP_SELECT: { int64_t e = st[--sp], t = st[--sp], cond = st[--sp]; st[sp++] = cond ? t : e; pc += 1; break; }
+        default: return 0;
+        }
+    }
+    *out = st[0];
+    return 1;
+}
+
+/* A slot's program: known ops, operands in range, the stack within 1..64 and one value at the end. */
+static int check_slot(const Slot *sl) {
+    int sp = 0, pc = 0;
+    const int64_t *c = sl->code;
+    while (pc < sl->ncode) {
+        int64_t op = c[pc];
+        int width = op == OP_CONST ? 2 : op == OP_FIELD ? 4 : op == OP_UN || op == OP_BIN ? 2 : op == OP_CAST ? 3 : op == OP_SELECT ? 1 : 0;
+        int pops = op == OP_UN || op == OP_CAST ? 1 : op == OP_BIN ? 2 : op == OP_SELECT ? 3 : 0;
+        if (!width || pc + width > sl->ncode || sp < pops) return 0;
+        if (op == OP_FIELD && (c[pc + 1] < 0 || c[pc + 1] > 0xffff || (c[pc + 2] != 1 && c[pc + 2] != 2 && c[pc + 2] != 4 && c[pc + 2] != 8)))
+            return 0;
+        if ((op == OP_UN && (c[pc + 1] < 0 || c[pc + 1] > 2)) || (op == OP_BIN && (c[pc + 1] < 0 || c[pc + 1] > 17))) return 0;
+        sp += 1 - pops;
+        if (sp > 64) return 0;
+        pc += width;
+    }
+    return sp == 1;
+}
+
+static int grow(Reader *r, I64Buf *b, size_t cap) {
+    if (b->cap >= cap) return 1;
+    int64_t *p = realloc(b->v, cap * sizeof(int64_t));
+    if (!p) { fail(r, 0, "out of memory"); return 0; }
+    b->v = p; b->cap = cap;
+    return 1;
+}
+
+/* The comm of a typed row: an id for the Python side, whose string (leading blanks removed, as the text
+   parser reads perf's right-aligned %16s) is sent once. -2: a comm the typed route leaves to the text
+   parser (a byte outside printable ASCII, or one of '[', ']', ':' that the line's prefix uses). */
+static int64_t comm_id(Reader *r, Thread *t) {
+    if (t->comm_id != -1) return t->comm_id;
+    const unsigned char *c = (const unsigned char *)t->comm;
+    size_t n = strlen(t->comm);
+    for (size_t i = 0; i < n; i++)
+        if (c[i] < 0x20 || c[i] > 0x7e || c[i] == '[' || c[i] == ']' || c[i] == ':') return t->comm_id = -2;
+    while (*c == ' ') { c++; n--; }
+    if (r->new_comms_len + n + 1 > r->new_comms_cap) {
+        size_t cap = r->new_comms_cap ? r->new_comms_cap * 2 : 4096;
+        while (cap < r->new_comms_len + n + 1) cap *= 2;
+        char *p = realloc(r->new_comms, cap);
+        if (!p) { fail(r, 0, "out of memory"); return -2; }
+        r->new_comms = p; r->new_comms_cap = cap;
+    }
+    memcpy(r->new_comms + r->new_comms_len, c, n);
+    r->new_comms[r->new_comms_len + n] = 0;
+    r->new_comms_len += n + 1;
+    return t->comm_id = r->ncomms++;
+}
+
+static void chunk_ts(Reader *r, uint64_t time) {
+    int64_t ts = (int64_t)time;
+    if (!r->c_any) { r->c_min = r->c_max = r->c_first = ts; r->c_any = 1; }
+    else {
+        if (ts < r->c_prev) r->c_back++;
+        if (ts < r->c_min) r->c_min = ts;
+        if (ts > r->c_max) r->c_max = ts;
+    }
+    r->c_prev = r->c_last = ts;
+}
+
+/* The sample as a typed row, if its event has a plan and nothing in it needs the text parser's
+   judgement (a value it would reject or read otherwise): 1 done, 0 print it as text. */
+static int deliver_typed(Reader *r, const Sample *s, Attr *a, Thread *t) {
+    Plan *pl = a->plan;
+    int32_t tid = (int32_t)s->tid;
+    /* the text parser rejects pids past PID_MAX_LIMIT, cpus past NR_CPUS (kernel/events.py) and times
+       past int64 nanoseconds */
+    if (tid < -1 || tid > 4 * 1024 * 1024 || s->cpu >= 8192 || s->time > (uint64_t)INT64_MAX) return 0;
+    int64_t v[MAX_SLOTS];
+    for (int j = 0; j < pl->nslots; j++) {
+        const Slot *sl = &pl->slots[j];
+        int64_t x;
+        if (!eval_slot(sl, s->raw, s->raw_size, &x)) return 0;
+        uint64_t u = (uint64_t)x;
+        switch (sl->interp) {
+        case I_SIGNED: if (x < sl->lo || x > sl->hi) return 0; break;
+        case I_PFN: if (u == UINT64_MAX) { x = 0; break; }  /* printed -1UL: "no page", as pfn=0 */
+            /* fall through */
+        case I_UNSIGNED: if (u > (uint64_t)INT64_MAX || x < sl->lo || x > sl->hi) return 0; break;
+        case I_PTR: if (!u) return 0;  /* %p prints (nil) */
+            /* fall through */
+        case I_HEX: if (u < (uint64_t)sl->lo || u > (uint64_t)sl->hi) return 0; break;
+        default: break;
+        }
+        v[j] = x;
+    }
+    int64_t cid = comm_id(r, t);
+    if (cid < 0) return 0;
+    size_t n = r->t_line.n;
+    if (n == r->t_line.cap) {
+        size_t cap = n ? n * 2 : 65536;
+        if (!grow(r, &r->t_line, cap) || !grow(r, &r->t_attr, cap) || !grow(r, &r->t_tid, cap) || !grow(r, &r->t_cpu, cap)
+            || !grow(r, &r->t_ts, cap) || !grow(r, &r->t_comm, cap)) return 0;
+        for (int j = 0; j < r->max_slots; j++) if (!grow(r, &r->t_slot[j], cap)) return 0;
+    }
+    r->lines++;
+    r->t_line.v[n] = (int64_t)r->lines;
+    r->t_attr.v[n] = (int64_t)(a - r->attrs);
+    r->t_tid.v[n] = tid;
+    r->t_cpu.v[n] = (int64_t)s->cpu;
+    r->t_ts.v[n] = (int64_t)s->time;
+    r->t_comm.v[n] = cid;
+    for (int j = 0; j < r->max_slots; j++) r->t_slot[j].v[n] = j < pl->nslots ? v[j] : 0;
+    r->t_line.n = r->t_attr.n = r->t_tid.n = r->t_cpu.n = r->t_ts.n = r->t_comm.n = n + 1;
+    for (int j = 0; j < r->max_slots; j++) r->t_slot[j].n = n + 1;
+    return 1;
+}
+
 static void deliver_sample(Reader *r, const unsigned char *body, size_t n) {
     Sample s;
     if (!parse_sample(r, body, n, &s)) return;
@@ -410,6 +610,11 @@ static void deliver_sample(Reader *r, const unsigned char *body, size_t n) {
     }
     Thread *t = findnew_thread(r, (int32_t)s.pid, (int32_t)s.tid);
     if (!t) return;
+    if (r->typed_mode) {
+        chunk_ts(r, s.time);
+        if (a->plan && deliver_typed(r, &s, a, t)) { r->samples++; return; }
+        if (r->error[0]) return;
+    }
     struct tep_record rec;
     memset(&rec, 0, sizeof rec);
     rec.ts = s.time;
@@ -456,8 +661,16 @@ static void deliver_sample(Reader *r, const unsigned char *body, size_t n) {
     *p++ = ' ';
     memcpy(p, r->seq.buffer, r->seq.len); p += r->seq.len;
     *p++ = '\n';
+    /* a newline in the comm or the payload makes perf script's line two: the numbers follow its text */
+    size_t start = r->out_len;
     r->out_len = (size_t)(p - r->out);
-    r->lines++;
+    for (const char *q = r->out + start; (q = memchr(q, '\n', (size_t)(p - q))) != NULL; q++) {
+        r->lines++;
+        if (r->typed_mode) {  /* the typed route numbers each text line itself */
+            if (r->x_line.n == r->x_line.cap && !grow(r, &r->x_line, r->x_line.cap ? r->x_line.cap * 2 : 4096)) return;
+            r->x_line.v[r->x_line.n++] = (int64_t)r->lines;
+        }
+    }
     r->samples++;
 }
 
@@ -723,6 +936,10 @@ static int note_format(Reader *r, const char *text, size_t n, const char *sys) {
     }
     r->fmt_ends[r->nfmt].id = id;
     r->fmt_ends[r->nfmt].end = format_fields_end(text, n);
+    r->fmt_ends[r->nfmt].text = malloc(n ? n : 1);  /* for the typed route's plans (parse/perfdata.py) */
+    if (!r->fmt_ends[r->nfmt].text) { fail(r, 0, "out of memory"); return 0; }
+    memcpy(r->fmt_ends[r->nfmt].text, text, n);
+    r->fmt_ends[r->nfmt].len = n;
     /* evsel__name of a tracepoint without a HEADER_EVENT_DESC name */
     snprintf(r->fmt_ends[r->nfmt].name, sizeof r->fmt_ends[r->nfmt].name, "%.30s:%.96s", sys, ename);
     r->nfmt++;
@@ -996,6 +1213,15 @@ static PyObject *ReaderError, *Unsupported;
 
 static void Reader_dealloc(Reader *r) {
     if (r->f) fclose(r->f);
+    for (size_t i = 0; i < r->nfmt; i++) free(r->fmt_ends[i].text);
+    for (int i = 0; i < r->nattrs; i++) {
+        if (!r->attrs[i].plan) continue;
+        for (int j = 0; j < r->attrs[i].plan->nslots; j++) free(r->attrs[i].plan->slots[j].code);
+        free(r->attrs[i].plan);
+    }
+    free(r->t_line.v); free(r->t_attr.v); free(r->t_tid.v); free(r->t_cpu.v); free(r->t_ts.v); free(r->t_comm.v);
+    for (int j = 0; j < MAX_SLOTS; j++) free(r->t_slot[j].v);
+    free(r->x_line.v); free(r->new_comms);
     free(r->attrs); free(r->ids); free(r->fmt_ends); free(r->zout); free(r->arena); free(r->spare); free(r->scratch); free(r->queue); free(r->out);
     for (size_t i = 0; i < r->threads_cap; i++) free(r->threads[i].comm);
     free(r->threads);
@@ -1042,6 +1268,7 @@ static PyObject *Reader_read(Reader *r, PyObject *args) {
     uint64_t lines0 = r->lines;
     unsigned char *buf = NULL;
     size_t bufcap = 1 << 20, buflen = 0;
+    r->typed_mode = 0;
     Py_BEGIN_ALLOW_THREADS
     buf = malloc(bufcap);
     if (!buf) fail(r, 0, "out of memory");
@@ -1105,7 +1332,151 @@ static PyObject *Reader_info(Reader *r, PyObject *unused) {
         "comp_mmap_len", (unsigned long long)r->comp_mmap_len);
 }
 
+/* formats() -> [(attr index, event name, system, format text)] of the tracepoint events */
+static PyObject *Reader_formats(Reader *r, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (int i = 0; i < r->nattrs; i++) {
+        Attr *a = &r->attrs[i];
+        if (a->type != PERF_TYPE_TRACEPOINT) continue;
+        for (size_t k = 0; k < r->nfmt; k++) {
+            if ((uint64_t)r->fmt_ends[k].id != a->config) continue;
+            const char *colon = strchr(r->fmt_ends[k].name, ':');
+            Py_ssize_t slen = colon ? (Py_ssize_t)(colon - r->fmt_ends[k].name) : 0;
+            PyObject *t = Py_BuildValue("(iNNN)", i,
+                PyUnicode_DecodeUTF8(a->name, (Py_ssize_t)strlen(a->name), "replace"),
+                PyUnicode_DecodeUTF8(r->fmt_ends[k].name, slen, "replace"),
+                PyUnicode_DecodeUTF8(r->fmt_ends[k].text, (Py_ssize_t)r->fmt_ends[k].len, "replace"));
+            if (!t || PyList_Append(out, t) < 0) { Py_XDECREF(t); Py_DECREF(out); return NULL; }
+            Py_DECREF(t);
+            break;
+        }
+    }
+    return out;
+}
+
+/* set_plan(attr, [(code bytes, interp, lo, hi), ...]): that event's samples become typed rows */
+static PyObject *Reader_set_plan(Reader *r, PyObject *args) {
+    int ai;
+    PyObject *slots;
+    if (!PyArg_ParseTuple(args, "iO!", &ai, &PyList_Type, &slots)) return NULL;
+    Py_ssize_t ns = PyList_GET_SIZE(slots);
+    if (ai < 0 || ai >= r->nattrs || !r->attrs[ai].event || ns > MAX_SLOTS || r->attrs[ai].plan) {
+        PyErr_SetString(PyExc_ValueError, "set_plan: no such tracepoint event, a plan already, or too many slots");
+        return NULL;
+    }
+    Plan *pl = calloc(1, sizeof(Plan));
+    if (!pl) return PyErr_NoMemory();
+    for (Py_ssize_t j = 0; j < ns; j++) {
+        const char *code;
+        Py_ssize_t clen;
+        int interp;
+        long long lo, hi;
+        Slot *sl = &pl->slots[j];
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(slots, j), "y#iLL", &code, &clen, &interp, &lo, &hi)) goto bad;
+        if (clen % 8 || clen == 0 || clen > 8 * 4096 || interp < I_SIGNED || interp > I_RAW) {
+            PyErr_SetString(PyExc_ValueError, "set_plan: a slot's program or interpretation is not one");
+            goto bad;
+        }
+        sl->code = malloc((size_t)clen);
+        if (!sl->code) { PyErr_NoMemory(); goto bad; }
+        memcpy(sl->code, code, (size_t)clen);
+        sl->ncode = (int)(clen / 8);
+        sl->interp = interp; sl->lo = lo; sl->hi = hi;
+        pl->nslots = (int)j + 1;
+        if (!check_slot(sl)) { PyErr_SetString(PyExc_ValueError, "set_plan: a slot's program does not run"); goto bad; }
+    }
+    r->attrs[ai].plan = pl;
+    if (pl->nslots > r->max_slots) r->max_slots = pl->nslots;
+    Py_RETURN_NONE;
+bad:
+    for (int j = 0; j < pl->nslots; j++) free(pl->slots[j].code);
+    free(pl);
+    return NULL;
+}
+
+static PyObject *take_buf(I64Buf *b) {
+    PyObject *o = PyBytes_FromStringAndSize((const char *)b->v, (Py_ssize_t)(b->n * sizeof(int64_t)));
+    b->n = 0;
+    return o;
+}
+
+/* read_typed(want_rows) -> (lines, typed, text, the line number of each text line, new comms, ts stats):
+   typed = (rows, line, attr, tid, cpu, ts, comm id, [slot j's values]) as int64 bytes; text = the
+   other samples as perf script prints them; ts stats = (min, max, first, last, backwards) over every
+   sample of the chunk in line order, None if none. At the end: lines == 0. */
+static PyObject *Reader_read_typed(Reader *r, PyObject *args) {
+    Py_ssize_t want;
+    if (!PyArg_ParseTuple(args, "n", &want)) return NULL;
+    if (r->error[0]) return raise_error(r);
+    uint64_t lines0 = r->lines;
+    unsigned char *buf = NULL;
+    size_t bufcap = 1 << 20, buflen = 0;
+    r->typed_mode = 1;
+    r->c_any = 0; r->c_back = 0;
+    Py_BEGIN_ALLOW_THREADS
+    buf = malloc(bufcap);
+    if (!buf) fail(r, 0, "out of memory");
+    while (!r->error[0] && !r->eof && r->t_line.n + r->x_line.n < (size_t)want && r->out_len < (64u << 20)) {
+        size_t room = bufcap - buflen;
+        uint64_t left = r->data_size - r->data_pos;
+        size_t take = left < room ? (size_t)left : room;
+        if (take) {
+            if (!read_at(r, r->data_off + r->data_pos, buf + buflen, take)) break;
+            buflen += take;
+            r->data_pos += take;
+        }
+        size_t used = process_records(r, buf, buflen, 0);
+        memmove(buf, buf + used, buflen - used);
+        buflen -= used;
+        if (r->data_pos == r->data_size && !r->error[0]) {
+            if (buflen) {
+                fail(r, 0, "truncated: the last record (%zu of its bytes present) runs past the data section", buflen);
+                break;
+            }
+            flush(r, 0, 1);
+            r->eof = 1;
+        }
+    }
+    if (buflen && !r->error[0]) r->data_pos -= buflen;
+    free(buf);
+    Py_END_ALLOW_THREADS
+    if (r->error[0]) return raise_error(r);
+    PyObject *slots = PyList_New(r->max_slots);
+    if (!slots) return NULL;
+    for (int j = 0; j < r->max_slots; j++) {
+        PyObject *b = take_buf(&r->t_slot[j]);
+        if (!b) { Py_DECREF(slots); return NULL; }
+        PyList_SET_ITEM(slots, j, b);
+    }
+    Py_ssize_t rows = (Py_ssize_t)r->t_line.n;
+    PyObject *typed = Py_BuildValue("(nNNNNNNN)", rows, take_buf(&r->t_line), take_buf(&r->t_attr), take_buf(&r->t_tid),
+                                    take_buf(&r->t_cpu), take_buf(&r->t_ts), take_buf(&r->t_comm), slots);
+    if (!typed) return NULL;
+    PyObject *text = PyBytes_FromStringAndSize(r->out, (Py_ssize_t)r->out_len);
+    r->out_len = 0;
+    PyObject *xl = take_buf(&r->x_line);
+    PyObject *comms = PyList_New(0);
+    if (!text || !xl || !comms) { Py_DECREF(typed); Py_XDECREF(text); Py_XDECREF(xl); Py_XDECREF(comms); return NULL; }
+    for (size_t p = 0; p < r->new_comms_len;) {
+        size_t k = strlen(r->new_comms + p);
+        PyObject *c = PyUnicode_DecodeASCII(r->new_comms + p, (Py_ssize_t)k, "replace");
+        if (!c || PyList_Append(comms, c) < 0) { Py_XDECREF(c); Py_DECREF(typed); Py_DECREF(text); Py_DECREF(xl); Py_DECREF(comms); return NULL; }
+        Py_DECREF(c);
+        p += k + 1;
+    }
+    r->new_comms_len = 0;
+    PyObject *stats = r->c_any ? Py_BuildValue("(LLLLK)", (long long)r->c_min, (long long)r->c_max, (long long)r->c_first,
+                                               (long long)r->c_last, (unsigned long long)r->c_back)
+                               : (Py_INCREF(Py_None), Py_None);
+    if (!stats) { Py_DECREF(typed); Py_DECREF(text); Py_DECREF(xl); Py_DECREF(comms); return NULL; }
+    return Py_BuildValue("(KNNNNN)", (unsigned long long)(r->lines - lines0), typed, text, xl, comms, stats);
+}
+
 static PyMethodDef Reader_methods[] = {
+    {"formats", (PyCFunction)Reader_formats, METH_NOARGS, "formats() -> [(attr, name, system, format text)]"},
+    {"set_plan", (PyCFunction)Reader_set_plan, METH_VARARGS, "set_plan(attr, slots): that event's samples as typed rows"},
+    {"read_typed", (PyCFunction)Reader_read_typed, METH_VARARGS, "read_typed(want_rows) -> typed rows and the text of the others"},
     {"read", (PyCFunction)Reader_read, METH_VARARGS, "read(want) -> (text bytes of whole lines, line count); b'' at the end"},
     {"info", (PyCFunction)Reader_info, METH_NOARGS, "what the header says, and counts so far"},
     {NULL, NULL, 0, NULL},
