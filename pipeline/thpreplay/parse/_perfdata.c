@@ -139,8 +139,13 @@ static int load_zstd(void) {
 /* A typed route plan slot: one printed key's value, computed from the raw record by a tpformat
    program (parse/perfdata.py builds it), with what the text parser would make of the printed value. */
 #define MAX_SLOTS 8
-enum { I_SIGNED = 0, I_UNSIGNED = 1, I_PFN = 2, I_HEX = 3, I_PTR = 4, I_RAW = 5 };
-typedef struct { int64_t *code; int ncode; int interp; int64_t lo, hi; } Slot;
+enum { I_SIGNED = 0, I_UNSIGNED = 1, I_PFN = 2, I_HEX = 3, I_PTR = 4, I_RAW = 5, I_GFP = 6 };
+typedef struct { int64_t *code; int ncode; int interp; int64_t lo, hi; char key[64]; } Slot;
+/* VERIFY samples of each typed event are printed by libtraceevent too and the typed values compared with
+   what it printed (verify_sample): a difference drops the plan, before any typed row of the event */
+#define VERIFY 64
+/* a gfp mask's printed names, as libtraceevent printed them for the first sample with that mask */
+typedef struct { int64_t attr_slot; uint64_t value; int used; } GfpKey;
 typedef struct { int nslots; Slot slots[MAX_SLOTS]; } Plan;
 typedef struct { int64_t *v; size_t n, cap; } I64Buf;
 
@@ -151,6 +156,8 @@ typedef struct {
     char name[256];
     void *event;  /* libtraceevent's tep_event, tracepoints only */
     Plan *plan;   /* the typed route's, NULL: its samples are printed as text */
+    int verify_left, dropped;
+    char drop_reason[200];
     int raw_size_min;  /* the format's fields end here: a shorter raw record cannot be one of this event */
 } Attr;
 
@@ -195,6 +202,9 @@ typedef struct {
     struct { long id; int end; char name[128]; char *text; size_t len; } *fmt_ends; size_t nfmt, fmt_cap;  /* each format's fields end, sys:name, text */
     /* the typed route (read_typed): per chunk, the typed rows' columns, and the other samples as text */
     int typed_mode, max_slots;
+    int64_t text_first;  /* samples still to print as text whatever their plan (the first chunk's sample of lines) */
+    GfpKey *gfp; size_t ngfp, gfp_cap;   /* masks met (open addressing) */
+    struct { int64_t attr_slot; uint64_t value; char text[512]; } *gfp_new; size_t ngfp_new, gfp_new_cap;
     I64Buf t_line, t_attr, t_tid, t_cpu, t_ts, t_comm, t_slot[MAX_SLOTS], x_line;
     int64_t ncomms;
     char *new_comms; size_t new_comms_len, new_comms_cap;  /* comm strings named since the last read, NUL-separated */
@@ -546,15 +556,49 @@ static void chunk_ts(Reader *r, uint64_t time) {
     r->c_prev = r->c_last = ts;
 }
 
-/* The sample as a typed row, if its event has a plan and nothing in it needs the text parser's
-   judgement (a value it would reject or read otherwise): 1 done, 0 print it as text. */
-static int deliver_typed(Reader *r, const Sample *s, Attr *a, Thread *t) {
+/* libtraceevent's payload text of the sample, in r->seq. */
+static void tep_render(Reader *r, const Sample *s) {
+    struct tep_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.ts = s->time;
+    rec.cpu = (int)s->cpu;
+    rec.size = (int)s->raw_size;
+    rec.record_size = (int)s->raw_size;
+    /* libtraceevent reads a __data_loc field at the offset (16 bits) and length (16 bits) the record
+       gives, and a %s field up to its NUL, without comparing them with the record's size: the raw data
+       is copied into a scratch buffer with 128 KiB of zeros after it, so no such read leaves it */
+    memcpy(r->scratch, s->raw, s->raw_size);
+    if (r->scratch_dirty > s->raw_size) memset(r->scratch + s->raw_size, 0, r->scratch_dirty - s->raw_size);
+    r->scratch_dirty = s->raw_size;
+    rec.data = r->scratch;
+    tep.seq_reset(&r->seq);
+    tep.print_event(r->tep, &r->seq, &rec, "%s", "INFO");
+}
+
+/* The value printed after "key=" (at the start or after a blank) up to the next blank, as the text
+   parser reads a field (parse/text.py _field_value). */
+static int find_token(const char *pay, size_t n, const char *key, const char **tok, size_t *tlen) {
+    size_t k = strlen(key);
+    for (size_t i = 0; i + k < n; i++) {
+        if ((i == 0 || pay[i - 1] == ' ') && memcmp(pay + i, key, k) == 0 && pay[i + k] == '=') {
+            size_t j = i + k + 1, e = j;
+            while (e < n && pay[e] != ' ') e++;
+            *tok = pay + j;
+            *tlen = e - j;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The slots' values as the text parser would read them from the printed line: 1, or 0 when the sample
+   needs the text parser's judgement (a value it rejects or reads otherwise). */
+static int typed_values(Reader *r, const Sample *s, Attr *a, int64_t *v) {
     Plan *pl = a->plan;
     int32_t tid = (int32_t)s->tid;
     /* the text parser rejects pids past PID_MAX_LIMIT, cpus past NR_CPUS (kernel/events.py) and times
        past int64 nanoseconds */
     if (tid < -1 || tid > 4 * 1024 * 1024 || s->cpu >= 8192 || s->time > (uint64_t)INT64_MAX) return 0;
-    int64_t v[MAX_SLOTS];
     for (int j = 0; j < pl->nslots; j++) {
         const Slot *sl = &pl->slots[j];
         int64_t x;
@@ -567,11 +611,110 @@ static int deliver_typed(Reader *r, const Sample *s, Attr *a, Thread *t) {
         case I_UNSIGNED: if (u > (uint64_t)INT64_MAX || x < sl->lo || x > sl->hi) return 0; break;
         case I_PTR: if (!u) return 0;  /* %p prints (nil) */
             /* fall through */
-        case I_HEX: if (u < (uint64_t)sl->lo || u > (uint64_t)sl->hi) return 0; break;
+        case I_HEX: case I_GFP: if (u < (uint64_t)sl->lo || u > (uint64_t)sl->hi) return 0; break;
         default: break;
         }
         v[j] = x;
     }
+    return 1;
+}
+
+/* Is a gfp mask's printed text known? If not, libtraceevent prints this sample and the text is kept:
+   1 known or kept, 0 not found in the text (the sample goes the text way). */
+static int gfp_known(Reader *r, const Sample *s, Attr *a, int j, uint64_t value) {
+    int64_t key = (int64_t)(a - r->attrs) * MAX_SLOTS + j;
+    if (r->ngfp * 2 >= r->gfp_cap) {
+        size_t cap = r->gfp_cap ? r->gfp_cap * 2 : 256;
+        GfpKey *g = calloc(cap, sizeof(GfpKey));
+        if (!g) { fail(r, 0, "out of memory"); return 0; }
+        for (size_t i = 0; i < r->gfp_cap; i++) {
+            if (!r->gfp[i].used) continue;
+            size_t h = (size_t)((r->gfp[i].value * 0x9E3779B97F4A7C15ull) ^ (uint64_t)r->gfp[i].attr_slot) & (cap - 1);
+            while (g[h].used) h = (h + 1) & (cap - 1);
+            g[h] = r->gfp[i];
+        }
+        free(r->gfp);
+        r->gfp = g; r->gfp_cap = cap;
+    }
+    size_t h = (size_t)((value * 0x9E3779B97F4A7C15ull) ^ (uint64_t)key) & (r->gfp_cap - 1);
+    while (r->gfp[h].used) {
+        if (r->gfp[h].value == value && r->gfp[h].attr_slot == key) return 1;
+        h = (h + 1) & (r->gfp_cap - 1);
+    }
+    tep_render(r, s);
+    const char *tok;
+    size_t tlen;
+    if (!find_token(r->seq.buffer, r->seq.len, a->plan->slots[j].key, &tok, &tlen) || tlen >= 512) return 0;
+    if (r->ngfp_new == r->gfp_new_cap) {
+        size_t cap = r->gfp_new_cap ? r->gfp_new_cap * 2 : 64;
+        void *q = realloc(r->gfp_new, cap * sizeof *r->gfp_new);
+        if (!q) { fail(r, 0, "out of memory"); return 0; }
+        r->gfp_new = q; r->gfp_new_cap = cap;
+    }
+    r->gfp_new[r->ngfp_new].attr_slot = key;
+    r->gfp_new[r->ngfp_new].value = value;
+    memcpy(r->gfp_new[r->ngfp_new].text, tok, tlen);
+    r->gfp_new[r->ngfp_new].text[tlen] = 0;
+    r->ngfp_new++;
+    r->gfp[h] = (GfpKey){key, value, 1};
+    r->ngfp++;
+    return 1;
+}
+
+/* The typed values of a sample libtraceevent printed (r->seq) against what it printed, as the text parser
+   reads it; a difference drops the event's plan (its samples are text from then on), with the reason. */
+static void verify_sample(Reader *r, const Sample *s, Attr *a) {
+    int64_t v[MAX_SLOTS];
+    if (!typed_values(r, s, a, v)) return;  /* text anyway */
+    Plan *pl = a->plan;
+    for (int j = 0; j < pl->nslots && !a->dropped; j++) {
+        const Slot *sl = &pl->slots[j];
+        const char *tok;
+        size_t tlen;
+        char t[80];
+        if (sl->interp == I_GFP) continue;  /* its text is libtraceevent's own (gfp_known) */
+        if (!find_token(r->seq.buffer, r->seq.len, sl->key, &tok, &tlen) || tlen >= sizeof t) {
+            snprintf(a->drop_reason, sizeof a->drop_reason, "%s= is not where its print fmt puts it in libtraceevent's text", sl->key);
+            a->dropped = 1;
+            break;
+        }
+        memcpy(t, tok, tlen);
+        t[tlen] = 0;
+        int same;
+        char *end;
+        if (sl->interp == I_RAW) {
+            int null = !strcmp(t, "(nil)") || !strcmp(t, "(null)") || !strcmp(t, "0") || !strcmp(t, "0x0") || !t[0];
+            same = null == (v[j] == 0);
+        } else if (sl->interp == I_HEX || sl->interp == I_PTR) {
+            const char *d = strncmp(t, "0x", 2) ? t : t + 2;
+            errno = 0;
+            uint64_t u = strtoull(d, &end, 16);
+            same = *d && !*end && !errno && u == (uint64_t)v[j];
+        } else {
+            if (tlen && t[tlen - 1] == ',') t[--tlen] = 0;
+            errno = 0;
+            int64_t x;
+            if (!strcmp(t, "0xffffffffffffffff") || !strcmp(t, "18446744073709551615")) { x = sl->interp == I_PFN ? 0 : -1; end = t + tlen; }
+            else if (!strncmp(t, "0x", 2)) x = (int64_t)strtoull(t + 2, &end, 16);
+            else x = strtoll(t, &end, 10);
+            same = tlen && !*end && !errno && x == v[j];
+        }
+        if (!same) {
+            snprintf(a->drop_reason, sizeof a->drop_reason, "%s: the value computed from its print fmt (%lld) is not what libtraceevent prints (%s)",
+                     sl->key, (long long)v[j], t);
+            a->dropped = 1;
+        }
+    }
+}
+
+/* The sample as a typed row, if its event has a plan and nothing in it needs the text parser's
+   judgement: 1 done, 0 print it as text. */
+static int deliver_typed(Reader *r, const Sample *s, Attr *a, Thread *t) {
+    Plan *pl = a->plan;
+    int64_t v[MAX_SLOTS];
+    if (!typed_values(r, s, a, v)) return 0;
+    for (int j = 0; j < pl->nslots; j++)
+        if (pl->slots[j].interp == I_GFP && !gfp_known(r, s, a, j, (uint64_t)v[j])) return 0;
     int64_t cid = comm_id(r, t);
     if (cid < 0) return 0;
     size_t n = r->t_line.n;
@@ -584,7 +727,7 @@ static int deliver_typed(Reader *r, const Sample *s, Attr *a, Thread *t) {
     r->lines++;
     r->t_line.v[n] = (int64_t)r->lines;
     r->t_attr.v[n] = (int64_t)(a - r->attrs);
-    r->t_tid.v[n] = tid;
+    r->t_tid.v[n] = (int32_t)s->tid;
     r->t_cpu.v[n] = (int64_t)s->cpu;
     r->t_ts.v[n] = (int64_t)s->time;
     r->t_comm.v[n] = cid;
@@ -610,26 +753,21 @@ static void deliver_sample(Reader *r, const unsigned char *body, size_t n) {
     }
     Thread *t = findnew_thread(r, (int32_t)s.pid, (int32_t)s.tid);
     if (!t) return;
+    int verify = 0;
     if (r->typed_mode) {
         chunk_ts(r, s.time);
-        if (a->plan && deliver_typed(r, &s, a, t)) { r->samples++; return; }
+        if (r->text_first > 0) r->text_first--;
+        else if (a->plan && !a->dropped) {
+            if (a->verify_left > 0) verify = 1;
+            else if (deliver_typed(r, &s, a, t)) { r->samples++; return; }
+        }
         if (r->error[0]) return;
     }
-    struct tep_record rec;
-    memset(&rec, 0, sizeof rec);
-    rec.ts = s.time;
-    rec.cpu = (int)s.cpu;
-    rec.size = (int)s.raw_size;
-    rec.record_size = (int)s.raw_size;
-    /* libtraceevent reads a __data_loc field at the offset (16 bits) and length (16 bits) the record
-       gives, and a %s field up to its NUL, without comparing them with the record's size: the raw data
-       is copied into a scratch buffer with 128 KiB of zeros after it, so no such read leaves it */
-    memcpy(r->scratch, s.raw, s.raw_size);
-    if (r->scratch_dirty > s.raw_size) memset(r->scratch + s.raw_size, 0, r->scratch_dirty - s.raw_size);
-    r->scratch_dirty = s.raw_size;
-    rec.data = r->scratch;
-    tep.seq_reset(&r->seq);
-    tep.print_event(r->tep, &r->seq, &rec, "%s", "INFO");
+    tep_render(r, &s);
+    if (verify) {
+        a->verify_left--;
+        verify_sample(r, &s, a);
+    }
     size_t clen = strlen(t->comm), nlen = strlen(a->name);
     size_t need = (clen > 16 ? clen : 16) + 1 + 12 + 16 + 32 + (nlen > (size_t)r->name_width ? nlen : (size_t)r->name_width)
                   + 2 + r->seq.len + 2;
@@ -749,10 +887,41 @@ static int queue_record(Reader *r, uint64_t ts, const unsigned char *rec, size_t
     return 1;
 }
 
+/* The queue in (time, seq) order. It holds what the last flush kept, already in that order, then the
+   records queued since, in seq order, every one of them after the kept ones: so a stable sort by time
+   alone gives (time, seq) order. An LSD radix sort, 16 bits a pass, skipping the bits no time differs
+   in (a round spans a few seconds): a few linear passes instead of qsort's n log n calls. */
+static void sort_queue(Reader *r) {
+    size_t n = r->nqueue;
+    Queued *tmp = n >= 1024 ? malloc(n * sizeof(Queued)) : NULL;
+    size_t *count = tmp ? malloc(65536 * sizeof(size_t)) : NULL;
+    if (!count) {
+        free(tmp);
+        qsort(r->queue, n, sizeof(Queued), cmp_queued);
+        return;
+    }
+    uint64_t any = 0, all = ~0ull;
+    for (size_t i = 0; i < n; i++) { any |= r->queue[i].ts; all &= r->queue[i].ts; }
+    uint64_t varies = any ^ all;
+    Queued *src = r->queue, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 16) {
+        if (!((varies >> shift) & 0xffff)) continue;
+        memset(count, 0, 65536 * sizeof(size_t));
+        for (size_t i = 0; i < n; i++) count[(src[i].ts >> shift) & 0xffff]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) { size_t c = count[d]; count[d] = sum; sum += c; }
+        for (size_t i = 0; i < n; i++) dst[count[(src[i].ts >> shift) & 0xffff]++] = src[i];
+        Queued *t = src; src = dst; dst = t;
+    }
+    if (src != r->queue) memcpy(r->queue, src, n * sizeof(Queued));
+    free(count);
+    free(tmp);
+}
+
 /* Deliver the queued events up to limit (all: final), in time order, equal times in queue order. */
 static void flush(Reader *r, uint64_t limit, int all) {
     if (!r->nqueue) return;
-    qsort(r->queue, r->nqueue, sizeof(Queued), cmp_queued);
+    sort_queue(r);
     size_t i = 0;
     for (; i < r->nqueue && !r->error[0]; i++) {
         Queued *q = &r->queue[i];
@@ -1221,7 +1390,7 @@ static void Reader_dealloc(Reader *r) {
     }
     free(r->t_line.v); free(r->t_attr.v); free(r->t_tid.v); free(r->t_cpu.v); free(r->t_ts.v); free(r->t_comm.v);
     for (int j = 0; j < MAX_SLOTS; j++) free(r->t_slot[j].v);
-    free(r->x_line.v); free(r->new_comms);
+    free(r->x_line.v); free(r->new_comms); free(r->gfp); free(r->gfp_new);
     free(r->attrs); free(r->ids); free(r->fmt_ends); free(r->zout); free(r->arena); free(r->spare); free(r->scratch); free(r->queue); free(r->out);
     for (size_t i = 0; i < r->threads_cap; i++) free(r->threads[i].comm);
     free(r->threads);
@@ -1355,7 +1524,7 @@ static PyObject *Reader_formats(Reader *r, PyObject *unused) {
     return out;
 }
 
-/* set_plan(attr, [(code bytes, interp, lo, hi), ...]): that event's samples become typed rows */
+/* set_plan(attr, [(code bytes, interp, lo, hi, key), ...]): that event's samples become typed rows */
 static PyObject *Reader_set_plan(Reader *r, PyObject *args) {
     int ai;
     PyObject *slots;
@@ -1368,13 +1537,13 @@ static PyObject *Reader_set_plan(Reader *r, PyObject *args) {
     Plan *pl = calloc(1, sizeof(Plan));
     if (!pl) return PyErr_NoMemory();
     for (Py_ssize_t j = 0; j < ns; j++) {
-        const char *code;
-        Py_ssize_t clen;
+        const char *code, *key;
+        Py_ssize_t clen, klen;
         int interp;
         long long lo, hi;
         Slot *sl = &pl->slots[j];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(slots, j), "y#iLL", &code, &clen, &interp, &lo, &hi)) goto bad;
-        if (clen % 8 || clen == 0 || clen > 8 * 4096 || interp < I_SIGNED || interp > I_RAW) {
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(slots, j), "y#iLLs#", &code, &clen, &interp, &lo, &hi, &key, &klen)) goto bad;
+        if (clen % 8 || clen == 0 || clen > 8 * 4096 || interp < I_SIGNED || interp > I_GFP || klen < 1 || klen >= 64) {
             PyErr_SetString(PyExc_ValueError, "set_plan: a slot's program or interpretation is not one");
             goto bad;
         }
@@ -1383,10 +1552,13 @@ static PyObject *Reader_set_plan(Reader *r, PyObject *args) {
         memcpy(sl->code, code, (size_t)clen);
         sl->ncode = (int)(clen / 8);
         sl->interp = interp; sl->lo = lo; sl->hi = hi;
+        memcpy(sl->key, key, (size_t)klen);
+        sl->key[klen] = 0;
         pl->nslots = (int)j + 1;
         if (!check_slot(sl)) { PyErr_SetString(PyExc_ValueError, "set_plan: a slot's program does not run"); goto bad; }
     }
     r->attrs[ai].plan = pl;
+    r->attrs[ai].verify_left = VERIFY;
     if (pl->nslots > r->max_slots) r->max_slots = pl->nslots;
     Py_RETURN_NONE;
 bad:
@@ -1401,13 +1573,16 @@ static PyObject *take_buf(I64Buf *b) {
     return o;
 }
 
-/* read_typed(want_rows) -> (lines, typed, text, the line number of each text line, new comms, ts stats):
+/* read_typed(want_rows[, text_first]) -> (lines, typed, text, the line number of each text line, new comms,
+   new gfp texts [(attr * 8 + slot, mask, printed)], ts stats):
    typed = (rows, line, attr, tid, cpu, ts, comm id, [slot j's values]) as int64 bytes; text = the
    other samples as perf script prints them; ts stats = (min, max, first, last, backwards) over every
-   sample of the chunk in line order, None if none. At the end: lines == 0. */
+   sample of the chunk in line order, None if none. At the end: lines == 0. text_first: print the next
+   so many samples as text whatever their plan (ingest detects the text's layout from the first lines). */
 static PyObject *Reader_read_typed(Reader *r, PyObject *args) {
-    Py_ssize_t want;
-    if (!PyArg_ParseTuple(args, "n", &want)) return NULL;
+    Py_ssize_t want, text_first = 0;
+    if (!PyArg_ParseTuple(args, "n|n", &want, &text_first)) return NULL;
+    if (text_first > 0) r->text_first = text_first;
     if (r->error[0]) return raise_error(r);
     uint64_t lines0 = r->lines;
     unsigned char *buf = NULL;
@@ -1466,17 +1641,41 @@ static PyObject *Reader_read_typed(Reader *r, PyObject *args) {
         p += k + 1;
     }
     r->new_comms_len = 0;
+    PyObject *gfps = PyList_New(0);
+    if (!gfps) { Py_DECREF(typed); Py_DECREF(text); Py_DECREF(xl); Py_DECREF(comms); return NULL; }
+    for (size_t i = 0; i < r->ngfp_new; i++) {
+        PyObject *g = Py_BuildValue("(LKN)", (long long)r->gfp_new[i].attr_slot, (unsigned long long)r->gfp_new[i].value,
+                                    PyUnicode_DecodeUTF8(r->gfp_new[i].text, (Py_ssize_t)strlen(r->gfp_new[i].text), "replace"));
+        if (!g || PyList_Append(gfps, g) < 0) { Py_XDECREF(g); Py_DECREF(gfps); Py_DECREF(typed); Py_DECREF(text); Py_DECREF(xl); Py_DECREF(comms); return NULL; }
+        Py_DECREF(g);
+    }
+    r->ngfp_new = 0;
     PyObject *stats = r->c_any ? Py_BuildValue("(LLLLK)", (long long)r->c_min, (long long)r->c_max, (long long)r->c_first,
                                                (long long)r->c_last, (unsigned long long)r->c_back)
                                : (Py_INCREF(Py_None), Py_None);
-    if (!stats) { Py_DECREF(typed); Py_DECREF(text); Py_DECREF(xl); Py_DECREF(comms); return NULL; }
-    return Py_BuildValue("(KNNNNN)", (unsigned long long)(r->lines - lines0), typed, text, xl, comms, stats);
+    if (!stats) { Py_DECREF(typed); Py_DECREF(text); Py_DECREF(xl); Py_DECREF(comms); Py_DECREF(gfps); return NULL; }
+    return Py_BuildValue("(KNNNNNN)", (unsigned long long)(r->lines - lines0), typed, text, xl, comms, gfps, stats);
+}
+
+/* dropped() -> {attr: why}: the events whose plan libtraceevent's text contradicted (verify_sample) */
+static PyObject *Reader_dropped(Reader *r, PyObject *unused) {
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    for (int i = 0; i < r->nattrs; i++) {
+        if (!r->attrs[i].dropped) continue;
+        PyObject *k = PyLong_FromLong(i);
+        PyObject *v = PyUnicode_DecodeUTF8(r->attrs[i].drop_reason, (Py_ssize_t)strlen(r->attrs[i].drop_reason), "replace");
+        if (!k || !v || PyDict_SetItem(d, k, v) < 0) { Py_XDECREF(k); Py_XDECREF(v); Py_DECREF(d); return NULL; }
+        Py_DECREF(k); Py_DECREF(v);
+    }
+    return d;
 }
 
 static PyMethodDef Reader_methods[] = {
     {"formats", (PyCFunction)Reader_formats, METH_NOARGS, "formats() -> [(attr, name, system, format text)]"},
     {"set_plan", (PyCFunction)Reader_set_plan, METH_VARARGS, "set_plan(attr, slots): that event's samples as typed rows"},
     {"read_typed", (PyCFunction)Reader_read_typed, METH_VARARGS, "read_typed(want_rows) -> typed rows and the text of the others"},
+    {"dropped", (PyCFunction)Reader_dropped, METH_NOARGS, "dropped() -> {attr: why its plan was dropped}"},
     {"read", (PyCFunction)Reader_read, METH_VARARGS, "read(want) -> (text bytes of whole lines, line count); b'' at the end"},
     {"info", (PyCFunction)Reader_info, METH_NOARGS, "what the header says, and counts so far"},
     {NULL, NULL, 0, NULL},

@@ -50,6 +50,7 @@ FORCE_ENV = "THPREPLAY_PERF_SCRIPT"
 TEXT_ENV = "THPREPLAY_PERF_TEXT"  # the reader's text for every sample (no typed route)
 # Samples per typed chunk: about the events of one 32 MiB text chunk, so that memory is what it was.
 TYPED_ROWS = 1 << 18
+TEXT_FIRST = 400  # ingest's format detection reads the first 400 lines (ingest._sample_lines)
 
 
 @dataclass
@@ -64,28 +65,30 @@ class Native:
 
     untyped: dict[str, str] = field(default_factory=dict)  # event -> why its samples stay text
     comms: list[str] = field(default_factory=list)  # the typed rows' comm strings, by id
+    gfp: dict = field(default_factory=dict)  # attr * 8 + slot -> {mask: printed}
 
     def chunks(self) -> Iterator[Chunk]:
-        """Chunks of whole lines, numbered from 1 as perf script's output would be; past the first, typed
-        chunks when some event has a plan."""
+        """Chunks of whole lines, numbered from 1 as perf script's output would be; typed chunks when some
+        event has a plan (their first TEXT_FIRST samples printed as text all the same, for ingest's
+        format detection)."""
         first_line = 1
-        want = FIRST_CHUNK_BYTES
-        pending = self._read(want)
-        typed = bool(pending[0]) and not text_only() and self._plan()
-        lines = pending[1]
-        per_line = 0.0
+        typed = not text_only() and self._plan()
+        pending = self._read_typed(TEXT_FIRST) if typed else self._read(FIRST_CHUNK_BYTES)
+        lines = pending.lines if typed else pending[1]
         while lines:
             nxt = self._read_typed() if typed else self._read(CHUNK_BYTES)
-            after = nxt.lines if isinstance(nxt, Typed) else nxt[1]
-            if isinstance(pending, Typed):
+            after = nxt.lines if typed else nxt[1]
+            if typed:
                 yield TypedChunk(pending.text, first_line, final=not after, typed=pending,
-                                 text_bytes=int(lines * per_line))
+                                 text_bytes=pending.lines * 150)
             else:
-                per_line = len(pending[0]) / max(lines, 1)
                 yield Chunk(pending[0], first_line, final=not after)
             first_line += lines
             pending, lines = nxt, after
         self.info = self.reader.info()
+        if typed:
+            for attr, why in self.reader.dropped().items():
+                self.untyped[self.plans[attr][0]] = f"typed values differ from libtraceevent's text, so its text is read: {why}"
 
     def _plan(self) -> bool:
         """Hand the reader a plan for each event the typed route reads; the others' reasons in untyped."""
@@ -109,23 +112,25 @@ class Native:
                 self.untyped[event] = built
                 continue
             try:
-                self.reader.set_plan(attr, [(code, interp, lo, hi) for code, interp, lo, hi in built.slots])
+                self.reader.set_plan(attr, built.slots)
             except ValueError as e:
                 self.untyped[event] = str(e)
                 continue
             self.plans[attr] = (name, spec, built)
         return bool(self.plans)
 
-    def _read_typed(self) -> "Typed":
+    def _read_typed(self, text_first: int = 0) -> "Typed":
         try:
-            lines, typed, text, xlines, comms, stats = self.reader.read_typed(TYPED_ROWS)
+            lines, typed, text, xlines, comms, gfps, stats = self.reader.read_typed(TYPED_ROWS, text_first)
         except _perfdata.Unsupported as e:
             raise InputError(self.name, f"perf.data: {e}: thpreplay's reader does not read it; "
                                         f"ingest it with {FORCE_ENV}=1 (perf script)") from None
         except _perfdata.Error as e:
             raise InputError(self.name, f"malformed perf.data: {e}") from None
         self.comms += comms
-        return Typed(text, lines, typed, xlines, len(self.comms), stats, self)
+        for key, mask, printed in gfps:
+            self.gfp.setdefault(key, {})[mask] = printed
+        return Typed(text, lines, typed, xlines, len(self.comms), self.gfp, stats, self)
 
     def _read(self, want: int) -> tuple[bytes, int]:
         try:
@@ -170,8 +175,9 @@ def open_native(path: str, name: str) -> tuple[Native | None, str]:
 
 # How the reader turns a slot's value into the text parser's (_perfdata.c I_*): the number printed
 # signed; printed unsigned (past int64: the parser cannot read it); the same, -1UL read as 0 (a pfn);
-# a hex number read as UInt64; %p (0 prints "(nil)"); no check (a gfp mask's bits, a page pointer).
-I_SIGNED, I_UNSIGNED, I_PFN, I_HEX, I_PTR, I_RAW = range(6)
+# a hex number read as UInt64; %p (0 prints "(nil)"); no check (a page pointer); a gfp mask (its text is
+# libtraceevent's, printed once for each mask, _perfdata.c gfp_known).
+I_SIGNED, I_UNSIGNED, I_PFN, I_HEX, I_PTR, I_RAW, I_GFP = range(7)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _KEY_RE = re.compile(r"(?:^|(?<=\s))([A-Za-z_][\w.\-]*)=")
 _DTYPES = {"int": pl.Int64, "pfn": pl.Int64, "bool": pl.Boolean, "hex": pl.UInt64, "gfp": pl.String, "str": pl.String}
@@ -180,10 +186,9 @@ _DTYPES = {"int": pl.Int64, "pfn": pl.Int64, "bool": pl.Boolean, "hex": pl.UInt6
 @dataclass
 class Plan:
     """One event's typed columns: slot j is spec key keys[j]'s value, computed by code (tpformat ops)."""
-    slots: list[tuple[bytes, int, int, int]]  # (program, interp, lo, hi) as the reader takes them
+    slots: list[tuple[bytes, int, int, int, str]]  # (program, interp, lo, hi, key) as the reader takes them
     keys: list[str]  # the spec key of each slot
     columns: dict[str, str | None]  # column -> the printed key it comes from (None: not printed: null)
-    flags: dict[str, tuple]  # gfp key -> (delimiter, [(value, name)], what 0 prints or None) of its __print_flags
     page: str | None = None  # the key of a struct page * printed with %p (NULL makes pfn 0)
 
 
@@ -273,7 +278,7 @@ def plan(event: tpformat.EventFormat, spec: EventSpec) -> Plan | str:
             if key is None and shape[max(0, ch_i - 2):ch_i] == "0x" and (ch_i - 2) in where:
                 key, hexlit = where[ch_i - 2], True
             conv_key.append((key, hexlit))
-    slots, slot_keys, flags, page = [], [], {}, None
+    slots, slot_keys, page = [], [], None
     bounds = {**COLUMN_BOUNDS, **(PAGE_BOUNDS if spec.table in PAGE_TABLES else {})}
     printed = set()
     pos = 0
@@ -281,12 +286,12 @@ def plan(event: tpformat.EventFormat, spec: EventSpec) -> Plan | str:
             convs, conv_key, [i for i, ch in enumerate(shape) if ch == "\x01"]):
         if width or prec is not None or fl.replace("#", ""):
             return f"{key or 'a value'} is printed with a width, precision or flag"
-        none = None  # what a gfp mask of 0 prints: `mask ? __print_flags(mask, ...) : "none"` (5.x-6.x kmem.h)
+        # a gfp mask: `mask ? __print_flags(mask, ...) : "none"` (5.x-6.x kmem.h) prints a function of the mask
         if conv == "s":
             kind = spec.fields[key][1] if key in spec.fields else None
             if kind == "gfp" and node[0] == "cond" and node[2][0] == "flags" and node[3][0] == "str" \
                     and node[1] == node[2][1]:
-                node, none = node[2], node[3][1]
+                node = node[2]
             if kind != "gfp" or node[0] != "flags":
                 return f"{key or 'a value'} is printed with %s" + ("" if key else " without a key")
         if key is None:
@@ -300,10 +305,11 @@ def plan(event: tpformat.EventFormat, spec: EventSpec) -> Plan | str:
         if after == "," and kind in ("hex", "gfp"):
             return f"{key} is printed with a ',' after it"
         prog = tpformat.Program()
+        if not _plain(node[1] if conv == "s" else node):
+            return f"{key}'s expression compares or branches in a way libtraceevent may evaluate otherwise"
         if conv == "s":
             tpformat._emit_num(prog, node[1])
-            flags[key] = (node[2], list(node[3]), none)
-            slot = (I_HEX, 0, (1 << GFP_BITS) - 1)  # a bit past gfp_t: the text parser rejects the line
+            slot = (I_GFP, 0, (1 << GFP_BITS) - 1)  # a bit past gfp_t: the text parser rejects the line
         else:
             tpformat._emit_num(prog, node)
             if bits < 64:
@@ -332,7 +338,7 @@ def plan(event: tpformat.EventFormat, spec: EventSpec) -> Plan | str:
                 return f"{key} ({kind}) is printed as a number"
         if len(prog.code) > 4096:
             return f"{key}'s expression is too long"
-        slots.append((struct.pack(f"<{len(prog.code)}q", *prog.code), *slot))
+        slots.append((struct.pack(f"<{len(prog.code)}q", *prog.code), *slot, key))
         slot_keys.append(key)
         printed.add(key)
     if len(slots) > 8:
@@ -350,27 +356,33 @@ def plan(event: tpformat.EventFormat, spec: EventSpec) -> Plan | str:
             columns[column] = key if key in printed else None
     if page is not None:
         columns.pop("page", None)
-    return Plan(slots, slot_keys, columns, flags, page)
+    return Plan(slots, slot_keys, columns, page)
 
 
-def render_flags(value: int, delim: str, entries: list) -> str:
-    """libtraceevent's __print_flags (print_str_arg, TEP_PRINT_FLAGS), as _tracedat.c's OP_FLAGS."""
-    out, printed = [], False
-    for fv, name in entries:
-        if not value and fv < 0:
-            out.append(name)
-            break
-        if fv > 0 and value & fv == fv:
-            if printed:
-                out.append(delim)
-            out.append(name)
-            printed = True
-            value &= ~fv
-    if value:
-        if printed:
-            out.append(delim)
-        out.append(f"0x{value:x}")
-    return "".join(out)
+_ARITH = {"+", "-", "*", "/", "%", "<<", ">>", "&", "|", "^"}
+
+
+def _plain(node) -> bool:
+    """Fields, constants, casts and arithmetic, and `x ==/!= y ? a : b` of those (the pfn's -1UL test): the
+    expressions whose value libtraceevent computes as C does. A comparison inside an operand (the
+    extfrag event's `fallback_order < min(...)`) it does not always: those are left to its text."""
+    work = [node]
+    while work:
+        n = work.pop()
+        k = n[0]
+        if k in ("const", "field"):
+            continue
+        if k == "cast":
+            work.append(n[3])
+        elif k == "un" and n[1] in ("-", "~"):
+            work.append(n[2])
+        elif k == "bin" and n[1] in _ARITH:
+            work += [n[2], n[3]]
+        elif k == "cond" and n[1][0] == "bin" and n[1][1] in ("==", "!="):
+            work += [n[1][2], n[1][3], n[2], n[3]]
+        else:
+            return False
+    return True
 
 
 @dataclass
@@ -381,6 +393,7 @@ class Typed:
     typed: tuple  # (rows, line, attr, tid, cpu, ts, comm, [slots]) as int64 bytes
     xlines: bytes  # the line number of each text line (int64)
     ncomms: int  # native.comms[:ncomms] hold every comm id of the chunk
+    gfp: dict  # attr * 8 + slot -> {mask: text libtraceevent printed}; holds the chunk's masks
     stats: tuple | None  # (ts min, max, first, last, backwards) over the chunk's samples
     native: Native
 
@@ -388,7 +401,7 @@ class Typed:
 @dataclass
 class TypedChunk(Chunk):
     typed: Typed | None = None
-    text_bytes: int = 0  # about the bytes perf script would print for it (the progress bar counts those)
+    text_bytes: int = 0  # about the bytes perf script would print for it (150 a line: the progress bar counts bytes)
 
 
 def _i64(raw: bytes, n: int) -> pl.Series:
@@ -428,8 +441,10 @@ def parse_typed(chunk: TypedChunk, layout, source: str) -> ChunkResult:
         comms = pl.Series("comm", t.native.comms[:t.ncomms], dtype=pl.String)
         parts = base.partition_by("_attr", as_dict=True, maintain_order=True)
         named = sorted(((t.native.plans[a[0]], frame) for a, frame in parts.items()), key=lambda x: x[0][0])
+        a_of = {id(frame): a[0] for a, frame in parts.items()}
         for (event, spec, p), frame in named:
-            by_table.setdefault(spec.table, []).append(_event_frame(frame, event, spec, p, comms, source))
+            by_table.setdefault(spec.table, []).append(
+                _event_frame(frame, event, spec, p, comms, source, t.gfp, a_of[id(frame)]))
     result.tables = {}
     for table, frames in by_table.items():
         frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
@@ -442,7 +457,7 @@ def parse_typed(chunk: TypedChunk, layout, source: str) -> ChunkResult:
 
 
 def _event_frame(frame: pl.DataFrame, event: str, spec: EventSpec, p: Plan, comms: pl.Series,
-                 source: str) -> pl.DataFrame:
+                 source: str, gfp: dict, attr: int) -> pl.DataFrame:
     """One event's rows as parse.text._typed gives them: the header columns, then the spec's columns."""
     slot = {key: pl.col(f"_s{j}") for j, key in enumerate(p.keys)}
     cols = []
@@ -457,9 +472,10 @@ def _event_frame(frame: pl.DataFrame, event: str, spec: EventSpec, p: Plan, comm
         elif kind == "hex":
             v = v.reinterpret(signed=False)
         elif kind == "gfp":
-            delim, entries, none = p.flags[key]
-            values = frame.get_column(f"_s{p.keys.index(key)}").unique().to_list()
-            names = [none if none is not None and not x else render_flags(x, delim, entries) for x in values]
+            j = p.keys.index(key)
+            values = frame.get_column(f"_s{j}").unique().to_list()
+            printed = gfp[attr * 8 + j]
+            names = [printed[x] for x in values]
             v = v.replace_strict(values, names, return_dtype=pl.String)
         if column == "pfn" and p.page is not None:  # a NULL struct page * means no page (ingest's enrich)
             v = pl.when(slot[p.page] == 0).then(0).otherwise(v)
