@@ -130,9 +130,10 @@ fidelity: venv
 	$(PY) sample_traces/lab/score.py
 
 # How often the lab's outcomes fall inside the model's 90 % interval (simulate --samples 20: a few minutes
-# the first time, which ingests the captures into /tmp/score-samples; prints the shares per scenario and kernel).
+# the first time, which ingests the captures into /tmp/score-samples; prints the shares per scenario and kernel,
+# and writes them into docs/fidelity.md's "Calibration" section and tests/golden/calibration.csv).
 fidelity-samples: venv
-	$(PY) sample_traces/lab/score_samples.py --samples 20 --seed 1
+	$(PY) sample_traces/lab/score_samples.py --write
 
 # Re-run the fidelity lab from scratch (root; downloads Debian kernels and linux-source-6.1 into
 # $$LAB_CACHE, builds the patched kernels, boots every kernel x scenario in QEMU; about 40 minutes).

@@ -19,7 +19,7 @@ from test_bad_input import _cli, run_cli
 from thpreplay.ingest import ingest
 from thpreplay.sim import calibrate
 from thpreplay.sim import samples as sample_mod
-from thpreplay.simulate import SAMPLED_FIGURES, prepare, simulate
+from thpreplay.simulate import SAMPLED_FIGURES, get_policy, prepare, simulate
 from thpreplay.validate import validate
 
 POLICY = "no-local-reclaim-7.0"   # the capturing kernel's (6.1.176)
@@ -268,3 +268,71 @@ def test_a_sample_records_the_hole_parity_it_drew():
     assert {d.hole_parity for d in draws} == {0, 1}
     assert all(d.as_dict()["hole_parity"] == d.hole_parity for d in draws)
     assert [d.hole_parity for d in draws] == [samples.draw(inputs, i, 7).hole_parity for i in range(40)]
+
+
+def test_the_untraced_start_is_drawn_from_none_to_all_of_its_pages(ingested, tmp_path):
+    """The lab bundle's untraced_start (768 pages on node 0 that guest-init.sh's kpageflags dump took while
+    it was read, missing=some) reaches the dataset; each sample draws 0..768 of them, recorded, the same
+    again for the same (S, i); a sample that drew k allocates k pages before the first op, and the
+    deterministic run allocates none."""
+    from thpreplay.sim import engine, untraced
+
+    ds = ingested["kpf"]
+    u = untraced.read(ds)
+    assert (u.missing, u.migratetype, u.pages) == ("some", "movable", {0: 768}) and u.deterministic() == {}
+    inputs = prepare(ds)
+    assert inputs.untraced == u and u.note() in inputs.notes
+    draws = [sample_mod.draw(inputs, i, 3) for i in range(30)]
+    pages = [d.untraced_pages[0] for d in draws]
+    assert all(0 <= k <= 768 for k in pages) and len(set(pages)) > 20
+    assert pages == [sample_mod.draw(inputs, i, 3).untraced_pages[0] for i in range(30)]
+    assert all(d.as_dict()["untraced_pages"] == {"0": d.untraced_pages[0]} for d in draws)
+
+    def start(pages: dict) -> tuple[int, int]:
+        run = engine.run(get_policy(POLICY), inputs.settings, inputs.demand, inputs.state, inputs.params,
+                         inputs.stall_rule, release=inputs.kernel_release, untraced_pages=pages,
+                         untraced_migratetype="movable")
+        node0 = run.series.filter(pl.col("node") == 0)["free_pages"]
+        return run.counters["small_allocs"], node0[1]   # row 0 is before the first op
+
+    (allocs0, free0), (allocs, free) = start({}), start({0: 500})
+    assert (allocs - allocs0, free0 - free) == (500, 500)
+    # without the file nothing is drawn
+    bare = _copy(ingested, "kpf", tmp_path)
+    (bare / "snapshots" / "untraced_start").unlink()
+    assert untraced.read(bare) is None
+    assert {len(sample_mod.draw(prepare(bare), i, 3).untraced_pages) for i in range(5)} == {0}
+
+
+def test_pages_the_snapshot_missed_entirely_are_allocated_by_every_run(ingested, tmp_path):
+    """missing=all (pages allocated wholly after the snapshot): the deterministic run allocates them, and
+    so does every sample, which draws nothing for them; the note says so."""
+    from thpreplay.sim import untraced
+
+    ds = _copy(ingested, "kpf", tmp_path)
+    (ds / "snapshots" / "untraced_start").write_text(untraced.text("all", "unmovable", {0: 300}, "a test"))
+    inputs = prepare(ds)
+    assert inputs.untraced.deterministic() == {0: 300}
+    assert any(n.startswith("the start lacks 300 unmovable pages") for n in inputs.notes)
+    assert {tuple(sample_mod.draw(inputs, i, 3).untraced_pages.items()) for i in range(5)} == {((0, 300),)}
+    with_pages = simulate(ds, policies=[POLICY])
+    (ds / "snapshots" / "untraced_start").unlink()
+    without = simulate(ds, policies=[POLICY], replace=True)
+    assert with_pages.runs[0].counters["small_allocs"] - without.runs[0].counters["small_allocs"] == 300
+
+
+@pytest.mark.parametrize("text, message", [
+    ("missing=all\nmigratetype=unmovable\nnode0=12\nnode1=x\n", "untraced_start:4: node1 must be a page count, got 'x'"),
+    ("missing=all\nmigratetype=unmovable\nnode0=12\npages 4\n", "untraced_start:4: expected name=value, got 'pages 4'"),
+    ("missing=all\nmigratetype=unmovable\nnode0=12\ncpu0=4\n",
+     "untraced_start:4: unknown name 'cpu0' (missing, migratetype, nodeN, why)"),
+    ("missing=most\nmigratetype=unmovable\nnode0=12\n", "untraced_start: missing= must be all or some"),
+    ("missing=all\nmigratetype=reclaimable\nnode0=12\n", "untraced_start: migratetype= must be unmovable or movable"),
+    ("missing=all\nmigratetype=unmovable\n", "untraced_start: no nodeN= line"),
+])
+def test_a_bad_untraced_start_is_a_one_line_error(ingested, tmp_path, text, message):
+    ds = _copy(ingested, "kpf", tmp_path)
+    (ds / "snapshots" / "untraced_start").write_text(text)
+    proc = run_cli(["simulate", str(ds), "--policy", POLICY], tmp_path)
+    err = proc.stderr.decode().strip()
+    assert proc.returncode != 0 and len(err.splitlines()) == 1 and err.endswith(message), err

@@ -10,6 +10,10 @@ Layout (every file optional except the trace; `thpreplay record` writes all of t
     thp_policy                       the thpreplay policy a patched kernel's THP fault path follows, when
                                      its release would resolve to another (the lab's self-built kernels)
     kpageflags.before.zst            /proc/kpageflags (zstd): the flags of every page when recording began
+    untraced_start                   "pages=N" (and "why=..."): pages allocated after that snapshot and before
+                                     the trace's first event, which neither shows (the lab's guests write
+                                     the kpageflags dump into memory then); `simulate --samples` draws how
+                                     many of them the model's start lacks
     thp_settings                     transparent_hugepage/enabled, then defrag, then khugepaged/defrag
     zoneinfo[.before|.after]         /proc/zoneinfo        (also buddyinfo, pagetypeinfo, vmstat, meminfo)
     nodeN.cpulist, nodeN.distance    /sys/devices/system/node/nodeN/{cpulist,distance}
@@ -32,7 +36,7 @@ _NODE_FILE = re.compile(r"^node(\d+)\.(cpulist|distance|vmstat|meminfo)(\.before
 _SNAPSHOT_FILE = re.compile(r"^(%s)(\.before|\.after)?$" % "|".join(SNAPSHOTS))
 _KPAGEFLAGS_FILE = re.compile(r"^kpageflags(\.before|\.after)?\.zst$")
 _NOT_TRACE = {"manifest.json", "kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version",
-              "thp_policy"}
+              "thp_policy", "untraced_start"}
 _COMPRESSED = (".gz", ".zst", ".xz")
 
 

@@ -689,7 +689,7 @@ def _ingest_into(tmp, output, sources, bundle, topology, table_name, table_reaso
         for p in list(bundle.snapshots.values()) + list(bundle.node_files.values()):
             shutil.copyfile(p, snap_dir / p.name)
         for extra in ("kernel_release", "kernel_version", "thp_settings", "vm_sysctl", "proc_version", "thp_policy",
-                      "manifest.json"):
+                      "untraced_start", "manifest.json"):
             if (bundle.path / extra).exists():
                 shutil.copyfile(bundle.path / extra, snap_dir / extra)
 

@@ -33,6 +33,7 @@ from thpreplay.sim import cache as prepared_cache
 from thpreplay.sim import demand as demand_mod
 from thpreplay.sim import engine, state
 from thpreplay.sim import samples as sample_mod
+from thpreplay.sim import untraced as untraced_mod
 from thpreplay.sim.params import Params, check_samples
 
 SIM_DIR = "simulation"
@@ -54,6 +55,7 @@ class Inputs:
     proactive_phase_ns: int | None = None
     calibration: list[dict] = field(default_factory=list)   # costs measured from the capture (sim/calibrate.py)
     estimates: list = field(default_factory=list)   # the same, as calibrate.Estimate (with their scatter)
+    untraced: untraced_mod.Untraced | None = None   # what the start took untraced (sim/untraced.py)
 
 
 def _metadata(dataset: Path) -> dict:
@@ -104,6 +106,14 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
         if damage is None:
             raise
         raise damage from None
+
+
+def untraced_args(untraced: untraced_mod.Untraced | None, pages: dict[int, int] | None = None) -> dict:
+    """engine.run's keywords for the untraced start: the deterministic run's pages, or a sample's."""
+    if untraced is None:
+        return {}
+    return dict(untraced_pages=untraced.deterministic() if pages is None else pages,
+                untraced_migratetype=untraced.migratetype)
 
 
 def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: bool | None,
@@ -161,9 +171,12 @@ def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: b
     demand, init, cache_notes = prepared_cache.load_or_build(dataset, dict(
         enabled=cap_enabled or enabled, defrag=cap_defrag or defrag, madvised=madvised,
         signatures=[sorted(s) for s in signatures] if signatures else None, cua=cua, seed=params.seed), build)
+    untraced = untraced_mod.read(dataset)
+    if untraced is not None:
+        notes.append(untraced.note())
     return Inputs(dataset, settings, params, demand, init, release, compact_stall_rule(release),
                   notes + demand.notes + init.assumptions + cache_notes, kcompactd_timer_phase(dataset),
-                  [e.as_dict() for e in estimates], [e for e in estimates if e.param not in params.explicit])
+                  [e.as_dict() for e in estimates], [e for e in estimates if e.param not in params.explicit], untraced)
 
 
 def _madvise_signatures(dataset: Path, release: str | None, enabled: str,
@@ -313,7 +326,7 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None,
     for policy in usable:
         run = engine.run(policy, inputs.settings, inputs.demand, inputs.state, inputs.params, inputs.stall_rule,
                          progress=progress, release=inputs.kernel_release,
-                         proactive_phase_ns=inputs.proactive_phase_ns)
+                         proactive_phase_ns=inputs.proactive_phase_ns, **untraced_args(inputs.untraced))
         runs.append(run)
         rows.append(summarize(run, policy, inputs.settings, ", ".join(kernels.get(policy.name, [])) or None))
     sampled = None

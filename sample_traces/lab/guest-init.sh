@@ -236,6 +236,11 @@ snap before
 # every page's flags (free, LRU anon/file, unevictable, slab...): the model's exact starting layout;
 # the host compresses it to kpageflags.before.zst (run-guest.sh)
 cat /proc/kpageflags > $B/kpageflags.before
+# the dump's pages were allocated in memory while it was read and before tracing: neither shows those
+# it took after reading their pfn; the model's samples draw how many (pipeline/thpreplay/sim/untraced.py)
+sz=$(wc -c < $B/kpageflags.before)
+printf 'missing=some\nmigratetype=movable\nnode0=%d\nwhy=guest-init.sh wrote /proc/kpageflags (%d bytes) into the guest'"'"'s in-memory root file system while reading it, before tracing began\n' \
+	$(( (sz + 4095) / 4096 )) "$sz" > $B/untraced_start
 echo 1 > $T/tracing_on
 t0=$(cut -d' ' -f1 /proc/uptime)
 if [ "$PIN" = none ]; then

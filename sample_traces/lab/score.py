@@ -414,6 +414,16 @@ def write_doc(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def kept_calibration() -> str:
+    """docs/fidelity.md's calibration section as score_samples.py --write left it (score.py does not compute
+    it: it needs the samples), so that rewriting the rest keeps it."""
+    begin, end = "<!-- calibration: score_samples.py --write -->", "<!-- /calibration -->"
+    doc = DOC.read_text() if DOC.is_file() else ""
+    if begin not in doc or end not in doc:
+        return ""
+    return "\n" + doc[doc.index(begin):doc.index(end) + len(end)] + "\n"
+
+
 def main(argv: list[str]) -> int:
     only = argv or None
     with tempfile.TemporaryDirectory(prefix="thpreplay-fidelity-") as tmp:
@@ -422,7 +432,7 @@ def main(argv: list[str]) -> int:
         print(frame)
         return 0
     GOLDEN.write_text(frame.write_csv())
-    DOC.write_text(write_doc(frame) + "\n")
+    DOC.write_text(write_doc(frame) + "\n" + kept_calibration())
     print(f"wrote {DOC.relative_to(ROOT)} and {GOLDEN.relative_to(ROOT)}")
     return 0
 

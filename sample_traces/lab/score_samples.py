@@ -14,6 +14,11 @@ wider (where the model has no spread, a figure off by one or two faults is then 
 for validate's tolerance). Also the time per sample (a validate with N samples less one with 1, over
 N - 1).
 
+With --write (what `make fidelity-samples` runs: 20 samples, seed 1, every capture), it also writes the
+shares into docs/fidelity.md between the markers of its "Calibration" section (score.py keeps that section
+when it rewrites the rest) and every capture's counts into tests/golden/calibration.csv, which
+tests/test_calibration.py checks against the document and, for a subset, against a new run.
+
 The goal: 85-95 % inside. Much less, and the model's spread is too narrow for what the kernels do from
 boot to boot; all of it, and the interval may be too wide to say anything.
 """
@@ -28,6 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "sample_traces" / "fidelity"
+DOC = ROOT / "docs" / "fidelity.md"
+GOLDEN = ROOT / "tests" / "golden" / "calibration.csv"
+# docs/fidelity.md's calibration section lies between these (score.py keeps it when it rewrites the rest)
+BEGIN, END = "<!-- calibration: score_samples.py --write -->", "<!-- /calibration -->"
 NAME = re.compile(r"^(?P<kernel>.+)-s(?P<scenario>\d)-(?P<label>[a-z0-9-]+?)(?:-r(?P<run>\d+))?$")
 
 
@@ -37,7 +46,25 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/score-samples"), help="where the captures are ingested")
     ap.add_argument("--only", default=None, help="a regular expression: the captures to score")
+    ap.add_argument("--write", action="store_true", help="write docs/fidelity.md's calibration section and "
+                    "tests/golden/calibration.csv (every capture, 20 samples, seed 1 only)")
     args = ap.parse_args()
+    if args.write and (args.only or args.samples != 20 or args.seed != 1):
+        ap.error("--write publishes the whole lab at 20 samples, seed 1: no --only, --samples or --seed")
+    rows = score_captures(args.work, args.samples, args.seed, args.only, verbose=True)
+    for line in shares(rows, args.samples, args.seed):
+        print(line)
+    if args.write:
+        GOLDEN.write_text(golden_frame(rows).write_csv())
+        write_section(section(rows, args.samples, args.seed))
+        print(f"wrote {DOC.relative_to(ROOT)} (calibration section) and {GOLDEN.relative_to(ROOT)}")
+    return 0
+
+
+def score_captures(work: Path, samples: int, seed: int, only: str | None, verbose: bool = False,
+                   timed: bool = True) -> list[dict]:
+    """One row per capture: the observed figures of validate's tally inside the model's p5..p95 (timed: also
+    the time per sample, from one more validate with a single sample)."""
 
     from thpreplay.ingest import ingest
     from thpreplay.policy.registry import resolve_kernel
@@ -48,20 +75,21 @@ def main() -> int:
     per_sample = []
     for d in sorted(CAPTURES.iterdir()):
         m = NAME.match(d.name)
-        if not d.is_dir() or not m or (args.only and not re.search(args.only, d.name)):
+        if not d.is_dir() or not m or (only and not re.search(only, d.name)):
             continue
-        ds = args.work / d.name
+        ds = work / d.name
         if not (ds / "dataset.json").is_file():
             ingest([str(d)], ds)
         declared = (state.snapshot_text(ds, "thp_policy") or "").strip()
         release = (state.snapshot_text(ds, "kernel_version") or state.snapshot_text(ds, "kernel_release") or "").strip()
         policy = declared or resolve_kernel(release).name
         t0 = time.perf_counter()
-        validate(ds, policy=policy, samples=1, seed=args.seed)
+        if timed:
+            validate(ds, policy=policy, samples=1, seed=seed)
         t1 = time.perf_counter()
-        v = validate(ds, policy=policy, samples=args.samples, seed=args.seed)
+        v = validate(ds, policy=policy, samples=samples, seed=seed)
         t2 = time.perf_counter()
-        per_sample.append(((t2 - t1) - (t1 - t0)) / max(args.samples - 1, 1))
+        per_sample.append(((t2 - t1) - (t1 - t0)) / max(samples - 1, 1) if timed else float("nan"))
         inside = sum(1 for r in v.rows if r.in_interval())
         varying = [r for r in v.rows if not (r.interval[0] == r.interval[1] == r.observed)]   # not trivially inside
         vin = sum(1 for r in varying if r.in_interval())
@@ -69,29 +97,92 @@ def main() -> int:
         wide = sum(1 for r, (lo, hi) in zip(v.rows, lo_hi) if lo <= r.observed <= hi)
         kernel = m["kernel"]
         rows.append(dict(capture=d.name, kernel=kernel, scenario=int(m["scenario"]), policy=policy,
-                         inside=inside, figures=len(v.rows), vin=vin, varying=len(varying), wide=wide,
+                         s_per_sample=per_sample[-1], inside=inside, figures=len(v.rows), vin=vin, varying=len(varying), wide=wide,
                          misses=[f"{r.figure} {r.observed} not in {r.interval[0]:g}..{r.interval[1]:g}"
                                  for r in v.rows if not r.in_interval()]))
-        print(f"{d.name:45} {policy:22} {inside:2}/{len(v.rows)}  not trivial {vin:2}/{len(varying):2}  "
+        if verbose:
+            print(f"{d.name:45} {policy:22} {inside:2}/{len(v.rows)}  not trivial {vin:2}/{len(varying):2}  "
               f"{per_sample[-1]:.2f} s/sample  " + "; ".join(rows[-1]["misses"]), flush=True)
 
-    def share(group: list[dict]) -> str:
-        a, n = sum(r["inside"] for r in group), sum(r["figures"] for r in group)
-        va, vn = sum(r["vin"] for r in group), sum(r["varying"] for r in group)
-        w = sum(r["wide"] for r in group)
-        return (f"{a}/{n} = {100 * a / n:.1f} %   not trivially inside {va}/{vn} = "
-                f"{(100 * va / vn) if vn else float('nan'):.1f} %   widened {w}/{n} = {100 * w / n:.1f} %")
+    return rows
 
-    print(f"\nshare of observed figures inside the model's p5..p95 ({args.samples} samples, seed {args.seed})")
-    for scenario in sorted({r["scenario"] for r in rows}):
-        print(f"scenario {scenario}: " + share([r for r in rows if r["scenario"] == scenario]))
-    for kernel in sorted({r["kernel"] for r in rows}):
-        print(f"kernel {kernel}: " + share([r for r in rows if r["kernel"] == kernel]))
-    print("all: " + share(rows))
-    per_sample.sort()
-    print(f"time per sample: median {per_sample[len(per_sample) // 2]:.2f} s, max {per_sample[-1]:.2f} s "
-          f"({len(rows)} captures, one policy each)")
-    return 0
+
+def _share(group: list[dict]) -> tuple[int, int, int, int, int]:
+    return (sum(r["inside"] for r in group), sum(r["figures"] for r in group), sum(r["vin"] for r in group),
+            sum(r["varying"] for r in group), sum(r["wide"] for r in group))
+
+
+def _pct(a: int, n: int) -> str:
+    return f"{100 * a / n:.1f} %" if n else "-"
+
+
+def _groups(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    return ([(f"scenario {s}", [r for r in rows if r["scenario"] == s]) for s in sorted({r["scenario"] for r in rows})]
+            + [(f"kernel {k}", [r for r in rows if r["kernel"] == k]) for k in sorted({r["kernel"] for r in rows})]
+            + [("all", rows)])
+
+
+def shares(rows: list[dict], samples: int, seed: int) -> list[str]:
+    """The terminal summary: the shares per scenario, per kernel and overall, and the time per sample."""
+    out = [f"\nshare of observed figures inside the model's p5..p95 ({samples} samples, seed {seed})"]
+    for name, group in _groups(rows):
+        a, n, va, vn, w = _share(group)
+        out.append(f"{name}: {a}/{n} = {_pct(a, n)}   not trivially inside {va}/{vn} = {_pct(va, vn)}   "
+                   f"widened {w}/{n} = {_pct(w, n)}")
+    times = sorted(r["s_per_sample"] for r in rows if r["s_per_sample"] == r["s_per_sample"])
+    if times:
+        out.append(f"time per sample: median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s "
+                   f"({len(rows)} captures, one policy each)")
+    return out
+
+
+GOLDEN_COLUMNS = ("capture", "kernel", "scenario", "policy", "inside", "figures", "vin", "varying", "wide")
+
+
+def golden_frame(rows: list[dict]):
+    import polars as pl
+
+    return pl.DataFrame({c: [r[c] for r in rows] for c in GOLDEN_COLUMNS})
+
+
+def section(rows: list[dict], samples: int, seed: int) -> str:
+    """docs/fidelity.md's calibration section (between its markers)."""
+    lines = [
+        "## Calibration: how often the kernel's figure lies inside the model's 90 % interval",
+        "",
+        f"Each capture replayed {samples} times under its own kernel's policy (`validate --samples {samples} --seed "
+        f"{seed}`), each sample drawing what the capture cannot pin down (docs/model.md, \"Samples\"): the start "
+        "layout where kpageflags is missing, kcompactd's timer phase, the calibrated costs within their scatter, "
+        "and how many of the pages the start took untraced the model's start lacks (`untraced_start`). A figure is "
+        "inside when the observed value lies in the samples' p5..p95. \"Not trivially inside\" leaves out the "
+        "figures where the observed value, p5 and p95 are one number (mostly zeros on both sides); \"widened\" "
+        "widens the interval by 10 % or 5 at each end, as validate's tolerance. The goal is 85-95 % inside: much "
+        "less, and the model's spread is narrower than the kernels' from boot to boot; all of it, and the interval "
+        "may be too wide to tell kernels apart. Written by `make fidelity-samples` "
+        "(`sample_traces/lab/score_samples.py --write`), checked by tests/test_calibration.py against "
+        "tests/golden/calibration.csv.",
+        "",
+        "| group | captures | inside p5..p95 | not trivially inside | inside, widened |",
+        "|---|---|---|---|---|",
+    ]
+    for name, group in _groups(rows):
+        a, n, va, vn, w = _share(group)
+        lines.append(f"| {name} | {len(group)} | {a} / {n} = {_pct(a, n)} | {va} / {vn} = {_pct(va, vn)} | "
+                     f"{w} / {n} = {_pct(w, n)} |")
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    """Put the section between the markers of docs/fidelity.md, or at its end the first time."""
+    doc = DOC.read_text()
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in doc and END in doc:
+        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = DOC.with_suffix(".md.tmp")
+    tmp.write_text(doc)
+    tmp.replace(DOC)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,10 @@ from thpreplay.kernel.vmscan import compaction_ready_form
 from thpreplay.policy.base import Policy, ThpSettings, call_attempts
 from thpreplay.sim import _engine
 from thpreplay.sim.demand import OP_COLUMNS as DEMAND_COLUMNS
-from thpreplay.sim.demand import Demand
+from thpreplay.sim.demand import OP_ALLOC, PK_ANON, PK_PINNED, Demand
 from thpreplay.sim.params import Params
 from thpreplay.sim.state import InitialState
+from thpreplay.sim.untraced import MIGRATETYPES
 
 COUNTERS = (
     "thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
@@ -277,12 +278,34 @@ def feed(eng, ops: dict[str, np.ndarray] | pl.DataFrame, out: dict[str, np.ndarr
     _engine.run(eng, *arrays, *out.values())
 
 
+# keys of the untraced start's pages: below every key the demand uses (pfns >= 0, synthesized pages' keys
+# -(region * 512 + i) - 2), so that none is taken for a traced page
+UNTRACED_KEY = -(1 << 52)
+
+
+def untraced_ops(pages: dict[int, int], migratetype: str, ts_ns: int) -> dict[str, np.ndarray]:
+    """The untraced start's allocations (sim/untraced.py): pages[node] order-0 pages on each node, unmovable
+    kernel pages or movable swap-backed ones, placed by the model's allocator (their keys lie outside every
+    zone), never freed."""
+    nodes = [node for node, n in sorted(pages.items()) for _ in range(n)]
+    k = len(nodes)
+    mt = MIGRATETYPES[migratetype]
+    return dict(kind=np.full(k, OP_ALLOC, np.int8), ts_ns=np.full(k, ts_ns, np.int64),
+                pfn=UNTRACED_KEY - np.arange(k, dtype=np.int64), order=np.zeros(k, np.int8),
+                mt=np.full(k, mt, np.int8), pkind=np.full(k, PK_ANON if mt else PK_PINNED, np.int8),
+                node=np.array(nodes, np.int16), region=np.full(k, -1, np.int64), madvised=np.zeros(k, np.int8))
+
+
 def run(policy: Policy, settings: ThpSettings, demand: Demand, state: InitialState, params: Params,
-        stall_rule: str, progress=None, release: str | None = None, proactive_phase_ns: int | None = None) -> Run:
-    """Replay the demand under one policy. Deterministic: same inputs, same outputs."""
+        stall_rule: str, progress=None, release: str | None = None, proactive_phase_ns: int | None = None,
+        untraced_pages: dict[int, int] | None = None, untraced_migratetype: str = "unmovable") -> Run:
+    """Replay the demand under one policy. Deterministic: same inputs, same outputs. untraced_pages: pages
+    per node the start took untraced (sim/untraced.py), allocated before the demand's first op."""
     eng = new_engine(policy, settings, demand, state, params, stall_rule, release, proactive_phase_ns)
     n = len(demand.observed_huge)
     out = outputs(n)
+    if untraced_pages and sum(untraced_pages.values()):
+        feed(eng, untraced_ops(untraced_pages, untraced_migratetype, demand.ops.ts_min), out)
     for chunk in demand.ops.chunks(CHUNK, ENGINE_COLUMNS):
         feed(eng, chunk, out)
         if progress:

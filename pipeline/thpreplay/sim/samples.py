@@ -28,6 +28,14 @@ sample draws, in this order:
   is drawn as a proportion's bootstrap (Binomial(batches, rate) / batches); at its default (0, no
   measured basis) it is left alone. A value a --params file set is never drawn.
 
+- what the capture's start took untraced (drawn last, after the hole parity; sim/untraced.py): pages
+  allocated after the bundle's kpageflags snapshot and before its first event. Where the snapshot saw
+  none of them (`missing=all`: record's ring buffers) every sample allocates them all, as the
+  deterministic run does; where it saw some (`missing=some`: the lab's guests write the dump of
+  /proc/kpageflags into their in-memory root file system while reading it), a sample draws how many the
+  start lacks, uniformly from 0 to the count on each node, and the deterministic run allocates none.
+  Without the file nothing is drawn.
+
 Not drawn: kswapd's wake-up latency (the replay core has no parameter for it: kswapd runs from the op
 that woke it), the demand (the trace's own), the costs the capture did not measure (their defaults).
 """
@@ -35,7 +43,7 @@ that woke it), the demand (the trace's own), the costs the capture did not measu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -59,10 +67,12 @@ class Draw:
     drawn: dict                     # parameter -> drawn value (the costs, contention)
     layout_drawn: bool              # False: the start comes from kpageflags, not drawn
     hole_parity: int = 0            # pfn parity of order-0 holes where the trace shows none (layout drawn)
+    untraced_pages: dict = field(default_factory=dict)   # node -> pages the start took untraced (sim/untraced.py)
 
     def as_dict(self) -> dict:
         return dict(sample=self.sample, seed=self.seed, proactive_phase_ns=self.proactive_phase_ns,
                     layout_drawn=self.layout_drawn, hole_parity=self.hole_parity,
+                    untraced_pages={str(k): v for k, v in sorted(self.untraced_pages.items())},
                     **{k: self.drawn[k] for k in sorted(self.drawn)})
 
 
@@ -91,7 +101,9 @@ def draw(inputs, sample: int, seed: int) -> Draw:
     params = replace(inputs.params, seed=model_seed, **drawn)
     # drawn last, so that the draws before it are those of a sample without it
     hole_parity = int(rng.integers(0, 2))
-    return Draw(sample, model_seed, phase, params, drawn, not layout_known(inputs), hole_parity)
+    untraced = getattr(inputs, "untraced", None)
+    untraced_pages = untraced.draw(rng) if untraced is not None else {}
+    return Draw(sample, model_seed, phase, params, drawn, not layout_known(inputs), hole_parity, untraced_pages)
 
 
 def sample_state(inputs, d: Draw):
@@ -108,13 +120,15 @@ def runs(inputs, policies, n: int, seed: int, progress=None) -> Iterator[tuple[D
     """(draw, policy, engine.Run) of every sample and policy, sample by sample (one start layout per
     sample, shared by its policies). The runs are not kept: a caller takes what it needs from each."""
     from thpreplay.sim import engine
+    from thpreplay.simulate import untraced_args
 
     for i in range(n):
         d = draw(inputs, i, seed)
         st = sample_state(inputs, d)
         for policy in policies:
             run = engine.run(policy, inputs.settings, inputs.demand, st, d.params, inputs.stall_rule,
-                             progress=progress, release=inputs.kernel_release, proactive_phase_ns=d.proactive_phase_ns)
+                             progress=progress, release=inputs.kernel_release, proactive_phase_ns=d.proactive_phase_ns,
+                             **untraced_args(getattr(inputs, "untraced", None), d.untraced_pages))
             yield d, policy, run
 
 
