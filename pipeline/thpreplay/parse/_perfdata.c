@@ -140,7 +140,11 @@ static int load_zstd(void) {
    program (parse/perfdata.py builds it), with what the text parser would make of the printed value. */
 #define MAX_SLOTS 8
 enum { I_SIGNED = 0, I_UNSIGNED = 1, I_PFN = 2, I_HEX = 3, I_PTR = 4, I_RAW = 5, I_GFP = 6 };
-typedef struct { int64_t *code; int ncode; int interp; int64_t lo, hi; char key[64]; } Slot;
+typedef struct {
+    int64_t *code; int ncode; int interp; int64_t lo, hi; char key[64];
+    int fast;  /* the program is one field, maybe cast: read it directly (most are) */
+    int64_t f_off, f_size, f_sign, f_bits, f_bsign;
+} Slot;
 /* VERIFY samples of each typed event are printed by libtraceevent too and the typed values compared with
    what it printed (verify_sample): a difference drops the plan, before any typed row of the event */
 #define VERIFY 64
@@ -174,6 +178,7 @@ typedef struct {
     uint64_t file_size, data_off, data_size, data_pos;
     Attr *attrs; int nattrs;
     IdMap *ids; size_t nids;
+    IdMap id_cache[256];
     int id_from_identifier;  /* id is the first u64 of a sample (PERF_SAMPLE_IDENTIFIER) */
     int id_pos;              /* else its u64 index in a sample, -1: no ids (one attr) */
     int trailer_id_pos;      /* u64 index of the id from the end of a non-sample record, -1: none */
@@ -308,13 +313,18 @@ static Thread *findnew_thread(Reader *r, int32_t pid, int32_t tid) {
 
 /* ---- event lookup ---- */
 static int attr_of_id(Reader *r, uint64_t id) {
+    /* a direct-mapped cache in front of the binary search: ids repeat (one per event and cpu) */
+    IdMap *c = &r->id_cache[(id ^ (id >> 8)) & 255];
+    if (c->attr > 0 && c->id == id) return c->attr - 1;
     size_t lo = 0, hi = r->nids;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (r->ids[mid].id < id) lo = mid + 1;
         else hi = mid;
     }
-    return lo < r->nids && r->ids[lo].id == id ? r->ids[lo].attr : -1;
+    int a = lo < r->nids && r->ids[lo].id == id ? r->ids[lo].attr : -1;
+    if (a >= 0) { c->id = id; c->attr = a + 1; }  /* attr + 1: 0 is an empty entry */
+    return a;
 }
 
 /* The attr of a sample (its id) or of a non-sample record's trailer (sample_id_all). */
@@ -460,6 +470,18 @@ static int64_t binop(int64_t op, int64_t a, int64_t b) {  /* as _tracedat.c's, l
 /* 1: the value in *out; 0: a field past the record (the sample then goes the text way). The program
    was checked when set (check_slot): every op is known and the stack stays within 0..64. */
 static int eval_slot(const Slot *sl, const unsigned char *raw, uint32_t rlen, int64_t *out) {
+    if (sl->fast) {
+        if (sl->f_off + sl->f_size > (int64_t)rlen) return 0;
+        const unsigned char *q = raw + sl->f_off;
+        uint64_t v;
+        if (sl->f_size == 1) v = q[0];
+        else if (sl->f_size == 2) { uint16_t x; memcpy(&x, q, 2); v = x; }
+        else if (sl->f_size == 4) { uint32_t x; memcpy(&x, q, 4); v = x; }
+        else memcpy(&v, q, 8);
+        int64_t x = sl->f_sign ? cast_bits((int64_t)v, sl->f_size * 8, 1) : (int64_t)v;
+        *out = cast_bits(x, sl->f_bits, sl->f_bsign);
+        return 1;
+    }
     int64_t st[64];
     int sp = 0, pc = 0;
     const int64_t *c = sl->code;
@@ -667,6 +689,12 @@ static void verify_sample(Reader *r, const Sample *s, Attr *a) {
     int64_t v[MAX_SLOTS];
     if (!typed_values(r, s, a, v)) return;  /* text anyway */
     Plan *pl = a->plan;
+    static const char failed[] = "[FAILED TO PARSE]";  /* libtraceevent could not read the print fmt */
+    if (r->seq.len >= sizeof failed - 1 && !memcmp(r->seq.buffer, failed, sizeof failed - 1)) {
+        snprintf(a->drop_reason, sizeof a->drop_reason, "libtraceevent prints it as [FAILED TO PARSE]");
+        a->dropped = 1;
+        return;
+    }
     for (int j = 0; j < pl->nslots && !a->dropped; j++) {
         const Slot *sl = &pl->slots[j];
         const char *tok;
@@ -1556,6 +1584,12 @@ static PyObject *Reader_set_plan(Reader *r, PyObject *args) {
         sl->key[klen] = 0;
         pl->nslots = (int)j + 1;
         if (!check_slot(sl)) { PyErr_SetString(PyExc_ValueError, "set_plan: a slot's program does not run"); goto bad; }
+        if (sl->code[0] == OP_FIELD && (sl->ncode == 4 || (sl->ncode == 7 && sl->code[4] == OP_CAST))) {
+            sl->fast = 1;
+            sl->f_off = sl->code[1]; sl->f_size = sl->code[2]; sl->f_sign = sl->code[3];
+            sl->f_bits = sl->ncode == 7 ? sl->code[5] : 64;
+            sl->f_bsign = sl->ncode == 7 ? sl->code[6] : 0;
+        }
     }
     r->attrs[ai].plan = pl;
     r->attrs[ai].verify_left = VERIFY;
