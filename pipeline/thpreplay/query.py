@@ -201,6 +201,32 @@ MACROS = {
 }
 
 
+# Tables computed from each dataset's simulation record when the query opens (not Parquet parts).
+COMPUTED = {
+    "kernel_changes": (
+        "Per dataset, from each policy to the next in era order: both figures (huge_local, huge_remote, fallback, "
+        "compact_stall, allocstall, pgsteal_direct, pswpout, latency_p99_us), the change, each policy's p5..p95 "
+        "over simulate --samples, the paired change's p5..p95, and beyond_spread: the two intervals apart "
+        "(null without samples; changes.py)"
+    ),
+}
+
+
+def _kernel_changes(names: list[str], dirs: list[Path]) -> pl.DataFrame:
+    from thpreplay.changes import COLUMNS, kernel_changes
+    from thpreplay.report_text import in_era_order
+
+    frames = []
+    for name, d in zip(names, dirs):
+        info = check_simulation(d)
+        parts = sorted((d / SIM_DIR / "outcome_summary").glob("*.parquet"))
+        if info is None or not parts:
+            continue
+        summary = in_era_order(pl.read_parquet(parts, glob=False))   # a name such as run[1] is itself
+        frames.append(kernel_changes(summary, info.get("sample_figures")).with_columns(pl.lit(name).alias("dataset")))
+    return pl.concat(frames) if frames else pl.DataFrame(schema={**COLUMNS, "dataset": pl.String})
+
+
 # Statements a query may run. Anything else (COPY, CREATE, INSERT, ATTACH, SET, INSTALL, ...) is refused
 # before it reaches DuckDB; results are written by --format/-o, never by the SQL.
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
@@ -282,6 +308,10 @@ def _build_views(path: str, datasets: list[str | Path]) -> list[str]:
             con.execute(f'CREATE VIEW "{view}" AS {sql}')
         for _, sql in MACROS.values():
             con.execute(sql)
+        changes = _kernel_changes(names, dirs).to_arrow()
+        con.register("_kernel_changes", changes)
+        con.execute('CREATE TABLE kernel_changes AS SELECT * FROM _kernel_changes')
+        con.unregister("_kernel_changes")
     finally:
         con.close()
     return files
@@ -439,6 +469,8 @@ def describe(table: str | None = None) -> str:
             lines.append(f"{v} (view): {desc}")
         for _, (desc, _) in MACROS.items():
             lines.append(f"{desc} (table macro)")
+        for t, desc in COMPUTED.items():
+            lines.append(f"{t} (computed): {desc}")
         lines += ["", "In a sweep (thpreplay query SWEEP): outcomes, outcome_summary and memory_series cover every "
                   "partition, with the columns capture, policy and settings (<enabled>-<defrag>); the ingest tables "
                   "of the captures the sweep ingested have a capture column; the views above are replaced by:"]

@@ -53,6 +53,7 @@ class Report:
     summary: pl.DataFrame
     validation: object | None
     captured: Captured | None = None
+    sample_figures: dict | None = None   # simulate --samples: each policy's figures per sample
 
 
 class _Tips:
@@ -650,6 +651,7 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
     parts.append(_summary_html(summary, cap))
     for note in _footnotes(cap):
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    parts.append(_changes_html(summary, info.get("sample_figures"), names))
     parts.append(f"<figure id='outcomes'>{_outcome_bars(outcomes, policies, cap, names, summary)}</figure>")
     parts.append(f"<figure id='latency'>{_latency_chart(latency_percentiles(outcomes, policies, dataset, names))}</figure>")
     parts.append(f"<figure id='free-huge'>{_free_huge(series, policies, free_huge_snapshots(dataset), names)}</figure>")
@@ -676,7 +678,27 @@ def _build(dataset: Path, output: str | Path | None, validate_capture: bool) -> 
                  "simplifications: docs/model.md.</p></body></html>\n")
     path = Path(output) if output else dataset / "report.html"
     _write_page(path, parts, dataset)
-    return Report(path, summary, validation, cap)
+    return Report(path, summary, validation, cap, info.get("sample_figures"))
+
+
+def _changes_html(summary: pl.DataFrame, sample_figures: dict | None, names: dict[str, str]) -> str:
+    """With samples: from each era to the next, the changes larger than the spread (changes.py), then the
+    whole comparison folded."""
+    from thpreplay.changes import kernel_changes, verdicts
+
+    n = int(summary["samples"].fill_null(0).max() or 0) if "samples" in summary.columns and summary.height else 0
+    if n < 2 or not sample_figures:
+        return ""
+    changes = kernel_changes(summary, sample_figures)
+    lines = verdicts(changes.with_columns(pl.col("policy_a").replace(names), pl.col("policy_b").replace(names)))
+    out = [f"<h2>What changed from kernel to kernel</h2><p class='note'>A change is beyond the spread when the two "
+           f"policies' 90 % intervals ({n} samples, p5..p95) do not overlap: no draw of what this capture cannot pin "
+           f"down brings them together. change_p5..change_p95: the same samples' paired difference.</p><ul>"]
+    out += [f"<li>{html.escape(line)}</li>" for line in lines]
+    out.append("</ul><details><summary class='note'>every figure of every step</summary>")
+    out.append(_table(changes))
+    out.append("</details>")
+    return "".join(out)
 
 
 def _footnotes(cap: Captured | None) -> list[str]:

@@ -423,8 +423,12 @@ def summary_console() -> Console:
     return Console(soft_wrap=True, width=width if width > 0 else PIPED_WIDTH)
 
 
-def print_summary(console: Console, summary, captured=None) -> None:
-    """The summary tables at the console's width, a legend when abbreviated, and the captured row's notes."""
+CHANGES_HEAD = "what changed from each era to the next beyond the spread (their two 90 % intervals apart):"
+
+
+def print_summary(console: Console, summary, captured=None, sample_figures: dict | None = None) -> None:
+    """The summary tables at the console's width, a legend when abbreviated, the captured row's notes, and
+    with samples, which changes from one era to the next are larger than the spread."""
     tables = summary_tables(summary, captured, console.width)
     for i, t in enumerate(tables):
         if i:
@@ -439,6 +443,14 @@ def print_summary(console: Console, summary, captured=None) -> None:
         console.print(NARROW_LEGEND, highlight=False, soft_wrap=False)
     for note in footnotes(captured):
         console.print(note, highlight=False, soft_wrap=False)
+    if n >= 2 and sample_figures:
+        from thpreplay.changes import kernel_changes, verdicts
+
+        lines = verdicts(kernel_changes(in_era_order(summary), sample_figures))
+        if lines:
+            console.print(CHANGES_HEAD, highlight=False, soft_wrap=False)
+            for line in lines:
+                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _captured_or_none(dataset):
@@ -456,7 +468,8 @@ def print_simulation(result) -> None:
     d = inp.demand.counts
     console.print(f"simulated {inp.dataset}  (enabled={inp.settings.enabled} defrag={inp.settings.defrag}; "
                   f"{d['thp_faults']:,} THP faults, {d['ops']:,} demand ops)", highlight=False)
-    print_summary(console, result.summary, _captured_or_none(inp.dataset))
+    print_summary(console, result.summary, _captured_or_none(inp.dataset),
+                  result.samples["figures"] if result.samples else None)
     for note in inp.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     console.print(f"tables: {inp.dataset}/simulation/{{outcomes,outcome_summary,memory_series}}", highlight=False)
@@ -471,7 +484,7 @@ def print_report_summary(report) -> None:
                 console.print()
             console.print(t)
     else:
-        print_summary(console, report.summary, getattr(report, "captured", None))
+        print_summary(console, report.summary, getattr(report, "captured", None), getattr(report, "sample_figures", None))
 
 
 def print_validation(v) -> None:
