@@ -308,6 +308,17 @@ ANALYSIS = """## What the misses are
   where the kernels kept 21-27; 54 for 6.12 run 5's 61). The parity is in the capture, so the spread
   of scenario 1 is not chance for a replay that starts from kpageflags; an earlier reading of these
   traces credited when kcompactd's 500 ms timer fell, which correlates with it in the three Debian runs.
+- **Scenario 1 on the three kernels built from Debian's 6.1 source: runs 2-5 (2026-12-04).** Until
+  then these had one run each. The control kernel (`6.1-built-unpatched`, Debian's THP code) gave 62 / 34
+  (run 1), 95 / 1, 92 / 4, 83 / 13 and 80 / 16; the model, from each run's kpageflags, 58 / 38, 82 / 14,
+  77 / 19, 45 / 51 and 81 / 15: in runs 2-4 it compacts two to three times as often as the kernel (24,
+  56, 51 stalls against 8, 19, 17) and sends 13-38 more faults remote; run 4's holes are 81 % odd, yet
+  the kernel kept 83 local. The local-only kernel gave 64, 22, 48, 96 and 96 local huge pages (the rest
+  4 KiB fallbacks); the model gives 48, 21, 45, 54 and 96, and in run 5 none of the kernel's 7 direct
+  reclaims. The relaxed kernel gave 39 / 57, 19 / 77, 19 / 77, 30 / 66 and 67 / 29; the model 21 / 75,
+  20 / 76, 54 / 42, 47 / 49 and 67 / 29. These are scenario 1's open misses: the model compacts more
+  often than the control kernel and less often than the two-step kernel on the same scenario, so what
+  it lacks is not one rule that makes compaction fail.
 - **Direct reclaim is counted as the kernel counts it.** Each call reclaims in rounds and stops as
   `do_try_to_free_pages` does; a call that stops at a zone where compaction is ready returns 1 with
   nothing freed, which is the `nr_reclaimed=1` of every call on the QEMU kernels (their
