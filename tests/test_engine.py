@@ -246,3 +246,76 @@ def test_pcp_free_form_per_release(release, form):
 def test_no_list_without_pagesets():
     free, eng = _free_singles("6.1.0", (0, 0, 0), 5)
     assert free.all() and _engine.pcp(eng)[0] == (0, 0)
+
+
+def _two_candidate_blocks() -> InitialState:
+    """Node 0: block 0 pinned, block 1 anon on every other page (256 to move), block 2 pinned, block 3
+    anon on every fourth page (128 to move), blocks 4-5 pinned on every 16th page (the free targets, in
+    runs of 15 pages that the free-list search finds); node 1 full. No free pageblock, so a THP fault
+    must compact."""
+    n = 2 * BLOCKS_PER_NODE * PB
+    used = np.ones(n, bool)
+    kinds = np.zeros(n, dtype=np.int64)
+    b1, b3 = PB, 3 * PB
+    used[b1:b1 + PB][1::2] = False
+    kinds[b1:b1 + PB] = 1
+    used[b3:b3 + PB] = False
+    used[b3:b3 + PB][0::4] = True
+    kinds[b3:b3 + PB] = 1
+    used[4 * PB:6 * PB] = False
+    used[4 * PB:6 * PB][0::16] = True
+    return small_state(used, kinds)
+
+
+def _migrated_by_one_fault(state: InitialState) -> int:
+    demand = demand_of([(2, 0, -1, 9, 1, 1, 0, 0, 1)], 1)
+    eng = engine.new_engine(get_policy("thisnode-noretry-5.6"), ThpSettings("madvise", "madvise"), demand, state,
+                            Params(kswapd=False, kcompactd=False, compaction_proactiveness=0), "not_skipped",
+                            "6.18.0")
+    out = engine.outputs(1)
+    engine.feed(eng, demand.ops.frame(), out)
+    assert out["result"][0] == 0 and out["compact_ok"][0] == 1   # a local huge page, from compaction
+    return int(out["migrated"][0])
+
+
+def test_compaction_starts_where_a_skip_bit_reset_left_the_scanners():
+    """compact_zone() starts at the zone's cached positions: by default the zone's ends (the migrate
+    scanner empties block 1, 256 pages); with the positions a reset left before the trace (state.py
+    _with_cached_positions) at block 3, it empties block 3 (128 pages)."""
+    from dataclasses import replace
+    state = _two_candidate_blocks()
+    assert _migrated_by_one_fault(state) == 256
+    z0 = state.zones[0]
+    b3, top = BASE + 3 * PB, z0.end - 1
+    state.zones[0] = replace(z0, cached_migrate=b3, cached_free=top, init_migrate=b3, init_free=top)
+    assert _migrated_by_one_fault(state) == 128
+
+
+def test_cached_positions_are_read_only_from_a_reset_marked_first_run(tmp_path):
+    """The first mm_compaction_begin of a zone sets the start only when its free position is one
+    __reset_isolation_suitable() leaves (one below a pageblock boundary); an aligned one, another zone's
+    run, or a dataset without compaction events leave the zone's ends."""
+    from thpreplay.sim.state import _with_cached_positions
+    zone = Zone(0, 0, "Normal", 2, 0x100000, 0x640000, 0x540000, 8, 10, 12, 0)
+
+    def first_begin(rows):
+        d = tmp_path / f"ds{len(list(tmp_path.iterdir()))}"
+        (d / "compaction").mkdir(parents=True)
+        pl.DataFrame(rows, schema={"ts_ns": pl.Int64, "line": pl.Int64, "event": pl.String, "migrate_pfn": pl.Int64,
+                                   "free_pfn": pl.Int64, "zone_start": pl.Int64, "zone_end": pl.Int64},
+                     orient="row").write_parquet(d / "compaction" / "part-000001.parquet")
+        notes: list[str] = []
+        return _with_cached_positions(d, [zone], notes)[0], notes
+
+    z, notes = first_begin([(2, 9, "mm_compaction_begin", 0x104800, 0x63ffff, 0x100000, 0x640000),
+                            (1, 5, "mm_compaction_end", 0x104800, 0x63ffff, 0x100000, 0x640000),
+                            (3, 20, "mm_compaction_begin", 0x15b600, 0x5b6e00, 0x100000, 0x640000)])
+    assert (z.cached_migrate, z.cached_free, z.init_migrate, z.init_free) == (0x104800, 0x63ffff, 0x104800, 0x63ffff)
+    assert notes == ["compaction of node 0 Normal starts where the trace's first run shows a skip-bit reset "
+                     "left it: migrate scanner 0x104800, free scanner 0x63ffff"]
+    for rows in ([(2, 9, "mm_compaction_begin", 0x116200, 0x246600, 0x100000, 0x640000),
+                  (3, 9, "mm_compaction_begin", 0x104800, 0x63ffff, 0x100000, 0x640000)],
+                 [(2, 9, "mm_compaction_begin", 0x1000, 0xfffff, 0x1000, 0x100000)]):
+        z, notes = first_begin(rows)
+        assert (z.cached_migrate, z.cached_free, z.init_migrate, z.init_free, notes) == (-1, -1, -1, -1, [])
+    assert _with_cached_positions(tmp_path / "none", [zone], []) == [zone]

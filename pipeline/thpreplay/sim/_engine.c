@@ -448,17 +448,21 @@ static PyObject *py_new(PyObject *self, PyObject *args) {
     e = calloc(1, sizeof(Engine));
     if (!e) { PyErr_NoMemory(); goto fail; }
     int64_t *zz = zb.buf.buf;
-    e->nzones = (int)(zb.buf.len / 8 / 16);
+    e->nzones = (int)(zb.buf.len / 8 / ZONE_ROW);
     int nn = 0;
     e->zones = calloc(e->nzones, sizeof(Zone));
     for (int i = 0; i < e->nzones; i++) {
         Zone *z = &e->zones[i];
-        int64_t *r = &zz[i * 16];
+        int64_t *r = &zz[i * ZONE_ROW];
         z->node = (int)r[0]; z->type = (int)r[1]; z->b0 = r[2]; z->b1 = r[3];
         z->wmin = r[4]; z->wlow = r[5]; z->whigh = r[6]; z->reserve = r[7];
         z->defer_shift = (int)r[8]; z->considered = (int)r[9]; z->order_failed = (int)r[10];
         z->pcp_count = z->pcp_phantom = r[12]; z->pcp_high = r[13]; z->pcp_batch = r[14];
         z->cmig[0] = z->cmig[1] = z->b0 * PB_PAGES; z->cfree = (z->b1 - 1) * PB_PAGES; z->init_migrate = -1; z->init_free = -1;
+        /* compact_cached_*_pfn and compact_init_*_pfn where the trace's first compaction of the zone
+           shows a skip-bit reset's (state.py, _with_cached_positions), else the zone's ends */
+        if (r[16] >= 0 && r[17] >= 0) { z->cmig[0] = z->cmig[1] = r[16]; z->cfree = r[17]; }
+        if (r[18] >= 0 && r[19] >= 0) { z->init_migrate = r[18]; z->init_free = r[19]; }
         for (int m = 0; m < NMT; m++) {
             z->hcur[m] = z->b0; z->hfail[m] = NORD;
             for (int j = 0; j < NORD; j++) z->head[m][j] = z->tail[m][j] = -1;

@@ -18,6 +18,7 @@
 
 #define PB_ORDER 9
 #define PB_PAGES 512
+#define ZONE_ROW 20            /* int64 fields per zone row from engine.py (_zones) */
 #define NORD 10            /* orders 0..9 inside a pageblock; order 10 (two blocks) is not modelled */
 #define SERIES_W (4 + NORD + 3)   /* int64 per memory_series row (sample() in _engine.c) */
 #define NMT 3              /* MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE */

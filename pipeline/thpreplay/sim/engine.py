@@ -236,9 +236,13 @@ def _zones(state: InitialState) -> np.ndarray:
     for z in state.zones:
         b0 = (z.start - state.base_pfn) // 512
         b1 = -(-(z.end - state.base_pfn) // 512)
-        # deferral starts clear: (defer_shift, considered, order_failed) = (0, 0, MAX_ORDER)
+        # deferral starts clear: (defer_shift, considered, order_failed) = (0, 0, MAX_ORDER); then the
+        # cached compaction positions and the last skip-bit reset's (page indexes; -1: the zone's ends)
+        def idx(pfn: int) -> int:
+            return pfn - state.base_pfn if pfn >= 0 else -1
         rows.append([z.node, z.type, b0, b1, z.wmin, z.wlow, z.whigh, z.reserve, 0, 0, 11, 0,
-                     z.pcp_count, z.pcp_high, z.pcp_batch, 0])
+                     z.pcp_count, z.pcp_high, z.pcp_batch, 0,
+                     idx(z.cached_migrate), idx(z.cached_free), idx(z.init_migrate), idx(z.init_free)])
     return np.array(rows, dtype=np.int64).ravel()
 
 

@@ -190,6 +190,14 @@ class Zone:
     pcp_count: int = 0
     pcp_high: int = 0
     pcp_batch: int = 0
+    # compaction's scanner positions at the start (pfns; -1: the zone's ends, as after boot):
+    # compact_cached_migrate_pfn, compact_cached_free_pfn, compact_init_migrate_pfn and
+    # compact_init_free_pfn, when the trace's first compaction of the zone shows a skip-bit reset's
+    # (_with_cached_positions)
+    cached_migrate: int = -1
+    cached_free: int = -1
+    init_migrate: int = -1
+    init_free: int = -1
 
 
 @dataclass
@@ -210,6 +218,41 @@ class InitialState:
     swap_pages: int
     assumptions: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+
+
+def _with_cached_positions(dataset: Path, zones: list[Zone], assumptions: list[str]) -> list[Zone]:
+    """Compaction's scanner positions at the start, where the trace shows them whole. compact_zone()
+    (mm/compaction.c, 6.x) starts a run that is not whole-zone at compact_cached_migrate_pfn[sync] and
+    compact_cached_free_pfn and traces both (mm_compaction_begin) before the run moves them. A free
+    position one below a pageblock boundary is one only __reset_isolation_suitable() leaves (5.1+,
+    e332f741a8dd: it walks down from zone_end_pfn - 1 by pageblocks and sets compact_init_free_pfn and
+    the cached free pfn to the first suitable block, compact_init_migrate_pfn and both cached migrate
+    pfns to the first from below; every later update is pageblock-aligned). So when a zone's first
+    begin event shows such a free position, the skip bits were reset before the trace and neither
+    position has moved since: the four positions are the ones it shows. Any other first begin shows the
+    cached positions without compact_init_*_pfn (which decide a whole-zone run and where
+    fast_isolate_freepages() searches deeper), and the model keeps the zone's ends, as after boot."""
+    try:
+        c = pl.scan_parquet(dataset / "compaction" / "*.parquet").filter(
+            pl.col("event") == "mm_compaction_begin").select(
+            "ts_ns", "line", "migrate_pfn", "free_pfn", "zone_start", "zone_end").collect()
+    except (pl.exceptions.ColumnNotFoundError, pl.exceptions.ComputeError, FileNotFoundError):
+        return zones
+    c = c.drop_nulls(["migrate_pfn", "free_pfn", "zone_start", "zone_end"]).sort("ts_ns", "line")
+    out = []
+    for z in zones:
+        rows = c.filter((pl.col("zone_start") == z.start) & (pl.col("zone_end") == z.end))
+        if rows.height == 0:
+            out.append(z)
+            continue
+        m, f = int(rows["migrate_pfn"][0]), int(rows["free_pfn"][0])
+        if f % PB != PB - 1 or not (z.start <= m < f < z.end):
+            out.append(z)
+            continue
+        out.append(replace(z, cached_migrate=m, cached_free=f, init_migrate=m, init_free=f))
+        assumptions.append(f"compaction of node {z.node} {z.name} starts where the trace's first run shows a "
+                           f"skip-bit reset left it: migrate scanner {m:#x}, free scanner {f:#x}")
+    return out
 
 
 def _cpulist(text: str | None) -> list[int]:
@@ -334,6 +377,7 @@ def build(dataset: Path, used_at_start: np.ndarray, free_at_start: np.ndarray, s
         for c in _cpulist(row["cpus"]):
             cpu_node[c] = row["node"]
     zones = _with_pagesets(dataset, zones, cpu_node)
+    zones = _with_cached_positions(dataset, zones, assumptions)
     for z in zones:
         if z.pcp_high:
             assumptions.append(f"per-cpu list of node {z.node} {z.name}: {z.pcp_count:,} pages at the start, high "
