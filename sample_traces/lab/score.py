@@ -165,6 +165,12 @@ def _span(lo: int, hi: int) -> str:
     return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
 
 
+def _spread(values: pl.Series) -> str:
+    """min–max (median) of a figure over runs; one number when they agree."""
+    lo, hi, mid = values.min(), values.max(), values.median()
+    return _span(lo, hi) if lo == hi else f"{lo:,}–{hi:,} ({mid:,.0f})"
+
+
 def hole_parity(capture: str) -> str:
     """The pfn parity of the free pages in the capture's mostly-LRU pageblocks (at least 200 LRU pages of
     512) at the start, from its kpageflags: `odd` or `even` when 90 % or more are, else the odd share.
@@ -209,8 +215,7 @@ def _runs_table(v: pl.DataFrame, scenario: int) -> list[str]:
                 cells.append("–")
                 continue
             rows = by[f]
-            cells.append(f"{_span(rows['range_min'][0], rows['range_max'][0])} / "
-                         f"{_span(rows['simulated'].min(), rows['simulated'].max())}"
+            cells.append(f"{_spread(rows['observed'])} / {_spread(rows['simulated'])}"
                          + ("" if rows["in_range"].all() else " ✗"))
         cells.append(f"{within} of {len(by)}")
         per_run = g.filter(pl.col("figure").is_in(["huge_local", "huge_remote"])).sort("run")
@@ -250,9 +255,9 @@ def _runs_section(v: pl.DataFrame) -> list[str]:
             "",
             f"The kernel's own outcome of scenario {scenario} varies from boot to boot, so the lab keeps several",
             "runs of it per kernel (`<kernel>-s1-…` is run 1, `…-r2` … run 2 and on; each is also a row of the",
-            "table above). Each cell is the observed range over the runs (min–max) / the simulated value(s):",
-            "every run's capture is replayed under the kernel's policy, one simulated value per run, shown as a",
-            "range when they differ. A figure is within when every simulated value s lies inside the observed",
+            "table above). Each cell is the observed range over the runs, min–max (median) / the simulated",
+            "values: every run's capture is replayed under the kernel's policy, one simulated value per run,",
+            "shown the same way when they differ. A figure is within when every simulated value s lies inside the observed",
             "range [lo, hi] widened by 10 % or ±5, whichever is wider at each end:",
             "lo − max(10 % of lo, 5) ≤ s ≤ hi + max(10 % of hi, 5) (with one run, the per-capture test above).",
             "✗ marks a figure with a simulated value outside; the count is over all figures. The last column",
