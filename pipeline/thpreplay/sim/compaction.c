@@ -737,18 +737,6 @@ static int direct_compact(Engine *e, int pref, int only_node, int order, int pri
         if (st > rc) rc = st;
         if (prio != PRIO_ASYNC && (st == C_COMPLETE || st == C_PARTIAL_SKIPPED)) defer(z, order);
     }
-    /* __alloc_pages_direct_compact(): whatever try_to_compact_pages() returned but COMPACT_SKIPPED, the
-       allocation is tried on the free lists (get_page_from_freelist at the slowpath's min watermark): a
-       run whose scanners met after its last batch freed a block reports COMPLETE or PARTIAL_SKIPPED, and
-       its block is taken there. A page so taken is a compaction success (COMPACTSUCCESS,
-       compaction_defer_reset(zone, order, true)). */
-    if (rc != C_SKIPPED) {
-        int64_t pfn = alloc_zonelist(e, pref, only_node, order, MT_MOVABLE, PK_PINNED, 0, 0);
-        if (pfn >= 0) {
-            defer_reset(&e->zones[e->blocks[block_of(e, pfn)].zone], order, 1);
-            *pfn_out = pfn;
-        }
-    }
     return rc;
 }
 
