@@ -19,6 +19,11 @@
    libtraceevent, the library perf and trace-cmd print it with, loaded at run time (libtraceevent.so.1).
    zstd is loaded at run time too (libzstd.so.1): the extension builds without either's headers.
 
+   The typed route (read_typed, parse/perfdata.py) prints only what it has to: for an event with a plan
+   (slots: a printed key's value as a tpformat program over the raw fields) the values are computed and
+   returned as int64 columns with the sample's line number; the rest, and a sample whose values the text
+   parser would judge (bounds, an odd comm), is printed as above and numbered line by line.
+
    Anything this reader does not handle (pipe-mode files, another byte order, AUX data, a
    directory-format file, tracepoint samples without raw data) is reported as unsupported with the
    reason, and ingest falls back to perf script. A malformed file is an error with the reason.

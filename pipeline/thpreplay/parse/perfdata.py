@@ -2,14 +2,17 @@
 `perf script -F comm,tid,cpu,time,event,trace --ns` prints for the file, byte for byte, and ingest
 parses them as it parses perf's text (same tables, same `line` numbers).
 
-Past the first chunk (whose text decides the layout and, without a kernel release, the gfp table), the
-typed route takes over: for each event thpreplay types whose print fmt prints its keys plainly (the
+Past the first 400 samples (printed: ingest detects the text's layout from them), the typed route
+takes over: for each event thpreplay types whose print fmt prints its keys plainly (the
 `key=` of each spec field followed by one number conversion of an expression over the raw fields, or
 a gfp mask's __print_flags), the reader computes the numbers from the raw record with the format's
 offsets and sizes (parse/tpformat.py compiles the expressions; `plan`) and hands them over as typed
-columns, numbered with the line perf script's text would give the sample. A sample whose values the
+columns, numbered with the line perf script's text would give the sample; a gfp mask's names are
+libtraceevent's, printed once per mask. The first 64 samples of each typed event are printed by
+libtraceevent too and their values checked against that text: a difference (or [FAILED TO PARSE])
+leaves the event to the text parser from then on, before any typed row of it. A sample whose values the
 text parser would reject or read another way (a pid, cpu, order ... outside the kernel's bounds, a
-%p printing (nil), a comm outside plain ASCII), and every sample of the other events (other_events,
+%p printing (nil), a comm outside printable ASCII or with "[", "]" or ":"), and every sample of the other events (other_events,
 the events whose print fmt is not plain), is printed as text as before and parsed by the text parser
 in the same chunk; the two parts are merged by line. So the tables are those of the text route by
 construction (tests/test_perfdata_typed.py compares them, column by column, on every bundled
