@@ -161,6 +161,18 @@ def perfdata_once(data: bytes, work: Path) -> None:
         reader.info()
     except (_perfdata.Error, _perfdata.Unsupported):
         pass
+    # the typed route (read_typed, plans from the damaged formats): typed rows and text, never a memory error
+    from thpreplay.errors import InputError
+    from thpreplay.parse import perfdata
+    try:
+        native, _ = perfdata.open_native(str(src), "fuzz")
+        if native is not None:
+            for chunk in native.chunks():
+                if isinstance(chunk, perfdata.TypedChunk):
+                    t = chunk.typed
+                    assert t.typed[0] + len(t.xlines) // 8 == t.lines and t.text.count(b"\n") == len(t.xlines) // 8
+    except InputError:
+        pass
 
 
 def ingest_once(data: bytes, work: Path, n: int, simulate_too: bool) -> None:
