@@ -319,3 +319,42 @@ def test_cached_positions_are_read_only_from_a_reset_marked_first_run(tmp_path):
         z, notes = first_begin(rows)
         assert (z.cached_migrate, z.cached_free, z.init_migrate, z.init_free, notes) == (-1, -1, -1, -1, [])
     assert _with_cached_positions(tmp_path / "none", [zone], []) == [zone]
+
+
+def test_kswapd_runs_once_its_wake_up_latency_has_passed():
+    """Both nodes nearly full of page cache: six order-0 allocations on node 0 take it below its low
+    watermark and wake both kswapds (wakeup_kswapd), the trace's last op is 1 ms later. kswapd runs from
+    the op that woke it plus kswapd_wake_us: at once or 0.5 ms later it reclaims before the trace ends,
+    5 ms later not at all."""
+    n = 2 * BLOCKS_PER_NODE * PB
+    used = np.ones(n, bool)
+    kinds = np.full(n, 2, np.int64)
+    free = [BLOCKS_PER_NODE * PB - 1 - i for i in range(14)]
+    used[free] = False
+    used[[n - 1 - i for i in range(9)]] = False   # node 1 below its low watermark already
+    state = small_state(used, kinds)
+    rows = [(0, 1000 * i, BASE + p, 0, 1, 2, 0, -1, 0) for i, p in enumerate(free[:6])]
+    rows.append((0, 1_000_000, BASE + n - 1, 0, 1, 2, 1, -1, 0))
+
+    def reclaimed(wake_us: float) -> tuple[int, int]:
+        run = engine.run(get_policy("no-local-reclaim-7.0"), ThpSettings("always", "madvise"), demand_of(rows, 0),
+                         state, Params(kswapd_wake_us=wake_us, kcompactd=False, compaction_proactiveness=0),
+                         "not_skipped", release="6.12.0")
+        return run.counters["kswapd_wakes"], run.counters["pgsteal_kswapd"]
+
+    now, soon, late = reclaimed(0.0), reclaimed(500.0), reclaimed(5000.0)
+    assert now[0] == soon[0] == late[0] == 2
+    assert now[1] == soon[1] > 0 and late[1] == 0
+
+
+@pytest.mark.parametrize("release, cpus, slice_us", [
+    ("5.10.0", 2, 6000.0),     # CFS: 6 ms latency x (1 + ilog2 2) / 2 runnable tasks
+    ("6.1.0", 1, 3000.0),
+    ("6.12.0", 2, 1500.0),     # EEVDF: 0.75 ms base slice x 2
+    ("6.18.44", 64, 3000.0),   # the factor stops at 8 CPUs: 1 + ilog2 8 = 4
+    (None, 2, 1500.0),
+])
+def test_the_wake_up_latency_is_bounded_by_the_scheduler_slice(release, cpus, slice_us):
+    from thpreplay.kernel.sched import wake_slice_us
+
+    assert wake_slice_us(release, cpus) == slice_us

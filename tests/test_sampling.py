@@ -125,7 +125,7 @@ def test_kpageflags_layout_is_not_drawn(ingested):
     # the phase falls in the 500 ms after the trace's first op; the costs are drawn, not the --params ones
     t0 = inputs.demand.ops.ts_min
     assert t0 <= d.proactive_phase_ns < t0 + sample_mod.PROACTIVE_PERIOD_NS
-    assert set(d.drawn) == {e.param for e in inputs.estimates if e.draw is not None}
+    assert set(d.drawn) == {e.param for e in inputs.estimates if e.draw is not None} | {"kswapd_wake_us"}
     assert d.drawn and d == sample_mod.draw(inputs, 0, 1)
 
 
@@ -336,3 +336,19 @@ def test_a_bad_untraced_start_is_a_one_line_error(ingested, tmp_path, text, mess
     proc = run_cli(["simulate", str(ds), "--policy", POLICY], tmp_path)
     err = proc.stderr.decode().strip()
     assert proc.returncode != 0 and len(err.splitlines()) == 1 and err.endswith(message), err
+
+
+def test_kswapd_wake_up_latency_is_drawn_within_one_scheduler_slice(ingested, tmp_path):
+    """Drawn last, uniform over [0, one slice) of the capture's kernel (6.1.176: CFS, 2 CPUs: 6 ms), recorded
+    with the costs; the deterministic run has none, and a --params value is kept."""
+    inputs = prepare(ingested["kpf"])
+    assert inputs.params.kswapd_wake_us == 0.0
+    wakes = [sample_mod.draw(inputs, i, 3).params.kswapd_wake_us for i in range(40)]
+    assert all(0.0 <= w < 6000.0 for w in wakes) and max(wakes) > 3000.0 > min(wakes)
+    assert [sample_mod.draw(inputs, i, 3).drawn["kswapd_wake_us"] for i in range(40)] == wakes
+    toml = tmp_path / "p.toml"
+    toml.write_text("kswapd_wake_us = 250.0\n")
+    from thpreplay.sim.params import Params
+
+    fixed = prepare(ingested["kpf"], params=Params.load(toml))
+    assert {sample_mod.draw(fixed, i, 3).params.kswapd_wake_us for i in range(5)} == {250.0}

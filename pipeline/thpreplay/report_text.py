@@ -448,9 +448,9 @@ def print_summary(console: Console, summary, captured=None, sample_figures: dict
 
         lines = verdicts(kernel_changes(in_era_order(summary), sample_figures))
         if lines:
-            console.print(CHANGES_HEAD, highlight=False, soft_wrap=False)
-            for line in lines:
-                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+            console.print(CHANGES_HEAD, highlight=False, soft_wrap=False, markup=False)
+            for line in lines:   # wrapped at the console's width, as the tables are
+                console.print(f"  {line}", highlight=False, soft_wrap=False, markup=False)
 
 
 def _captured_or_none(dataset):

@@ -227,7 +227,7 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         float(proactive_phase_ns if proactive_phase_ns is not None else -1),
         float(p.watermark_boost_factor), float(compaction_ready_form(release)), float(p.reclaim_round_pages),
         float(p.shuffled_free_lists), float(p.compact_contention), float(p.compact_unevictable_allowed),
-        float(pcp_free_form(release)),
+        float(pcp_free_form(release)), p.kswapd_wake_us,
     ], dtype=np.float64)
 
 

@@ -23,7 +23,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "scan_ns_per_page": (0, US * 1000, "ns"), "migrate_us_per_page": (0, US, "µs"),
     "sync_light_factor": (0, 1e6, "×"), "reclaim_us_per_page": (0, US, "µs"),
     "swap_out_us_per_page": (0, US, "µs"), "kswapd_us_per_page": (1e-6, US, "µs"),
-    "kcompactd_us_per_page": (1e-6, US, "µs"),
+    "kcompactd_us_per_page": (1e-6, US, "µs"), "kswapd_wake_us": (0, US, "µs"),
     "access_local_huge": (0, 1e6, "×"), "access_local_base": (0, 1e6, "×"), "access_hop1_huge": (0, 1e6, "×"),
     "access_hop1_base": (0, 1e6, "×"), "access_hop2_huge": (0, 1e6, "×"), "access_hop2_base": (0, 1e6, "×"),
     "extfrag_threshold": (0, 1000, "vm.extfrag_threshold"),
@@ -83,6 +83,9 @@ class Params:
     # capture when it shows the daemons at work (sim/calibrate.py); a --params file wins.
     kswapd_us_per_page: float = 1.0
     kcompactd_us_per_page: float = 4.0
+    # From wakeup_kswapd() to kswapd running (the scheduler's wake-up latency, which no capture shows):
+    # 0, at once, in the deterministic run; `--samples` draws it within one scheduler slice (kernel/sched.py)
+    kswapd_wake_us: float = 0.0
     # Access-cost multipliers relative to a local THP access (AMD Naples, Andrea Arcangeli's
     # a8282608c88e changelog): local 4K +43 %, 1 hop THP +45 %, 1 hop 4K +106 %,
     # 2 hops THP +131 %, 2 hops 4K +224 %. Node distance <= 10 is local, <= 21 one hop, more two.

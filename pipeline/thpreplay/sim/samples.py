@@ -36,8 +36,12 @@ sample draws, in this order:
   start lacks, uniformly from 0 to the count on each node, and the deterministic run allocates none.
   Without the file nothing is drawn.
 
-Not drawn: kswapd's wake-up latency (the replay core has no parameter for it: kswapd runs from the op
-that woke it), the demand (the trace's own), the costs the capture did not measure (their defaults).
+- kswapd's wake-up latency (`kswapd_wake_us`, drawn last): uniform from 0 to one scheduler slice of the
+  capture's kernel and CPU count (kernel/sched.py: CFS's shared latency, EEVDF's base slice), since no
+  capture shows when the scheduler ran kswapd after wakeup_kswapd(); the deterministic run has it run at
+  once, from the op that woke it. A --params value is not drawn.
+
+Not drawn: the demand (the trace's own), the costs the capture did not measure (their defaults).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from thpreplay.kernel.sched import wake_slice_us
 from thpreplay.sim import state as state_mod
 from thpreplay.sim.params import Params
 
@@ -103,6 +108,12 @@ def draw(inputs, sample: int, seed: int) -> Draw:
     hole_parity = int(rng.integers(0, 2))
     untraced = getattr(inputs, "untraced", None)
     untraced_pages = untraced.draw(rng) if untraced is not None else {}
+    # kswapd's wake-up latency, within one scheduler slice of the capture's kernel and CPUs (kernel/sched.py)
+    wake = float(rng.uniform(0.0, wake_slice_us(getattr(inputs, "kernel_release", None),
+                                                 len(getattr(inputs.state, "cpu_node", None) or {}) or 1)))
+    if "kswapd_wake_us" not in explicit:
+        drawn["kswapd_wake_us"] = wake
+        params = replace(params, kswapd_wake_us=wake)
     return Draw(sample, model_seed, phase, params, drawn, not layout_known(inputs), hole_parity, untraced_pages)
 
 

@@ -199,7 +199,9 @@ static void wakeup_kswapd(Engine *e, int node, int order, int direct) {
         if (!direct) wakeup_kcompactd(e, node, order);
         return;
     }
-    d->ksw_active = 1; d->ksw_order = order; d->ksw_reclaimed = 0; d->ksw_ns = (double)e->now;
+    /* woken now, running once the scheduler picks it (kswapd_wake_us: 0 in the deterministic run) */
+    d->ksw_active = 1; d->ksw_order = order; d->ksw_reclaimed = 0;
+    d->ksw_ns = (double)e->now + e->p[P_KSWAPD_WAKE_US] * 1000.0;
     d->ksw_boost_left = 0; d->ksw_pass_left = 0;
     for (int i = 0; i < e->nzones; i++) if (e->zones[i].node == node) d->ksw_boost_left += e->zones[i].boost;
     d->ksw_boosted = d->ksw_boost_left > 0;
