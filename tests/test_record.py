@@ -79,6 +79,30 @@ def test_record_ftrace_then_ingest(tmp_path):
     assert not [p for p in Path("/sys/kernel/tracing/instances").iterdir() if p.name.startswith("thpreplay-")]
 
 
+def test_ftrace_snapshots_the_start_after_sizing_its_ring_buffer(tmp_path, monkeypatch):
+    """The start's snapshots are taken once the private instance's ring buffer has its pages (an
+    instance's buffer_size_kb allocates them), before tracing_on: kpageflags shows them in use."""
+    import thpreplay.record as rec
+
+    seen = []
+    real = rec.snapshot
+
+    def snapshot(bundle, when):
+        if when == "before":
+            inst = [p for p in (_tracefs() / "instances").iterdir() if p.name.startswith("thpreplay-")]
+            seen.append([((p / "buffer_size_kb").read_text().strip(), (p / "tracing_on").read_text().strip())
+                         for p in inst])
+        real(bundle, when)
+
+    monkeypatch.setattr(rec, "snapshot", snapshot)
+    record(tmp_path / "b", command=None, duration=0.2, backend="ftrace", buffer_kb=2048, log=lambda m: None)
+    # the kernel rounds the size up to whole sub-buffers; not yet tracing
+    assert len(seen) == 1 and len(seen[0]) == 1 and int(seen[0][0][0]) >= 2048 and seen[0][0][1] == "0"
+    assert (tmp_path / "b" / "kpageflags.before.zst").is_file()
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["start_snapshot_after_ring_buffer"] is True and manifest["nodes"]["0"]["zones"]
+
+
 THP = str(Path(sys.executable).parent / "thpreplay")
 BACKENDS = [pytest.param("perf", marks=pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")),
             "ftrace"]

@@ -447,19 +447,28 @@ def _control(path: Path, text: str) -> None:
 def _run_ftrace(
     bundle: Path, tracefs: Path, events: list[str], command: list[str], own: bool, buffer_kb: int,
     log: Callable[[str], None], ctrl_c: _CtrlC, flt: RecordFilter | None = None,
+    before_tracing: Callable[[], None] | None = None,
 ) -> tuple[int, dict]:
+    """Record through a private tracefs instance. before_tracing() runs once the instance's ring buffer
+    has its size (buffer_size_kb allocates every page of it, GFP_KERNEL, on each CPU's node) and just
+    before tracing_on: the start snapshots taken there show the buffer's pages in use, as the trace's
+    first event finds them; taken before, the model's start would lack them (256 MiB on two CPUs at the
+    default --buffer-kb) and the trace would not show them either."""
     instance = tracefs / "instances" / f"thpreplay-{os.getpid()}"
     try:
         instance.mkdir()
     except OSError as e:
         raise RecordError(f"cannot create a tracefs instance at {instance}: {e.strerror}") from None
     try:
+        _control(instance / "tracing_on", "0")   # a new instance traces at once: not before the snapshots
         _control(instance / "buffer_size_kb", str(buffer_kb))
         _control(instance / "set_event", "\n".join(events) + "\n")
         if flt is not None:  # -p: the kernel's event filter on the task events (tracefs has no cgroup filter)
             for e in events:
                 if e in TASK_EVENTS:
                     _control(instance / "events" / e.replace(":", "/") / "filter", flt.pid_expr())
+        if before_tracing is not None:
+            before_tracing()
         _control(instance / "trace", "")
         _control(instance / "tracing_on", "1")
         try:
@@ -551,8 +560,15 @@ def record(
     ctrl_c = _CtrlC()
     old_int = signal.signal(signal.SIGINT, ctrl_c)
     try:
-        snapshot(tmp, "before")
-        manifest = static_files(tmp)
+        manifest: dict = {}
+
+        def start_snapshots() -> None:
+            snapshot(tmp, "before")
+            manifest.update(static_files(tmp))   # its node table reads zoneinfo.before
+
+        if backend == "perf":
+            # perf sizes its ring buffers (-m) when it starts, after this: the start lacks them (README)
+            start_snapshots()
         if ctrl_c.at is not None:  # before anything was recorded
             raise KeyboardInterrupt
         if workload_only:
@@ -570,7 +586,8 @@ def record(
                 code = _run_perf(tmp, events, run, log, ctrl_c, flt)
                 trace_name = "perf.data"
             else:
-                code, overruns = _run_ftrace(tmp, tracefs, events, run, not command, buffer_kb, log, ctrl_c, flt)
+                code, overruns = _run_ftrace(tmp, tracefs, events, run, not command, buffer_kb, log, ctrl_c, flt,
+                                             before_tracing=start_snapshots)
                 trace_name = "trace.txt.zst"
         finally:
             if flt is not None and flt.kind == "command":
@@ -594,6 +611,8 @@ def record(
                 "started_unix": round(started, 3),
                 "ended_unix": round(ended, 3),
                 "ring_buffer_overruns": overruns,
+                # whether the start's snapshots show the tracer's ring buffer (ftrace) or predate it (perf)
+                "start_snapshot_after_ring_buffer": backend != "perf",
                 # what the capture was limited to (null: every task's events)
                 "filter": flt.manifest(events) if flt is not None else None,
             }
