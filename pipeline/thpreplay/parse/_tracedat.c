@@ -25,6 +25,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdio.h>
@@ -130,6 +131,18 @@ typedef struct {
 	int cpu_id;
 } cpu_t;
 
+/* The typed route (render_typed, parse/tracedat.py): an event with a typed plan is not printed; its
+   printed keys' values are computed (slots: parse/perfdata.py plan, the same tpformat programs the
+   text comes from) and returned as int64 columns numbered with the line of the text. */
+#define MAX_SLOTS 8
+#define VERIFY 64
+enum { I_SIGNED = 0, I_UNSIGNED, I_PFN, I_HEX, I_PTR, I_RAW, I_GFP };
+typedef struct { int64_t *code; Py_ssize_t ncode; int interp; int64_t lo, hi; char key[64]; } tslot_t;
+typedef struct { int nslots; tslot_t slots[MAX_SLOTS]; int verify_left, dropped; char reason[200]; } tplan_t;
+typedef struct { int64_t *v; Py_ssize_t n, cap; } i64buf_t;
+typedef struct { int64_t key; uint64_t value; int used; } gfpkey_t;
+typedef struct { int64_t pid, id; int used; } commkey_t;
+
 typedef struct {
 	PyObject_HEAD
 	PyObject *keep;      /* the buffers, kept alive */
@@ -148,6 +161,16 @@ typedef struct {
 	int need;         /* an event id whose plan the caller must add (add_plan) before render goes on */
 	char known[65536];  /* ids a format in the file describes (plans are compiled when first met) */
 	char msg[256];  /* the error, set without the GIL and raised with it */
+	/* the typed route */
+	tplan_t *typed[65536];
+	int typed_mode, max_slots;
+	long long text_first, tlines;  /* tlines: lines of the text so far (the "cpus=N" line is 1) */
+	i64buf_t t_line, t_id, t_pid, t_cpu, t_ts, t_comm, t_slot[MAX_SLOTS], x_line;
+	commkey_t *cmap; Py_ssize_t ncmap, cmap_cap;
+	char *new_comms; Py_ssize_t new_comms_len, new_comms_cap; int64_t ncomm_ids;
+	gfpkey_t *gfp; Py_ssize_t ngfp, gfp_cap;
+	struct { int64_t key; uint64_t value; char text[512]; } *gfp_new; Py_ssize_t ngfp_new, gfp_new_cap;
+	int64_t c_min, c_max, c_first, c_last, c_prev; long long c_back; int c_any;
 } Renderer;
 
 static uint32_t rd32(const Renderer *r, const unsigned char *p)
@@ -778,8 +801,19 @@ bad:
 
 static void Renderer_dealloc(Renderer *self)
 {
-	for (int i = 0; i < 65536; i++)
+	for (int i = 0; i < 65536; i++) {
 		plan_free(self->plans[i]);
+		if (self->typed[i]) {
+			for (int j = 0; j < self->typed[i]->nslots; j++)
+				free(self->typed[i]->slots[j].code);
+			free(self->typed[i]);
+		}
+	}
+	free(self->t_line.v); free(self->t_id.v); free(self->t_pid.v); free(self->t_cpu.v); free(self->t_ts.v);
+	free(self->t_comm.v); free(self->x_line.v);
+	for (int j = 0; j < MAX_SLOTS; j++)
+		free(self->t_slot[j].v);
+	free(self->cmap); free(self->new_comms); free(self->gfp); free(self->gfp_new);
 	if (self->views) {
 		for (int i = 0; i < self->ncpu; i++)
 			if (self->views[i].obj)
@@ -903,6 +937,369 @@ static void comm_of(const Renderer *r, int64_t pid, const char **s, Py_ssize_t *
 	}
 }
 
+/* ---- the typed route ---- */
+static int i64_grow(i64buf_t *b, Py_ssize_t cap)
+{
+	if (b->cap >= cap)
+		return 0;
+	int64_t *p = realloc(b->v, cap * sizeof(int64_t));
+	if (!p)
+		return -1;
+	b->v = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int i64_push(i64buf_t *b, int64_t v)
+{
+	if (b->n == b->cap && i64_grow(b, b->cap ? b->cap * 2 : 4096))
+		return -1;
+	b->v[b->n++] = v;
+	return 0;
+}
+
+/* A slot's value (its program: numeric ops only, checked by check_tslot); 0: a field past the record. */
+static int eval_tslot(const Renderer *r, const tslot_t *sl, const unsigned char *rec, Py_ssize_t rlen, int64_t *out)
+{
+	int64_t st[STACK_MAX];
+	int sp = 0;
+	const int64_t *c = sl->code;
+	Py_ssize_t pc = 0;
+	while (pc < sl->ncode) {
+		switch (c[pc]) {
+		case OP_CONST: st[sp++] = c[pc + 1]; pc += 2; break;
+		case OP_FIELD: {
+			int64_t off = c[pc + 1], size = c[pc + 2];
+			if (off + size > rlen)
+				return 0;
+			uint64_t v = rdn(r, rec + off, (int)size);
+			st[sp++] = c[pc + 3] ? cast_bits((int64_t)v, size * 8, 1) : (int64_t)v;
+			pc += 4;
+			break;
+		}
+		case OP_UN: { int64_t a = st[--sp]; st[sp++] = c[pc + 1] == 0 ? (int64_t)(0 - (uint64_t)a) : c[pc + 1] == 1 ? !a : ~a; pc += 2; break; }
+		case OP_BIN: { int64_t bb = st[--sp], a = st[--sp]; st[sp++] = binop(c[pc + 1], a, bb); pc += 2; break; }
+		case OP_CAST: { int64_t a = st[--sp]; st[sp++] = cast_bits(a, c[pc + 1], c[pc + 2]); pc += 3; break; }
+		case OP_SELECT: { int64_t e = st[--sp], t = st[--sp], cond = st[--sp]; st[sp++] = cond ? t : e; pc += 1; break; }
+		default: return 0;
+		}
+	}
+	*out = st[0];
+	return 1;
+}
+
+static int check_tslot(const tslot_t *sl)
+{
+	int sp = 0;
+	Py_ssize_t pc = 0;
+	const int64_t *c = sl->code;
+	while (pc < sl->ncode) {
+		int64_t op = c[pc];
+		int width = op == OP_CONST ? 2 : op == OP_FIELD ? 4 : op == OP_UN || op == OP_BIN ? 2 : op == OP_CAST ? 3 : op == OP_SELECT ? 1 : 0;
+		int pops = op == OP_UN || op == OP_CAST ? 1 : op == OP_BIN ? 2 : op == OP_SELECT ? 3 : 0;
+		if (!width || pc + width > sl->ncode || sp < pops)
+			return 0;
+		if (op == OP_FIELD && (c[pc + 1] < 0 || c[pc + 1] > 0xffff || (c[pc + 2] != 1 && c[pc + 2] != 2 && c[pc + 2] != 4 && c[pc + 2] != 8)))
+			return 0;
+		if ((op == OP_UN && (c[pc + 1] < 0 || c[pc + 1] > 2)) || (op == OP_BIN && (c[pc + 1] < 0 || c[pc + 1] > 17)))
+			return 0;
+		sp += 1 - pops;
+		if (sp > STACK_MAX)
+			return 0;
+		pc += width;
+	}
+	return sp == 1;
+}
+
+static int find_token(const char *pay, Py_ssize_t n, const char *key, const char **tok, Py_ssize_t *tlen)
+{
+	Py_ssize_t k = (Py_ssize_t)strlen(key);
+	for (Py_ssize_t i = 0; i + k < n; i++) {
+		if ((i == 0 || pay[i - 1] == ' ') && memcmp(pay + i, key, k) == 0 && pay[i + k] == '=') {
+			Py_ssize_t j = i + k + 1, e = j;
+			while (e < n && pay[e] != ' ')
+				e++;
+			*tok = pay + j;
+			*tlen = e - j;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The slots as the text parser would read them from the printed line; 0: leave it to the parser. */
+static int typed_values(const Renderer *r, const tplan_t *tp, const unsigned char *rec, Py_ssize_t rlen, int64_t pid,
+			int cpu, uint64_t ts, int64_t *v)
+{
+	/* the text parser rejects pids past PID_MAX_LIMIT, cpus past NR_CPUS (kernel/events.py), times past int64 */
+	if (pid < -1 || pid > 4 * 1024 * 1024 || cpu >= 8192 || ts > (uint64_t)INT64_MAX)
+		return 0;
+	for (int j = 0; j < tp->nslots; j++) {
+		const tslot_t *sl = &tp->slots[j];
+		int64_t x;
+		if (!eval_tslot(r, sl, rec, rlen, &x))
+			return 0;
+		uint64_t u = (uint64_t)x;
+		switch (sl->interp) {
+		case I_SIGNED: if (x < sl->lo || x > sl->hi) return 0; break;
+		case I_PFN: if (u == UINT64_MAX) { x = 0; break; }
+			/* fall through */
+		case I_UNSIGNED: if (u > (uint64_t)INT64_MAX || x < sl->lo || x > sl->hi) return 0; break;
+		case I_PTR: if (!u) return 0;
+			/* fall through */
+		case I_HEX: case I_GFP: if (u < (uint64_t)sl->lo || u > (uint64_t)sl->hi) return 0; break;
+		default: break;
+		}
+		v[j] = x;
+	}
+	return 1;
+}
+
+/* The payload as the renderer prints it, in b (reset). -1: error. */
+static int payload_text(Renderer *r, const plan_t *pl, const unsigned char *rec, Py_ssize_t rlen, buf_t *b, int cpu_id)
+{
+	b->len = 0;
+	return run(r, pl, rec, rlen, b, cpu_id) ? -1 : 0;
+}
+
+/* A gfp mask's printed names: kept the first time the mask is met (the record's payload printed). 1 known,
+   0 not found (the record goes the text way), -1 error. */
+static int gfp_known(Renderer *r, const plan_t *pl, const tplan_t *tp, int id, int j, uint64_t value, const unsigned char *rec,
+		     Py_ssize_t rlen, int cpu_id)
+{
+	int64_t key = (int64_t)id * MAX_SLOTS + j;
+	if (r->ngfp * 2 >= r->gfp_cap) {
+		Py_ssize_t cap = r->gfp_cap ? r->gfp_cap * 2 : 256;
+		gfpkey_t *g = calloc(cap, sizeof(gfpkey_t));
+		if (!g)
+			return -1;
+		for (Py_ssize_t i = 0; i < r->gfp_cap; i++) {
+			if (!r->gfp[i].used)
+				continue;
+			size_t h = (size_t)((r->gfp[i].value * 0x9E3779B97F4A7C15ull) ^ (uint64_t)r->gfp[i].key) & (size_t)(cap - 1);
+			while (g[h].used)
+				h = (h + 1) & (size_t)(cap - 1);
+			g[h] = r->gfp[i];
+		}
+		free(r->gfp);
+		r->gfp = g;
+		r->gfp_cap = cap;
+	}
+	size_t h = (size_t)((value * 0x9E3779B97F4A7C15ull) ^ (uint64_t)key) & (size_t)(r->gfp_cap - 1);
+	while (r->gfp[h].used) {
+		if (r->gfp[h].value == value && r->gfp[h].key == key)
+			return 1;
+		h = (h + 1) & (size_t)(r->gfp_cap - 1);
+	}
+	buf_t b = {0};
+	const char *tok;
+	Py_ssize_t tlen;
+	int found = 0;
+	if (payload_text(r, pl, rec, rlen, &b, cpu_id)) {
+		free(b.p);
+		return -1;
+	}
+	found = find_token(b.p, b.len, tp->slots[j].key, &tok, &tlen) && tlen < 512;
+	if (found) {
+		if (r->ngfp_new == r->gfp_new_cap) {
+			Py_ssize_t cap = r->gfp_new_cap ? r->gfp_new_cap * 2 : 64;
+			void *q = realloc(r->gfp_new, cap * sizeof *r->gfp_new);
+			if (!q) {
+				free(b.p);
+				return -1;
+			}
+			r->gfp_new = q;
+			r->gfp_new_cap = cap;
+		}
+		r->gfp_new[r->ngfp_new].key = key;
+		r->gfp_new[r->ngfp_new].value = value;
+		memcpy(r->gfp_new[r->ngfp_new].text, tok, tlen);
+		r->gfp_new[r->ngfp_new].text[tlen] = 0;
+		r->ngfp_new++;
+		r->gfp[h] = (gfpkey_t){key, value, 1};
+		r->ngfp++;
+	}
+	free(b.p);
+	return found;
+}
+
+/* The comm id of a pid for typed rows (its string, leading blanks off as the text parser reads the
+   right-aligned %16s, sent once); -2: a comm the text parser should read (a byte outside printable
+   ASCII, a blank, or '-', '[', ']', ':' that the line's prefix uses). -1: error. */
+static int64_t typed_comm(Renderer *r, int64_t pid, const char *comm, Py_ssize_t clen)
+{
+	if (r->ncmap * 2 >= r->cmap_cap) {
+		Py_ssize_t cap = r->cmap_cap ? r->cmap_cap * 2 : 1024;
+		commkey_t *m = calloc(cap, sizeof(commkey_t));
+		if (!m)
+			return -1;
+		for (Py_ssize_t i = 0; i < r->cmap_cap; i++) {
+			if (!r->cmap[i].used)
+				continue;
+			size_t h = (size_t)((uint64_t)r->cmap[i].pid * 0x9E3779B97F4A7C15ull) & (size_t)(cap - 1);
+			while (m[h].used)
+				h = (h + 1) & (size_t)(cap - 1);
+			m[h] = r->cmap[i];
+		}
+		free(r->cmap);
+		r->cmap = m;
+		r->cmap_cap = cap;
+	}
+	size_t h = (size_t)((uint64_t)pid * 0x9E3779B97F4A7C15ull) & (size_t)(r->cmap_cap - 1);
+	while (r->cmap[h].used) {
+		if (r->cmap[h].pid == pid)
+			return r->cmap[h].id;
+		h = (h + 1) & (size_t)(r->cmap_cap - 1);
+	}
+	int64_t id;
+	int odd = clen == 0;
+	for (Py_ssize_t i = 0; i < clen; i++) {
+		unsigned char ch = (unsigned char)comm[i];
+		if (ch <= 0x20 || ch > 0x7e || ch == '-' || ch == '[' || ch == ']' || ch == ':')
+			odd = 1;
+	}
+	if (odd) {
+		id = -2;
+	} else {
+		if (r->new_comms_len + clen + 1 > r->new_comms_cap) {
+			Py_ssize_t cap = r->new_comms_cap ? r->new_comms_cap * 2 : 4096;
+			while (cap < r->new_comms_len + clen + 1)
+				cap *= 2;
+			char *q = realloc(r->new_comms, cap);
+			if (!q)
+				return -1;
+			r->new_comms = q;
+			r->new_comms_cap = cap;
+		}
+		memcpy(r->new_comms + r->new_comms_len, comm, clen);
+		r->new_comms[r->new_comms_len + clen] = 0;
+		r->new_comms_len += clen + 1;
+		id = r->ncomm_ids++;
+	}
+	r->cmap[h] = (commkey_t){pid, id, 1};
+	r->ncmap++;
+	return id;
+}
+
+static void chunk_ts(Renderer *r, uint64_t time)
+{
+	int64_t ts = (int64_t)time;
+	if (!r->c_any) {
+		r->c_min = r->c_max = r->c_first = ts;
+		r->c_any = 1;
+	} else {
+		if (ts < r->c_prev)
+			r->c_back++;
+		if (ts < r->c_min)
+			r->c_min = ts;
+		if (ts > r->c_max)
+			r->c_max = ts;
+	}
+	r->c_prev = r->c_last = ts;
+}
+
+/* the text lines printed from b->p + from: numbered on, one x_line entry each */
+static int number_text(Renderer *r, buf_t *b, Py_ssize_t from)
+{
+	for (Py_ssize_t i = from; i < b->len; i++)
+		if (b->p[i] == '\n' && i64_push(&r->x_line, ++r->tlines))
+			return -1;
+	return 0;
+}
+
+/* The typed values of a printed record against its payload text; a difference drops the plan. */
+static void verify_typed(Renderer *r, tplan_t *tp, const int64_t *v, const char *pay, Py_ssize_t n)
+{
+	for (int j = 0; j < tp->nslots && !tp->dropped; j++) {
+		const tslot_t *sl = &tp->slots[j];
+		const char *tok;
+		Py_ssize_t tlen;
+		char t[80], *end;
+		int same;
+		if (sl->interp == I_GFP)
+			continue;
+		if (!find_token(pay, n, sl->key, &tok, &tlen) || tlen >= (Py_ssize_t)sizeof t) {
+			snprintf(tp->reason, sizeof tp->reason, "%s= is not where its print fmt puts it", sl->key);
+			tp->dropped = 1;
+			break;
+		}
+		memcpy(t, tok, tlen);
+		t[tlen] = 0;
+		if (sl->interp == I_RAW) {
+			int null = !strcmp(t, "(nil)") || !strcmp(t, "(null)") || !strcmp(t, "0") || !strcmp(t, "0x0") || !t[0];
+			same = null == (v[j] == 0);
+		} else if (sl->interp == I_HEX || sl->interp == I_PTR) {
+			const char *d = strncmp(t, "0x", 2) ? t : t + 2;
+			errno = 0;
+			uint64_t u = strtoull(d, &end, 16);
+			same = *d && !*end && !errno && u == (uint64_t)v[j];
+		} else {
+			int64_t x;
+			if (tlen && t[tlen - 1] == ',')
+				t[--tlen] = 0;
+			errno = 0;
+			if (!strcmp(t, "0xffffffffffffffff") || !strcmp(t, "18446744073709551615")) {
+				x = sl->interp == I_PFN ? 0 : -1;
+				end = t + tlen;
+			} else if (!strncmp(t, "0x", 2)) {
+				x = (int64_t)strtoull(t + 2, &end, 16);
+			} else {
+				x = strtoll(t, &end, 10);
+			}
+			same = tlen && !*end && !errno && x == v[j];
+		}
+		if (!same) {
+			snprintf(tp->reason, sizeof tp->reason, "%s: the value computed from its print fmt (%lld) is not what is printed (%s)",
+				 sl->key, (long long)v[j], t);
+			tp->dropped = 1;
+		}
+	}
+}
+
+/* 1: the record is a typed row; 0: print it; -1: error (memory, set in msg). */
+static int deliver_typed(Renderer *r, const plan_t *pl, tplan_t *tp, int id, cpu_t *c, int64_t pid, const char *comm,
+			 Py_ssize_t clen)
+{
+	int64_t v[MAX_SLOTS];
+	int cpu = c->cpu_id < 0 ? 0 : c->cpu_id;
+	if (!typed_values(r, tp, c->rec, c->rlen, pid, cpu, c->rts, v))
+		return 0;
+	for (int j = 0; j < tp->nslots; j++) {
+		if (tp->slots[j].interp != I_GFP)
+			continue;
+		int k = gfp_known(r, pl, tp, id, j, (uint64_t)v[j], c->rec, c->rlen, c->cpu_id);
+		if (k <= 0)
+			return k;
+	}
+	int64_t cid = typed_comm(r, pid, comm, clen);
+	if (cid == -1)
+		return -1;
+	if (cid < 0)
+		return 0;
+	Py_ssize_t n = r->t_line.n;
+	if (n == r->t_line.cap) {
+		Py_ssize_t cap = n ? n * 2 : 65536;
+		if (i64_grow(&r->t_line, cap) || i64_grow(&r->t_id, cap) || i64_grow(&r->t_pid, cap) || i64_grow(&r->t_cpu, cap)
+		    || i64_grow(&r->t_ts, cap) || i64_grow(&r->t_comm, cap))
+			return -1;
+		for (int j = 0; j < r->max_slots; j++)
+			if (i64_grow(&r->t_slot[j], cap))
+				return -1;
+	}
+	r->t_line.v[n] = ++r->tlines;
+	r->t_id.v[n] = id;
+	r->t_pid.v[n] = pid;
+	r->t_cpu.v[n] = cpu;
+	r->t_ts.v[n] = (int64_t)c->rts;
+	r->t_comm.v[n] = cid;
+	for (int j = 0; j < r->max_slots; j++)
+		r->t_slot[j].v[n] = j < tp->nslots ? v[j] : 0;
+	r->t_line.n = r->t_id.n = r->t_pid.n = r->t_cpu.n = r->t_ts.n = r->t_comm.n = n + 1;
+	for (int j = 0; j < r->max_slots; j++)
+		r->t_slot[j].n = n + 1;
+	return 1;
+}
+
 static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 {
 	char tmp[128];
@@ -922,6 +1319,7 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 		     c->cpu_id, c->page, id);
 		return -1;
 	}
+	Py_ssize_t line_start = b->len;
 	if (c->rmissed) {
 		if (c->rmissed > 0) {
 			k = snprintf(tmp, sizeof tmp, "CPU:%d [%lld EVENTS DROPPED]\n", c->cpu_id, c->rmissed);
@@ -934,6 +1332,11 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 			return -1;
 		r->lines++;
 		c->rmissed = 0;
+		if (r->typed_mode && number_text(r, b, line_start)) {  /* the lost-events line is text */
+			fail(r, "out of memory");
+			return -1;
+		}
+		line_start = b->len;
 	}
 	if (pl->pid_off + pl->pid_size > c->rlen) {
 		fail(r, "cpu %d: a %.*s record of %zd bytes is shorter than its format (common_pid)", c->cpu_id,
@@ -944,6 +1347,29 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 	const char *comm;
 	Py_ssize_t clen;
 	comm_of(r, pid, &comm, &clen);
+	tplan_t *tp = r->typed_mode ? r->typed[id] : NULL;
+	int verify = 0;
+	if (r->typed_mode) {
+		chunk_ts(r, c->rts);
+		if (r->text_first > 0) {
+			r->text_first--;
+		} else if (tp && !tp->dropped) {
+			if (tp->verify_left > 0) {
+				verify = 1;
+			} else {
+				int k = deliver_typed(r, pl, tp, (int)id, c, pid, comm, clen);
+				if (k < 0) {
+					fail(r, "out of memory");
+					return -1;
+				}
+				if (k) {
+					r->records++;
+					r->lines++;
+					return 0;
+				}
+			}
+		}
+	}
 	if (put_padded(b, comm, clen, 0, 16))
 		return -1;
 	/* "-%-5lld [%03d] %5llu.%09llu: " without printf (a fifth of the renderer's time went to it) */
@@ -994,10 +1420,21 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 	/* trace-cmd pads "name:" to 21 columns, then a blank */
 	if (buf_pad(b, ' ', 21 - (b->len - start)) || buf_put(b, " ", 1))
 		return -1;
+	Py_ssize_t pay = b->len;
 	if (run(r, pl, c->rec, c->rlen, b, c->cpu_id))
 		return -1;
+	if (verify) {
+		int64_t v[MAX_SLOTS];
+		tp->verify_left--;
+		if (typed_values(r, tp, c->rec, c->rlen, pid, c->cpu_id < 0 ? 0 : c->cpu_id, c->rts, v))
+			verify_typed(r, tp, v, b->p + pay, b->len - pay);
+	}
 	if (buf_put(b, "\n", 1))
 		return -1;
+	if (r->typed_mode && number_text(r, b, line_start)) {
+		fail(r, "out of memory");
+		return -1;
+	}
 	r->records++;
 	r->lines++;
 	return 0;
@@ -1080,7 +1517,196 @@ static PyObject *Renderer_stats(Renderer *self, PyObject *unused)
 			     self->lost_known, "lost_pages_unknown", self->lost_pages_unknown);
 }
 
+/* set_typed(id, [(code bytes, interp, lo, hi, key), ...]): that event's records become typed rows */
+static PyObject *Renderer_set_typed(Renderer *self, PyObject *args)
+{
+	int id;
+	PyObject *slots;
+	if (!PyArg_ParseTuple(args, "iO!", &id, &PyList_Type, &slots))
+		return NULL;
+	Py_ssize_t ns = PyList_GET_SIZE(slots);
+	if (id < 0 || id > 65535 || ns > MAX_SLOTS || self->typed[id]) {
+		PyErr_SetString(PyExc_ValueError, "set_typed: no such event id, a plan already, or too many slots");
+		return NULL;
+	}
+	tplan_t *tp = calloc(1, sizeof(tplan_t));
+	if (!tp)
+		return PyErr_NoMemory();
+	for (Py_ssize_t j = 0; j < ns; j++) {
+		const char *code, *key;
+		Py_ssize_t clen, klen;
+		int interp;
+		long long lo, hi;
+		tslot_t *sl = &tp->slots[j];
+		if (!PyArg_ParseTuple(PyList_GET_ITEM(slots, j), "y#iLLs#", &code, &clen, &interp, &lo, &hi, &key, &klen))
+			goto bad;
+		if (clen % 8 || clen == 0 || clen > 8 * 4096 || interp < I_SIGNED || interp > I_GFP || klen < 1 || klen >= 64) {
+			PyErr_SetString(PyExc_ValueError, "set_typed: a slot's program or interpretation is not one");
+			goto bad;
+		}
+		sl->code = malloc(clen);
+		if (!sl->code) {
+			PyErr_NoMemory();
+			goto bad;
+		}
+		memcpy(sl->code, code, clen);
+		sl->ncode = clen / 8;
+		sl->interp = interp;
+		sl->lo = lo;
+		sl->hi = hi;
+		memcpy(sl->key, key, klen);
+		sl->key[klen] = 0;
+		tp->nslots = (int)j + 1;
+		if (!check_tslot(sl)) {
+			PyErr_SetString(PyExc_ValueError, "set_typed: a slot's program does not run");
+			goto bad;
+		}
+	}
+	tp->verify_left = VERIFY;
+	self->typed[id] = tp;
+	if (tp->nslots > self->max_slots)
+		self->max_slots = tp->nslots;
+	Py_RETURN_NONE;
+bad:
+	for (int j = 0; j < tp->nslots; j++)
+		free(tp->slots[j].code);
+	free(tp);
+	return NULL;
+}
+
+static PyObject *take_i64(i64buf_t *b)
+{
+	PyObject *o = PyBytes_FromStringAndSize((const char *)b->v, b->n * (Py_ssize_t)sizeof(int64_t));
+	b->n = 0;
+	return o;
+}
+
+/* render_typed(max_rows, text_first[, lines_before]) -> (lines, typed, text, line of each text line, new comms, new gfp
+   texts, ts stats), as _perfdata.c read_typed; lines == 0: done or a plan needed (needed()). */
+static PyObject *Renderer_render_typed(Renderer *self, PyObject *args)
+{
+	Py_ssize_t max_rows, text_first;
+	long long lines_before = 1;
+	if (!PyArg_ParseTuple(args, "nn|L", &max_rows, &text_first, &lines_before))
+		return NULL;
+	self->need = -1;
+	if (self->error) {
+		PyErr_SetString(PyExc_ValueError, self->msg);
+		return NULL;
+	}
+	if (!self->typed_mode) {
+		self->typed_mode = 1;
+		self->tlines = lines_before;  /* the "cpus=N" line, and what render() printed before */
+	}
+	if (text_first > 0)
+		self->text_first = text_first;
+	self->c_any = 0;
+	self->c_back = 0;
+	long long lines0 = self->tlines;
+	buf_t b = {0};
+	int rc = 0;
+	Py_BEGIN_ALLOW_THREADS
+	for (int i = 0; i < self->ncpu && !rc; i++)
+		if (!self->cpus[i].have && !self->cpus[i].done)
+			rc = next_record(self, &self->cpus[i]);
+	while (!rc && self->t_line.n + self->x_line.n < max_rows && b.len < (64 << 20)) {
+		cpu_t *best = NULL;
+		for (int i = 0; i < self->ncpu; i++) {
+			cpu_t *c = &self->cpus[i];
+			if (c->have && (!best || c->rts < best->rts))
+				best = c;
+		}
+		if (!best)
+			break;
+		rc = emit_record(self, best, &b);
+		if (rc == 1) {
+			rc = 0;
+			break;
+		}
+		if (!rc)
+			rc = next_record(self, best);
+	}
+	Py_END_ALLOW_THREADS
+	if (rc) {
+		free(b.p);
+		if (self->error)
+			PyErr_SetString(PyExc_ValueError, self->msg);
+		else
+			PyErr_NoMemory();
+		return NULL;
+	}
+	PyObject *slots = PyList_New(self->max_slots);
+	if (!slots) {
+		free(b.p);
+		return NULL;
+	}
+	for (int j = 0; j < self->max_slots; j++)
+		PyList_SET_ITEM(slots, j, take_i64(&self->t_slot[j]));
+	Py_ssize_t rows = self->t_line.n;
+	PyObject *typed = Py_BuildValue("(nNNNNNNN)", rows, take_i64(&self->t_line), take_i64(&self->t_id), take_i64(&self->t_pid),
+					take_i64(&self->t_cpu), take_i64(&self->t_ts), take_i64(&self->t_comm), slots);
+	PyObject *text = PyBytes_FromStringAndSize(b.p ? b.p : "", b.len);
+	free(b.p);
+	PyObject *xl = take_i64(&self->x_line);
+	PyObject *comms = PyList_New(0);
+	PyObject *gfps = PyList_New(0);
+	if (!typed || !text || !xl || !comms || !gfps)
+		goto bad;
+	for (Py_ssize_t p = 0; p < self->new_comms_len;) {
+		Py_ssize_t k = (Py_ssize_t)strlen(self->new_comms + p);
+		PyObject *c = PyUnicode_DecodeASCII(self->new_comms + p, k, "replace");
+		if (!c || PyList_Append(comms, c) < 0) {
+			Py_XDECREF(c);
+			goto bad;
+		}
+		Py_DECREF(c);
+		p += k + 1;
+	}
+	self->new_comms_len = 0;
+	for (Py_ssize_t i = 0; i < self->ngfp_new; i++) {
+		PyObject *g = Py_BuildValue("(LKN)", (long long)self->gfp_new[i].key, (unsigned long long)self->gfp_new[i].value,
+					    PyUnicode_DecodeUTF8(self->gfp_new[i].text, (Py_ssize_t)strlen(self->gfp_new[i].text), "replace"));
+		if (!g || PyList_Append(gfps, g) < 0) {
+			Py_XDECREF(g);
+			goto bad;
+		}
+		Py_DECREF(g);
+	}
+	self->ngfp_new = 0;
+	PyObject *stats = self->c_any ? Py_BuildValue("(LLLLL)", (long long)self->c_min, (long long)self->c_max,
+						      (long long)self->c_first, (long long)self->c_last, self->c_back)
+				      : (Py_INCREF(Py_None), Py_None);
+	if (!stats)
+		goto bad;
+	return Py_BuildValue("(LNNNNNN)", self->tlines - lines0, typed, text, xl, comms, gfps, stats);
+bad:
+	Py_XDECREF(typed); Py_XDECREF(text); Py_XDECREF(xl); Py_XDECREF(comms); Py_XDECREF(gfps);
+	return NULL;
+}
+
+/* typed_dropped() -> {event id: why}: the typed plans the printed text contradicted */
+static PyObject *Renderer_typed_dropped(Renderer *self, PyObject *unused)
+{
+	PyObject *d = PyDict_New();
+	if (!d)
+		return NULL;
+	for (int i = 0; i < 65536; i++) {
+		if (!self->typed[i] || !self->typed[i]->dropped)
+			continue;
+		PyObject *k = PyLong_FromLong(i), *v = PyUnicode_DecodeUTF8(self->typed[i]->reason, (Py_ssize_t)strlen(self->typed[i]->reason), "replace");
+		if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
+			Py_XDECREF(k); Py_XDECREF(v); Py_DECREF(d);
+			return NULL;
+		}
+		Py_DECREF(k); Py_DECREF(v);
+	}
+	return d;
+}
+
 static PyMethodDef Renderer_methods[] = {
+	{"set_typed", (PyCFunction)Renderer_set_typed, METH_VARARGS, "set_typed(id, slots): that event's records as typed rows"},
+	{"render_typed", (PyCFunction)Renderer_render_typed, METH_VARARGS, "render_typed(max_rows, text_first) -> typed rows and text"},
+	{"typed_dropped", (PyCFunction)Renderer_typed_dropped, METH_NOARGS, "typed_dropped() -> {id: why}"},
 	{"render", (PyCFunction)Renderer_render, METH_VARARGS, "render(max_bytes) -> bytes of whole lines (b'': done)"},
 	{"stats", (PyCFunction)Renderer_stats, METH_NOARGS, "counts so far"},
 	{"add_plan", (PyCFunction)Renderer_add_plan, METH_VARARGS, "add_plan((id, name, code, tables, strings, pid_off, pid_size))"},

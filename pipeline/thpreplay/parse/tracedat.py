@@ -541,6 +541,11 @@ def chunks(path: str, name: str, notes: list[str]) -> Iterator[Chunk]:
         stats: dict = {}
         try:
             td = read(plain, name=name)
+            typed = None if text_only() else typed_chunks(name, td, stats)
+            if typed is not None:
+                yield from typed
+                _notes(td, stats, name, notes)
+                return
             blocks = text_blocks(name, td, RENDER_BYTES, FIRST_BYTES, stats=stats)
             first = next(blocks)
         except Unsupported as e:
@@ -557,13 +562,140 @@ def chunks(path: str, name: str, notes: list[str]) -> Iterator[Chunk]:
             raise InputError(name, f"the native trace.dat reader does not read {e}, met partway through the "
                                    f"file; print it with trace-cmd report -t and ingest the text") from None
         yield Chunk(pending, line, True)
-        if td.other_buffers:  # trace-cmd record -B: instances beside the top-level buffer
-            notes.append(f"{name}: only the top-level buffer was read, not the instance buffers "
-                         f"{', '.join(repr(b) for b in td.other_buffers)}")
-        if stats.get("lost_pages_unknown"):
-            n = stats["lost_pages_unknown"]
-            notes.append(f"{name}: the ring buffer lost events before {n:,} page{'s' if n > 1 else ''} without "
-                         f"storing how many ([EVENTS DROPPED] lines): counts are low")
+        _notes(td, stats, name, notes)
+
+
+def _notes(td: TraceDat, stats: dict, name: str, notes: list[str]) -> None:
+    if td.other_buffers:  # trace-cmd record -B: instances beside the top-level buffer
+        notes.append(f"{name}: only the top-level buffer was read, not the instance buffers "
+                     f"{', '.join(repr(b) for b in td.other_buffers)}")
+    if stats.get("lost_pages_unknown"):
+        n = stats["lost_pages_unknown"]
+        notes.append(f"{name}: the ring buffer lost events before {n:,} page{'s' if n > 1 else ''} without "
+                     f"storing how many ([EVENTS DROPPED] lines): counts are low")
+
+
+# ---- the typed route (as parse/perfdata.py's: plans, verification and merging are shared) ----
+TEXT_ENV = "THPREPLAY_TRACEDAT_TEXT"  # every record printed (no typed route), e.g. to compare
+
+
+def text_only() -> bool:
+    import os
+    return os.environ.get(TEXT_ENV, "") not in ("", "0")
+
+
+@dataclass
+class _Typed:
+    """What parse/perfdata.py parse_typed reads of its reader: plans by event id, comm strings, gfp texts."""
+    plans: dict = field(default_factory=dict)
+    comms: list = field(default_factory=list)
+    gfp: dict = field(default_factory=dict)
+    untyped: dict = field(default_factory=dict)
+
+
+def typed_chunks(name: str, td: TraceDat, stats: dict, holder: _Typed | None = None) -> Iterator[Chunk] | None:
+    """The records as typed chunks (parse/perfdata.py TypedChunk): the events with a typed plan as
+    columns, every other record, the lost-events lines and the first TEXT_FIRST records as the text
+    `trace-cmd report -t` prints, each numbered with its line of that text. None: no event has a plan
+    (the text route)."""
+    from thpreplay.kernel.events import EVENTS
+    from thpreplay.parse import perfdata
+    r, by_id = renderer(td)
+    holder = holder if holder is not None else _Typed()
+    for eid, raw in by_id.items():
+        spec = EVENTS.get(raw.name)
+        if spec is None:
+            continue
+        try:
+            built = perfdata.plan(tpformat.parse(raw.text, raw.system), spec)
+        except (tpformat.FormatError, tpformat.Unsupported, RecursionError, ValueError, OverflowError, IndexError) as e:
+            built = str(e) or type(e).__name__
+        if isinstance(built, str):
+            holder.untyped[raw.name] = built
+            continue
+        try:
+            r.set_typed(eid, built.slots)
+        except ValueError as e:
+            holder.untyped[raw.name] = str(e)
+            continue
+        holder.plans[eid] = (raw.name, spec, built)
+    if not holder.plans:
+        return None
+    return _typed_chunks(name, td, r, by_id, holder, stats)
+
+
+def _typed_chunks(name, td, r, by_id, holder, stats) -> Iterator[Chunk]:
+    from thpreplay.parse import perfdata
+    head = f"cpus={td.ncpus}\n".encode()
+
+    def read(text_first: int, lines_before: int = 1):
+        while True:
+            try:
+                out = r.render_typed(perfdata.TYPED_ROWS, text_first, lines_before)
+            except ValueError as e:
+                raise InputError(name, f"damaged trace.dat: {e}") from None
+            except MemoryError:
+                raise InputError(name, "out of memory while reading the trace.dat records") from None
+            if out[0] or r.needed() < 0:
+                return out
+            raw = by_id[r.needed()]  # an event met for the first time: compile its print fmt, go on
+            try:
+                r.add_plan(_plan(raw))
+            except (ValueError, Unsupported) as e:
+                raise InputError(name, f"the native trace.dat reader does not read event {raw.name}: a print format "
+                                       f"the renderer refused ({e}), met partway through the file; print it with "
+                                       f"trace-cmd report -t and ingest the text") from None
+
+    def typed(out):
+        lines, rows, text, xl, comms, gfps, ts = out
+        holder.comms += comms
+        for key, mask, printed in gfps:
+            holder.gfp.setdefault(key, {})[mask] = printed
+        return perfdata.Typed(text, lines, rows, xl, len(holder.comms), holder.gfp, ts, holder)
+
+    # the first chunk is the text route's own (FIRST_BYTES of text): without a kernel release the gfp
+    # table is chosen from it, so the typed route must choose from the same lines
+    parts, total = [head], 0
+    while total < FIRST_BYTES:
+        try:
+            block = r.render(FIRST_BYTES - total)
+        except ValueError as e:
+            raise InputError(name, f"damaged trace.dat: {e}") from None
+        except MemoryError:
+            raise InputError(name, "out of memory while reading the trace.dat records") from None
+        if block:
+            parts.append(block)
+            total += len(block)
+        elif r.needed() >= 0:
+            raw = by_id[r.needed()]
+            try:
+                r.add_plan(_plan(raw))
+            except (ValueError, Unsupported) as e:
+                raise InputError(name, f"the native trace.dat reader does not read event {raw.name}: a print "
+                                       f"format the renderer refused ({e}); print it with trace-cmd report -t "
+                                       f"and ingest the text") from None
+        else:
+            break
+    first = b"".join(parts)
+    before = first.count(b"\n")
+    nxt = read(0, before)
+    yield Chunk(first, 1, not nxt[0])
+    if not nxt[0]:
+        stats.update(r.stats())
+        return
+    pending = typed(nxt)
+    line = 1 + before
+    while pending.lines:
+        nxt = read(0)
+        done = not nxt[0]
+        yield perfdata.TypedChunk(pending.text, line, final=done, typed=pending, text_bytes=pending.lines * 130)
+        line += pending.lines
+        if done:
+            break
+        pending = typed(nxt)
+    stats.update(r.stats())
+    for eid, why in r.typed_dropped().items():
+        holder.untyped[holder.plans[eid][0]] = f"typed values differ from the printed text, so its text is read: {why}"
 
 
 def _fallback(path: str, name: str, what: str, notes: list[str]) -> Iterator[Chunk]:
