@@ -39,7 +39,8 @@ def _tables(ds: Path) -> dict[str, pl.DataFrame]:
     return {t: pl.read_parquet(str(ds / t / "*.parquet")) for t in TABLES}
 
 
-def _both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: Path, rows: int = 100, **kw) -> dict:
+def _both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: Path, rows: int = 100,
+               text_env: str = perfdata.TEXT_ENV, **kw) -> dict:
     """Ingest typed and as text; assert equal tables (naming the column that differs) and summaries.
     Returns what the typed route did: typed rows, text lines in typed chunks."""
     monkeypatch.setattr(perfdata, "TYPED_ROWS", rows)
@@ -55,9 +56,9 @@ def _both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: Path, ro
 
     monkeypatch.setattr(perfdata, "parse_typed", counting)
     typed = ingest([str(source)], tmp_path / "typed", **kw)
-    monkeypatch.setenv(perfdata.TEXT_ENV, "1")
+    monkeypatch.setenv(text_env, "1")
     text = ingest([str(source)], tmp_path / "text", **kw)
-    monkeypatch.delenv(perfdata.TEXT_ENV)
+    monkeypatch.delenv(text_env)
     a, b = _tables(tmp_path / "typed"), _tables(tmp_path / "text")
     for t in TABLES:
         assert a[t].columns == b[t].columns and a[t].schema == b[t].schema, t
@@ -153,3 +154,15 @@ def test_a_plan_libtraceevent_contradicts_is_dropped(tmp_path: Path, monkeypatch
         "typed values differ from libtraceevent's text, so its text is read: fragmenting: ")
     extfrag = pl.read_parquet(str(tmp_path / "typed" / "extfrag" / "*.parquet"))
     assert extfrag.height == 4 and extfrag.get_column("fragmenting").all()  # as libtraceevent prints it
+
+
+def test_release_without_gfp_table_keeps_the_first_chunk_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A header release that names no gfp table: ingest chooses the table from the first chunk's gfp
+    names, so the typed route's first chunk is the text route's own (the same lines, the same choice)."""
+    monkeypatch.setattr(perfdata.gfp, "table_for_release", lambda release: None)
+    monkeypatch.setattr(perfdata, "FIRST_CHUNK_BYTES", 4096)
+    path = _plain(tmp_path, "plain.perf.data.xz")
+    native, _ = perfdata.open_native(str(path), "p")
+    kinds = [type(c).__name__ for c in native.chunks()]
+    assert kinds[0] == "Chunk"
+    _both_ways(tmp_path, monkeypatch, path)

@@ -2,8 +2,9 @@
 `perf script -F comm,tid,cpu,time,event,trace --ns` prints for the file, byte for byte, and ingest
 parses them as it parses perf's text (same tables, same `line` numbers).
 
-Past the first 400 samples (printed: ingest detects the text's layout from them), the typed route
-takes over: for each event thpreplay types whose print fmt prints its keys plainly (the
+Past the first 400 samples (printed: ingest detects the text's layout from them; past the text
+route's whole first chunk when the header's kernel release names no gfp table, since ingest then
+chooses the table from the first chunk's gfp names), the typed route takes over: for each event thpreplay types whose print fmt prints its keys plainly (the
 `key=` of each spec field followed by one number conversion of an expression over the raw fields, or
 a gfp mask's __print_flags), the reader computes the numbers from the raw record with the format's
 offsets and sizes (parse/tpformat.py compiles the expressions; `plan`) and hands them over as typed
@@ -38,6 +39,7 @@ import polars as pl
 
 from thpreplay.errors import InputError
 from thpreplay.inputs import CHUNK_BYTES, FIRST_CHUNK_BYTES, Chunk
+from thpreplay.kernel import gfp
 from thpreplay.kernel.events import COLUMN_BOUNDS, EVENTS, GFP_BITS, PAGE_BOUNDS, PAGE_TABLES, EventSpec
 from thpreplay.parse import tpformat
 from thpreplay.parse.extra import known_keys
@@ -76,12 +78,18 @@ class Native:
         format detection)."""
         first_line = 1
         typed = not text_only() and self._plan()
-        pending = self._read_typed(TEXT_FIRST) if typed else self._read(FIRST_CHUNK_BYTES)
-        lines = pending.lines if typed else pending[1]
+        release = self.info.get("osrelease") or ""
+        if typed and gfp.table_for_release(release):
+            pending = self._read_typed(TEXT_FIRST)
+        else:
+            # without a release that names a gfp table, ingest may choose it from the first chunk: the
+            # text route's own first chunk, so that it chooses from the same lines
+            pending = self._read(FIRST_CHUNK_BYTES)
+        lines = pending.lines if isinstance(pending, Typed) else pending[1]
         while lines:
             nxt = self._read_typed() if typed else self._read(CHUNK_BYTES)
             after = nxt.lines if typed else nxt[1]
-            if typed:
+            if isinstance(pending, Typed):
                 yield TypedChunk(pending.text, first_line, final=not after, typed=pending,
                                  text_bytes=pending.lines * 150)
             else:
