@@ -1,4 +1,5 @@
-"""trace.dat: `trace-cmd report F > /dev/null` against `thpreplay ingest F -o DIR` (the whole command).
+"""trace.dat: `trace-cmd report F > /dev/null` against `thpreplay ingest F -o DIR` (the whole command), and
+the same ingest through the text route (THPREPLAY_TRACEDAT_TEXT=1), whose tables must be equal.
 
     .venv/bin/python benchmarks/bench_tracedat.py [RUNS] [FILE]
 
@@ -70,11 +71,11 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _ingest(path: Path, out: Path) -> float:
-    """thpreplay ingest, timed; its message when it fails."""
+def _ingest(path: Path, out: Path, env: dict | None = None) -> float:
+    """thpreplay ingest, timed; its message when it fails. env: added to the environment."""
     start = time.perf_counter()
     proc = subprocess.run([THP, "ingest", str(path), "-o", str(out), "--force", "-q"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+                          stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     if proc.returncode:
         sys.exit(f"thpreplay ingest failed: {proc.stderr.decode(errors='replace').strip()}")
     return time.perf_counter() - start
@@ -91,25 +92,35 @@ def main() -> None:
     if tc is None:
         sys.exit("trace-cmd is needed as the reference")
     lines = subprocess.run([tc, "report", str(path)], capture_output=True).stdout.count(b"\n")
-    out = work / "ds"
-    ref, ours, ref_cpu, our_cpu = [], [], [], []
+    out, text_out = work / "ds", work / "ds-text"
+    ref, ours, ref_cpu, our_cpu, txt, txt_cpu = [], [], [], [], [], []
     for _ in range(runs):
         before = _cpu()
         with open("/dev/null", "wb") as null:
             ref.append(timed([tc, "report", str(path)], stdout=null))
         mid = _cpu()
         ours.append(_ingest(path, out))
+        after = _cpu()
+        # the text route (every record printed and parsed as text), the route before the typed one
+        txt.append(_ingest(path, text_out, {"THPREPLAY_TRACEDAT_TEXT": "1"}))
         ref_cpu.append(mid - before)
-        our_cpu.append(_cpu() - mid)
+        our_cpu.append(after - mid)
+        txt_cpu.append(_cpu() - after)
         print(f"trace-cmd report {ref[-1]:.2f} s (cpu {ref_cpu[-1]:.2f} s)   thpreplay ingest {ours[-1]:.2f} s "
-              f"(cpu {our_cpu[-1]:.2f} s)   load {os.getloadavg()[0]:.1f}", flush=True)
+              f"(cpu {our_cpu[-1]:.2f} s)   text route {txt[-1]:.2f} s (cpu {txt_cpu[-1]:.2f} s)   "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    import polars as pl
+    equal = all(pl.read_parquet(str(out / t / "*.parquet")).equals(pl.read_parquet(str(text_out / t / "*.parquet")))
+                for t in sorted(p.name for p in text_out.iterdir() if p.is_dir() and p.name != "snapshots"))
     r, o = statistics.median(ref), statistics.median(ours)
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {lines:,} lines of trace-cmd report)")
     print(f"trace-cmd report   median {r:.2f} s  runs {' '.join(f'{x:.2f}' for x in ref)}")
     print(f"thpreplay ingest   median {o:.2f} s  runs {' '.join(f'{x:.2f}' for x in ours)}")
     print(f"ratio {o / r:.3f}  (pairwise: {' '.join(f'{b / a:.2f}' for a, b in zip(ref, ours))})")
     print(f"cpu (user+sys) medians: trace-cmd report {statistics.median(ref_cpu):.2f} s, thpreplay ingest "
-          f"{statistics.median(our_cpu):.2f} s")
+          f"{statistics.median(our_cpu):.2f} s (ratio {statistics.median(our_cpu) / statistics.median(ref_cpu):.3f})")
+    print(f"text route          median {statistics.median(txt):.2f} s  runs {' '.join(f'{x:.2f}' for x in txt)}  "
+          f"cpu {statistics.median(txt_cpu):.2f} s;  tables of the two routes equal: {equal}")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,17 @@ def once(data: bytes, path: str) -> None:
             assert block.endswith(b"\n")
     except (InputError, tracedat.Unsupported):
         pass
+    # the typed route (render_typed): typed rows and numbered text, never a memory error
+    from thpreplay.parse import perfdata
+    try:
+        td = tracedat.read(path)
+        chunks = tracedat.typed_chunks(path, td, {})
+        for chunk in chunks or ():
+            if isinstance(chunk, perfdata.TypedChunk):
+                t = chunk.typed
+                assert t.typed[0] + len(t.xlines) // 8 == t.lines and t.text.count(b"\n") == len(t.xlines) // 8
+    except (InputError, tracedat.Unsupported):
+        pass
 
 
 def format_seeds() -> list[str]:
