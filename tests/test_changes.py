@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def sampled(tmp_path_factory) -> Path:
 def test_simulate_and_report_say_what_changed_beyond_the_spread(sampled):
     out = (sampled.parent / "simulate.out").read_text().splitlines()
     head = out.index(CHANGES_HEAD)
-    steps = [line for line in out[head + 1:] if line.startswith("  ")]
+    # one line per step, wrapped at the console's width
+    steps = [line for line in out[head + 1:] if re.match(r"^  [a-z0-9.-]+ → [a-z0-9.-]+: ", line)]
     assert len(steps) == 8 and steps[3].startswith("  local-only-4.8 → relaxed-5.3-rc5: beyond the spread: ")
     report = run_cli(["report", str(sampled)], sampled.parent)
     assert report.returncode == 0 and CHANGES_HEAD in report.stdout.decode()

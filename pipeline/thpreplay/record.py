@@ -561,28 +561,28 @@ def record(
     old_int = signal.signal(signal.SIGINT, ctrl_c)
     try:
         manifest: dict = {}
+        begun = {"at": time.time()}
 
         def start_snapshots() -> None:
             snapshot(tmp, "before")
             manifest.update(static_files(tmp))   # its node table reads zoneinfo.before
+            if ctrl_c.at is not None:  # before anything was recorded
+                raise KeyboardInterrupt
+            if flt is not None:   # said just before the recording starts
+                log(f"record: {', '.join(e for e in events if e in TASK_EVENTS)} only of {flt.describe()} and the "
+                    f"kernel's {', '.join(d.rstrip('*') for d in DAEMONS)}; the other events system-wide")
+            begun["at"] = time.time()
 
-        if backend == "perf":
-            # perf sizes its ring buffers (-m) when it starts, after this: the start lacks them (README)
-            start_snapshots()
-        if ctrl_c.at is not None:  # before anything was recorded
-            raise KeyboardInterrupt
         if workload_only:
             flt = _command_cgroup()
             run = _join_cgroup(command, flt)
         if flt is not None and flt.kind == "pid":
             flt.threads = threads_of(flt.pids)
-        if flt is not None:
-            log(f"record: {', '.join(e for e in events if e in TASK_EVENTS)} only of {flt.describe()} and the "
-                f"kernel's {', '.join(d.rstrip('*') for d in DAEMONS)}; the other events system-wide")
-        started = time.time()
         overruns: dict = {}
         try:
             if backend == "perf":
+                # perf sizes its ring buffers (-m) when it starts, after this: the start lacks them (README)
+                start_snapshots()
                 code = _run_perf(tmp, events, run, log, ctrl_c, flt)
                 trace_name = "perf.data"
             else:
@@ -608,7 +608,7 @@ def record(
                 "duration_s": duration if not command else None,
                 "exit_code": None if interrupted else code,  # the command did not end by itself
                 "interrupted": interrupted,
-                "started_unix": round(started, 3),
+                "started_unix": round(begun["at"], 3),
                 "ended_unix": round(ended, 3),
                 "ring_buffer_overruns": overruns,
                 # whether the start's snapshots show the tracer's ring buffer (ftrace) or predate it (perf)
@@ -626,7 +626,7 @@ def record(
         raise
     finally:
         signal.signal(signal.SIGINT, old_int)
-    recorded = max(0.0, ctrl_c.at - started) if interrupted else None
+    recorded = max(0.0, ctrl_c.at - begun["at"]) if interrupted else None
     return RecordResult(output, trace_name, code, events, missing, interrupted_after=recorded, filter=flt)
 
 

@@ -423,7 +423,7 @@ def summary_console() -> Console:
     return Console(soft_wrap=True, width=width if width > 0 else PIPED_WIDTH)
 
 
-CHANGES_HEAD = "what changed from each era to the next beyond the spread (their two 90 % intervals apart):"
+CHANGES_HEAD = "beyond the spread (the two 90 % intervals apart), from each era to the next:"
 
 
 def print_summary(console: Console, summary, captured=None, sample_figures: dict | None = None) -> None:
