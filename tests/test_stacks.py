@@ -69,6 +69,20 @@ def test_ftrace_sym_offset_and_user_stacks_on_two_cpus(tmp_path):
     assert rows[21] == (14, 26, "user", 0, "7fd5693af670", None, None, None, None, None)
 
 
+def test_a_frame_offset_or_size_past_int64_is_unknown(tmp_path):
+    """A damaged frame (size 0xffffffffffffffff, found by the fuzzer) keeps its symbol, its size is
+    unknown, and nothing else changes (it ended in an internal error)."""
+    text = (BAD / "stacks-ftrace.txt").read_text()
+    assert text.count("+0xb7/0x110") == 2   # the first frame of both stacks
+    ds = _ingest(tmp_path, "stacks-ftrace.txt", text.replace("+0xb7/0x110", "+0xffffffffffffffff/0xffffffffffffffff"))
+    (tmp_path / "plain").mkdir()
+    rows, plain = _rows(ds), _rows(_ingest(tmp_path / "plain", "stacks-ftrace.txt"))
+    damaged = [i for i, r in enumerate(plain) if r[5] == "trace_event_raw_event_mm_page_alloc"]
+    assert len(damaged) == 2 and len(rows) == len(plain)
+    for i, (got, want) in enumerate(zip(rows, plain)):
+        assert got == (want[:6] + (None, None) + want[8:] if i in damaged else want)
+
+
 def test_ftrace_default_options_print_names_only(tmp_path):
     ds = _ingest(tmp_path, "stacks-ftrace-names.txt")
     assert table(ds, "rejects").height == 0

@@ -317,7 +317,7 @@ def _read_frames(frames: pl.DataFrame, f: str) -> pl.DataFrame:
         return df.select(
             "text", address.alias("address"),
             pl.when(symbol.is_in(["[unknown]", ""])).then(None).otherwise(symbol).alias("symbol"),
-            _hex(pl.col("o")).cast(pl.Int64).alias("offset"), pl.lit(None, dtype=pl.Int64).alias("size"),
+            _hex(pl.col("o")).cast(pl.Int64, strict=False).alias("offset"), pl.lit(None, dtype=pl.Int64).alias("size"),
             pl.when(pl.col("dso") == "[unknown]").then(None).otherwise(pl.col("dso")).alias("dso"),
             pl.when(kernel).then(pl.lit("kernel")).otherwise(pl.lit("user")).alias("kind"),
         )
@@ -344,8 +344,10 @@ def _read_frames(frames: pl.DataFrame, f: str) -> pl.DataFrame:
     offset = pl.when(paren | bare).then(None).when(user).then(_hex(pl.col("_uoff"))).when(ksym).then(_hex(pl.col("_koff")))
     size = pl.when(paren | bare | user).then(None).when(ksym).then(_hex(pl.col("_ksize")))
     dso = pl.when(paren | bare).then(None).when(user).then(pl.col("_obj")).when(ksym).then(pl.col("_mod"))
+    # an offset or size past 2^63 is no symbol's (a damaged line): unknown, as unreadable hex is (_hex)
     return df.select("text", address.alias("address"), symbol.alias("symbol"),
-                     offset.cast(pl.Int64).alias("offset"), size.cast(pl.Int64).alias("size"), dso.alias("dso"))
+                     offset.cast(pl.Int64, strict=False).alias("offset"), size.cast(pl.Int64, strict=False).alias("size"),
+                     dso.alias("dso"))
 
 
 def table_rows(stacks: pl.DataFrame, source: str) -> pl.DataFrame:
