@@ -31,6 +31,7 @@ setup(
         Extension(
             "thpreplay.parse._tracedat",
             ["pipeline/thpreplay/parse/_tracedat.c"],
+            depends=["pipeline/thpreplay/parse/tpprog.h"],   # the numeric programs' arithmetic, with _perfdata.c
             extra_compile_args=["-O2"],
             optional=True,
         ),
@@ -39,6 +40,7 @@ setup(
         Extension(
             "thpreplay.parse._perfdata",
             ["pipeline/thpreplay/parse/_perfdata.c"],
+            depends=["pipeline/thpreplay/parse/tpprog.h"],
             extra_compile_args=["-O2"],
             libraries=["dl"],
             optional=True,

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tpprog.h"   /* cast_bits, binop: the numeric programs' arithmetic */
 
 /* ---- caps ---- */
 #define MAX_ATTRS 4096                 /* events in one file (perf record -e ... lists far fewer) */
@@ -439,38 +440,6 @@ static void print_u(char **p, uint64_t v, int width, int zero) {
 /* ---- the typed route: a sample's printed keys computed from its raw data, no text ---- */
 /* Opcodes of parse/tpformat.py's numeric programs (the subset a typed slot uses; _tracedat.c runs all). */
 enum { OP_CONST = 1, OP_FIELD, OP_UN, OP_BIN, OP_CAST, OP_SELECT };
-
-static int64_t cast_bits(int64_t v, int64_t bits, int64_t sign) {
-    if (bits >= 64 || bits <= 0) return v;
-    uint64_t m = (1ULL << bits) - 1, u = (uint64_t)v & m;
-    if (sign && (u >> (bits - 1))) u |= ~m;
-    return (int64_t)u;
-}
-
-static int64_t binop(int64_t op, int64_t a, int64_t b) {  /* as _tracedat.c's, libtraceevent's arithmetic */
-    uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
-    switch (op) {
-    case 0: return (int64_t)(ua + ub);
-    case 1: return (int64_t)(ua - ub);
-    case 2: return (int64_t)(ua * ub);
-    case 3: return (b == 0 || (a == INT64_MIN && b == -1)) ? 0 : a / b;
-    case 4: return (b == 0 || (a == INT64_MIN && b == -1)) ? 0 : a % b;
-    case 5: return (int64_t)(ua << (ub & 63));
-    case 6: return (int64_t)(ua >> (ub & 63));
-    case 7: return a & b;
-    case 8: return a | b;
-    case 9: return a ^ b;
-    case 10: return a < b;
-    case 11: return a <= b;
-    case 12: return a > b;
-    case 13: return a >= b;
-    case 14: return a == b;
-    case 15: return a != b;
-    case 16: return a && b;
-    case 17: return a || b;
-    }
-    return 0;
-}
 
 /* 1: the value in *out; 0: a field past the record (the sample then goes the text way). The program
    was checked when set (check_slot): every op is known and the stack stays within 0..64. */

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include "tpprog.h"   /* cast_bits, binop: the numeric programs' arithmetic */
 
 enum { OP_CONST = 1, OP_FIELD, OP_UN, OP_BIN, OP_CAST, OP_SELECT, OP_JZ, OP_JMP,
        OP_LIT, OP_NUM, OP_SYM, OP_FLAGS, OP_STRFIELD, OP_DATALOC };
@@ -401,43 +402,6 @@ static int put_num(buf_t *b, uint64_t v, int conv, int flags, int width, int pre
 	while (n)
 		out[k++] = digits[--n];
 	return put_padded(b, out, k, flags, width);
-}
-
-static int64_t cast_bits(int64_t v, int64_t bits, int64_t sign)
-{
-	if (bits >= 64 || bits <= 0)
-		return v;
-	uint64_t m = (1ULL << bits) - 1;
-	uint64_t u = (uint64_t)v & m;
-	if (sign && (u >> (bits - 1)))
-		u |= ~m;
-	return (int64_t)u;
-}
-
-static int64_t binop(int64_t op, int64_t a, int64_t b)
-{
-	uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
-	switch (op) {
-	case 0: return (int64_t)(ua + ub);
-	case 1: return (int64_t)(ua - ub);
-	case 2: return (int64_t)(ua * ub);
-	case 3: return (b == 0 || (a == INT64_MIN && b == -1)) ? 0 : a / b;
-	case 4: return (b == 0 || (a == INT64_MIN && b == -1)) ? 0 : a % b;
-	case 5: return (int64_t)(ua << (ub & 63));
-	case 6: return (int64_t)(ua >> (ub & 63));
-	case 7: return a & b;
-	case 8: return a | b;
-	case 9: return a ^ b;
-	case 10: return a < b;
-	case 11: return a <= b;
-	case 12: return a > b;
-	case 13: return a >= b;
-	case 14: return a == b;
-	case 15: return a != b;
-	case 16: return a && b;
-	case 17: return a || b;
-	}
-	return 0;
 }
 
 static int put_str(buf_t *b, const plan_t *pl, int64_t sid, int flags, int width)
