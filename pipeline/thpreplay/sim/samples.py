@@ -30,7 +30,7 @@ sample draws, in this order:
 
 - what the capture's start took untraced (drawn last, after the hole parity; sim/untraced.py): pages
   allocated after the bundle's kpageflags snapshot and before its first event. Where the snapshot saw
-  none of them (`missing=all`: record's ring buffers) every sample allocates them all, as the
+  none of them (`missing=all`) every sample allocates them all, as the
   deterministic run does; where it saw some (`missing=some`: the lab's guests write the dump of
   /proc/kpageflags into their in-memory root file system while reading it), a sample draws how many the
   start lacks, uniformly from 0 to the count on each node, and the deterministic run allocates none.

@@ -1,18 +1,19 @@
 """What a capture's start took untraced: pages allocated after its kpageflags snapshot and before its first
 event, which neither shows. The bundle's `untraced_start` file (copied into the dataset's snapshots/)
-says how many, written by `thpreplay record` and by the lab's guests:
+says how many; the lab's guests write it (a bundle made by hand may too; `thpreplay record` does not:
+README, "The start's snapshots and the tracer's own memory"):
 
     missing=all            the pages were allocated wholly after the snapshot, so the model's start lacks
                            every one of them: the deterministic run and every sample allocate them all
-                           (record: the tracer's ring buffers, sized when tracing is set up, after the
-                           snapshot). missing=some: the snapshot saw part of them (the lab's guests write
+                           (a tracer's ring buffer sized after the snapshot, say).
+                           missing=some: the snapshot saw part of them (the lab's guests write
                            the kpageflags dump into memory while reading it, so the pages the dump took
                            before reading their pfn show as used): how many the start lacks is not in the
                            capture, so each sample draws it uniformly from 0 to the count, node by node,
                            and the deterministic run allocates none
     migratetype=unmovable  the pages' kind: unmovable kernel pages (ring buffers: GFP_KERNEL) or movable,
                            swap-backed ones (a tmpfs file's pages)
-    node0=65798            pages on each node (a ring buffer's pages are on its CPU's node)
+    node0=768              pages on each node (a ring buffer's pages are on its CPU's node)
     why=...                what took them, one line
 
 The model allocates them one order-0 page at a time, on their node, through its own allocator (so an
