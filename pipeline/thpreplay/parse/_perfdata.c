@@ -1431,19 +1431,14 @@ static int Reader_init(Reader *r, PyObject *args, PyObject *kw) {
     return 0;
 }
 
-/* Read on until at least `want` bytes of text are ready (or the end); returns (bytes, lines). */
-static PyObject *Reader_read(Reader *r, PyObject *args) {
-    Py_ssize_t want;
-    if (!PyArg_ParseTuple(args, "n", &want)) return NULL;
-    if (r->error[0]) return raise_error(r);
-    uint64_t lines0 = r->lines;
-    unsigned char *buf = NULL;
+/* The data section's records, read and processed (process_records) until enough(r, want) or the end
+   or an error; a record cut at the end of the buffer (bufcap >= 64 KiB, the largest record) goes back to
+   the next call. Runs without the GIL. */
+static void read_records(Reader *r, int (*enough)(Reader *, Py_ssize_t), Py_ssize_t want) {
     size_t bufcap = 1 << 20, buflen = 0;
-    r->typed_mode = 0;
-    Py_BEGIN_ALLOW_THREADS
-    buf = malloc(bufcap);
+    unsigned char *buf = malloc(bufcap);
     if (!buf) fail(r, 0, "out of memory");
-    while (!r->error[0] && !r->eof && r->out_len < (size_t)want) {
+    while (!r->error[0] && !r->eof && !enough(r, want)) {
         size_t room = bufcap - buflen;
         uint64_t left = r->data_size - r->data_pos;
         size_t take = left < room ? (size_t)left : room;
@@ -1464,9 +1459,26 @@ static PyObject *Reader_read(Reader *r, PyObject *args) {
             r->eof = 1;
         }
     }
-    /* a record cut at the end of buf (bufcap >= 64 KiB, the largest record): the bytes go back */
     if (buflen && !r->error[0]) r->data_pos -= buflen;
     free(buf);
+}
+
+static int text_enough(Reader *r, Py_ssize_t want) { return r->out_len >= (size_t)want; }
+
+/* typed rows and text lines of the chunk, or 64 MiB of text */
+static int typed_enough(Reader *r, Py_ssize_t want) {
+    return r->t_line.n + r->x_line.n >= (size_t)want || r->out_len >= (64u << 20);
+}
+
+/* Read on until at least `want` bytes of text are ready (or the end); returns (bytes, lines). */
+static PyObject *Reader_read(Reader *r, PyObject *args) {
+    Py_ssize_t want;
+    if (!PyArg_ParseTuple(args, "n", &want)) return NULL;
+    if (r->error[0]) return raise_error(r);
+    uint64_t lines0 = r->lines;
+    r->typed_mode = 0;
+    Py_BEGIN_ALLOW_THREADS
+    read_records(r, text_enough, want);
     Py_END_ALLOW_THREADS
     if (r->error[0]) return raise_error(r);
     PyObject *data = PyBytes_FromStringAndSize(r->out, (Py_ssize_t)r->out_len);
@@ -1593,36 +1605,10 @@ static PyObject *Reader_read_typed(Reader *r, PyObject *args) {
     if (text_first > 0) r->text_first = text_first;
     if (r->error[0]) return raise_error(r);
     uint64_t lines0 = r->lines;
-    unsigned char *buf = NULL;
-    size_t bufcap = 1 << 20, buflen = 0;
     r->typed_mode = 1;
     r->c_any = 0; r->c_back = 0;
     Py_BEGIN_ALLOW_THREADS
-    buf = malloc(bufcap);
-    if (!buf) fail(r, 0, "out of memory");
-    while (!r->error[0] && !r->eof && r->t_line.n + r->x_line.n < (size_t)want && r->out_len < (64u << 20)) {
-        size_t room = bufcap - buflen;
-        uint64_t left = r->data_size - r->data_pos;
-        size_t take = left < room ? (size_t)left : room;
-        if (take) {
-            if (!read_at(r, r->data_off + r->data_pos, buf + buflen, take)) break;
-            buflen += take;
-            r->data_pos += take;
-        }
-        size_t used = process_records(r, buf, buflen, 0);
-        memmove(buf, buf + used, buflen - used);
-        buflen -= used;
-        if (r->data_pos == r->data_size && !r->error[0]) {
-            if (buflen) {
-                fail(r, 0, "truncated: the last record (%zu of its bytes present) runs past the data section", buflen);
-                break;
-            }
-            flush(r, 0, 1);
-            r->eof = 1;
-        }
-    }
-    if (buflen && !r->error[0]) r->data_pos -= buflen;
-    free(buf);
+    read_records(r, typed_enough, want);
     Py_END_ALLOW_THREADS
     if (r->error[0]) return raise_error(r);
     PyObject *slots = PyList_New(r->max_slots);

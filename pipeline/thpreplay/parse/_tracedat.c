@@ -1404,6 +1404,47 @@ static int emit_record(Renderer *r, cpu_t *c, buf_t *b)
 	return 0;
 }
 
+/* The CPUs' records merged in time order (the earliest next record first), each emitted, until
+   enough(self, &b, want), the end, or a record that needs a plan (it stays next: 0). Without the GIL;
+   nonzero: an error (self->error: self->msg; else out of memory). */
+static int merge_records(Renderer *self, buf_t *b, int (*enough)(Renderer *, buf_t *, Py_ssize_t), Py_ssize_t want)
+{
+	int rc = 0;
+	for (int i = 0; i < self->ncpu && !rc; i++)  /* prime */
+		if (!self->cpus[i].have && !self->cpus[i].done)
+			rc = next_record(self, &self->cpus[i]);
+	while (!rc && !enough(self, b, want)) {
+		cpu_t *best = NULL;
+		for (int i = 0; i < self->ncpu; i++) {
+			cpu_t *c = &self->cpus[i];
+			if (c->have && (!best || c->rts < best->rts))
+				best = c;
+		}
+		if (!best)
+			break;
+		rc = emit_record(self, best, b);
+		if (rc == 1) {  /* a plan is needed: return what is done, the record stays next */
+			rc = 0;
+			break;
+		}
+		if (!rc)
+			rc = next_record(self, best);
+	}
+	return rc;
+}
+
+static int text_enough(Renderer *self, buf_t *b, Py_ssize_t max_bytes)
+{
+	(void)self;
+	return b->len >= max_bytes;
+}
+
+/* the chunk's typed rows and text lines, or 64 MiB of text */
+static int typed_enough(Renderer *self, buf_t *b, Py_ssize_t max_rows)
+{
+	return self->t_line.n + self->x_line.n >= max_rows || b->len >= (64 << 20);
+}
+
 static PyObject *Renderer_render(Renderer *self, PyObject *args)
 {
 	Py_ssize_t max_bytes;
@@ -1421,27 +1462,7 @@ static PyObject *Renderer_render(Renderer *self, PyObject *args)
 		b.cap = b.p ? max_bytes + (1 << 16) : 0;
 	}
 	Py_BEGIN_ALLOW_THREADS
-	/* prime */
-	for (int i = 0; i < self->ncpu && !rc; i++)
-		if (!self->cpus[i].have && !self->cpus[i].done)
-			rc = next_record(self, &self->cpus[i]);
-	while (!rc && b.len < max_bytes) {
-		cpu_t *best = NULL;
-		for (int i = 0; i < self->ncpu; i++) {
-			cpu_t *c = &self->cpus[i];
-			if (c->have && (!best || c->rts < best->rts))
-				best = c;
-		}
-		if (!best)
-			break;
-		rc = emit_record(self, best, &b);
-		if (rc == 1) {  /* a plan is needed: return what is done, the record stays next */
-			rc = 0;
-			break;
-		}
-		if (!rc)
-			rc = next_record(self, best);
-	}
+	rc = merge_records(self, &b, text_enough, max_bytes);
 	Py_END_ALLOW_THREADS
 	if (rc) {
 		free(b.p);
@@ -1570,26 +1591,7 @@ static PyObject *Renderer_render_typed(Renderer *self, PyObject *args)
 	buf_t b = {0};
 	int rc = 0;
 	Py_BEGIN_ALLOW_THREADS
-	for (int i = 0; i < self->ncpu && !rc; i++)
-		if (!self->cpus[i].have && !self->cpus[i].done)
-			rc = next_record(self, &self->cpus[i]);
-	while (!rc && self->t_line.n + self->x_line.n < max_rows && b.len < (64 << 20)) {
-		cpu_t *best = NULL;
-		for (int i = 0; i < self->ncpu; i++) {
-			cpu_t *c = &self->cpus[i];
-			if (c->have && (!best || c->rts < best->rts))
-				best = c;
-		}
-		if (!best)
-			break;
-		rc = emit_record(self, best, &b);
-		if (rc == 1) {
-			rc = 0;
-			break;
-		}
-		if (!rc)
-			rc = next_record(self, best);
-	}
+	rc = merge_records(self, &b, typed_enough, max_rows);
 	Py_END_ALLOW_THREADS
 	if (rc) {
 		free(b.p);
