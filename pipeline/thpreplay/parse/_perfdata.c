@@ -40,7 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tpprog.h"   /* cast_bits, binop: the numeric programs' arithmetic */
+#include "tpprog.h"   /* the numeric programs' arithmetic and the check of a printed value */
 
 /* ---- caps ---- */
 #define MAX_ATTRS 4096                 /* events in one file (perf record -e ... lists far fewer) */
@@ -145,7 +145,6 @@ static int load_zstd(void) {
 /* A typed route plan slot: one printed key's value, computed from the raw record by a tpformat
    program (parse/perfdata.py builds it), with what the text parser would make of the printed value. */
 #define MAX_SLOTS 8
-enum { I_SIGNED = 0, I_UNSIGNED = 1, I_PFN = 2, I_HEX = 3, I_PTR = 4, I_RAW = 5, I_GFP = 6 };
 typedef struct {
     int64_t *code; int ncode; int interp; int64_t lo, hi; char key[64];
     int fast;  /* the program is one field, maybe cast: read it directly (most are) */
@@ -682,25 +681,7 @@ static void verify_sample(Reader *r, const Sample *s, Attr *a) {
         }
         memcpy(t, tok, tlen);
         t[tlen] = 0;
-        int same;
-        char *end;
-        if (sl->interp == I_RAW) {
-            int null = !strcmp(t, "(nil)") || !strcmp(t, "(null)") || !strcmp(t, "0") || !strcmp(t, "0x0") || !t[0];
-            same = null == (v[j] == 0);
-        } else if (sl->interp == I_HEX || sl->interp == I_PTR) {
-            const char *d = strncmp(t, "0x", 2) ? t : t + 2;
-            errno = 0;
-            uint64_t u = strtoull(d, &end, 16);
-            same = *d && !*end && !errno && u == (uint64_t)v[j];
-        } else {
-            if (tlen && t[tlen - 1] == ',') t[--tlen] = 0;
-            errno = 0;
-            int64_t x;
-            if (!strcmp(t, "0xffffffffffffffff") || !strcmp(t, "18446744073709551615")) { x = sl->interp == I_PFN ? 0 : -1; end = t + tlen; }
-            else if (!strncmp(t, "0x", 2)) x = (int64_t)strtoull(t + 2, &end, 16);
-            else x = strtoll(t, &end, 10);
-            same = tlen && !*end && !errno && x == v[j];
-        }
+        int same = printed_as(sl->interp, t, tlen, v[j]);
         if (!same) {
             snprintf(a->drop_reason, sizeof a->drop_reason, "%s: the value computed from its print fmt (%lld) is not what libtraceevent prints (%s)",
                      sl->key, (long long)v[j], t);

@@ -31,7 +31,7 @@
 #include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
-#include "tpprog.h"   /* cast_bits, binop: the numeric programs' arithmetic */
+#include "tpprog.h"   /* the numeric programs' arithmetic and the check of a printed value */
 
 enum { OP_CONST = 1, OP_FIELD, OP_UN, OP_BIN, OP_CAST, OP_SELECT, OP_JZ, OP_JMP,
        OP_LIT, OP_NUM, OP_SYM, OP_FLAGS, OP_STRFIELD, OP_DATALOC };
@@ -137,7 +137,6 @@ typedef struct {
    text comes from) and returned as int64 columns numbered with the line of the text. */
 #define MAX_SLOTS 8
 #define VERIFY 64
-enum { I_SIGNED = 0, I_UNSIGNED, I_PFN, I_HEX, I_PTR, I_RAW, I_GFP };
 typedef struct { int64_t *code; Py_ssize_t ncode; int interp; int64_t lo, hi; char key[64]; } tslot_t;
 typedef struct { int nslots; tslot_t slots[MAX_SLOTS]; int verify_left, dropped; char reason[200]; } tplan_t;
 typedef struct { int64_t *v; Py_ssize_t n, cap; } i64buf_t;
@@ -1178,8 +1177,7 @@ static void verify_typed(Renderer *r, tplan_t *tp, const int64_t *v, const char 
 		const tslot_t *sl = &tp->slots[j];
 		const char *tok;
 		Py_ssize_t tlen;
-		char t[80], *end;
-		int same;
+		char t[80];
 		if (sl->interp == I_GFP)
 			continue;
 		if (!find_token(pay, n, sl->key, &tok, &tlen) || tlen >= (Py_ssize_t)sizeof t) {
@@ -1189,29 +1187,7 @@ static void verify_typed(Renderer *r, tplan_t *tp, const int64_t *v, const char 
 		}
 		memcpy(t, tok, tlen);
 		t[tlen] = 0;
-		if (sl->interp == I_RAW) {
-			int null = !strcmp(t, "(nil)") || !strcmp(t, "(null)") || !strcmp(t, "0") || !strcmp(t, "0x0") || !t[0];
-			same = null == (v[j] == 0);
-		} else if (sl->interp == I_HEX || sl->interp == I_PTR) {
-			const char *d = strncmp(t, "0x", 2) ? t : t + 2;
-			errno = 0;
-			uint64_t u = strtoull(d, &end, 16);
-			same = *d && !*end && !errno && u == (uint64_t)v[j];
-		} else {
-			int64_t x;
-			if (tlen && t[tlen - 1] == ',')
-				t[--tlen] = 0;
-			errno = 0;
-			if (!strcmp(t, "0xffffffffffffffff") || !strcmp(t, "18446744073709551615")) {
-				x = sl->interp == I_PFN ? 0 : -1;
-				end = t + tlen;
-			} else if (!strncmp(t, "0x", 2)) {
-				x = (int64_t)strtoull(t + 2, &end, 16);
-			} else {
-				x = strtoll(t, &end, 10);
-			}
-			same = tlen && !*end && !errno && x == v[j];
-		}
+		int same = printed_as(sl->interp, t, (size_t)tlen, v[j]);
 		if (!same) {
 			snprintf(tp->reason, sizeof tp->reason, "%s: the value computed from its print fmt (%lld) is not what is printed (%s)",
 				 sl->key, (long long)v[j], t);
@@ -1433,6 +1409,17 @@ static int merge_records(Renderer *self, buf_t *b, int (*enough)(Renderer *, buf
 	return rc;
 }
 
+/* merge_records()'s error as Python's (the buffer freed) */
+static PyObject *merge_failed(Renderer *self, buf_t *b)
+{
+	free(b->p);
+	if (self->error)
+		PyErr_SetString(PyExc_ValueError, self->msg);
+	else
+		PyErr_NoMemory();
+	return NULL;
+}
+
 static int text_enough(Renderer *self, buf_t *b, Py_ssize_t max_bytes)
 {
 	(void)self;
@@ -1464,14 +1451,8 @@ static PyObject *Renderer_render(Renderer *self, PyObject *args)
 	Py_BEGIN_ALLOW_THREADS
 	rc = merge_records(self, &b, text_enough, max_bytes);
 	Py_END_ALLOW_THREADS
-	if (rc) {
-		free(b.p);
-		if (self->error)
-			PyErr_SetString(PyExc_ValueError, self->msg);
-		else
-			PyErr_NoMemory();
-		return NULL;
-	}
+	if (rc)
+		return merge_failed(self, &b);
 	PyObject *out = PyBytes_FromStringAndSize(b.p ? b.p : "", b.len);
 	free(b.p);
 	return out;
@@ -1593,14 +1574,8 @@ static PyObject *Renderer_render_typed(Renderer *self, PyObject *args)
 	Py_BEGIN_ALLOW_THREADS
 	rc = merge_records(self, &b, typed_enough, max_rows);
 	Py_END_ALLOW_THREADS
-	if (rc) {
-		free(b.p);
-		if (self->error)
-			PyErr_SetString(PyExc_ValueError, self->msg);
-		else
-			PyErr_NoMemory();
-		return NULL;
-	}
+	if (rc)
+		return merge_failed(self, &b);
 	PyObject *slots = PyList_New(self->max_slots);
 	if (!slots) {
 		free(b.p);

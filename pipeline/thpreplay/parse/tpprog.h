@@ -4,7 +4,13 @@
 #ifndef THPREPLAY_TPPROG_H
 #define THPREPLAY_TPPROG_H
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How a typed slot's value is printed (parse/perfdata.py's interp numbers) */
+enum { I_SIGNED = 0, I_UNSIGNED = 1, I_PFN = 2, I_HEX = 3, I_PTR = 4, I_RAW = 5, I_GFP = 6 };
 
 /* A value cast to a field of `bits` bits, sign-extended when `sign`. */
 static int64_t cast_bits(int64_t v, int64_t bits, int64_t sign)
@@ -43,6 +49,37 @@ static int64_t binop(int64_t op, int64_t a, int64_t b)
 	case 17: return a || b;
 	}
 	return 0;
+}
+
+/* Whether the printed token t (tlen bytes, NUL-terminated, writable: a trailing ',' is cut) is how a
+   slot printed as `interp` prints v (the readers' check of their first records against the text; the
+   gfp names are checked by each reader). */
+static int printed_as(int interp, char *t, size_t tlen, int64_t v)
+{
+	char *end;
+	if (interp == I_RAW) {
+		int null = !strcmp(t, "(nil)") || !strcmp(t, "(null)") || !strcmp(t, "0") || !strcmp(t, "0x0") || !t[0];
+		return null == (v == 0);
+	}
+	if (interp == I_HEX || interp == I_PTR) {
+		const char *d = strncmp(t, "0x", 2) ? t : t + 2;
+		errno = 0;
+		uint64_t u = strtoull(d, &end, 16);
+		return *d && !*end && !errno && u == (uint64_t)v;
+	}
+	int64_t x;
+	if (tlen && t[tlen - 1] == ',')
+		t[--tlen] = 0;
+	errno = 0;
+	if (!strcmp(t, "0xffffffffffffffff") || !strcmp(t, "18446744073709551615")) {
+		x = interp == I_PFN ? 0 : -1;
+		end = t + tlen;
+	} else if (!strncmp(t, "0x", 2)) {
+		x = (int64_t)strtoull(t + 2, &end, 16);
+	} else {
+		x = strtoll(t, &end, 10);
+	}
+	return tlen && !*end && !errno && x == v;
 }
 
 #endif

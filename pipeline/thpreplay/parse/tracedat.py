@@ -628,23 +628,31 @@ def _typed_chunks(name, td, r, by_id, holder, stats) -> Iterator[Chunk]:
     from thpreplay.parse import perfdata
     head = f"cpus={td.ncpus}\n".encode()
 
+    def rendered(render, *args):
+        """render(*args) with the renderer's errors as one line naming the file."""
+        try:
+            return render(*args)
+        except ValueError as e:
+            raise InputError(name, f"damaged trace.dat: {e}") from None
+        except MemoryError:
+            raise InputError(name, "out of memory while reading the trace.dat records") from None
+
+    def add_needed_plan() -> None:
+        """The event the renderer met for the first time: its print fmt compiled, so that it goes on."""
+        raw = by_id[r.needed()]
+        try:
+            r.add_plan(_plan(raw))
+        except (ValueError, Unsupported) as e:
+            raise InputError(name, f"the native trace.dat reader does not read event {raw.name}: a print format "
+                                   f"the renderer refused ({e}), met among the records; print it with "
+                                   f"trace-cmd report -t and ingest the text") from None
+
     def read(text_first: int, lines_before: int = 1):
         while True:
-            try:
-                out = r.render_typed(perfdata.TYPED_ROWS, text_first, lines_before)
-            except ValueError as e:
-                raise InputError(name, f"damaged trace.dat: {e}") from None
-            except MemoryError:
-                raise InputError(name, "out of memory while reading the trace.dat records") from None
+            out = rendered(r.render_typed, perfdata.TYPED_ROWS, text_first, lines_before)
             if out[0] or r.needed() < 0:
                 return out
-            raw = by_id[r.needed()]  # an event met for the first time: compile its print fmt, go on
-            try:
-                r.add_plan(_plan(raw))
-            except (ValueError, Unsupported) as e:
-                raise InputError(name, f"the native trace.dat reader does not read event {raw.name}: a print format "
-                                       f"the renderer refused ({e}), met partway through the file; print it with "
-                                       f"trace-cmd report -t and ingest the text") from None
+            add_needed_plan()
 
     def typed(out):
         lines, rows, text, xl, comms, gfps, ts = out
@@ -657,23 +665,12 @@ def _typed_chunks(name, td, r, by_id, holder, stats) -> Iterator[Chunk]:
     # table is chosen from it, so the typed route must choose from the same lines
     parts, total = [head], 0
     while total < FIRST_BYTES:
-        try:
-            block = r.render(FIRST_BYTES - total)
-        except ValueError as e:
-            raise InputError(name, f"damaged trace.dat: {e}") from None
-        except MemoryError:
-            raise InputError(name, "out of memory while reading the trace.dat records") from None
+        block = rendered(r.render, FIRST_BYTES - total)
         if block:
             parts.append(block)
             total += len(block)
         elif r.needed() >= 0:
-            raw = by_id[r.needed()]
-            try:
-                r.add_plan(_plan(raw))
-            except (ValueError, Unsupported) as e:
-                raise InputError(name, f"the native trace.dat reader does not read event {raw.name}: a print "
-                                       f"format the renderer refused ({e}); print it with trace-cmd report -t "
-                                       f"and ingest the text") from None
+            add_needed_plan()
         else:
             break
     first = b"".join(parts)
