@@ -43,7 +43,7 @@ def kernel_changes(summary: pl.DataFrame, sample_figures: dict | None, pairs: li
     over the samples, the paired change's p5..p95 and whether the intervals are apart (null without two
     samples of each). pairs: (a, b) policies; default: each policy and the next in the summary's order."""
     rows = {r["policy"]: r for r in summary.iter_rows(named=True)}
-    names = [p for p in summary["policy"].to_list()]
+    names = summary["policy"].to_list()
     if pairs is None:
         pairs = list(zip(names, names[1:]))
     per_sample = {p: {s["sample"]: s for s in (sample_figures or {}).get(p, [])} for p in names}

@@ -29,7 +29,7 @@ from thpreplay.captured import LABEL as CAPTURED, Captured, captured as capture_
 from thpreplay.dataset import check_simulation, reading  # noqa: E402
 from thpreplay.errors import InputError, OutputError, ThpreplayError  # noqa: E402
 from thpreplay.report_text import (FIGURES, DELTA_LEGEND, era_order, figure_value, fmt_delta, fmt_figure,  # noqa: E402
-                                   fmt_us, in_era_order, interval, row_label)
+                                   fmt_us, in_era_order, interval, row_label, sampled)
 from thpreplay.sim.state import read_table  # noqa: E402
 from thpreplay.simulate import SIM_DIR, _metadata, check_dataset  # noqa: E402
 from thpreplay.sweep import is_sweep  # noqa: E402
@@ -686,7 +686,7 @@ def _changes_html(summary: pl.DataFrame, sample_figures: dict | None, names: dic
     whole comparison folded."""
     from thpreplay.changes import kernel_changes, verdicts
 
-    n = int(summary["samples"].fill_null(0).max() or 0) if "samples" in summary.columns and summary.height else 0
+    n = sampled(summary)
     if n < 2 or not sample_figures:
         return ""
     changes = kernel_changes(summary, sample_figures)

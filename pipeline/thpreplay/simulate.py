@@ -108,14 +108,6 @@ def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | No
         raise damage from None
 
 
-def untraced_args(untraced: untraced_mod.Untraced | None, pages: dict[int, int] | None = None) -> dict:
-    """engine.run's keywords for the untraced start: the deterministic run's pages, or a sample's."""
-    if untraced is None:
-        return {}
-    return dict(untraced_pages=untraced.deterministic() if pages is None else pages,
-                untraced_migratetype=untraced.migratetype)
-
-
 def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: bool | None,
              params: Params | None) -> Inputs:
     params = params or Params()
@@ -326,7 +318,7 @@ def replay(inputs: Inputs, policies: list[Policy], progress=None,
     for policy in usable:
         run = engine.run(policy, inputs.settings, inputs.demand, inputs.state, inputs.params, inputs.stall_rule,
                          progress=progress, release=inputs.kernel_release,
-                         proactive_phase_ns=inputs.proactive_phase_ns, **untraced_args(inputs.untraced))
+                         proactive_phase_ns=inputs.proactive_phase_ns, **untraced_mod.engine_args(inputs.untraced))
         runs.append(run)
         rows.append(summarize(run, policy, inputs.settings, ", ".join(kernels.get(policy.name, [])) or None))
     sampled = None

@@ -53,6 +53,7 @@ import numpy as np
 
 from thpreplay.kernel.sched import wake_slice_us
 from thpreplay.sim import state as state_mod
+from thpreplay.sim import untraced as untraced_mod
 from thpreplay.sim.params import Params
 
 # kcompactd's proactive check interval: HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500 (mm/compaction.c, 5.9+,
@@ -131,7 +132,6 @@ def runs(inputs, policies, n: int, seed: int, progress=None) -> Iterator[tuple[D
     """(draw, policy, engine.Run) of every sample and policy, sample by sample (one start layout per
     sample, shared by its policies). The runs are not kept: a caller takes what it needs from each."""
     from thpreplay.sim import engine
-    from thpreplay.simulate import untraced_args
 
     for i in range(n):
         d = draw(inputs, i, seed)
@@ -139,7 +139,7 @@ def runs(inputs, policies, n: int, seed: int, progress=None) -> Iterator[tuple[D
         for policy in policies:
             run = engine.run(policy, inputs.settings, inputs.demand, st, d.params, inputs.stall_rule,
                              progress=progress, release=inputs.kernel_release, proactive_phase_ns=d.proactive_phase_ns,
-                             **untraced_args(getattr(inputs, "untraced", None), d.untraced_pages))
+                             **untraced_mod.engine_args(getattr(inputs, "untraced", None), d.untraced_pages))
             yield d, policy, run
 
 

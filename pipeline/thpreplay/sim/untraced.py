@@ -65,6 +65,14 @@ class Untraced:
                 f"how many the start lacks, the deterministic run none ({FILE})")
 
 
+def engine_args(untraced: Untraced | None, pages: dict[int, int] | None = None) -> dict:
+    """engine.run's keywords for the untraced start: the deterministic run's pages, or a sample's."""
+    if untraced is None:
+        return {}
+    return dict(untraced_pages=untraced.deterministic() if pages is None else pages,
+                untraced_migratetype=untraced.migratetype)
+
+
 def parse(text: str, source: str) -> Untraced:
     """The file's text; a line it cannot read is an InputError naming the file and line."""
     fields: dict[str, str] = {}
