@@ -103,6 +103,54 @@ def test_ftrace_snapshots_the_start_after_sizing_its_ring_buffer(tmp_path, monke
     assert manifest["start_snapshot_after_ring_buffer"] is True and manifest["nodes"]["0"]["zones"]
 
 
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
+def test_perf_snapshots_the_start_after_mapping_its_ring_buffers(tmp_path, monkeypatch):
+    """perf maps its ring buffers (-m: their pages are allocated then) before it starts the command; the
+    start's snapshots are taken after that, with perf's events still off and the command not yet run."""
+    import thpreplay.record as rec
+
+    seen = []
+    real = rec.snapshot
+    ran = tmp_path / "ran"
+
+    def snapshot(bundle, when):
+        if when == "before":
+            perf = [p for p in Path("/proc").glob("[0-9]*") if str(bundle) in _cmdline(p)]
+            maps = [(p / "maps").read_text() for p in perf if _cmdline(p).split("\0")[1:2] == ["record"]]
+            seen.append((len(maps), any("[perf_event]" in m for m in maps), ran.exists()))
+        real(bundle, when)
+
+    monkeypatch.setattr(rec, "snapshot", snapshot)
+    record(tmp_path / "b", command=["sh", "-c", f"echo > {ran}"], duration=None, backend="perf", log=lambda m: None)
+    assert seen == [(1, True, False)] and ran.exists()
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["start_snapshot_after_ring_buffer"] is True and manifest["exit_code"] == 0
+    # the command's own events are in the trace (the gate's shell exec()s it: one pid)
+    ds = tmp_path / "ds"
+    ingest([str(tmp_path / "b")], ds)
+    assert read_table(ds, "page_alloc").height > 0
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
+def test_a_perf_without_control_snapshots_before_it_starts_and_says_so(tmp_path, monkeypatch):
+    import thpreplay.record as rec
+
+    monkeypatch.setattr(rec, "_perf_has_control", lambda perf: False)
+    said = []
+    record(tmp_path / "b", command=["true"], duration=None, backend="perf", log=said.append)
+    assert said == ["warning: this perf cannot start with its events off (no --control fifo:); the start's "
+                    "snapshots are taken before its ring buffers are allocated"]
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["start_snapshot_after_ring_buffer"] is False and manifest["exit_code"] == 0
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_text()
+    except OSError:
+        return ""
+
+
 THP = str(Path(sys.executable).parent / "thpreplay")
 BACKENDS = [pytest.param("perf", marks=pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")),
             "ftrace"]

@@ -2,11 +2,12 @@
 
 The bundle is written into a temporary directory and renamed into place at the end, and an existing
 bundle is never overwritten. Two backends:
-  perf    `perf record -a -e <events>` into perf.data (the default; decoded at ingest by perf script)
+  perf    `perf record -a -e <events>` into perf.data (the default; read by thpreplay's own reader at ingest)
   ftrace  a private tracefs instance, read out as text into trace.txt.zst (no perf needed; the text
           is rendered by the kernel, so gfp names are right even where perf prints raw hex)
 Only the events of kernel/events.py RECORD_EVENTS that this kernel has are enabled; the others are
-named in a warning and in the manifest.
+named in a warning and in the manifest. The start's snapshots are taken once the tracer's ring buffers
+hold their pages and before its events are on (_run_ftrace, GATE_SCRIPT for perf).
 
 A capture can be limited to one workload (RecordFilter): `-p PID[,PID]` (those processes' threads),
 `--cgroup PATH` (the tasks of a cgroup), or `--workload-only` with `-- COMMAND` (the command's process
@@ -29,6 +30,7 @@ import json
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -368,13 +370,22 @@ class _CtrlC:
             self.at = time.time()
         self._forward()
 
-    def run(self, args: list[str], own: bool, **kwargs) -> subprocess.Popen:
-        """Start args (passed SIGINT when own) and wait for it."""
+    def run(self, args: list[str], own: bool, started: Callable[[subprocess.Popen], None] | None = None,
+            **kwargs) -> subprocess.Popen:
+        """Start args (passed SIGINT when own), call started(proc) and wait for it. If started raises, the
+        child is sent SIGINT and waited for before the exception goes on."""
         with subprocess.Popen(args, **kwargs) as proc:
             if own:
                 self.child = proc
                 self._forward()
             try:
+                if started is not None:
+                    try:
+                        started(proc)
+                    except BaseException:
+                        if proc.poll() is None:
+                            proc.send_signal(signal.SIGINT)
+                        raise
                 proc.communicate()
             finally:
                 self.child = None
@@ -405,14 +416,88 @@ def perf_event_args(events: list[str], flt: RecordFilter | None) -> list[str]:
     return args
 
 
+# perf starts the traced command (its workload) as soon as its ring buffers are mapped, which is after
+# record could take the start's snapshots. So perf starts with its events off (-D -1) and the command
+# waits at a gate: the command's shell says it is ready (perf has mapped its buffers by then), record
+# takes the snapshots, says "enable" on perf's control fifo (perf-record(1) --control, perf 5.10+),
+# waits for perf's "ack", then opens the gate. The shell exec()s the command, so it keeps its pid.
+GATE_SCRIPT = 'printf r > "$1" && read go < "$2" && shift 2 && exec "$@"'
+
+
+def _perf_has_control(perf: str) -> bool:
+    """Whether this perf takes --control fifo:CTL,ACK and -D -1 (perf record -h lists its options)."""
+    r = subprocess.run([perf, "record", "-h"], capture_output=True, text=True, errors="replace")
+    return "fifo:ctl-fifo" in r.stdout + r.stderr
+
+
+def _read_fifo(fd: int, proc: subprocess.Popen) -> bytes:
+    """What a fifo (opened non-blocking) is given next; b"" if perf ended first."""
+    while proc.poll() is None:
+        if select.select([fd], [], [], 0.05)[0]:
+            data = os.read(fd, 64)
+            if data:
+                return data
+            time.sleep(0.05)   # its writer came and went without a word: wait for perf to end
+    return b""
+
+
+def _open_gate(proc: subprocess.Popen, fifos: dict[str, str], before_tracing: Callable[[], None]) -> bool:
+    """The sequence of GATE_SCRIPT on record's side. False if perf ended before the command was ready."""
+    ready = os.open(fifos["ready"], os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not _read_fifo(ready, proc):
+            return False
+    finally:
+        os.close(ready)
+    before_tracing()
+    ctl = os.open(fifos["ctl"], os.O_WRONLY | os.O_NONBLOCK)   # perf holds both fifos open read-write
+    ack = os.open(fifos["ack"], os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.write(ctl, b"enable\n")
+        if not _read_fifo(ack, proc):
+            return False
+    finally:
+        os.close(ctl)
+        os.close(ack)
+    while proc.poll() is None:
+        try:
+            gate = os.open(fifos["gate"], os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:   # ENXIO: the shell has not opened its end yet
+            time.sleep(0.01)
+            continue
+        os.write(gate, b"go\n")
+        os.close(gate)
+        break
+    return True
+
+
 def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable[[str], None], ctrl_c: _CtrlC,
-              flt: RecordFilter | None = None) -> int:
+              flt: RecordFilter | None, before_tracing: Callable[[], None]) -> tuple[int, bool]:
+    """Record with perf; before_tracing() runs once perf's ring buffers are mapped, before its events are
+    on (GATE_SCRIPT). Returns the command's exit code and whether the snapshots followed the buffers (not
+    with a perf older than --control fifo:, whose snapshots are taken before perf starts)."""
     perf = shutil.which("perf")
     if perf is None:
         raise RecordError("perf is not installed", hint="install perf (Debian: linux-perf) or use --backend ftrace")
     args = [perf, "record", "-a", "-m", "16M", "-o", str(bundle / "perf.data"), *perf_event_args(events, flt)]
-    with tempfile.TemporaryFile("w+", errors="replace") as messages:  # not -q: perf says when it cannot write
-        proc = ctrl_c.run(args + ["--", *command], own=True, stderr=messages)
+    gated = _perf_has_control(perf)
+    if not gated:
+        log("warning: this perf cannot start with its events off (no --control fifo:); the start's snapshots "
+            "are taken before its ring buffers are allocated")
+        before_tracing()
+    ready = {"ok": True}
+    with tempfile.TemporaryDirectory(prefix="thpreplay-perf-") as fifo_dir, \
+            tempfile.TemporaryFile("w+", errors="replace") as messages:  # not -q: perf says when it cannot write
+        if gated:
+            fifos = {name: os.path.join(fifo_dir, name) for name in ("ctl", "ack", "ready", "gate")}
+            for path in fifos.values():
+                os.mkfifo(path, 0o600)
+            args += ["-D", "-1", "--control", f"fifo:{fifos['ctl']},{fifos['ack']}"]
+            command = ["sh", "-c", GATE_SCRIPT, "thpreplay-gate", fifos["ready"], fifos["gate"], *command]
+
+            def started(proc: subprocess.Popen) -> None:
+                ready["ok"] = _open_gate(proc, fifos, before_tracing)
+        proc = ctrl_c.run(args + ["--", *command], own=True, stderr=messages, started=started if gated else None)
         messages.seek(0)
         err = messages.read()
     if "Permission" in err or "perf_event_paranoid" in err or "No permission" in err:
@@ -423,17 +508,18 @@ def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable
     failed = re.search(r"failed to write perf data, error: (.*)", err)
     if failed:  # a full disk, a file-size limit: perf.data is cut short (the reason is perf's words)
         raise OSError(0, failed.group(1).strip())
-    if not (bundle / "perf.data").exists():
+    own_words = ("[ perf record:", "Events disabled", "Events enabled")
+    last = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(own_words)]
+    if not (bundle / "perf.data").exists() or not ready["ok"]:
         if ctrl_c.at is not None:
             raise KeyboardInterrupt
-        last = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("[ perf record:")]
         raise RecordError(f"perf record failed: {last[-1] if last else 'no perf.data written'}")
     if flt is not None and flt.kind != "pid" and "cgroup" in err.lower() and proc.returncode:
         raise RecordError(f"perf cannot filter by cgroup {flt.cgroup_path}: {err.strip().splitlines()[-1]}")
     for ln in err.splitlines():
         if "lost" in ln.lower():
             log(f"warning: perf: {ln.strip()}")
-    return proc.returncode
+    return proc.returncode, gated
 
 
 def _control(path: Path, text: str) -> None:
@@ -581,11 +667,10 @@ def record(
         overruns: dict = {}
         try:
             if backend == "perf":
-                # perf sizes its ring buffers (-m) when it starts, after this: the start lacks them (README)
-                start_snapshots()
-                code = _run_perf(tmp, events, run, log, ctrl_c, flt)
+                code, after_buffers = _run_perf(tmp, events, run, log, ctrl_c, flt, before_tracing=start_snapshots)
                 trace_name = "perf.data"
             else:
+                after_buffers = True
                 code, overruns = _run_ftrace(tmp, tracefs, events, run, not command, buffer_kb, log, ctrl_c, flt,
                                              before_tracing=start_snapshots)
                 trace_name = "trace.txt.zst"
@@ -611,8 +696,8 @@ def record(
                 "started_unix": round(begun["at"], 3),
                 "ended_unix": round(ended, 3),
                 "ring_buffer_overruns": overruns,
-                # whether the start's snapshots show the tracer's ring buffer (ftrace) or predate it (perf)
-                "start_snapshot_after_ring_buffer": backend != "perf",
+                # whether the start's snapshots show the tracer's ring buffers (or predate them: an old perf)
+                "start_snapshot_after_ring_buffer": after_buffers,
                 # what the capture was limited to (null: every task's events)
                 "filter": flt.manifest(events) if flt is not None else None,
             }
