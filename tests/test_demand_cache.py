@@ -74,6 +74,24 @@ def test_same_results_without_with_and_from_the_cache(qemu, without):
     assert tree(entry) == kept
 
 
+def test_a_second_simulate_starts_without_pyarrow_or_the_plugins(qemu, without):
+    """The second simulate of a dataset is mostly the command's start-up: it reads the parts' footers with
+    polars and writes its parts without pyarrow (arrow_c), checks the dataset once, and finds a built-in
+    policy without reading the installed packages' entry points. Same results."""
+    assert run("simulate", str(qemu), "--policy", POLICY, "-q").returncode == 0  # builds the cache
+    code = ("import sys\nfrom thpreplay._entry import main\nfrom thpreplay import dataset\n"
+            "from thpreplay.policy import registry\nchecks = []\ncheck = dataset.check\n"
+            "dataset.check = lambda d: checks.append(d) or check(d)\nimport thpreplay.simulate as s\n"
+            "s.check = dataset.check\nsys.argv = ['thpreplay', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print(code, 'pyarrow' in sys.modules, len(checks), registry._installed.cache_info().currsize, "
+            "file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code, "simulate", str(qemu), "--policy", POLICY, "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.stderr.splitlines()[-1] == "0 False 1 0", p.stderr
+    assert tree(qemu / "simulation") == without
+
+
 def test_a_second_prepare_does_not_build(qemu, monkeypatch):
     first = prepare(qemu)
     assert len(entries(qemu)) == 1

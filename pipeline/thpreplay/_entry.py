@@ -3,10 +3,15 @@ polars, ...) is one line and exit status 130, as a Ctrl-C at any later point is,
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
+    # numpy's OpenBLAS starts a thread per core as numpy is imported (40-60 ms of a simulate's start on a
+    # 2-core machine under load), and thpreplay does no linear algebra: one thread, unless the user said
+    # otherwise. Only read as numpy is first imported, hence here, before any import of the command.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         from thpreplay.cli import main as cli_main
     except KeyboardInterrupt:

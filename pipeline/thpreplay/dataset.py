@@ -35,8 +35,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyarrow as pa
-
 from thpreplay import schemas
 from thpreplay.atomic import dataset_path_problem
 from thpreplay.errors import InputError, OutputError
@@ -129,20 +127,24 @@ def _read_json(path: Path, what: str, remedy: str) -> dict:
     return info
 
 
-def _type_name(t: pa.DataType) -> str:
-    """An Arrow type in the schemas' words (string and large_string are stored alike in Parquet)."""
-    if pa.types.is_string(t):
-        t = pa.large_string()
-    elif pa.types.is_list(t):
-        t = pa.large_list(t.value_type)
-    for name, arrow in schemas._ARROW.items():
-        if t == arrow:
+def _type_name(t) -> str:
+    """A column's polars type in the schemas' words (Arrow's string, large_string and string_view are
+    all polars' String, as a list and a large list are its List)."""
+    import polars as pl
+
+    for name, dtype in schemas._POLARS.items():
+        if t == dtype:
             return name
-    return str(t)
+    if isinstance(t, pl.List):
+        return f"list<{_type_name(t.inner)}>"
+    return type(t).__name__.lower()
 
 
 def check_parts(directory: Path, table: str, remedy: str) -> None:
-    """Every Parquet part of one table: a whole file (footer), this schema's stamp and its columns."""
+    """Every Parquet part of one table: a whole file (footer), this schema's stamp and its columns. The
+    footers are read by polars (pyarrow would add its import to every command that reads a dataset)."""
+    import polars as pl
+
     declared = schemas.load(table)
     try:
         parts = sorted(p for p in directory.glob("*.parquet"))
@@ -152,20 +154,20 @@ def check_parts(directory: Path, table: str, remedy: str) -> None:
         raise InputError(str(directory), f"table missing from the dataset; {remedy}")
     want = [(c.name, c.type) for c in declared.columns]
     for part in parts:
-        import pyarrow.parquet as pq
-
         try:
-            meta = pq.read_metadata(part)
-            actual = meta.schema.to_arrow_schema()
+            with open(part, "rb"):  # the system's reason for a part that cannot be read (polars' has none)
+                pass
+            meta = pl.read_parquet_metadata(part)   # the file's key/value metadata
+            actual = pl.scan_parquet(part, glob=False).collect_schema()
         except OSError as e:
-            raise InputError(str(part), f"cannot read: {e.strerror}") from None
-        except (pa.ArrowException, ValueError):  # no footer (cut short), a bad one, not Parquet at all
+            raise InputError(str(part), f"cannot read: {e.strerror or _first_line(e)}") from None
+        # no footer (cut short), a bad one, not Parquet at all (a few damaged footers make polars panic)
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
             raise InputError(str(part), f"not a whole Parquet file (cut short or damaged); {remedy}") from None
-        stamp = (meta.metadata or {}).get(schemas.META_KEY)
-        stamp = stamp.decode(errors="replace") if stamp is not None else None
+        stamp = meta.get(schemas.META_KEY.decode())
         if stamp is not None and stamp != declared.id:
             raise InputError(str(part), f"holds table {stamp}, not {declared.id}; {remedy}")
-        got = [(f.name, _type_name(f.type)) for f in actual]
+        got = [(name, _type_name(t)) for name, t in actual.items()]
         if got != want:
             have = dict(got)
             for name, kind in want:

@@ -11,30 +11,21 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-import pyarrow as pa
 
+from thpreplay import arrow_c
 from thpreplay.atomic import write_parquet
 from thpreplay.errors import SchemaError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 META_KEY = b"thpreplay.schema"
 DATASET_FORMAT = 1  # the layout of a dataset directory (dataset.json "version")
 
-_ARROW = {
-    "bool": pa.bool_(),
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "uint64": pa.uint64(),
-    "float64": pa.float64(),
-    # polars hands Arrow large_string/large_list; declaring them avoids a copy per chunk. Parquet
-    # stores both the same way.
-    "string": pa.large_string(),
-    "list<int64>": pa.large_list(pa.int64()),
-    "list<int32>": pa.large_list(pa.int32()),
-}
 _POLARS = {
     "bool": pl.Boolean,
     "int16": pl.Int16,
@@ -73,7 +64,15 @@ class TableSchema:
         return [c.name for c in self.columns]
 
     def arrow(self) -> pa.Schema:
-        fields = [pa.field(c.name, _ARROW[c.type], nullable=c.nullable) for c in self.columns]
+        """The declared schema as a pyarrow Schema (pyarrow is imported here: writing does not need it)."""
+        import pyarrow as pa
+
+        # polars hands Arrow large_string/large_list; declaring them avoids a copy per chunk. Parquet
+        # stores both the same way. (arrow_c.FORMATS: the same types for the writer.)
+        types = {"bool": pa.bool_(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+                 "uint64": pa.uint64(), "float64": pa.float64(), "string": pa.large_string(),
+                 "list<int64>": pa.large_list(pa.int64()), "list<int32>": pa.large_list(pa.int32())}
+        fields = [pa.field(c.name, types[c.type], nullable=c.nullable) for c in self.columns]
         return pa.schema(fields, metadata={META_KEY: self.id.encode()})
 
     def polars(self) -> dict[str, pl.DataType]:
@@ -104,8 +103,9 @@ class TableSchema:
         """One Parquet file with exactly the declared Arrow schema and the schema id in its metadata
         (polars' writer: about twice as fast here as converting to Arrow and writing with pyarrow). A
         failed write is an OSError naming the file (atomic.write_parquet)."""
-        write_parquet(self.validated(frame), path, compression="zstd", arrow_schema=self.arrow(),
-                      metadata={META_KEY.decode(): self.id})
+        write_parquet(self.validated(frame), path, compression="zstd", metadata={META_KEY.decode(): self.id},
+                      arrow_schema=arrow_c.Schema([(c.name, c.type, c.nullable) for c in self.columns],
+                                                  {META_KEY.decode(): self.id}))  # = self.arrow(), without pyarrow
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.polars())
@@ -126,7 +126,12 @@ SIMULATION_TABLES = ("memory_series", "outcome_summary", "outcomes")
 
 
 def all_tables() -> list[str]:
-    return sorted({p.name.split(".v")[0] for p in SCHEMA_DIR.glob("*.v*.json")})
+    return list(_tables())
+
+
+@cache  # read once per process, as load() is: a dataset's check asks for every table
+def _tables() -> tuple[str, ...]:
+    return tuple(sorted({p.name.split(".v")[0] for p in SCHEMA_DIR.glob("*.v*.json")}))
 
 
 def ingest_tables() -> list[str]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from thpreplay import schemas
 from thpreplay.atomic import clean_stale, io_error_reason, make_tmp, replace_dir
@@ -94,18 +94,29 @@ def captured_settings(dataset: Path, meta: dict | None = None) -> tuple[str | No
 
 
 def prepare(dataset: str | Path, *, enabled: str | None = None, defrag: str | None = None,
-            madvised: bool | None = None, params: Params | None = None) -> Inputs:
-    """The replay inputs of a dataset (checked first). A read that fails inside a part whose footer was
-    whole is reported as that part's damage."""
+            madvised: bool | None = None, params: Params | None = None, checked: bool = False) -> Inputs:
+    """The replay inputs of a dataset (checked first, unless the caller has just checked this very
+    directory: checked=True). A read that fails inside a part whose footer was whole is reported as that
+    part's damage."""
     dataset = Path(dataset)
-    check_dataset(dataset)
+    if not checked:
+        check_dataset(dataset)
     try:
         return _prepare(dataset, enabled, defrag, madvised, params)
-    except (pl.exceptions.PolarsError, pa.ArrowException) as e:
+    except Exception as e:
+        if not _reader_error(e):
+            raise
         damage = locate_damage(dataset, e)
         if damage is None:
             raise
         raise damage from None
+
+
+def _reader_error(e: Exception) -> bool:
+    """An error of the Parquet readers: polars', or pyarrow's where it was used (the first build of the
+    demand reads footers' statistics with it; it is not imported otherwise)."""
+    pa = sys.modules.get("pyarrow")
+    return isinstance(e, pl.exceptions.PolarsError) or (pa is not None and isinstance(e, pa.ArrowException))
 
 
 def _prepare(dataset: Path, enabled: str | None, defrag: str | None, madvised: bool | None,
@@ -505,6 +516,14 @@ def write(result: SimulationResult, before_publish=None, replace: bool = False) 
         raise OutputError(f"{dataset}: writing the simulation failed: {reason}") from None
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels: list[str] | None = None,
              enabled: str | None = None, defrag: str | None = None, madvised: bool | None = None,
              params_file: str | None = None, progress=None, on_start=None, wait: bool = False,
@@ -516,12 +535,16 @@ def simulate(dataset: str | Path, *, policies: list[str] | None = None, kernels:
     (sim/samples.py; seed defaults to 1), for outcome_summary's p5 / p50 / p95 columns."""
     check_samples(samples, seed)
     dataset = Path(dataset)
+    checked = _identity(dataset)   # before the check: a directory put there meanwhile is checked again
     check_dataset(dataset)
     chosen = select_policies(policies, kernels)
     asked, warnings = kernels_asked(kernels)
     params = Params.load(params_file)
     with simulating(dataset, wait=wait) as still_there:
-        inputs = prepare(dataset, enabled=enabled, defrag=defrag, madvised=madvised, params=params)
+        # the locked directory is the one checked above unless the path was given another since (ingest
+        # --force): only then is it checked again
+        inputs = prepare(dataset, enabled=enabled, defrag=defrag, madvised=madvised, params=params,
+                         checked=checked is not None and _identity(dataset) == checked)
         inputs.notes += warnings
         if on_start:
             on_start(inputs.demand.ops.height * len(chosen) * (1 + (samples or 0)))

@@ -43,7 +43,6 @@ from typing import Iterator
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from thpreplay.errors import InputError, OutputError, SchemaError
 from thpreplay.sim.state import read_table
@@ -212,6 +211,8 @@ class _Parts:
 
 
 def _line_range(path: Path) -> tuple[int, int]:
+    import pyarrow.parquet as pq  # the row groups' statistics; only a build reads them (not a cached demand)
+
     meta = pq.ParquetFile(path).metadata
     if meta.num_rows == 0:
         return (2**62, -1)  # overlaps no window of lines

@@ -7,7 +7,6 @@ is one a user can replace, and `simulate` records the values it used in the data
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -131,6 +130,8 @@ class Params:
     def load(cls, path: str | Path | None) -> Params:
         if path is None:
             return cls()
+        import tomllib  # only for a --params file (its import is a few ms of every simulate otherwise)
+
         from thpreplay.inputs import read_small_text
 
         try:
