@@ -427,7 +427,8 @@ def test_a_write_that_fails_in_writeback_is_one_line_and_no_dataset(tmp_path):
         subprocess.run(["mkfs.ext4", "-q", "-O", "^has_journal", "-E", "lazy_itable_init=1", loop], check=True)
         subprocess.run(["mount", "-o", "errors=continue", loop, str(mnt)], check=True)
         ds = mnt / "ds"
-        r = subprocess.run([_cli_path(), "ingest", str(ROOT / "sample_traces" / "qemu-6.1-2node"), "-o", str(ds), "-q"],
+        sample = ROOT / "sample_traces" / "host-6.18-pagecache-defrag-always"  # a 2.3 MB dataset: past 1 MiB
+        r = subprocess.run([_cli_path(), "ingest", str(sample), "-o", str(ds), "-q"],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 1, r.stderr
         assert r.stderr in (f"thpreplay: {ds}: write failed: No space left on device\n",

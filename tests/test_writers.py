@@ -180,7 +180,7 @@ def fill(d: Path) -> None:
 
 
 def test_ingest_on_a_full_disk(small_fs):
-    sample = DATA.parents[1] / "sample_traces" / "qemu-6.1-2node"  # its dataset is larger than 1 MiB
+    sample = DATA.parents[1] / "sample_traces" / "host-6.18-pagecache-defrag-always"  # its dataset: 2.3 MB
     r = run("ingest", str(sample), "-o", str(small_fs / "ds"), "-q")
     assert (r.returncode, err(r)) == (1, f"thpreplay: {small_fs}/ds: write failed: No space left on device\n")
     assert list(small_fs.iterdir()) == []

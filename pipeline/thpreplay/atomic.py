@@ -178,6 +178,19 @@ def write_parquet(frame, path: Path, **options) -> None:
     The file is on disk before the dataset that holds it is renamed into place."""
     buf = io.BytesIO()
     frame.write_parquet(buf, **options)
+    _write_synced(path, buf)
+
+
+def write_arrow_parquet(table, path: Path, **options) -> None:
+    """write_parquet for an Arrow table, encoded by pyarrow (options: pyarrow.parquet.write_table's)."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **options)
+    _write_synced(path, buf)
+
+
+def _write_synced(path: Path, buf: io.BytesIO) -> None:
     with open(path, "wb") as f:
         f.write(buf.getbuffer())
         f.flush()

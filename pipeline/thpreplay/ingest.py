@@ -25,7 +25,8 @@ from pathlib import Path
 import polars as pl
 
 from thpreplay import __version__, procfs, schemas
-from thpreplay.atomic import clean_stale, dataset_path_problem, io_error_reason, make_tmp, replace_dir
+from thpreplay.atomic import (clean_stale, dataset_path_problem, io_error_reason, make_tmp, replace_dir,
+                              write_arrow_parquet)
 from thpreplay.bundle import Bundle, open_bundle, read_text
 from thpreplay.dataset import check_replaceable, publish
 from thpreplay.errors import InputError, OutputError, ThpreplayError
@@ -353,7 +354,7 @@ class _Writers:
             return
         folder = self.directory / table
         folder.mkdir(exist_ok=True)
-        schemas.load(table).write(frame, folder / f"part-{part:06d}.parquet")
+        write_part(schemas.load(table), frame, folder / f"part-{part:06d}.parquet")
         with self._lock:
             self.counts[table] = self.counts.get(table, 0) + frame.height
 
@@ -366,6 +367,39 @@ class _Writers:
                 schema = schemas.load(table)
                 schema.write(schema.empty(), folder / "part-000000.parquet")
                 self.counts.setdefault(table, 0)
+
+
+# The parts of the tables that grow with the trace are encoded by pyarrow, whose encodings are chosen per
+# column (polars' writer chooses them itself and took about a third of a typed ingest's CPU time): strings
+# and integers of few values as a dictionary, other integers (times, lines, pfns, addresses) as deltas,
+# then zstd at level 1. Against polars' zstd (level 3): about 20 % less CPU per part and a third fewer
+# bytes, and reading them back is no slower (BENCHMARKS.md, "Parquet parts encoded per column").
+ZSTD_LEVEL = 1
+ROW_GROUP_ROWS = 1 << 18  # polars' default row group size, kept (sim/demand.py reads a part at a time)
+DICTIONARY_SAMPLE = 4096  # an integer column is dictionary encoded when its first rows hold at most
+DICTIONARY_VALUES = 256   # this many values
+
+
+def write_part(schema: schemas.TableSchema, frame: pl.DataFrame, path: Path) -> None:
+    """One part of a table, with the declared schema and its stamp (as TableSchema.write writes it): the
+    same values, encoded per column. A failed write is an OSError naming the file."""
+    import pyarrow as pa
+
+    frame = schema.validated(frame)
+    arrow = schema.arrow()
+    dictionary, delta = [], {}
+    head = frame.head(DICTIONARY_SAMPLE)
+    for f in arrow:
+        if pa.types.is_large_string(f.type):
+            dictionary.append(f.name)  # pyarrow falls back to plain when a part's dictionary grows past 1 MiB
+        elif pa.types.is_integer(f.type):
+            if head.get_column(f.name).n_unique() <= DICTIONARY_VALUES:
+                dictionary.append(f.name)
+            else:
+                delta[f.name] = "DELTA_BINARY_PACKED"
+    table = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(arrow)
+    write_arrow_parquet(table, path, compression="zstd", compression_level=ZSTD_LEVEL, use_dictionary=dictionary,
+                        column_encoding=delta, row_group_size=ROW_GROUP_ROWS)
 
 
 def _chunks_of(source: Source) -> Iterator[Chunk]:
