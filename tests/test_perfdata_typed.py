@@ -123,6 +123,22 @@ def test_values_the_text_parser_rejects_stay_text(tmp_path: Path, monkeypatch: p
     assert set(rejects.get_column("reason")) == {"mm_page_alloc: order 11 outside 0..10 (MAX_PAGE_ORDER)"}
 
 
+@pytest.mark.parametrize("comm, typed", [(b"a:bc", True), (b"abc:", False), (b"a: c", False)])
+def test_a_comm_with_a_colon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, comm: bytes, typed: bool) -> None:
+    """kworker/1:2, memfd:... (a ':' inside the comm): typed. A ':' at the comm's end or before a blank
+    makes the ": " the text parser looks for after the time (its lines are read by the regex, counted
+    in header_fallback_rows): left to the text parser. The tables are the text route's either way."""
+    path = _plain(tmp_path, "plain.perf.data.xz")
+    data = bytearray(path.read_bytes())
+    for p in [p for p, t, _ in _records(bytes(data)) if t == 3]:  # every task's comm
+        data[p + 16:p + 21] = comm + b"\0"
+    path.write_bytes(bytes(data))
+    seen = _both_ways(tmp_path, monkeypatch, path, kernel_release="6.18.44")
+    # of 2,010 samples (the others: the first lines and the checked ones)
+    assert (seen["typed"] > 1500) if typed else (seen["typed"] == 0)
+    assert set(pl.read_parquet(str(tmp_path / "typed" / "page_alloc" / "*.parquet")).get_column("comm")) == {comm.decode()}
+
+
 def test_plan_reasons(tmp_path: Path) -> None:
     """Why an event stays text, one line each; the kmem events and the fault are typed."""
     path = _plain(tmp_path, "plain.perf.data.xz")

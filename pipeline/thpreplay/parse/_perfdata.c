@@ -519,13 +519,19 @@ static int grow(Reader *r, I64Buf *b, size_t cap) {
 
 /* The comm of a typed row: an id for the Python side, whose string (leading blanks removed, as the text
    parser reads perf's right-aligned %16s) is sent once. -2: a comm the typed route leaves to the text
-   parser (a byte outside printable ASCII, or one of '[', ']', ':' that the line's prefix uses). */
+   parser (a byte outside printable ASCII, '[' or ']', which the line's prefix uses for the cpu, or a ':'
+   that ends the comm or comes before a blank: the ": " after the time, where the text parser's cut of a
+   line that is not at fixed columns looks for it first, text._header). Another ':' is typed: the fixed
+   columns take the comm as the first 16 bytes, and the regex ends it at the pid before the cpu's '['
+   (text._PERF_RE). kworker/1:2 and memfd:... are in every capture: leaving their samples to the text
+   parser put a few lines of text, and the text parser's cost per chunk, in almost every typed chunk. */
 static int64_t comm_id(Reader *r, Thread *t) {
     if (t->comm_id != -1) return t->comm_id;
     const unsigned char *c = (const unsigned char *)t->comm;
     size_t n = strlen(t->comm);
     for (size_t i = 0; i < n; i++)
-        if (c[i] < 0x20 || c[i] > 0x7e || c[i] == '[' || c[i] == ']' || c[i] == ':') return t->comm_id = -2;
+        if (c[i] < 0x20 || c[i] > 0x7e || c[i] == '[' || c[i] == ']' || (c[i] == ':' && (i + 1 == n || c[i + 1] == ' ')))
+            return t->comm_id = -2;
     while (*c == ' ') { c++; n--; }
     if (r->new_comms_len + n + 1 > r->new_comms_cap) {
         size_t cap = r->new_comms_cap ? r->new_comms_cap * 2 : 4096;

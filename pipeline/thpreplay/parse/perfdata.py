@@ -13,7 +13,8 @@ libtraceevent's, printed once per mask. The first 64 samples of each typed event
 libtraceevent too and their values checked against that text: a difference (or [FAILED TO PARSE])
 leaves the event to the text parser from then on, before any typed row of it. A sample whose values the
 text parser would reject or read another way (a pid, cpu, order ... outside the kernel's bounds, a
-%p printing (nil), a comm outside printable ASCII or with "[", "]" or ":"), and every sample of the other events (other_events,
+%p printing (nil), a comm outside printable ASCII, with "[" or "]", or a ":" at its end or before a
+blank), and every sample of the other events (other_events,
 the events whose print fmt is not plain), is printed as text as before and parsed by the text parser
 in the same chunk; the two parts are merged by line. So the tables are those of the text route by
 construction (tests/test_perfdata_typed.py compares them, column by column, on every bundled
