@@ -153,6 +153,7 @@ def check_parts(directory: Path, table: str, remedy: str) -> None:
     if not directory.is_dir() or not parts:
         raise InputError(str(directory), f"table missing from the dataset; {remedy}")
     want = [(c.name, c.type) for c in declared.columns]
+    expected = list(declared.polars().items())
     for part in parts:
         try:
             with open(part, "rb"):  # the system's reason for a part that cannot be read (polars' has none)
@@ -167,19 +168,20 @@ def check_parts(directory: Path, table: str, remedy: str) -> None:
         stamp = meta.get(schemas.META_KEY.decode())
         if stamp is not None and stamp != declared.id:
             raise InputError(str(part), f"holds table {stamp}, not {declared.id}; {remedy}")
-        got = [(name, _type_name(t)) for name, t in actual.items()]
-        if got != want:
-            have = dict(got)
-            for name, kind in want:
-                if name not in have:
-                    raise InputError(str(part), f"column '{name}' missing ({declared.id} declares it); {remedy}")
-                if have[name] != kind:
-                    raise InputError(str(part), f"column '{name}' is {have[name]}, {declared.id} declares {kind}; "
-                                     f"{remedy}")
-            extra = [name for name, _ in got if name not in dict(want)]
-            if extra:
-                raise InputError(str(part), f"column '{extra[0]}' is not in {declared.id}; {remedy}")
-            raise InputError(str(part), f"columns not in {declared.id}'s order; {remedy}")
+        if list(actual.items()) != expected:  # then in the schemas' words, for the message
+            got = [(name, _type_name(t)) for name, t in actual.items()]
+            if got != want:
+                have = dict(got)
+                for name, kind in want:
+                    if name not in have:
+                        raise InputError(str(part), f"column '{name}' missing ({declared.id} declares it); {remedy}")
+                    if have[name] != kind:
+                        raise InputError(str(part), f"column '{name}' is {have[name]}, {declared.id} declares {kind}; "
+                                         f"{remedy}")
+                extra = [name for name, _ in got if name not in dict(want)]
+                if extra:
+                    raise InputError(str(part), f"column '{extra[0]}' is not in {declared.id}; {remedy}")
+                raise InputError(str(part), f"columns not in {declared.id}'s order; {remedy}")
         if stamp is None:
             raise InputError(str(part), f"not written by thpreplay (no {declared.id} stamp); {remedy}")
 

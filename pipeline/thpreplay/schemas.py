@@ -80,10 +80,13 @@ class TableSchema:
 
     def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Select the declared columns in order with the declared types; absent nullable ones become null."""
+        if frame.columns == self.names and frame.dtypes == [_POLARS[c.type] for c in self.columns]:
+            return frame  # already so (a frame conformed before, as a write validates it again)
+        present = set(frame.columns)
         exprs = []
         for c in self.columns:
             dtype = _POLARS[c.type]
-            if c.name in frame.columns:
+            if c.name in present:
                 exprs.append(pl.col(c.name).cast(dtype))
             elif c.nullable:
                 exprs.append(pl.lit(None, dtype=dtype).alias(c.name))

@@ -174,7 +174,9 @@ def _read(entry: Path) -> tuple[demand_mod.Demand, state_mod.InitialState]:
             size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             if a["offset"] < 0 or a["offset"] + size > len(raw):
                 raise Damaged(f"array {name} lies outside arrays.bin")
-            arrays[name] = raw[a["offset"]:a["offset"] + size].view(dtype).reshape(shape).copy()
+            arr = raw[a["offset"]:a["offset"] + size].view(dtype).reshape(shape)
+            # a view of the file's one buffer, unless its offset does not suit its type (read as a copy)
+            arrays[name] = arr if a["offset"] % dtype.alignment == 0 else arr.copy()
         o = manifest["ops"]
         height = int(o["height"])
         need = sum(height * np.dtype(t).itemsize for _, t in demand_mod.OP_COLUMNS)
