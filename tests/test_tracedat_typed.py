@@ -7,8 +7,10 @@ typed route reads most of each file across many chunk boundaries.
 
 from __future__ import annotations
 
+import lzma
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from test_perfdata_typed import _both_ways
@@ -36,3 +38,17 @@ def test_plans_and_reasons() -> None:
     assert {"mm_page_alloc", "mm_page_free", "page_fault_user"} <= typed
     assert holder.untyped["mm_compaction_isolate_freepages"] == (
         "its print fmt prints keys thpreplay does not type (range: extra_fields)")
+
+
+def test_a_comm_with_a_dash_or_a_colon_is_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """polars-1, kworker/1:0 (a '-' or ':' in the comm; trace-cmd prints comm-pid): typed, and the tables
+    are the text route's. The capture's busiest task, polars-1, renamed po:ars-1 in its cmdlines."""
+    raw = lzma.decompress((DATA / "v6.dat.xz").read_bytes())
+    assert raw.count(b"\n22427 polars-1\n") == 1
+    path = tmp_path / "colon.dat"
+    path.write_bytes(raw.replace(b"\n22427 polars-1\n", b"\n22427 po:ars-1\n"))
+    monkeypatch.setattr(tracedat, "FIRST_BYTES", 4096)
+    seen = _both_ways(tmp_path, monkeypatch, path, rows=300, text_env=tracedat.TEXT_ENV)
+    assert seen["typed"] > 8000 and seen["text"] < 300  # of 8,490 records (the text: the first ones, the checked ones)
+    comms = pl.read_parquet(str(tmp_path / "typed" / "page_alloc" / "*.parquet")).get_column("comm")
+    assert (comms == "po:ars-1").sum() > 500

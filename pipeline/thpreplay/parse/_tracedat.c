@@ -1088,7 +1088,11 @@ static int gfp_known(Renderer *r, const plan_t *pl, const tplan_t *tp, int id, i
 
 /* The comm id of a pid for typed rows (its string, leading blanks off as the text parser reads the
    right-aligned %16s, sent once); -2: a comm the text parser should read (a byte outside printable
-   ASCII, a blank, or '-', '[', ']', ':' that the line's prefix uses). -1: error. */
+   ASCII, a blank, or '[' or ']', which the line's prefix uses for the cpu). -1: error. A '-' or ':' is
+   typed: the text parser's fixed columns take the comm as the first 16 bytes and the pid after the '-'
+   in column 16; its regex (text._FTRACE_RE) ends the comm at the last "-digits" before the blank and the
+   cpu's '[', and a comm has no blank; the ": " after the time cannot be in "comm-pid". (polars-1,
+   kworker/1:0, tokio-rt-worker: their samples as text cost the text parser's work in most chunks.) */
 static int64_t typed_comm(Renderer *r, int64_t pid, const char *comm, Py_ssize_t clen)
 {
 	if (r->ncmap * 2 >= r->cmap_cap) {
@@ -1118,7 +1122,7 @@ static int64_t typed_comm(Renderer *r, int64_t pid, const char *comm, Py_ssize_t
 	int odd = clen == 0;
 	for (Py_ssize_t i = 0; i < clen; i++) {
 		unsigned char ch = (unsigned char)comm[i];
-		if (ch <= 0x20 || ch > 0x7e || ch == '-' || ch == '[' || ch == ']' || ch == ':')
+		if (ch <= 0x20 || ch > 0x7e || ch == '[' || ch == ']')
 			odd = 1;
 	}
 	if (odd) {
