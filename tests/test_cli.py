@@ -315,6 +315,47 @@ def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "thpreplay: interrupted\n"
 
 
+def test_the_console_script_starts_openblas_with_one_thread_unless_told(monkeypatch):
+    """numpy's OpenBLAS reads OPENBLAS_NUM_THREADS as numpy is imported: the entry point sets it first (one
+    thread: thpreplay does no linear algebra), and keeps a value the user gave."""
+    import types
+    from thpreplay import _entry
+
+    seen = []
+    cli = types.ModuleType("thpreplay.cli")
+    cli.main = lambda: seen.append(os.environ.get("OPENBLAS_NUM_THREADS"))
+    monkeypatch.setitem(sys.modules, "thpreplay.cli", cli)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    _entry.main()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    _entry.main()
+    assert seen == ["1", "2"]
+
+
+def test_only_the_named_command_is_built_and_all_are_kept(monkeypatch, capsys):
+    """typer builds the commands it has registered before it runs one: main() registers only the command
+    named (its help is as before), and every command again afterwards, whatever the outcome."""
+    import typer.main
+
+    from thpreplay import cli
+
+    built = []
+    get_command = typer.main.get_command
+    monkeypatch.setattr(typer.main, "get_command", lambda app: built.append(len(app.registered_commands))
+                        or get_command(app))
+    before = list(cli.app.registered_commands)
+    for argv, code in ((["schema", "page_alloc"], 0), (["simulate", "--help"], 0), (["simulat"], 2)):
+        monkeypatch.setattr(sys, "argv", ["thpreplay", *argv])
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        assert e.value.code == code
+        assert cli.app.registered_commands == before
+    assert built == [1, 1, len(before)]
+    out = capsys.readouterr()
+    assert "thpreplay simulate [OPTIONS]" in out.out
+    assert "No such command 'simulat'" in out.err
+
+
 def test_ctrl_c_is_one_line_and_130(tmp_path):
     """SIGINT to a running command (here a query waiting for its SQL on stdin): exit 130, no traceback."""
     import signal

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -14,7 +15,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from thpreplay.errors import ThpreplayError
-from thpreplay.ingest import IngestSummary
+
+if TYPE_CHECKING:  # an annotation only: simulate, validate, report... need none of ingest's modules
+    from thpreplay.ingest import IngestSummary
 
 
 def _size(paths: list[str]) -> int:
