@@ -8,7 +8,8 @@ N rounds alternate, each a whole process: `rm -rf DATASET/cache` then `thpreplay
 it). With REF_PYTHONPATH set (the pipeline/ directory of a checkout of the code before), each round
 also runs the reference's first and second simulate (the cache entries of the two codes are kept side
 by side: the key hashes the cache code), and its --version and --help. Prints the medians, every run
-and the peak RSS (ru_maxrss of the child), as JSON.
+and the peak RSS (ru_maxrss of the child), as JSON, with the load average (1 min) before and after
+each dataset's rounds: the machine is shared.
 
 Every command runs with its modules byte-compiled (__pycache__ written by a first run, as for any
 installed or once-run thpreplay), even where the calling shell sets PYTHONDONTWRITEBYTECODE: importing
@@ -54,14 +55,16 @@ def main() -> None:
         shutil.rmtree(ds / "cache", ignore_errors=True)
         for label, e in envs.items():  # byte-compile the simulate path too
             run([THP, "simulate", str(ds), "--policy", policy, "-q"], env=e)
+        load = [round(os.getloadavg()[0], 1)]
         for _ in range(rounds):
             shutil.rmtree(ds / "cache", ignore_errors=True)
             for label, e in envs.items():
                 cmd = [THP, "simulate", str(ds), "--policy", policy, "-q"]
                 runs[f"{label} first"].append(run(cmd, env=e))
                 runs[f"{label} second"].append(run(cmd, env=e))
+        load.append(round(os.getloadavg()[0], 1))
         meta = json.loads((ds / "simulation" / "simulation.json").read_text())
-        r = {"policy": policy, "demand_ops": meta["demand"].get("ops"), "rounds": rounds,
+        r = {"policy": policy, "demand_ops": meta["demand"].get("ops"), "rounds": rounds, "load_average": load,
              **{k: summary(v) for k, v in runs.items()}}
         r["second_over_first"] = round(r["new second"]["median_s"] / r["new first"]["median_s"], 3)
         if "ref" in envs:

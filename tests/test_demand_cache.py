@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from thpreplay import schemas
+from thpreplay.errors import InputError
 from thpreplay.sim import cache as cache_mod
 from thpreplay.sim import demand as demand_mod
 from thpreplay.simulate import prepare
@@ -90,6 +91,29 @@ def test_a_second_simulate_starts_without_pyarrow_or_the_plugins(qemu, without):
                        capture_output=True, text=True, timeout=300)
     assert p.stderr.splitlines()[-1] == "0 False 1 0", p.stderr
     assert tree(qemu / "simulation") == without
+
+
+def test_a_dataset_replaced_before_the_lock_is_checked_again(qemu, tmp_path, monkeypatch):
+    """simulate checks the dataset before it takes the dataset's lock and does not check it again, unless
+    the path names another directory by then (ingest --force put a new one there): that one is checked."""
+    import thpreplay.simulate as sim
+
+    other = tmp_path / "other"
+    shutil.copytree(qemu, other)
+    part = sorted((other / "page_alloc").glob("*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:-100])  # cut short
+    simulating = sim.simulating
+
+    def replaced_meanwhile(dataset, wait=False):
+        os.rename(qemu, tmp_path / "old")
+        os.rename(other, qemu)
+        return simulating(dataset, wait=wait)
+
+    monkeypatch.setattr(sim, "simulating", replaced_meanwhile)
+    with pytest.raises(InputError) as e:
+        sim.simulate(qemu, policies=[POLICY])
+    assert e.value.message == (f"{qemu / 'page_alloc' / part.name}: not a whole Parquet file (cut short or damaged); "
+                               "ingest the capture again")
 
 
 def test_a_second_prepare_does_not_build(qemu, monkeypatch):
