@@ -85,8 +85,9 @@ def test_runs_of_a_scenario_are_grouped(scored):
 
 @pytest.mark.slow
 def test_the_document_is_the_table(scored):
-    """docs/fidelity.md is exactly what the script writes from these scores."""
-    assert (ROOT / "docs" / "fidelity.md").read_text() == score.write_doc(scored) + "\n"
+    """docs/fidelity.md is exactly what the script writes from these scores (and the calibration section
+    score_samples.py --write keeps in it: tests/test_calibration.py checks that one)."""
+    assert (ROOT / "docs" / "fidelity.md").read_text() == score.write_doc(scored) + "\n" + score.kept_calibration()
 
 
 def test_validate_takes_a_patched_kernels_declared_policy(tmp_path):

@@ -309,12 +309,32 @@ static void isolate_freepages(Engine *e, CompactControl *cc, int stride_sampling
     cc->free_pfn = next;
 }
 
+/* The first maximal free block of exactly this order in block b that holds a page the trace does not
+   allocate later (Block.hint), or -1: one the kernel's search could have taken. A free block whose
+   every page the workload takes later was not taken by the kernel's compaction, so the model's
+   searches pass it as if the kernel's had not come to it (rather than take it and fail). */
+static int usable_free_block(const Engine *e, int64_t b, int order) {
+    const Block *B = &e->blocks[b];
+    Levels L; levels_of(B->used, &L);
+    int n = 1 << order;
+    for (int i = 0; i < level_words(order); i++) {
+        uint64_t w = L.w[order][i];
+        while (w) {
+            int idx = i * 64 + __builtin_ctzll(w);
+            w &= w - 1;
+            if (order < NORD - 1 && level_bit(&L, order + 1, idx >> 1)) continue;   /* not maximal */
+            int off = idx << order;
+            for (int k = off; k < off + n; k++) if (!bit_get(B->hint, k)) return off;
+        }
+    }
+    return -1;
+}
+
 /* One free block of the order in block b, isolated as isolate_chunk() allows. 1 if done. */
 static int isolate_one_free(Engine *e, CompactControl *cc, int64_t b, int order) {
     Block *B = &e->blocks[b];
     if (cc->nchunks == CC_FREE_MAX) return 0;
-    Levels L; levels_of(B->used, &L);
-    int off = find_maximal(&L, order);
+    int off = usable_free_block(e, b, order);
     if (off < 0 || isolate_chunk(cc, B, b, off, 1 << order) <= 0) return 0;
     cc->fscanned += 1 << order;
     return 1;
@@ -334,7 +354,10 @@ static int isolate_one_free(Engine *e, CompactControl *cc, int64_t b, int order)
    its first free block of that order (as a freed page enters the kernel's), so the tail holds the
    blocks that have had one longest; its chunks count as that many entries. The kernel turns the list
    after each search (move_freelist_head()) so the next one resumes past it; the model keeps where to
-   resume instead. The order of the free lists at the start of the trace is in no capture: the initial
+   resume instead. A block whose free blocks of the order are all pages the trace allocates later is
+   passed over (usable_free_block()): the kernel's __isolate_free_page() fails only on the min
+   watermark, so its search cannot have stopped there, or the workload would not have had those pages.
+   The order of the free lists at the start of the trace is in no capture: the initial
    lists hold the blocks in pfn order, the highest at the head, or in a seeded random order
    (params.shuffled_free_lists, shuffle_free_lists()). */
 static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
@@ -365,11 +388,12 @@ static void fast_isolate_freepages(Engine *e, CompactControl *cc) {
                 last = b;
                 scanned += e->blocks[b].cnt[order] ? e->blocks[b].cnt[order] : 1;
                 if (b > highest) highest = b;
-                if (b >= low_b) {
+                int candidate = b >= min_b && (b >= low_b || b > high) && usable_free_block(e, b, order) >= 0;
+                if (candidate && b >= low_b) {
                     cc->fast_search_fail = 0; cc->search_order = order;
                     found = b; break;
                 }
-                if (b >= min_b && b > high) { high = b; limit >>= 1; }
+                if (candidate && b > high) { high = b; limit >>= 1; }
                 if (scanned >= limit) break;
                 b = e->blocks[b].prev[order] >= 0 ? e->blocks[b].prev[order] : z->tail[MT_MOVABLE][order];
             } while (b != start);
