@@ -182,3 +182,42 @@ def test_release_without_gfp_table_keeps_the_first_chunk_text(tmp_path: Path, mo
     kinds = [type(c).__name__ for c in native.chunks()]
     assert kinds[0] == "Chunk"
     _both_ways(tmp_path, monkeypatch, path)
+
+
+def _text(path: Path) -> bytes:
+    native, _ = perfdata.open_native(str(path), str(path))
+    out = b""
+    while (part := native.reader.read(1 << 20))[1]:
+        out += part[0]
+    return out
+
+
+@pytest.mark.parametrize("order", ["reversed", "rotated"])
+def test_samples_out_of_order_within_a_round(tmp_path: Path, order: str) -> None:
+    """The reader orders each round's samples by time: reversed, every sample is a run of its own (more
+    than 64 runs: the radix sort); rotated by a third, two runs (merged). Either way the text is the
+    file's own, byte for byte."""
+    path = _plain(tmp_path, "plain.perf.data.xz")
+    data = path.read_bytes()
+    off, size = struct.unpack_from("<QQ", data, 40)
+    body, seg = [], []
+
+    def close() -> None:
+        samples = [r for t, r in seg if t == 9]
+        if order == "reversed":
+            samples = samples[::-1]
+        else:
+            samples = samples[len(samples) // 3:] + samples[:len(samples) // 3]
+        it = iter(samples)
+        body.extend(next(it) if t == 9 else r for t, r in seg)
+        seg.clear()
+
+    for p, t, n in _records(data):  # a round ends at FINISHED_ROUND (68); samples stay in their round
+        seg.append((t, data[p:p + n]))
+        if t == 68:
+            close()
+    close()
+    moved = tmp_path / "moved.perf.data"
+    moved.write_bytes(data[:off] + b"".join(body) + data[off + size:])
+    assert moved.read_bytes() != data
+    assert _text(moved) == _text(path)
