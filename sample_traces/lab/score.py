@@ -278,7 +278,8 @@ ANALYSIS = """## What the misses are
 
 - **Scenario 1 (`fragmented-movable`): compaction that fails.** Node 0 holds movable pages in every
   pageblock with holes at every other page. The model's compaction follows `mm/compaction.c` page by
-  page (docs/model.md): pageblock skip bits shared by both scanners, batches of 32, async direct
+  page (docs/model.md): pageblock skip bits shared by both scanners, batches of 32 (the rest of a block in one once a
+  batch starts where the last began), async direct
   compaction abandoning a block at its first unmovable page, `fast_isolate_freepages` and
   `fast_find_migrateblock` over the model's own free lists (whose order at the start is in no capture:
   pfn order, `shuffled_free_lists = false`), the free scanner's sampling (5.1+, next item), and the
@@ -287,11 +288,12 @@ ANALYSIS = """## What the misses are
   pages of its 10,000-10,700 high at the start, and kcompactd's proactive pass, which never drains,
   shows the blocks it empties to the faults only when their own compaction or reclaim drains the list.
   Per run the model now meets 9-14 of the 14 figures on 6.1, 10-14 on 6.12, 13-14 on the rientjes
-  kernel in four runs of five and 8-12 on the two-step kernel, where the kernel compacted 28-50 times
-  and the model 7-34, finding more of its blocks already free; the huge local / remote split is within
-  10 % or ±5 in 23 of the 25 runs of these five kernels (not in 6.1 run 3, 14 remote against 20, and
-  6.12 run 5, 35 against 42). On 5.10 the failed local compactions are followed by direct reclaim
-  (allocstall 22-75 in the five runs) that the model reaches in 3-76 faults, fewer in four runs of five.
+  kernel in four runs of five and 8-13 on the two-step kernel, where the kernel compacted 28-50 times
+  and the model 7-32, finding more of its blocks already free; the huge local / remote split is within
+  10 % or ±5 in 18 of the 20 runs of 6.1, 6.12 and the two 5.4 kernels (not in 6.1 run 3, 14 remote
+  against 20, and 6.12 run 5, 35 against 42). On 5.10 the failed local compactions are followed by
+  direct reclaim (allocstall 22-75 in the five runs) that the model reaches in 2-75 faults, fewer in
+  four runs of five.
 - **Why scenario 1 varies from boot to boot: the holes' pfn parity.** Five runs per kernel (local /
   remote): 5.10 gave 83 / 13, 89 / 7, 21 / 75, 83 / 13, 90 / 6; 6.1 gave 22 / 74, 86 / 10, 82 / 14,
   91 / 5, 90 / 6; 6.12 gave 93 / 3, 27 / 69, 94 / 2, 93 / 3, 61 / 35; the rientjes kernel 96 / 0,
@@ -315,13 +317,13 @@ ANALYSIS = """## What the misses are
   traces credited when kcompactd's 500 ms timer fell, which correlates with it in the three Debian runs.
 - **Scenario 1 on the three kernels built from Debian's 6.1 source: runs 2-5 (2026-12-04).** Until
   then these had one run each. The control kernel (`6.1-built-unpatched`, Debian's THP code) gave 62 / 34
-  (run 1), 95 / 1, 92 / 4, 83 / 13 and 80 / 16; the model, from each run's kpageflags, 58 / 38, 82 / 14,
-  77 / 19, 45 / 51 and 81 / 15: in runs 2-4 it compacts two to three times as often as the kernel (24,
-  56, 51 stalls against 8, 19, 17) and sends 13-38 more faults remote; run 4's holes are 81 % odd, yet
-  the kernel kept 83 local. The local-only kernel gave 64, 22, 48, 96 and 96 local huge pages (the rest
-  4 KiB fallbacks); the model gives 48, 21, 45, 54 and 96, and in run 5 none of the kernel's 7 direct
-  reclaims. The relaxed kernel gave 39 / 57, 19 / 77, 19 / 77, 30 / 66 and 67 / 29; the model 21 / 75,
-  20 / 76, 54 / 42, 47 / 49 and 67 / 29. These are scenario 1's open misses: the model compacts more
+  (run 1), 95 / 1, 92 / 4, 83 / 13 and 80 / 16; the model, from each run's kpageflags, 62 / 34, 86 / 10,
+  77 / 19, 45 / 51 and 51 / 45: in runs 2-5 it compacts two to three times as often as the kernel (22,
+  49, 51, 48 stalls against 8, 19, 17, 20) and sends 9-38 more faults remote; run 4's holes are 81 %
+  odd, yet the kernel kept 83 local. The local-only kernel gave 64, 22, 48, 96 and 96 local huge pages
+  (the rest 4 KiB fallbacks); the model gives 66, 21, 46, 47 and 96, and in run 5 none of the kernel's
+  7 direct reclaims. The relaxed kernel gave 39 / 57, 19 / 77, 19 / 77, 30 / 66 and 67 / 29; the model
+  21 / 75, 20 / 76, 53 / 43, 47 / 49 and 67 / 29. These are scenario 1's open misses: the model compacts more
   often than the control kernel and less often than the two-step kernel on the same scenario, so what
   it lacks is not one rule that makes compaction fail.
 - **Direct reclaim is counted as the kernel counts it.** Each call reclaims in rounds and stops as
@@ -335,12 +337,12 @@ ANALYSIS = """## What the misses are
   (the series as posted lacks only a `__GFP_RETRY_MAYFAIL` exemption that no THP mask reaches), whose
   local attempt may reclaim node 0 and compact again (sync-light) before it gives up. `6.1-two-step`
   kept 90-96 of the 96 faults local in all five runs (2-22 direct reclaims, 28-50 compaction stalls,
-  22-39 of them successful); the model, replaying each run under `two-step-5.4`, keeps 92-96 local
-  with 7-34 compaction stalls. `6.1-rientjes` split 96 / 0, 21 / 75, 24 / 72, 96 / 0 and 75 / 21
+  22-39 of them successful); the model, replaying each run under `two-step-5.4`, keeps 94-96 local
+  with 7-32 compaction stalls. `6.1-rientjes` split 96 / 0, 21 / 75, 24 / 72, 96 / 0 and 75 / 21
   (local / remote): its two runs with most faults remote are its two with all holes on odd pfns
   (above), which migrated 452 and 1,647 pages in all (kcompactd 437 and 800), its other three
   16,300-25,300, and the five two-step runs, none of them all odd, 20,200-29,800 (counted from the
-  traces' `mm_compaction_migratepages`). The model follows each rientjes run (96, 22, 21, 94, 77 local).
+  traces' `mm_compaction_migratepages`). The model follows each rientjes run (96, 21, 21, 95, 77 local).
   Both policies end before 5.9, but their lab kernels are 6.1, whose kcompactd compacts proactively: the
   policies follow the capture's kernel there, as local-only-4.8 and relaxed-5.3-rc5 do (an earlier
   version switched proactive compaction off for them and kept 20-63 local).
@@ -363,7 +365,7 @@ the local-only kernel really made 481, 81,952 and 81,952. The relaxed prediction
 (326 local, 164 remote, no reclaim) matches the relaxed kernel (322, 159, none). The storm's calls are not
 (8 in the kernel, 160 predicted: the round size above). In scenarios 3 and 4 every figure is predicted
 within 10 % or ±5 for both policies. Scenario 1 does not cross-predict: the local-only kernel's run
-kept 64 faults local after 38 direct reclaims, the prediction from the Debian run 20 after 76, and the
+kept 64 faults local after 38 direct reclaims, the prediction from the Debian run 20 after 77, and the
 relaxed kernel's split (39 / 57) is predicted as 20 / 76.
 For the 5.4 kernels, scenarios 2, 3 and 4 are predicted within 10 % or ±5 on every figure (scenario 2:
 330 local and 160 remote with no reclaim, against 326 / 155 and 334 / 156). Scenario 1 is predicted

@@ -485,7 +485,9 @@ static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b)
         if (isolatable(e, B, off)) {
             cc->mig_off[cc->nr_migratepages++] = (int16_t)off;
             off++;
-            if (cc->nr_migratepages == COMPACT_CLUSTER_MAX) break;
+            /* isolate_migratepages_block(): a batch stops at COMPACT_CLUSTER_MAX unless the block is
+               being finished or a lock was contended */
+            if (cc->nr_migratepages >= COMPACT_CLUSTER_MAX && !cc->finish_pageblock && !cc->contended) break;
             continue;
         }
         /* isolate_fail */
@@ -497,6 +499,10 @@ static void isolate_migratepages_block(Engine *e, CompactControl *cc, int64_t b)
     cc->migrate_pfn = b * PB_PAGES + off;
     if (off >= PB_PAGES && cc->nr_migratepages == 0) {
         if (!cc->ignore_skip) B->skip = 1;
+        update_cached_migrate(cc, (b + 1) * PB_PAGES);
+    } else if (off >= PB_PAGES && cc->finish_pageblock) {
+        /* a finished block moves the cached position past it; its scan began inside the block (no
+           valid_page), so it gets no skip bit */
         update_cached_migrate(cc, (b + 1) * PB_PAGES);
     }
 }
@@ -652,11 +658,18 @@ static int cc_run(Engine *e, CompactControl *cc, int64_t proactive_low, int max_
     while ((ret = compact_finished(e, cc, proactive_low)) == C_CONTINUE) {
         if (max_batches && batches++ >= max_batches) break;
         int64_t iteration_start = cc->migrate_pfn;
+        /* compact_zone() (5.1+, 804d3121ba5f "avoid rescanning the same pageblock multiple times";
+           cc->rescan, named finish_pageblock from 6.3): an iteration that starts in the pageblock where
+           the last isolated batch's iteration started (last_migrated_pfn, cleared by a drain) takes the
+           rest of the block in one batch (the captures' migratepages events: 32, then the block's
+           remaining 200-480, then 32 of the next block) */
+        cc->finish_pageblock = e->p[P_FREE_STRIDE] != 0 && cc->last_migrated >= 0
+                               && cc->last_migrated / PB_PAGES == iteration_start / PB_PAGES;
         if (!isolate_migratepages(e, cc)) { check_drain(e, cc); continue; }   /* reached the free scanner */
         cc->last_migrated = iteration_start;
         int64_t b = cc->mig_b;
         int failed = 0;
-        int64_t touched[COMPACT_CLUSTER_MAX]; int ntouched = 0;   /* target blocks, refreshed once a batch */
+        int64_t touched[PB_PAGES]; int ntouched = 0;   /* target blocks, refreshed once a batch */
         for (int i = 0; i < cc->nr_migratepages; i++) {
             int toff;
             int64_t t = compaction_alloc(e, cc, stride_sampling, &toff);

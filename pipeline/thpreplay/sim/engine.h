@@ -136,7 +136,8 @@ typedef struct {
     int64_t free_pfn;           /* page index the free scanner continues from (scans down) */
     /* isolated free pages: chunks (block, offset, pages) taken off the free lists by the free scanner */
     int64_t fb[CC_FREE_MAX]; int16_t foff[CC_FREE_MAX], fn[CC_FREE_MAX]; int nchunks, nr_freepages;
-    int64_t mig_b; int16_t mig_off[COMPACT_CLUSTER_MAX]; int nr_migratepages;
+    int64_t mig_b; int16_t mig_off[PB_PAGES]; int nr_migratepages;
+    int finish_pageblock;       /* cc->finish_pageblock (cc->rescan up to 6.2): take the rest of the block in one batch */
     int search_order, fast_search_fail;   /* fast_isolate_freepages() / fast_find_migrateblock() state */
     int contended;              /* cc->contended: a lock was contended (async), the run ends at a block boundary */
     int64_t fast_start;         /* fast_start_pfn (block): -1 unset, -2 used (ULONG_MAX) */
