@@ -199,10 +199,10 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpf
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 1 MiB tmpfs: too small for the 2-node capture's dataset."""
+    """A 256 KiB tmpfs: too small for the 2-node capture's dataset (about 0.5 MB)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
     yield mnt
