@@ -6,7 +6,7 @@ these changes (local-only-4.8 covers 4.8 to 5.3-rc4) takes it from the captured 
 
 from __future__ import annotations
 
-from thpreplay.kernel.gfp import parse_release
+from thpreplay.kernel.gfp import form_since, parse_release
 
 # Mel Gorman, "mm, compaction: sample pageblocks for free pages" (4fca9730c51d, merged for 5.1):
 # isolate_freepages() of async compaction looks at one page in COMPACT_CLUSTER_MAX (32) of a pageblock;
@@ -21,3 +21,15 @@ def free_scanner_sampling(release: str | None) -> bool:
     """Whether async compaction's free scanner samples pageblocks; an unknown release is taken as new."""
     version = parse_release(release) if release else None
     return version is None or version >= FREE_SCANNER_SAMPLING_FROM
+
+
+# Where compact_zone() says the last isolated batch was (last_migrated_pfn), which decides whether the
+# next iteration finishes its pageblock (cc->rescan, 804d3121ba5f, 5.1; cc->finish_pageblock from 6.3):
+# 1 (5.1-6.2): the iteration's start pfn; 2 (6.3+, "mm, compaction: finish scanning the current
+# pageblock if requested", f9d7fc1ae334): the start of the pageblock the batch ended in. 0: no rescan.
+FINISH_PAGEBLOCK_FORMS = (((6, 3), 2), ((5, 1), 1))
+
+
+def finish_pageblock_form(release: str | None) -> int:
+    """The form of the rescan in `release`'s compact_zone(); an unknown release is taken as new."""
+    return form_since(release, FINISH_PAGEBLOCK_FORMS, 0)

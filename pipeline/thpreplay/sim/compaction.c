@@ -659,14 +659,17 @@ static int cc_run(Engine *e, CompactControl *cc, int64_t proactive_low, int max_
         if (max_batches && batches++ >= max_batches) break;
         int64_t iteration_start = cc->migrate_pfn;
         /* compact_zone() (5.1+, 804d3121ba5f "avoid rescanning the same pageblock multiple times";
-           cc->rescan, named finish_pageblock from 6.3): an iteration that starts in the pageblock where
-           the last isolated batch's iteration started (last_migrated_pfn, cleared by a drain) takes the
-           rest of the block in one batch (the captures' migratepages events: 32, then the block's
-           remaining 200-480, then 32 of the next block) */
-        cc->finish_pageblock = e->p[P_FREE_STRIDE] != 0 && cc->last_migrated >= 0
+           cc->rescan, named finish_pageblock from 6.3): an iteration that starts in the pageblock of the
+           last isolated batch (last_migrated_pfn, cleared by a drain) takes the rest of the block in one
+           batch (the captures' migratepages events: 32, then the block's remaining 200-480, then 32 of
+           the next block). last_migrated_pfn is the batch's iteration start up to 6.2 and the start of
+           the pageblock the batch ended in from 6.3 (kernel/compaction.py FINISH_PAGEBLOCK_FORMS). */
+        int finish_form = (int)e->p[P_FINISH_FORM];
+        cc->finish_pageblock = finish_form != 0 && cc->last_migrated >= 0
                                && cc->last_migrated / PB_PAGES == iteration_start / PB_PAGES;
         if (!isolate_migratepages(e, cc)) { check_drain(e, cc); continue; }   /* reached the free scanner */
-        cc->last_migrated = iteration_start;
+        cc->last_migrated = finish_form == 2 ? (cc->migrate_pfn - 1) / PB_PAGES * PB_PAGES : iteration_start;
+        if (finish_form == 2 && cc->last_migrated < zone_start_pidx(cc->z)) cc->last_migrated = zone_start_pidx(cc->z);
         int64_t b = cc->mig_b;
         int failed = 0;
         int64_t touched[PB_PAGES]; int ntouched = 0;   /* target blocks, refreshed once a batch */

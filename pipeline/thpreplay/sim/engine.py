@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from thpreplay.kernel.compaction import free_scanner_sampling
+from thpreplay.kernel.compaction import finish_pageblock_form, free_scanner_sampling
 from thpreplay.kernel.gfp import parse_release
 from thpreplay.kernel.page_alloc import pcp_free_form
 from thpreplay.kernel.vmscan import compaction_ready_form
@@ -228,6 +228,8 @@ def _params(params: Params, state: InitialState, sample_ns: int, stall_rule: str
         float(p.watermark_boost_factor), float(compaction_ready_form(release)), float(p.reclaim_round_pages),
         float(p.shuffled_free_lists), float(p.compact_contention), float(p.compact_unevictable_allowed),
         float(pcp_free_form(release)), p.kswapd_wake_us,
+        # the rescan came with 5.1 too: an era wholly before it (sampling False) has none
+        float(finish_pageblock_form(release) if sampling else 0),
     ], dtype=np.float64)
 
 
