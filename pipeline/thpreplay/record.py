@@ -450,7 +450,10 @@ def _open_gate(proc: subprocess.Popen, fifos: dict[str, str], before_tracing: Ca
     finally:
         os.close(ready)
     before_tracing()
-    ctl = os.open(fifos["ctl"], os.O_WRONLY | os.O_NONBLOCK)   # perf holds both fifos open read-write
+    try:   # perf holds both fifos open read-write; if it has just ended, the writer's open fails (ENXIO)
+        ctl = os.open(fifos["ctl"], os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
     ack = os.open(fifos["ack"], os.O_RDONLY | os.O_NONBLOCK)
     try:
         os.write(ctl, b"enable\n")
@@ -485,7 +488,7 @@ def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable
         log("warning: this perf cannot start with its events off (no --control fifo:); the start's snapshots "
             "are taken before its ring buffers are allocated")
         before_tracing()
-    ready = {"ok": True}
+    ready = True
     with tempfile.TemporaryDirectory(prefix="thpreplay-perf-") as fifo_dir, \
             tempfile.TemporaryFile("w+", errors="replace") as messages:  # not -q: perf says when it cannot write
         if gated:
@@ -496,7 +499,8 @@ def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable
             command = ["sh", "-c", GATE_SCRIPT, "thpreplay-gate", fifos["ready"], fifos["gate"], *command]
 
             def started(proc: subprocess.Popen) -> None:
-                ready["ok"] = _open_gate(proc, fifos, before_tracing)
+                nonlocal ready
+                ready = _open_gate(proc, fifos, before_tracing)
         proc = ctrl_c.run(args + ["--", *command], own=True, stderr=messages, started=started if gated else None)
         messages.seek(0)
         err = messages.read()
@@ -510,7 +514,7 @@ def _run_perf(bundle: Path, events: list[str], command: list[str], log: Callable
         raise OSError(0, failed.group(1).strip())
     own_words = ("[ perf record:", "Events disabled", "Events enabled")
     last = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(own_words)]
-    if not (bundle / "perf.data").exists() or not ready["ok"]:
+    if not (bundle / "perf.data").exists() or not ready:
         if ctrl_c.at is not None:
             raise KeyboardInterrupt
         raise RecordError(f"perf record failed: {last[-1] if last else 'no perf.data written'}")

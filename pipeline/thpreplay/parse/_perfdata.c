@@ -924,10 +924,9 @@ static int merge_runs(Reader *r) {
 
 /* The queue in (time, seq) order. It holds what the last flush kept, already in that order, then the
    records queued since, in seq order, every one of them after the kept ones: so a stable sort by time
-   alone gives (time, seq) order. An LSD radix sort, 16 bits a pass, skipping the bits no time differs
-   in (a round spans a few seconds): a few linear passes instead of qsort's n log n calls. */
-static int merge_runs(Reader *r);
-
+   alone gives (time, seq) order. merge_runs() when the queue is a few runs, else an LSD radix sort, 16
+   bits a pass, skipping the bits no time differs in (a round spans a few seconds): a few linear passes
+   instead of qsort's n log n calls. */
 static void sort_queue(Reader *r) {
     size_t n = r->nqueue;
     if (merge_runs(r)) return;
